@@ -12,7 +12,7 @@
 //	conn.go     The accepted, active socket: reads into the loop's shared buffer, hands the
 //	            bytes to the Handler, and bounds what it queues for the peer (backpressure).
 //	handler.go  What a forker replaces: the tuple and echo handlers.
-//	server.go   Config, Listen, Serve, Shutdown: the wiring.
+//	server.go   Config, New, Serve, Shutdown: the wiring.
 //
 // Beside them, addr.go converts socket addresses, tuple.go reads a connection's 5-tuple back
 // from the kernel, and inspect.go reads the accept queue and the descriptor table, which is

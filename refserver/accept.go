@@ -1,0 +1,139 @@
+//go:build linux
+
+package refserver
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// acceptBatch bounds the accepts of one wake-up, so that a flood of new connections cannot
+// starve the loop's established ones.
+const acceptBatch = 64
+
+// listenerPause is how long a loop stops watching the listener when it can neither accept
+// nor shed (no spare descriptor): long enough not to spin, short enough to serve again soon.
+const listenerPause = 50 * time.Millisecond
+
+// admission is the server's policy at the door, shared by all loops.
+type admission struct {
+	// maxConns caps open connections (0: no cap). Past it a connection is accepted and closed
+	// at once: the client gets FIN rather than waiting in a full accept queue.
+	maxConns int64
+	// open counts connections held by all loops; admit and release keep it exact.
+	open atomic.Int64
+	// spare is a descriptor (/dev/null) held in reserve for EMFILE; -1 while spent.
+	spare   int
+	spareMu sync.Mutex
+	// The counters the stats line prints: a flood of sheds or refusals shows up here, and in
+	// at most one log line a second.
+	accepted, closed, shed, refused atomic.Uint64
+}
+
+// --8<-- [start:accept]
+
+// acceptFrom drains a readable listener: accept4 until the queue is empty (EAGAIN) or the
+// batch is done; level-triggered epoll reports the listener again if more wait.
+func (l *loop) acceptFrom(lfd int) {
+	s := l.srv
+	for range acceptBatch {
+		fd, peer, err := Accept(lfd)
+		switch {
+		case err == nil:
+			if s.adm.admit() {
+				l.register(fd, peer)
+				continue
+			}
+			// Over -max-conns: the handshake is long done, so the polite answer is FIN.
+			unix.Close(fd)
+			s.logEvery(&s.rlRefused, "refused %s: %d connections open (-max-conns)", peer, s.adm.maxConns)
+		case errors.Is(err, unix.EAGAIN):
+			return
+		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+			// ECONNABORTED: the client reset while queued; take the next one.
+		case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
+			if !s.adm.shedOne(lfd, s) {
+				// No spare to spend: leave the connection queued and stop watching the
+				// listener for a moment, or level-triggered epoll would report it readable
+				// again at once and the loop would spin.
+				if err := l.listen(false); err == nil {
+					l.resumeAt = l.now + int64(listenerPause)
+				}
+				return
+			}
+		default:
+			s.logEvery(&s.rlErr, "%v", err)
+			return
+		}
+	}
+}
+
+// --8<-- [end:accept]
+
+// admit counts a new connection in, unless the cap is reached.
+func (a *admission) admit() bool {
+	if n := a.open.Add(1); a.maxConns > 0 && n > a.maxConns {
+		a.open.Add(-1)
+		a.refused.Add(1)
+		return false
+	}
+	a.accepted.Add(1)
+	return true
+}
+
+func (a *admission) release() {
+	a.open.Add(-1)
+	a.closed.Add(1)
+}
+
+// --8<-- [start:spare]
+
+// shedOne answers EMFILE the way the article thinks the kernel does. The kernel does not:
+// accept4 failed, the connection is still queued, and the client has heard nothing. So we
+// free the spare descriptor, accept the connection with it, close it (the client reads FIN,
+// end of stream), and take the spare back. It reports false when even that failed.
+func (a *admission) shedOne(lfd int, s *Server) bool {
+	a.spareMu.Lock()
+	defer a.spareMu.Unlock()
+	if a.spare < 0 && !a.takeSpareLocked() {
+		return false
+	}
+	unix.Close(a.spare)
+	a.spare = -1
+	fd, peer, err := Accept(lfd)
+	if err == nil {
+		unix.Close(fd)
+		a.shed.Add(1)
+		soft, _, _ := DescriptorLimit()
+		s.logEvery(&s.rlShed, "shed %s: accept4 failed with EMFILE (RLIMIT_NOFILE %d in use); accepted it on the spare descriptor and closed it, so the client sees FIN", peer, soft)
+	}
+	// Another loop may take the freed number first; then the spare waits for retakeSpare.
+	a.takeSpareLocked()
+	// EAGAIN: another loop took the connection. Only a second EMFILE means we are stuck.
+	return err == nil || errors.Is(err, unix.EAGAIN)
+}
+
+func (a *admission) takeSpareLocked() bool {
+	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	a.spare = fd
+	return true
+}
+
+// --8<-- [end:spare]
+
+// retakeSpare tries again to hold a spare descriptor, after one was lost to a race.
+func (a *admission) retakeSpare() {
+	a.spareMu.Lock()
+	defer a.spareMu.Unlock()
+	if a.spare < 0 {
+		a.takeSpareLocked()
+	}
+}

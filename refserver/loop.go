@@ -1,0 +1,419 @@
+//go:build linux
+
+package refserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loop is one epoll instance and the goroutine that waits on it. A connection lives its
+// whole life on the loop that accepted it, so nothing here needs a lock.
+type loop struct {
+	id  int
+	srv *Server
+	// epfd is the epoll instance: one descriptor whose readiness list the kernel keeps for
+	// every socket registered with it, so one epoll_wait serves thousands of connections.
+	epfd int
+	// wakefd is an eventfd in the epoll set; Shutdown writes it so that epoll_wait returns.
+	wakefd int
+	// listeners are the passive sockets this loop accepts from: the server's one listener,
+	// shared by every loop, or with SO_REUSEPORT a listener of the loop's own.
+	listeners []int
+	// listening says whether the listeners are in the epoll set. They leave it on EMFILE
+	// when no spare descriptor is left (see accept.go) and at shutdown.
+	listening bool
+	// resumeAt is when paused listeners go back into the epoll set (loop clock).
+	resumeAt int64
+	// conns is indexed by descriptor: the kernel hands out the lowest free number, so the
+	// slice stays dense and a lookup is one index, not a map probe.
+	conns  []*Conn
+	nconns int
+	// buf is the one read buffer of the loop: a read goes into it, the Handler sees it, and
+	// nothing is kept per connection unless the peer is slow to read what we write.
+	buf    []byte
+	events []unix.EpollEvent
+	// now is the clock read once per epoll_wait return; connections take their
+	// timestamps from it instead of calling time.Now per read.
+	now int64
+	// idleHead and idleTail thread every Conn by last activity, least recent first.
+	idleHead, idleTail *Conn
+	draining           bool
+}
+
+const (
+	readBufferSize = 64 << 10 // one read(2) at most; also the most a loop reads before answering
+	eventBatch     = 256      // events taken per epoll_wait
+)
+
+func newLoop(id int, srv *Server, listeners []int) (*loop, error) {
+	l := &loop{id: id, srv: srv, epfd: -1, wakefd: -1, listeners: listeners,
+		buf: make([]byte, readBufferSize), events: make([]unix.EpollEvent, eventBatch)}
+	var err error
+	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if l.wakefd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err != nil {
+		l.close()
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	if err = l.ctl(unix.EPOLL_CTL_ADD, l.wakefd, unix.EPOLLIN); err != nil {
+		l.close()
+		return nil, err
+	}
+	if err = l.listen(true); err != nil {
+		l.close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *loop) ctl(op, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(l.epfd, op, fd, &ev))
+}
+
+// --8<-- [start:listenerevents]
+
+// listen puts the listeners into the epoll set or takes them out.
+func (l *loop) listen(on bool) error {
+	if on == l.listening {
+		return nil
+	}
+	for _, fd := range l.listeners {
+		var err error
+		if on {
+			// Level-triggered: the listener stays readable while its accept queue is not
+			// empty, so a connection left in the queue is reported again. EPOLLEXCLUSIVE:
+			// when loops share one listener, the kernel wakes one of them per connection,
+			// not all (the thundering herd, Linux 4.5+).
+			ev := uint32(unix.EPOLLIN)
+			if !l.srv.cfg.ReusePort {
+				ev |= unix.EPOLLEXCLUSIVE
+			}
+			err = l.ctl(unix.EPOLL_CTL_ADD, fd, ev)
+		} else {
+			err = l.ctl(unix.EPOLL_CTL_DEL, fd, 0)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	l.listening = on
+	return nil
+}
+
+// --8<-- [end:listenerevents]
+
+func (l *loop) isListener(fd int) bool {
+	for _, lfd := range l.listeners {
+		if fd == lfd {
+			return true
+		}
+	}
+	return false
+}
+
+// --8<-- [start:run]
+
+// run is the event loop: wait, dispatch, expire, repeat, until a shutdown has drained
+// every connection of the loop.
+func (l *loop) run() error {
+	// One loop, one thread: epoll_wait blocks this thread in the kernel, and keeping the
+	// goroutine on it spares the scheduler a hand-off per wake-up.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for {
+		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
+		if err != nil && err != unix.EINTR {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		l.now = time.Now().UnixNano()
+		for _, ev := range l.events[:max(n, 0)] {
+			fd := int(ev.Fd)
+			switch {
+			case fd == l.wakefd:
+				l.wake()
+			case l.isListener(fd):
+				l.acceptFrom(fd)
+			case fd < len(l.conns) && l.conns[fd] != nil:
+				l.serve(l.conns[fd], ev.Events)
+			}
+		}
+		l.expire()
+		if l.draining && l.nconns == 0 {
+			return nil
+		}
+	}
+}
+
+// serve handles one connection's readiness. Output first: a connection in backpressure is
+// registered for EPOLLOUT only, and reading resumes once what it owes the peer is sent.
+func (l *loop) serve(c *Conn, events uint32) {
+	if len(c.out) > 0 && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		if c.flush() {
+			l.wantReadable(c)
+		}
+	}
+	if c.state&stWantOut == 0 && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		l.read(c)
+	}
+	l.settle(c)
+}
+
+// --8<-- [end:run]
+
+// --8<-- [start:read]
+
+func (l *loop) read(c *Conn) {
+	n, err := unix.Read(c.fd, l.buf)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+		// Another loop cannot have taken it, but a wake-up without data is legal.
+	case err != nil:
+		c.fail(err) // ECONNRESET: the peer sent RST; ETIMEDOUT: retransmissions gave up
+	case n == 0:
+		// End of stream: the peer's FIN. Whatever we still owe it is sent, then we close,
+		// and the kernel sends our FIN.
+		c.state |= stPeerDone | stClosing
+	case c.state&stWrShut != 0:
+		l.touch(c) // we already said goodbye; the peer's late bytes are read and dropped
+	default:
+		l.touch(c)
+		l.srv.handler.OnData(c, l.buf[:n])
+	}
+}
+
+// --8<-- [end:read]
+
+// settle closes what is finished after a callback: a failed connection at once, a closing
+// one once its output is sent.
+func (l *loop) settle(c *Conn) {
+	switch {
+	case c.state&stClosed != 0:
+	case c.err != nil:
+		l.closeConn(c, c.err)
+	case c.state&stClosing != 0 && len(c.out) == 0:
+		if c.state&stPeerDone != 0 {
+			l.closeConn(c, nil)
+			return
+		}
+		if c.state&stWrShut == 0 {
+			// We end first, and the peer may still be sending. close(2) on a socket with
+			// unread data sends RST, and a peer that gets RST may lose the data we sent
+			// before it. So: shutdown(SHUT_WR) sends FIN now, and we read and drop until the
+			// peer's FIN (a lingering close), or until the idle timeout or shutdown deadline.
+			if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
+				l.closeConn(c, os.NewSyscallError("shutdown", err))
+				return
+			}
+			c.state |= stWrShut
+			l.wantReadable(c)
+		}
+	}
+}
+
+// --8<-- [start:backpressure]
+
+// wantWritable stops reading c and waits for room in its send buffer (EPOLLOUT).
+func (l *loop) wantWritable(c *Conn) {
+	if c.state&stWantOut != 0 {
+		return
+	}
+	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLOUT); err != nil {
+		c.fail(err)
+		return
+	}
+	c.state |= stWantOut
+}
+
+// wantReadable goes back to reading c once its output is sent.
+func (l *loop) wantReadable(c *Conn) {
+	if c.state&stWantOut == 0 {
+		return
+	}
+	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLIN); err != nil {
+		c.fail(err)
+		return
+	}
+	c.state &^= stWantOut
+}
+
+// --8<-- [end:backpressure]
+
+// register adopts an accepted descriptor.
+func (l *loop) register(fd int, peer netip.AddrPort) {
+	c := &Conn{fd: fd, loop: l, peer: peer, lastActive: l.now}
+	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
+		unix.Close(fd)
+		l.srv.adm.release()
+		l.srv.logEvery(&l.srv.rlErr, "epoll_ctl(ADD, %d): %v; connection from %s closed", fd, err, peer)
+		return
+	}
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]*Conn, max(len(l.conns), 64))...)
+	}
+	l.conns[fd] = c
+	l.nconns++
+	l.linkIdle(c)
+	l.srv.opened(c)
+	l.srv.handler.OnOpen(c)
+	if l.draining {
+		c.state |= stClosing
+	}
+	l.settle(c)
+}
+
+// closeConn releases the descriptor. close(2) also takes it out of the epoll set, since no
+// other descriptor refers to the socket.
+func (l *loop) closeConn(c *Conn, err error) {
+	if c.state&stClosed != 0 {
+		return
+	}
+	l.unlinkIdle(c)
+	l.conns[c.fd] = nil
+	l.nconns--
+	l.srv.closing(c, err) // logs the tuple while getsockname still answers
+	unix.Close(c.fd)
+	c.state |= stClosed
+	c.out = nil
+	l.srv.adm.release()
+	l.srv.handler.OnClose(c, err)
+}
+
+// --8<-- [start:idle]
+
+// touch marks c active now: it moves to the tail of the idle list, so the head is always
+// the connection that has been quiet longest.
+func (l *loop) touch(c *Conn) {
+	c.lastActive = l.now
+	if l.idleTail != c {
+		l.unlinkIdle(c)
+		l.linkIdle(c)
+	}
+}
+
+// expire closes connections idle for longer than Config.IdleTimeout, puts paused
+// listeners back, and at the shutdown deadline closes what is left.
+func (l *loop) expire() {
+	if l.draining && l.now >= l.srv.deadline.Load() {
+		for c := l.idleHead; c != nil; c = l.idleHead {
+			l.closeConn(c, ErrShutdown)
+		}
+		return
+	}
+	if !l.listening && !l.draining && l.now >= l.resumeAt {
+		l.srv.adm.retakeSpare()
+		if err := l.listen(true); err != nil {
+			l.srv.logEvery(&l.srv.rlErr, "loop %d: cannot watch the listener again: %v", l.id, err)
+			l.resumeAt = l.now + int64(listenerPause)
+		}
+	}
+	idle := int64(l.srv.cfg.IdleTimeout)
+	for c := l.idleHead; idle > 0 && c != nil && l.now-c.lastActive >= idle; c = l.idleHead {
+		l.closeConn(c, ErrIdle)
+	}
+}
+
+// timeout is how long epoll_wait may sleep: until the next idle expiry, listener resume or
+// shutdown deadline, in milliseconds rounded up; -1 when nothing is due.
+func (l *loop) timeout() int {
+	next := int64(-1)
+	due := func(t int64) {
+		if next < 0 || t < next {
+			next = t
+		}
+	}
+	if idle := int64(l.srv.cfg.IdleTimeout); idle > 0 && l.idleHead != nil {
+		due(l.idleHead.lastActive + idle)
+	}
+	if !l.listening && !l.draining {
+		due(l.resumeAt)
+	}
+	if l.draining {
+		due(l.srv.deadline.Load())
+	}
+	if next < 0 {
+		return -1
+	}
+	wait := next - time.Now().UnixNano()
+	if wait <= 0 {
+		return 0
+	}
+	return int((wait + int64(time.Millisecond) - 1) / int64(time.Millisecond))
+}
+
+// --8<-- [end:idle]
+
+func (l *loop) linkIdle(c *Conn) {
+	c.prev, c.next = l.idleTail, nil
+	if l.idleTail != nil {
+		l.idleTail.next = c
+	} else {
+		l.idleHead = c
+	}
+	l.idleTail = c
+}
+
+func (l *loop) unlinkIdle(c *Conn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if l.idleHead == c {
+		l.idleHead = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else if l.idleTail == c {
+		l.idleTail = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+// wake reads the eventfd and starts the drain when the server is shutting down.
+func (l *loop) wake() {
+	var b [8]byte
+	unix.Read(l.wakefd, b[:])
+	if l.draining || !l.srv.shuttingDown() {
+		return
+	}
+	l.draining = true
+	if err := l.listen(false); err != nil {
+		l.srv.logEvery(&l.srv.rlErr, "loop %d: %v", l.id, err)
+	}
+	// The numbers will be closed and reused for connections: forget them.
+	l.listeners = nil
+	l.srv.listenersOff.Done()
+	// Every connection gets one last read, so what the kernel already received is answered,
+	// then ends once its output is sent.
+	// (By descriptor, not by the idle list: a read moves its Conn to the list's tail.)
+	for _, c := range l.conns {
+		if c == nil {
+			continue
+		}
+		if c.state&stWantOut == 0 {
+			l.read(c)
+		}
+		c.state |= stClosing
+		l.settle(c)
+	}
+}
+
+func (l *loop) wakeup() {
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], 1)
+	unix.Write(l.wakefd, b[:])
+}
+
+func (l *loop) close() {
+	if l.wakefd >= 0 {
+		unix.Close(l.wakefd)
+	}
+	if l.epfd >= 0 {
+		unix.Close(l.epfd)
+	}
+}
