@@ -1,0 +1,193 @@
+// Package specs proves, on the reader's own kernel, each claim of the article
+// "Understanding socket and port in TCP". The proofs are the Ginkgo specs of this directory
+// (go test ./specs), one file per chapter; this file is the registry they prove: every claim
+// of ../shared/claims.md with the article's own words and the verdict. It imports nothing
+// but the standard library, so that a docs generator can read it without the test harness.
+package specs
+
+// Verdict is what the kernel says of a claim.
+type Verdict string
+
+const (
+	True      Verdict = "true"      // the kernel does what the article says
+	Qualified Verdict = "qualified" // true as far as it goes; the kernel shows what it leaves out
+	Corrected Verdict = "corrected" // wrong, or out of date: the spec proves what is true instead
+)
+
+// Chapter is one of the article's questions, as the chapters and the specs' Describe name it.
+type Chapter struct {
+	Number int    `json:"number"`
+	Title  string `json:"title"`
+}
+
+// The chapters, in the article's order. Each spec file's Describe is named by Title.
+var (
+	FiveTuple      = Chapter{1, "What defines a unique connection?"}
+	OnePort        = Chapter{2, "Does TCP listen on one port and talk on another?"}
+	Limits         = Chapter{3, "How many concurrent connections can a server handle?"}
+	Backlog        = Chapter{4, "Concurrent connection requests vs concurrent open connections"}
+	Handshake      = Chapter{5, "Why is a connection rejected after a successful handshake?"}
+	ActivePassive  = Chapter{6, "Active and passive sockets"}
+	Chapters       = []Chapter{FiveTuple, OnePort, Limits, Backlog, Handshake, ActivePassive}
+	ProvenChapters = map[int]bool{
+		// The chapters that have their spec files. For these the suite insists that every
+		// registered claim has a passing spec; add a chapter's number when its file lands,
+		// and the check covers it (specs_suite_test.go, auditReport).
+		FiveTuple.Number: true,
+		OnePort.Number:   true,
+	}
+)
+
+// Claim is one claim of the article. A spec that proves it carries the label "claim:"+ID.
+type Claim struct {
+	ID      string  `json:"id"`
+	Chapter Chapter `json:"chapter"`
+	Quote   string  `json:"quote"` // the article's words, verbatim, its spelling and typography kept
+	Verdict Verdict `json:"verdict"`
+	Why     string  `json:"why"` // one sentence: what the kernel really does
+}
+
+// Label is the Ginkgo label of the specs that prove the claim.
+func (c Claim) Label() string { return "claim:" + c.ID }
+
+// Claims is every claim of claims.md, in its order.
+var Claims = []Claim{
+	{
+		ID: "tuple.identity", Chapter: FiveTuple, Verdict: True,
+		Quote: "There are 5 elements that identify a connection.",
+		Why: "The kernel names a connection by protocol, local address and port, remote address and port: " +
+			"two connections from one client to one listener differ only in the client's port, " +
+			"and the server's end reads the same tuple mirrored.",
+	},
+	{
+		ID: "tuple.unique", Chapter: FiveTuple, Verdict: True,
+		Quote: "What defines a unique connection ?",
+		Why: "No two TCP connections share a 4-tuple: a second socket on the same address and port " +
+			"cannot connect to the same destination (EADDRNOTAVAIL) but can connect to another port, " +
+			"because that changes the tuple.",
+	},
+	{
+		ID: "tuple.protocol", Chapter: FiveTuple, Verdict: Qualified,
+		Quote: "Protocol. This is often omitted as it is understood that we are talking about TCP, which leaves 4.",
+		Why: "Leaving the protocol out is safe only while everything is TCP: the kernel keeps TCP and UDP ports apart, " +
+			"so a TCP and a UDP socket hold the same port number at once, each with its own traffic.",
+	},
+	{
+		ID: "port.same", Chapter: OnePort, Verdict: True,
+		Quote: "TCP listens on 1 port and talk on that same port.",
+		Why: "Every socket accept() returns has the listener's own address and port as its local end; " +
+			"connections are told apart by the client's address and port, not by a new server port.",
+	},
+	{
+		ID: "port.ephemeral", Chapter: OnePort, Verdict: Qualified,
+		Quote: "It’s the client OS that must generate different random source ports, so that server can see them as unique connections",
+		Why: "The client's kernel picks each source port at connect(), a distinct one from net.ipv4.ip_local_port_range, " +
+			"but not uniformly at random: it walks the range from a per-destination offset in small random steps, even ports first.",
+	},
+	{
+		ID: "limit.many-per-port", Chapter: Limits, Verdict: True,
+		Quote: "A single listening port can accept more than one connection simultaneously.",
+		Why: "Connections are told apart by their 4-tuple, so one listening port holds thousands of established " +
+			"connections at once, all with the same local port.",
+	},
+	{
+		ID: "limit.per-destination", Chapter: Limits, Verdict: Corrected,
+		Quote: "Ports are 16-bit numbers, therefore the maximum number of connections any given client can have to any given host port is 64K.",
+		Why: "The limit is the client's ephemeral range per source address, destination address and port, " +
+			"28,232 ports by default (32768-60999), not 64K; past it connect() fails with EADDRNOTAVAIL.",
+	},
+	{
+		ID: "limit.multiply", Chapter: Limits, Verdict: True,
+		Quote: "if the server has multiple ports or either is multi-homed then you can multiply that further",
+		Why: "The range is spent per destination: another server port, another server address or another " +
+			"client address gives a fresh set of source ports.",
+	},
+	{
+		ID: "limit.fd", Chapter: Limits, Verdict: True,
+		Quote: "So the real limit is file descriptors.",
+		Why: "Each accepted connection costs the server one descriptor and no port, so RLIMIT_NOFILE stops " +
+			"accept() with EMFILE long before the port space runs out.",
+	},
+	{
+		ID: "limit.fd-config", Chapter: Limits, Verdict: Qualified,
+		Quote: "The maximum limit is typically up over 300K, but is configurable e.g. with sysctl",
+		Why: "A process's limit is RLIMIT_NOFILE, raised with setrlimit up to its hard limit and no further " +
+			"without CAP_SYS_RESOURCE; sysctl sets only the ceilings fs.nr_open and fs.file-max.",
+	},
+	{
+		ID: "backlog.queue", Chapter: Backlog, Verdict: True,
+		Quote: "When clients want to make TCP connection with server, this request will be queued in server ‘s backlog queue.",
+		Why: "connect() completes while the server never calls accept(): the kernel finishes the handshake and " +
+			"queues the connection, and TCP_INFO on the listener shows the queue's length and limit.",
+	},
+	{
+		ID: "backlog.size", Chapter: Backlog, Verdict: Corrected,
+		Quote: "This backlog queue size is small (about 5–10)",
+		Why: "The queue holds backlog+1 connections, whatever listen() asked for up to net.core.somaxconn " +
+			"(4096 by default since Linux 5.4), which silently caps a larger backlog.",
+	},
+	{
+		ID: "backlog.full", Chapter: Backlog, Verdict: Qualified,
+		Quote: "this size limits the number of concurrent connection requests",
+		Why: "A full queue delays requests rather than refusing them: the kernel drops the next SYN without a reply, " +
+			"and the client completes after its SYN is retransmitted once the server has accepted one.",
+	},
+	{
+		ID: "backlog.open-vs-pending", Chapter: Backlog, Verdict: True,
+		Quote: "The number of concurrent open connections is limited by server ‘s resources allocated for file descriptor.",
+		Why: "A listener with a backlog of 1 that keeps accepting holds a thousand open connections: " +
+			"the backlog bounds only the connections waiting for accept().",
+	},
+	{
+		ID: "handshake.before-accept", Chapter: Handshake, Verdict: True,
+		Quote: "it will then response with SYN, ACK, hence cause successful TCP handshake. But this request are stills in backlog queue.",
+		Why: "The kernel completes the three-way handshake, and takes the client's first data, before the server " +
+			"calls accept(), which only hands over a finished connection.",
+	},
+	{
+		ID: "handshake.emfile-queued", Chapter: Handshake, Verdict: Corrected,
+		Quote: "then when server calls accept, then it realizes that there are no file descriptors available to be the allocated for the socket and fails the accept call and the TCP connection sending a FIN to other side",
+		Why: "When accept() fails with EMFILE the kernel sends nothing and keeps the connection queued, so the next " +
+			"accept() after a descriptor is freed returns that very connection.",
+	},
+	{
+		ID: "handshake.shed", Chapter: Handshake, Verdict: Qualified,
+		Quote: "fails the accept call and the TCP connection sending a FIN to other side",
+		Why: "The FIN is a server's choice, not the kernel's: refserver frees a spare descriptor on EMFILE, accepts " +
+			"and closes the connection, so the client reads end-of-stream and the server does not spin.",
+	},
+	{
+		ID: "passive.no-data", Chapter: ActivePassive, Verdict: True,
+		Quote: "A passive socket is not connected, but rather awaits an incoming connection",
+		Why: "A listening socket has no peer: read and getpeername fail with ENOTCONN, send fails with EPIPE, " +
+			"and SO_ACCEPTCONN reads 1 on it and 0 on a connected socket.",
+	},
+	{
+		ID: "passive.spawns-active", Chapter: ActivePassive, Verdict: True,
+		Quote: "which will spawn a new active socket once a connection is established",
+		Why: "Each accept() returns a new descriptor for a connected, active socket while the listener goes on " +
+			"listening: N connections hold N+1 descriptors.",
+	},
+	{
+		ID: "passive.one-per-port", Chapter: ActivePassive, Verdict: True,
+		Quote: "Each port can have a single passive socket binded to it",
+		Why: "For one local address and port, without SO_REUSEPORT, a second listener's bind fails with " +
+			"EADDRINUSE, even with SO_REUSEADDR on both.",
+	},
+	{
+		ID: "passive.shared-port", Chapter: ActivePassive, Verdict: Qualified,
+		Quote: "Each port can have a single passive socket binded to it, awaiting incoming connections",
+		Why: "Listeners on different local addresses share a port number, and with SO_REUSEPORT a group of " +
+			"listeners shares one address and port, the kernel spreading connections by a hash of the tuple.",
+	},
+}
+
+// Lookup finds a registered claim by its id.
+func Lookup(id string) (Claim, bool) {
+	for _, c := range Claims {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return Claim{}, false
+}

@@ -1,0 +1,63 @@
+//go:build linux
+
+package lab
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
+
+	"portproof/refserver"
+)
+
+// PortRangeSysctl is where the kernel keeps the ephemeral port range. Despite "ipv4" in
+// its name it is the range for IPv6 sockets too, and like every net.* setting it belongs to
+// the network namespace: the specs read it, never write it.
+const PortRangeSysctl = "net.ipv4.ip_local_port_range"
+
+// PortRange is the range the kernel picks a source port from when connect(2) runs on an
+// unbound socket, and a port for bind(2) to port 0.
+type PortRange struct {
+	Low    uint16 `json:"low"`
+	High   uint16 `json:"high"`
+	Size   int    `json:"size"`   // High-Low+1: 28,232 with the default 32768-60999
+	Sysctl string `json:"sysctl"` // where it was read: net.ipv4.ip_local_port_range
+}
+
+// Contains tells whether p is inside the range, both ends included.
+func (r PortRange) Contains(p uint16) bool { return r.Low <= p && p <= r.High }
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d (%d ports)", r.Low, r.High, r.Size) }
+
+// LocalPortRange reads net.ipv4.ip_local_port_range with refserver.Sysctl, from
+// /proc/sys/net/ipv4/ip_local_port_range: two numbers, the lowest and the highest port.
+func LocalPortRange() PortRange {
+	ginkgo.GinkgoHelper()
+	v, err := refserver.Sysctl(PortRangeSysctl)
+	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "read %s", PortRangeSysctl)
+	r, err := parsePortRange(v)
+	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "parse %s", PortRangeSysctl)
+	return r
+}
+
+func parsePortRange(v string) (PortRange, error) {
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return PortRange{}, fmt.Errorf("%q: want two numbers", v)
+	}
+	lo, err := strconv.ParseUint(f[0], 10, 16)
+	if err != nil {
+		return PortRange{}, err
+	}
+	hi, err := strconv.ParseUint(f[1], 10, 16)
+	if err != nil {
+		return PortRange{}, err
+	}
+	if lo > hi {
+		return PortRange{}, fmt.Errorf("%q: low above high", v)
+	}
+	return PortRange{Low: uint16(lo), High: uint16(hi), Size: int(hi-lo) + 1, Sysctl: PortRangeSysctl}, nil
+}

@@ -1,0 +1,32 @@
+//go:build linux
+
+package lab
+
+import (
+	"os"
+	"strconv"
+
+	"github.com/onsi/ginkgo/v2"
+)
+
+// InCI tells whether this run is CI's: .ci/run is started with CI=true.
+func InCI() bool {
+	ci, _ := strconv.ParseBool(os.Getenv("CI"))
+	return ci
+}
+
+// Require states a precondition of a proof that a machine may lack: a usable ::1, a
+// privilege, a kernel feature. When ok is false the spec stops with why, one line that
+// names what is missing. On a developer's machine that is a Skip. Under CI=true it is a
+// failure, because CI never skips: a proof that did not run proved nothing, and a green CI
+// must mean every claim was shown on that kernel.
+func Require(ok bool, why string) {
+	ginkgo.GinkgoHelper()
+	if ok {
+		return
+	}
+	if InCI() {
+		ginkgo.Fail("CI never skips, and this proof could not run: " + why)
+	}
+	ginkgo.Skip(why)
+}

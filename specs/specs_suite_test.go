@@ -1,0 +1,138 @@
+//go:build linux
+
+package specs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/reporters"
+	"github.com/onsi/ginkgo/v2/types"
+	. "github.com/onsi/gomega"
+
+	"portproof/specs/lab"
+)
+
+func TestMain(m *testing.M) {
+	// A proof that needs a private network namespace re-executes this test binary as its
+	// child; the child runs that proof and exits here, before any spec.
+	lab.RunChildIfAsked()
+	os.Exit(m.Run())
+}
+
+func TestSpecs(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "portproof: the article's claims, proven")
+}
+
+// ReportAfterSuite runs once, after every spec, with the whole suite's report: it holds
+// the suite to its rules, then writes the report that the proof page is generated from.
+var _ = ReportAfterSuite("the proof report", func(r Report) {
+	problems := auditReport(r, lab.InCI())
+	if len(problems) > 0 {
+		// Written into the report too, so that a page built from it cannot show green.
+		r.SuiteSucceeded = false
+		r.SpecialSuiteFailureReasons = append(r.SpecialSuiteFailureReasons, problems...)
+	}
+	path, err := reportPath()
+	Expect(err).NotTo(HaveOccurred())
+	Expect(os.MkdirAll(filepath.Dir(path), 0o755)).To(Succeed())
+	Expect(reporters.GenerateJSONReport(r, path)).To(Succeed())
+	fmt.Fprintf(GinkgoWriter, "proof report: %s\n", path)
+	if len(problems) > 0 {
+		Fail(strings.Join(problems, "\n"))
+	}
+})
+
+// auditReport checks the rules that no single spec can check of itself:
+//   - every claim:<id> label names a claim registered in claims.go;
+//   - under CI nothing is skipped or pending (lab.Require already fails under CI; this
+//     catches a bare Skip, a PIt, a Pending container);
+//   - every claim of a proven chapter has at least one passing spec.
+func auditReport(r Report, ci bool) []string {
+	var problems []string
+	passed := map[string]bool{}
+	for _, spec := range r.SpecReports {
+		if !spec.LeafNodeType.Is(types.NodeTypeIt) {
+			continue
+		}
+		name := spec.FullText()
+		for _, label := range spec.Labels() {
+			id, ok := strings.CutPrefix(label, "claim:")
+			if !ok {
+				continue
+			}
+			if _, known := Lookup(id); !known {
+				problems = append(problems, fmt.Sprintf("%q (%s) is labelled %s, which claims.go does not register", name, spec.LeafNodeLocation, label))
+			}
+			if spec.State.Is(types.SpecStatePassed) {
+				passed[id] = true
+			}
+		}
+		if ci && spec.State.Is(types.SpecStateSkipped|types.SpecStatePending) {
+			why := spec.Failure.Message
+			if why == "" {
+				why = "not run"
+			}
+			problems = append(problems, fmt.Sprintf("CI never skips: %q was %s: %s", name, spec.State, why))
+		}
+	}
+	// With a focus or a label filter only part of the suite ran, on purpose: the claims it
+	// left out are not missing their proofs.
+	if filtered(r) {
+		return problems
+	}
+	for _, c := range Claims {
+		if ProvenChapters[c.Chapter.Number] && !passed[c.ID] {
+			problems = append(problems, fmt.Sprintf("claim %s (chapter %d) has no passing spec labelled %s", c.ID, c.Chapter.Number, c.Label()))
+		}
+	}
+	return problems
+}
+
+func filtered(r Report) bool {
+	c := r.SuiteConfig
+	return r.SuiteHasProgrammaticFocus || c.LabelFilter != "" ||
+		len(c.FocusStrings)+len(c.SkipStrings)+len(c.FocusFiles)+len(c.SkipFiles) > 0
+}
+
+// reportPath is $PORTPROOF_REPORT, a relative one taken from the repository's root, or else
+// build/proof-report.json under that root.
+func reportPath() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	p := os.Getenv("PORTPROOF_REPORT")
+	if p == "" {
+		p = filepath.Join("build", "proof-report.json")
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(root, p)
+	}
+	return p, nil
+}
+
+// repoRoot is the nearest directory above the working directory that holds go.mod. go test
+// runs a package's tests in the package's own directory, here specs/.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: run the specs with go test")
+		}
+		dir = parent
+	}
+}
