@@ -83,7 +83,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return n, err
 		}
 		if n > 0 {
-			c.lastActive = c.loop.now
+			c.loop.touch(c) // progress: to the idle list's tail, as in flush
 		}
 		if n == len(p) {
 			return n, nil
@@ -144,7 +144,11 @@ func (c *Conn) flush() bool {
 		return false
 	}
 	if n > 0 {
-		c.lastActive = c.loop.now
+		// Progress is activity. touch, not lastActive alone: it also moves c to the idle
+		// list's tail. Left at the head, a connection that only takes bytes (it sends
+		// nothing, so read never touches it) stops expire there, and every silent
+		// connection behind it outlives IdleTimeout for as long as this one keeps taking.
+		c.loop.touch(c)
 	}
 	if n < len(c.out) {
 		// Keep the unsent tail at the front; the buffer is reused, not regrown.
