@@ -302,6 +302,9 @@ func (l *loop) touch(c *Conn) {
 // listeners back, and at the shutdown deadline closes what is left.
 func (l *loop) expire() {
 	if l.draining && l.now >= l.srv.deadline.Load() {
+		if l.idleHead != nil {
+			l.srv.cut.Store(true)
+		}
 		for c := l.idleHead; c != nil; c = l.idleHead {
 			l.closeConn(c, ErrShutdown)
 		}

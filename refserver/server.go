@@ -60,6 +60,7 @@ type Server struct {
 
 	state        atomic.Int32 // stateServing, then stateDraining
 	deadline     atomic.Int64 // when draining loops close what is left (unix nanoseconds)
+	cut          atomic.Bool  // a loop closed connections at the deadline instead of draining them
 	listenersOff sync.WaitGroup
 	serveOnce    sync.Once
 	done         chan struct{} // closed when every loop has returned
@@ -255,15 +256,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	select {
 	case <-s.done:
-		return nil
 	case <-ctx.Done():
 		s.deadline.Store(0)
 		for _, l := range s.loops {
 			l.wakeup()
 		}
 		<-s.done
-		return ctx.Err()
 	}
+	if !s.cut.Load() {
+		return nil
+	}
+	// The loops watch the same deadline on their own clock, and may close what is left a
+	// moment before ctx's timer fires: ctx.Err() can still be nil then, and done can win
+	// the select above. What was closed, not which came first, decides the answer.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }
 
 // --8<-- [end:shutdown]
