@@ -5,7 +5,101 @@
 // private network namespace of its own.
 package lab
 
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
 // RunChildIfAsked is called first thing by the specs' TestMain. When the test binary was
 // re-executed as a sandboxed child (see sandbox.go) it runs the requested proof there and
 // exits; otherwise it returns at once.
-func RunChildIfAsked() {}
+func RunChildIfAsked() {
+	hookCalled.Store(true)
+	if os.Getenv(childEnv) == "" {
+		return
+	}
+	inChild.Store(true)
+	// A function that starts the test binary again must not make another child by accident.
+	os.Unsetenv(childEnv)
+	resp := serveChild(os.Stdin)
+	out := os.NewFile(resultFD, "sandbox result")
+	if err := json.NewEncoder(out).Encode(resp); err != nil {
+		fmt.Fprintf(os.Stderr, "lab: sandbox child: writing the result: %v\n", err)
+		os.Exit(3)
+	}
+	os.Exit(0)
+}
+
+// serveChild reads the request, sets the sandbox up and runs the registered function.
+func serveChild(in io.Reader) childResponse {
+	var req childRequest
+	if err := json.NewDecoder(io.LimitReader(in, maxMessage)).Decode(&req); err != nil {
+		return childFailure(fmt.Errorf("reading the request: %w", err))
+	}
+	childRegistry.Lock()
+	fn := childRegistry.fns[req.Name]
+	childRegistry.Unlock()
+	if fn == nil {
+		return childFailure(fmt.Errorf("no child registered as %q in this binary", req.Name))
+	}
+	if err := setUpSandbox(req); err != nil {
+		return childFailure(fmt.Errorf("sandbox setup: %w", err))
+	}
+	result, err := callChild(fn, req.Arg)
+	if err != nil {
+		return childFailure(err)
+	}
+	b, err := json.Marshal(result)
+	if err != nil {
+		return childFailure(fmt.Errorf("encoding the result: %w", err))
+	}
+	return childResponse{Result: b}
+}
+
+// setUp makes the namespace the proof expects, in an order that matters: nothing is written
+// before the namespace is known to be a new one, and the descriptor limit comes last, since
+// the setup itself opens descriptors.
+func setUpSandbox(req childRequest) error {
+	own, err := netnsOf("/proc/thread-self/ns/net")
+	if err != nil {
+		return err
+	}
+	if own == req.HostNetNS {
+		return fmt.Errorf("still in the host's network namespace (net:[%d]): refusing to write a sysctl or touch lo", own.Ino)
+	}
+	for _, s := range req.Sysctls {
+		if err := writeSysctl(s); err != nil {
+			return err
+		}
+	}
+	if err := loopbackUp(); err != nil {
+		return err
+	}
+	if req.NoFile > 0 {
+		if err := SetDescriptorSoftLimit(req.NoFile); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// call runs fn, turning a panic into an error with its stack, since the child has no test
+// framework to report it.
+func callChild(fn func(json.RawMessage) (any, error), arg json.RawMessage) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return fn(arg)
+}
+
+func childFailure(err error) childResponse {
+	resp := childResponse{Error: err.Error()}
+	errors.As(err, &resp.Errno)
+	return resp
+}

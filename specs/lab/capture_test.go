@@ -1,0 +1,181 @@
+//go:build linux
+
+package lab_test
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// handshakeSeen is a loopback connection's packets, captured in a sandbox child.
+type handshakeSeen struct {
+	Client, Listener netip.AddrPort
+	Other            uint16          // a second listener's port, connected to as well: outside the filter
+	BeforeAccept     []lab.Segment   // captured between connect() and accept()
+	Queued           uint32          // the listener's accept queue then (TCP_INFO)
+	AfterWrite       []lab.Segment   // after accept, once the client wrote "hello"
+	Accepted         refserver.Tuple // the tuple of the socket accept() returned
+}
+
+var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (handshakeSeen, error) {
+	var seen handshakeSeen
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	other, err := listenOn(at, 8)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(other)
+	l, err := listenOn(at, 8)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	if seen.Listener, err = refserver.LocalAddr(l); err != nil {
+		return seen, err
+	}
+	c, err := lab.StartCapture(seen.Listener.Port())
+	if err != nil {
+		return seen, err
+	}
+	defer c.Close()
+
+	otherAddr, err := refserver.LocalAddr(other)
+	if err != nil {
+		return seen, err
+	}
+	seen.Other = otherAddr.Port()
+	noise, err := dial(otherAddr)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(noise)
+
+	client, err := dial(seen.Listener)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(client)
+	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+		return seen, err
+	}
+	if seen.BeforeAccept, err = c.Read(3, 2*time.Second); err != nil {
+		return seen, err
+	}
+	q, err := refserver.AcceptQueueOf(l)
+	if err != nil {
+		return seen, err
+	}
+	seen.Queued = q.Len
+
+	s, err := acceptWithin(l, 5*time.Second)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(s)
+	if seen.Accepted, err = refserver.TupleOf(s); err != nil {
+		return seen, err
+	}
+	if _, err := unix.Write(client, []byte("hello")); err != nil {
+		return seen, os.NewSyscallError("write", err)
+	}
+	seen.AfterWrite, err = c.Read(1, 2*time.Second)
+	return seen, err
+})
+
+func listenOn(at netip.AddrPort, backlog int) (int, error) {
+	fd, err := refserver.Socket(refserver.Family(at))
+	if err != nil {
+		return -1, err
+	}
+	if err := refserver.Bind(fd, at); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := refserver.Listen(fd, backlog); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func dial(to netip.AddrPort) (int, error) {
+	fd, err := refserver.Socket(refserver.Family(to))
+	if err != nil {
+		return -1, err
+	}
+	if err := refserver.Connect(fd, to, 5*time.Second); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
+	requireSandbox(t)
+	for _, loopback := range []string{"127.0.0.1", "::1"} {
+		t.Run(loopback, func(t *testing.T) {
+			seen, err := captureHandshake.Run(loopback, lab.SandboxOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range slices.Concat(seen.BeforeAccept, seen.AfterWrite) {
+				t.Log(s.Time.Format("15:04:05.000000"), s)
+				if s.Src.Port() == seen.Other || s.Dst.Port() == seen.Other {
+					t.Errorf("the filter let through a segment of the other listener's port %d: %s", seen.Other, s)
+				}
+			}
+			c, l := seen.Client, seen.Listener
+			want := []lab.Segment{
+				{Src: c, Dst: l, Flags: "SYN", Seq: 0, Ack: 0},
+				{Src: l, Dst: c, Flags: "SYN,ACK", Seq: 0, Ack: 1},
+				{Src: c, Dst: l, Flags: "ACK", Seq: 1, Ack: 1},
+			}
+			if err := sameSegments(seen.BeforeAccept, want); err != nil {
+				t.Errorf("before accept(): %v", err)
+			}
+			if seen.Queued != 1 {
+				t.Errorf("accept queue before accept(): %d, want the one connection", seen.Queued)
+			}
+			if err := sameSegments(seen.AfterWrite, []lab.Segment{{Src: c, Dst: l, Flags: "PSH,ACK", Seq: 1, Ack: 1, Len: 5}}); err != nil {
+				t.Errorf("after write: %v", err)
+			}
+			if seen.Accepted.Remote != c {
+				t.Errorf("accept() returned %s, not the captured client %s", seen.Accepted, c)
+			}
+		})
+	}
+}
+
+// sameSegments compares all but the times, which must not go backwards.
+func sameSegments(got, want []lab.Segment) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("got %d segments %v, want %v", len(got), got, want)
+	}
+	for i := range got {
+		if i > 0 && got[i].Time.Before(got[i-1].Time) {
+			return fmt.Errorf("segment %d's time %v is before segment %d's", i, got[i].Time, i-1)
+		}
+		w, g := want[i], got[i]
+		g.Time = time.Time{}
+		if g != w {
+			return fmt.Errorf("segment %d: got %s, want %s", i, g, w)
+		}
+	}
+	return nil
+}
+
+func TestCaptureNeedsTheSandbox(t *testing.T) {
+	if _, err := lab.StartCapture(80); err == nil || errors.Is(err, unix.EPERM) {
+		t.Errorf("StartCapture in the test process: want the sandbox-only refusal, got %v", err)
+	}
+}

@@ -1,0 +1,382 @@
+//go:build linux
+
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sandbox runs a proof in a child process of its own, in a network namespace of its own.
+// A namespace is a property of a thread, and the Go scheduler moves goroutines between
+// threads, while /proc/net and /proc/sys/net show the namespace of the thread that reads
+// them; the one arrangement where every goroutine, every counter and every sysctl agree is a
+// whole process created inside the new namespace. So the test binary re-executes itself
+// (/proc/self/exe), TestMain calls RunChildIfAsked, and the child runs one registered
+// function and hands its result back as JSON on a pipe of its own.
+
+// SandboxOptions is how the child's world differs from the host's.
+type SandboxOptions struct {
+	// Sysctls are written in the child's own network namespace before the function runs,
+	// and read back: {"net.ipv4.ip_local_port_range": "40000 40009"}. Only net.* names are
+	// taken: the network namespace isolates those alone.
+	Sysctls map[string]string
+	// NoFile, when not 0, is the RLIMIT_NOFILE soft limit the function runs under. Lowering
+	// it needs no privilege; the hard limit stays.
+	NoFile uint64
+	// Timeout bounds the child from start to exit; 0 means DefaultSandboxTimeout. At the
+	// deadline the child is killed (SIGKILL), and its namespace goes with it.
+	Timeout time.Duration
+}
+
+// DefaultSandboxTimeout leaves room for a SYN retransmitted after 1 s and 3 s (the initial
+// RTO, then doubled) on a loaded machine running under -race.
+const DefaultSandboxTimeout = 30 * time.Second
+
+// ErrNoSandbox is what InSandbox returns, wrapped with the reason, when this process can
+// create no private network namespace: neither clone(CLONE_NEWNET), which needs
+// CAP_SYS_ADMIN, nor an unprivileged user namespace with one inside was allowed.
+var ErrNoSandbox = errors.New("no private network namespace for the proof")
+
+// ChildError is an error the child's function returned, or the child's setup met, brought
+// back across the process boundary. When the child's error carried an errno, Unwrap returns
+// it, so errors.Is(err, unix.EADDRNOTAVAIL) and refserver.ErrnoName(err) work in the parent.
+type ChildError struct {
+	Child string     // the registered name
+	Msg   string     // the child's err.Error()
+	Errno unix.Errno // the errno the child's error wrapped; 0 when none
+}
+
+func (e *ChildError) Error() string { return fmt.Sprintf("sandbox child %q: %s", e.Child, e.Msg) }
+
+func (e *ChildError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
+
+// Child is a function that runs in the sandbox, registered by RegisterChild. A is its
+// argument and R its result; both cross the process boundary as JSON.
+type Child[A, R any] struct{ name string }
+
+// RegisterChild registers fn under name, for InSandbox and Child.Run. Call it in a
+// package-level var, so that the re-executed test binary has registered fn too by the time
+// TestMain calls RunChildIfAsked:
+//
+//	var fillRange = lab.RegisterChild("limit.per-destination", func(n int) (Seen, error) { ... })
+//
+// fn runs in a process of its own, outside Ginkgo and testing: it reports through its
+// result and error, never through Expect or t.
+func RegisterChild[A, R any](name string, fn func(arg A) (R, error)) Child[A, R] {
+	if hookCalled.Load() {
+		panic(fmt.Sprintf("lab.RegisterChild(%q) after RunChildIfAsked: register children in package-level vars, so that the re-executed child has them too", name))
+	}
+	childRegistry.Lock()
+	defer childRegistry.Unlock()
+	if _, dup := childRegistry.fns[name]; dup {
+		panic(fmt.Sprintf("lab.RegisterChild: %q registered twice", name))
+	}
+	childRegistry.fns[name] = func(raw json.RawMessage) (any, error) {
+		var arg A
+		if err := json.Unmarshal(raw, &arg); err != nil {
+			return nil, fmt.Errorf("decoding the argument as %T: %w", arg, err)
+		}
+		return fn(arg)
+	}
+	return Child[A, R]{name: name}
+}
+
+// Run is InSandbox for this child, typed.
+func (c Child[A, R]) Run(arg A, opts SandboxOptions) (R, error) {
+	var r R
+	err := InSandbox(c.name, arg, opts, &r)
+	return r, err
+}
+
+// InSandbox runs the child registered as name in a new process in a new network namespace,
+// with arg as its argument (JSON), and decodes its result into out (a pointer, or nil). In
+// the child, before the function runs: lo is up with 127.0.0.1 and ::1, opts.Sysctls are
+// written, and RLIMIT_NOFILE is opts.NoFile. The function's error comes back as a
+// *ChildError; an error that wraps ErrNoSandbox means this machine allows no namespace.
+func InSandbox(name string, arg any, opts SandboxOptions, out any) error {
+	if !hookCalled.Load() {
+		return errors.New("lab.InSandbox: TestMain must call lab.RunChildIfAsked() first: the re-executed child starts there")
+	}
+	kind, err := chosenKind()
+	if err != nil {
+		return err
+	}
+	return runChild(kind, name, arg, opts, out)
+}
+
+// SandboxKind says which namespaces InSandbox creates here: "netns" (root: a network
+// namespace alone) or "userns+netns" (unprivileged: a user namespace that owns one). The
+// first call starts a probe child to find out; an error wraps ErrNoSandbox.
+func SandboxKind() (string, error) {
+	kind, err := chosenKind()
+	if err != nil {
+		return "", err
+	}
+	return kind.name, nil
+}
+
+// The child's end of the protocol: an environment variable tells the re-executed binary it
+// is a child, the request comes on stdin, and the response goes to fd 3, so that nothing the
+// test binary or the function prints can corrupt it.
+const (
+	childEnv   = "PORTPROOF_SANDBOX_CHILD"
+	resultFD   = 3
+	maxMessage = 64 << 20
+)
+
+type childRequest struct {
+	Name      string          `json:"name"`
+	Arg       json.RawMessage `json:"arg"`
+	Sysctls   []sysctlSetting `json:"sysctls,omitempty"`
+	NoFile    uint64          `json:"nofile,omitempty"`
+	HostNetNS nsID            `json:"host_netns"`
+}
+
+type sysctlSetting struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+type childResponse struct {
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	Errno  unix.Errno      `json:"errno,omitempty"`
+}
+
+var (
+	hookCalled    atomic.Bool // RunChildIfAsked has run: registration is closed
+	inChild       atomic.Bool // this process is a sandbox child
+	childRegistry = struct {
+		sync.Mutex
+		fns map[string]func(json.RawMessage) (any, error)
+	}{fns: map[string]func(json.RawMessage) (any, error){}}
+)
+
+// sandboxKind is one way to get a private network namespace.
+type sandboxKind struct {
+	name string
+	attr func() *syscall.SysProcAttr
+}
+
+var sandboxKinds = []sandboxKind{
+	{"netns", func() *syscall.SysProcAttr {
+		// clone(CLONE_NEWNET) needs CAP_SYS_ADMIN in the current user namespace: root, and
+		// not a container's root that was denied it. EPERM otherwise.
+		return &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}
+	}},
+	{"userns+netns", func() *syscall.SysProcAttr {
+		// A new user namespace first, where the caller's uid becomes 0 with every
+		// capability over namespaces the new one owns: the network namespace created in
+		// the same clone is one. setgroups must be denied before an unprivileged gid_map
+		// write (user_namespaces(7)); Go does it when GidMappingsEnableSetgroups is false.
+		// Disabled user namespaces fail the clone with EPERM (kernel.unprivileged_userns_clone=0)
+		// or ENOSPC (user.max_user_namespaces=0).
+		return &syscall.SysProcAttr{
+			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		}
+	}},
+}
+
+var sandboxProbe = RegisterChild("lab.probe", func(struct{}) (struct{}, error) { return struct{}{}, nil })
+
+// chosenKind finds, once per process, the first kind whose probe child starts, sets up its
+// namespace and returns.
+var chosenKind = sync.OnceValues(func() (*sandboxKind, error) {
+	var refusals []string
+	for i := range sandboxKinds {
+		k := &sandboxKinds[i]
+		err := runChild(k, sandboxProbe.name, struct{}{}, SandboxOptions{Timeout: 10 * time.Second}, nil)
+		if err == nil {
+			return k, nil
+		}
+		var errno unix.Errno
+		if !errors.As(err, &errno) || !namespaceRefused(errno) {
+			return nil, fmt.Errorf("sandbox probe (%s): %w", k.name, err)
+		}
+		refusals = append(refusals, fmt.Sprintf("%s: %s", k.name, unix.ErrnoName(errno)))
+	}
+	return nil, fmt.Errorf("%w (%s): run as root (sudo -E go test ./specs/...), or allow unprivileged user namespaces (user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0)",
+		ErrNoSandbox, strings.Join(refusals, "; "))
+})
+
+// refusal tells the errnos by which a kernel, a security module or a container runtime says
+// no to a namespace: EPERM and EACCES (a capability or a policy), ENOSPC and EUSERS (a
+// namespace count limit), EINVAL (a kernel built without the namespace).
+func namespaceRefused(errno unix.Errno) bool {
+	switch errno {
+	case unix.EPERM, unix.EACCES, unix.ENOSPC, unix.EUSERS, unix.EINVAL:
+		return true
+	}
+	return false
+}
+
+// netSysctlName is what SandboxOptions.Sysctls may name: net.* only, as dots, so that nothing
+// reaches outside /proc/sys/net.
+var netSysctlName = regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`)
+
+func runChild(kind *sandboxKind, name string, arg any, opts SandboxOptions, out any) error {
+	childRegistry.Lock()
+	_, known := childRegistry.fns[name]
+	childRegistry.Unlock()
+	if !known {
+		return fmt.Errorf("lab.InSandbox: no child registered as %q", name)
+	}
+	rawArg, err := json.Marshal(arg)
+	if err != nil {
+		return fmt.Errorf("lab.InSandbox(%q): encoding the argument: %w", name, err)
+	}
+	req := childRequest{Name: name, Arg: rawArg, NoFile: opts.NoFile}
+	for _, n := range slices.Sorted(maps.Keys(opts.Sysctls)) {
+		if !netSysctlName.MatchString(n) {
+			return fmt.Errorf("lab.InSandbox(%q): sysctl %q: only net.* settings belong to a network namespace", name, n)
+		}
+		req.Sysctls = append(req.Sysctls, sysctlSetting{Name: n, Value: opts.Sysctls[n]})
+	}
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultSandboxTimeout
+	}
+
+	// Pdeathsig is sent when the thread that forked the child exits, not the process: the
+	// thread stays locked to this goroutine until the child is gone, so that the runtime
+	// cannot retire it under the child. It also pins the namespace read below to the thread
+	// that forks.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if req.HostNetNS, err = netnsOf("/proc/thread-self/ns/net"); err != nil {
+		return err
+	}
+	reqJSON, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	results, resultsW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer results.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// /proc/self/exe rather than os.Args[0]: go test starts the binary by a path that may
+	// be relative to a directory the test has since left.
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^$")
+	cmd.Args[0] = os.Args[0]
+	// A binary built with -race sleeps atexit_sleep_ms (1 s by default) on its way out, so
+	// that a race report can be flushed; the child's results travel on their pipe instead.
+	cmd.Env = append(os.Environ(), childEnv+"="+name, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	cmd.Stdin = bytes.NewReader(reqJSON)
+	output := &outputTail{max: 16 << 10}
+	cmd.Stdout, cmd.Stderr = output, output
+	cmd.ExtraFiles = []*os.File{resultsW}
+	cmd.SysProcAttr = kind.attr()
+	cmd.SysProcAttr.Pdeathsig = unix.SIGKILL
+	cmd.WaitDelay = time.Second
+	err = cmd.Start()
+	resultsW.Close()
+	if err != nil {
+		return fmt.Errorf("sandbox child %q (%s): %w", name, kind.name, err)
+	}
+
+	type read struct {
+		b   []byte
+		err error
+	}
+	got := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(results, maxMessage))
+		got <- read{b, err}
+	}()
+	waitErr := cmd.Wait()
+	// The child is gone; a descendant it left behind could still hold the pipe open.
+	results.SetReadDeadline(time.Now().Add(time.Second))
+	r := <-got
+
+	if ctx.Err() != nil {
+		return fmt.Errorf("sandbox child %q: no result within %v, killed; its output: %q", name, timeout, output.String())
+	}
+	var resp childResponse
+	if len(r.b) == 0 || json.Unmarshal(r.b, &resp) != nil {
+		return fmt.Errorf("sandbox child %q exited (%v) without a result (%v); does TestMain call lab.RunChildIfAsked first? its output: %q",
+			name, waitErr, r.err, output.String())
+	}
+	if resp.Error != "" {
+		return &ChildError{Child: name, Msg: resp.Error, Errno: resp.Errno}
+	}
+	if waitErr != nil {
+		// The child exits 0 after its result; a race report makes it 66 (GORACE exitcode).
+		return fmt.Errorf("sandbox child %q: %v after its result; its output: %q", name, waitErr, output.String())
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(resp.Result, out); err != nil {
+		return fmt.Errorf("sandbox child %q: decoding its result into %T: %w", name, out, err)
+	}
+	return nil
+}
+
+func sysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
+
+// nsID names a namespace as stat(2) of /proc/.../ns/* shows it: nsfs device and inode.
+type nsID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
+func netnsOf(path string) (nsID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return nsID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return nsID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// outputTail keeps the last max bytes written to it: the child's stdout and stderr, shown
+// when it fails.
+type outputTail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *outputTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *outputTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
