@@ -30,30 +30,24 @@ type handshakeSeen struct {
 var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (handshakeSeen, error) {
 	var seen handshakeSeen
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
-	other, err := listenOn(at, 8)
+	other, otherAddr, err := listenOn(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(other)
-	l, err := listenOn(at, 8)
+	seen.Other = otherAddr.Port()
+	l, addr, err := listenOn(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	if seen.Listener, err = refserver.LocalAddr(l); err != nil {
-		return seen, err
-	}
-	c, err := lab.StartCapture(seen.Listener.Port())
+	seen.Listener = addr
+	c, err := lab.StartCapture(addr.Port())
 	if err != nil {
 		return seen, err
 	}
 	defer c.Close()
 
-	otherAddr, err := refserver.LocalAddr(other)
-	if err != nil {
-		return seen, err
-	}
-	seen.Other = otherAddr.Port()
 	noise, err := dial(otherAddr)
 	if err != nil {
 		return seen, err
@@ -91,34 +85,6 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	seen.AfterWrite, err = c.Read(1, 2*time.Second)
 	return seen, err
 })
-
-func listenOn(at netip.AddrPort, backlog int) (int, error) {
-	fd, err := refserver.Socket(refserver.Family(at))
-	if err != nil {
-		return -1, err
-	}
-	if err := refserver.Bind(fd, at); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	if err := refserver.Listen(fd, backlog); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-func dial(to netip.AddrPort) (int, error) {
-	fd, err := refserver.Socket(refserver.Family(to))
-	if err != nil {
-		return -1, err
-	}
-	if err := refserver.Connect(fd, to, 5*time.Second); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
 
 func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 	requireSandbox(t)

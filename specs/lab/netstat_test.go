@@ -33,15 +33,11 @@ var countConnections = lab.RegisterChild("test.counters", func(struct{}) (counte
 	}
 	// listen(fd, 0) still queues one connection: the queue counts as full only when it
 	// holds more than the backlog (sk_acceptq_is_full).
-	l, err := listenOn(netip.MustParseAddrPort("127.0.0.1:0"), 0)
+	l, addr, err := listenOn(netip.MustParseAddrPort("127.0.0.1:0"), 0)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	addr, err := refserver.LocalAddr(l)
-	if err != nil {
-		return seen, err
-	}
 	queued, err := dial(addr)
 	if err != nil {
 		return seen, err

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,10 +30,8 @@ func TestMain(m *testing.M) {
 func requireSandbox(t *testing.T) string {
 	t.Helper()
 	kind, err := lab.SandboxKind()
-	if errors.Is(err, lab.ErrNoSandbox) {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); !ci {
-			t.Skip(err)
-		}
+	if errors.Is(err, lab.ErrNoSandbox) && !lab.InCI() {
+		t.Skip(err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +156,7 @@ var connectOverLo = lab.RegisterChild("test.loopback", func(struct{}) (namespace
 		return seen, err
 	}
 	for _, addr := range []string{"127.0.0.1", "::1"} {
-		c, err := connectOnce(netip.AddrPortFrom(netip.MustParseAddr(addr), 0), nil)
+		c, err := connectOnce(netip.AddrPortFrom(netip.MustParseAddr(addr), 0))
 		if err != nil {
 			return seen, err
 		}
@@ -168,38 +165,19 @@ var connectOverLo = lab.RegisterChild("test.loopback", func(struct{}) (namespace
 	return seen, nil
 })
 
-// connectOnce listens on at, connects to it, accepts, and reads both ends' tuples; between
-// listen and connect it calls before with the listener's address.
-func connectOnce(at netip.AddrPort, before func(listening netip.AddrPort) error) (loopbackSeen, error) {
+// connectOnce listens on at, connects to it, accepts, and reads both ends' tuples.
+func connectOnce(at netip.AddrPort) (loopbackSeen, error) {
 	var seen loopbackSeen
-	l, err := refserver.Socket(refserver.Family(at))
+	l, addr, err := listenOn(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	if err := refserver.Bind(l, at); err != nil {
-		return seen, err
-	}
-	if err := refserver.Listen(l, 8); err != nil {
-		return seen, err
-	}
-	addr, err := refserver.LocalAddr(l)
-	if err != nil {
-		return seen, err
-	}
-	if before != nil {
-		if err := before(addr); err != nil {
-			return seen, err
-		}
-	}
-	c, err := refserver.Socket(refserver.Family(at))
+	c, err := dial(addr)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(c)
-	if err := refserver.Connect(c, addr, 5*time.Second); err != nil {
-		return seen, err
-	}
 	s, err := acceptWithin(l, 5*time.Second)
 	if err != nil {
 		return seen, err
@@ -210,6 +188,40 @@ func connectOnce(at netip.AddrPort, before func(listening netip.AddrPort) error)
 	}
 	seen.Server, err = refserver.TupleOf(s)
 	return seen, err
+}
+
+// The children run outside Ginkgo, so lab's Listen and Dial, which report through Expect
+// and close through DeferCleanup, are not theirs to use: these return errors instead.
+
+// listenOn returns a listener and the address the kernel bound it to.
+func listenOn(at netip.AddrPort, backlog int) (int, netip.AddrPort, error) {
+	fd, err := refserver.Socket(refserver.Family(at))
+	if err != nil {
+		return -1, at, err
+	}
+	if err = refserver.Bind(fd, at); err == nil {
+		err = refserver.Listen(fd, backlog)
+	}
+	if err == nil {
+		at, err = refserver.LocalAddr(fd)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, at, err
+	}
+	return fd, at, nil
+}
+
+func dial(to netip.AddrPort) (int, error) {
+	fd, err := refserver.Socket(refserver.Family(to))
+	if err != nil {
+		return -1, err
+	}
+	if err := refserver.Connect(fd, to, 5*time.Second); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // acceptWithin polls the non-blocking listener and accepts. connect(2) returns when the
