@@ -99,8 +99,9 @@ func (c *Capture) setUpSandbox(ifindex int) error {
 	if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return os.NewSyscallError("setsockopt SO_TIMESTAMPNS", err)
 	}
-	// The kernel caps SO_RCVBUF at net.core.rmem_max (global, not the namespace's) without
-	// an error; packets beyond the buffer are dropped and counted, and Read reports them.
+	// The kernel caps SO_RCVBUF at net.core.rmem_max (host-wide; a child namespace sees a
+	// read-only copy) without an error; packets beyond the buffer are dropped and counted,
+	// and Read reports them.
 	if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20); err != nil {
 		return os.NewSyscallError("setsockopt SO_RCVBUF", err)
 	}

@@ -26,9 +26,9 @@ import (
 
 // The sandbox runs a proof in a child process of its own, in a network namespace of its own.
 // A namespace is a property of a thread, and the Go scheduler moves goroutines between
-// threads, while /proc/net and /proc/sys/net show the namespace of the thread that reads
-// them; the one arrangement where every goroutine, every counter and every sysctl agree is a
-// whole process created inside the new namespace. So the test binary re-executes itself
+// threads, while /proc/sys/net shows the namespace of the thread that reads it and /proc/net
+// (/proc/self/net) that of the main thread; the one arrangement where every goroutine, every
+// counter and every sysctl agree is a whole process created inside the new namespace. So the test binary re-executes itself
 // (/proc/self/exe), TestMain calls RunChildIfAsked, and the child runs one registered
 // function and hands its result back as JSON on a pipe of its own.
 
@@ -46,8 +46,9 @@ type SandboxOptions struct {
 	Timeout time.Duration
 }
 
-// DefaultSandboxTimeout leaves room for a SYN retransmitted after 1 s and 3 s (the initial
-// RTO, then doubled) on a loaded machine running under -race.
+// DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions, 1 s and then 3 s
+// after the first (the initial RTO of 1 s, doubled each time), on a loaded machine running
+// under -race.
 const DefaultSandboxTimeout = 30 * time.Second
 
 // ErrNoSandbox is what InSandbox returns, wrapped with the reason, when this process can
