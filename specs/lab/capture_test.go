@@ -30,13 +30,13 @@ type handshakeSeen struct {
 var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (handshakeSeen, error) {
 	var seen handshakeSeen
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
-	other, otherAddr, err := listenOn(at, 8)
+	other, otherAddr, err := lab.ListenOn(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(other)
 	seen.Other = otherAddr.Port()
-	l, addr, err := listenOn(at, 8)
+	l, addr, err := lab.ListenOn(at, 8)
 	if err != nil {
 		return seen, err
 	}
@@ -48,13 +48,13 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	}
 	defer c.Close()
 
-	noise, err := dial(otherAddr)
+	noise, err := lab.DialTo(otherAddr)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(noise)
 
-	client, err := dial(seen.Listener)
+	client, err := lab.DialTo(seen.Listener)
 	if err != nil {
 		return seen, err
 	}
@@ -71,7 +71,7 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	}
 	seen.Queued = q.Len
 
-	s, err := acceptWithin(l, 5*time.Second)
+	s, err := acceptFD(lab.AcceptOn(l, 5*time.Second))
 	if err != nil {
 		return seen, err
 	}

@@ -33,12 +33,12 @@ var countConnections = lab.RegisterChild("test.counters", func(struct{}) (counte
 	}
 	// listen(fd, 0) still queues one connection: the queue counts as full only when it
 	// holds more than the backlog (sk_acceptq_is_full).
-	l, addr, err := listenOn(netip.MustParseAddrPort("127.0.0.1:0"), 0)
+	l, addr, err := lab.ListenOn(netip.MustParseAddrPort("127.0.0.1:0"), 0)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	queued, err := dial(addr)
+	queued, err := lab.DialTo(addr)
 	if err != nil {
 		return seen, err
 	}

@@ -168,17 +168,17 @@ var connectOverLo = lab.RegisterChild("test.loopback", func(struct{}) (namespace
 // connectOnce listens on at, connects to it, accepts, and reads both ends' tuples.
 func connectOnce(at netip.AddrPort) (loopbackSeen, error) {
 	var seen loopbackSeen
-	l, addr, err := listenOn(at, 8)
+	l, addr, err := lab.ListenOn(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	c, err := dial(addr)
+	c, err := lab.DialTo(addr)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(c)
-	s, err := acceptWithin(l, 5*time.Second)
+	s, err := acceptFD(lab.AcceptOn(l, 5*time.Second))
 	if err != nil {
 		return seen, err
 	}
@@ -192,58 +192,6 @@ func connectOnce(at netip.AddrPort) (loopbackSeen, error) {
 
 // The children run outside Ginkgo, so lab's Listen and Dial, which report through Expect
 // and close through DeferCleanup, are not theirs to use: these return errors instead.
-
-// listenOn returns a listener and the address the kernel bound it to.
-func listenOn(at netip.AddrPort, backlog int) (int, netip.AddrPort, error) {
-	fd, err := refserver.Socket(refserver.Family(at))
-	if err != nil {
-		return -1, at, err
-	}
-	if err = refserver.Bind(fd, at); err == nil {
-		err = refserver.Listen(fd, backlog)
-	}
-	if err == nil {
-		at, err = refserver.LocalAddr(fd)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, at, err
-	}
-	return fd, at, nil
-}
-
-func dial(to netip.AddrPort) (int, error) {
-	fd, err := refserver.Socket(refserver.Family(to))
-	if err != nil {
-		return -1, err
-	}
-	if err := refserver.Connect(fd, to, 5*time.Second); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
-}
-
-// acceptWithin polls the non-blocking listener and accepts. connect(2) returns when the
-// client has the SYN-ACK; the server's side of the handshake, the final ACK, may still be
-// in the softirq's hands for a moment, so accept4 right away can be EAGAIN.
-func acceptWithin(l int, within time.Duration) (int, error) {
-	deadline := time.Now().Add(within)
-	for attempt := 0; attempt < 100; attempt++ {
-		fd, _, err := refserver.Accept(l)
-		if !errors.Is(err, unix.EAGAIN) {
-			return fd, err
-		}
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			break
-		}
-		if _, err := unix.Poll([]unix.PollFd{{Fd: int32(l), Events: unix.POLLIN}}, ms); err != nil && !errors.Is(err, unix.EINTR) {
-			return -1, os.NewSyscallError("poll", err)
-		}
-	}
-	return -1, fmt.Errorf("accept: nothing queued within %v", within)
-}
 
 func TestSandboxLoopbackWorksOverIPv4AndIPv6(t *testing.T) {
 	kind := requireSandbox(t)
@@ -314,3 +262,6 @@ func TestSandboxTimeoutKillsTheChild(t *testing.T) {
 		t.Errorf("the timeout of 500ms took %v", took)
 	}
 }
+
+// acceptFD drops the peer address that AcceptWithin also returns.
+func acceptFD(fd int, _ netip.AddrPort, err error) (int, error) { return fd, err }

@@ -1,0 +1,74 @@
+//go:build linux
+
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+)
+
+// The error-returning twins of Listen, Dial and Accept in dial.go, for code that runs
+// outside a spec: a sandbox child has no Ginkgo to fail into, so it returns what the kernel
+// said and the parent asserts. Each is built on refserver's own steps, and the caller closes
+// what it gets.
+
+// ListenOn is socket, bind and listen; it returns the listener and its address as
+// getsockname reports it (the port the kernel chose for port 0).
+func ListenOn(at netip.AddrPort, backlog int) (int, netip.AddrPort, error) {
+	fd, err := refserver.Socket(refserver.Family(at))
+	if err != nil {
+		return -1, at, err
+	}
+	if err = refserver.Bind(fd, at); err == nil {
+		err = refserver.Listen(fd, backlog)
+	}
+	if err == nil {
+		at, err = refserver.LocalAddr(fd)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, at, err
+	}
+	return fd, at, nil
+}
+
+// DialTo is socket and connect, waiting at most ConnectWithin for the handshake.
+func DialTo(to netip.AddrPort) (int, error) {
+	fd, err := refserver.Socket(refserver.Family(to))
+	if err != nil {
+		return -1, err
+	}
+	if err := refserver.Connect(fd, to, ConnectWithin); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// AcceptOn waits for the listener to be readable, at most within, then accepts. The
+// final ACK of a handshake may still be on its way when connect returns, so accept4 right
+// after connect can say EAGAIN: poll first.
+func AcceptOn(l int, within time.Duration) (int, netip.AddrPort, error) {
+	deadline := time.Now().Add(within)
+	for range 100 {
+		fd, peer, err := refserver.Accept(l)
+		if !errors.Is(err, unix.EAGAIN) {
+			return fd, peer, err
+		}
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			break
+		}
+		if _, err := unix.Poll([]unix.PollFd{{Fd: int32(l), Events: unix.POLLIN}}, ms); err != nil && !errors.Is(err, unix.EINTR) {
+			return -1, netip.AddrPort{}, os.NewSyscallError("poll", err)
+		}
+	}
+	return -1, netip.AddrPort{}, fmt.Errorf("accept4: nothing queued within %v", within)
+}
