@@ -4,6 +4,7 @@ package refserver
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,10 @@ type admission struct {
 	// open counts connections held by all loops; admit and release keep it exact.
 	open atomic.Int64
 	// spare is a descriptor (/dev/null) held in reserve for EMFILE; -1 while spent.
+	// spareMu guards it, and every accept4 holds it for reading (accept): the number
+	// shedOne frees must go to shedOne's own accept4, not to another loop's.
 	spare   int
-	spareMu sync.Mutex
+	spareMu sync.RWMutex
 	// The counters the stats line prints: a flood of sheds or refusals shows up here, and in
 	// at most one log line a second.
 	accepted, closed, shed, refused atomic.Uint64
@@ -42,7 +45,7 @@ type admission struct {
 func (l *loop) acceptFrom(lfd int) {
 	s := l.srv
 	for range acceptBatch {
-		fd, peer, err := Accept(lfd)
+		fd, peer, err := s.adm.accept(lfd)
 		switch {
 		case err == nil:
 			if s.adm.admit() {
@@ -112,7 +115,8 @@ func (a *admission) shedOne(lfd int, s *Server) bool {
 		soft, _, _ := DescriptorLimit()
 		s.logEvery(&s.rlShed, "shed %s: accept4 failed with EMFILE (RLIMIT_NOFILE %d in use); accepted it on the spare descriptor and closed it, so the client sees FIN", peer, soft)
 	}
-	// Another loop may take the freed number first; then the spare waits for retakeSpare.
+	// Another thread of the process (not a loop's accept4: see accept) may take the freed
+	// number first; then the spare waits for retakeSpare.
 	a.takeSpareLocked()
 	// EAGAIN: another loop took the connection. Only a second EMFILE means we are stuck.
 	return err == nil || errors.Is(err, unix.EAGAIN)
@@ -128,6 +132,17 @@ func (a *admission) takeSpareLocked() bool {
 }
 
 // --8<-- [end:spare]
+
+// accept is Accept under spareMu's read lock. Without it, another loop's accept4 could run
+// between shedOne's close of the spare and shedOne's own accept4, and take the freed
+// number: that loop admitted one connection more than the descriptors allow, shedOne met
+// EMFILE again, the spare could not be taken back, and from then on no loop could shed:
+// new clients waited in the accept queue until some connection ended.
+func (a *admission) accept(lfd int) (int, netip.AddrPort, error) {
+	a.spareMu.RLock()
+	defer a.spareMu.RUnlock()
+	return Accept(lfd)
+}
 
 // retakeSpare tries again to hold a spare descriptor, after one was lost to a race.
 func (a *admission) retakeSpare() {
