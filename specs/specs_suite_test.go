@@ -4,9 +4,12 @@ package specs
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -22,7 +25,55 @@ func TestMain(m *testing.M) {
 	// A proof that needs a private network namespace re-executes this test binary as its
 	// child; the child runs that proof and exits here, before any spec.
 	lab.RunChildIfAsked()
+	flag.Parse()
+	if n := repeatCount(); n > 1 {
+		os.Exit(repeatSuite(n))
+	}
 	os.Exit(m.Run())
+}
+
+// repeatCount is go test's -count. Ginkgo refuses to run a suite twice in one process (its
+// global state is built once), so `go test -count=20 ./specs/...` would fail outright.
+func repeatCount() int {
+	f := flag.Lookup("test.count")
+	if f == nil {
+		return 1
+	}
+	n, err := strconv.Atoi(f.Value.String())
+	if err != nil {
+		return 1
+	}
+	return n
+}
+
+// repeatSuite runs the suite n times in a row, each in a fresh process (this binary again,
+// with -test.count=1), and stops at the first failure: "passes 20 times in a row" means
+// that every one of the 20 runs was green.
+func repeatSuite(n int) int {
+	var args []string
+	for i := 1; i < len(os.Args); i++ {
+		a := os.Args[i]
+		switch {
+		case a == "-test.count" || a == "--test.count":
+			i++ // the value follows as its own argument
+		case strings.HasPrefix(a, "-test.count=") || strings.HasPrefix(a, "--test.count="):
+		default:
+			args = append(args, a)
+		}
+	}
+	args = append(args, "-test.count=1")
+	for run := 1; run <= n; run++ {
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		// A -race binary sleeps a second at exit by default, to let reports flush.
+		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+		err := cmd.Run()
+		fmt.Printf("suite run %d of %d: %s\n", run, n, map[bool]string{true: "passed", false: fmt.Sprint("failed: ", err)}[err == nil])
+		if err != nil {
+			return 1
+		}
+	}
+	return 0
 }
 
 func TestSpecs(t *testing.T) {
