@@ -15,6 +15,7 @@ import (
 
 var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 	for _, fam := range lab.Families() {
+		// --8<-- [start:tuple-identity]
 		It("tells two connections from one client to one listener apart by the client's port alone, over "+fam.String(),
 			Label("claim:tuple.identity", fam.Name), func() {
 				lab.RequireFamily(fam)
@@ -46,7 +47,9 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// kernel chose for each.
 				Expect(c[1].Local.Port()).NotTo(Equal(c[0].Local.Port()))
 			})
+		// --8<-- [end:tuple-identity]
 
+		// --8<-- [start:tuple-unique]
 		It("refuses a second connection with the same 4-tuple, and takes it to another port, over "+fam.String(),
 			Label("claim:tuple.unique", fam.Name), func() {
 				lab.RequireFamily(fam)
@@ -83,7 +86,9 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(sa.Mirror()).To(Equal(ta))
 				Expect(sb.Mirror()).To(Equal(tb))
 			})
+		// --8<-- [end:tuple-unique]
 
+		// --8<-- [start:tuple-protocol]
 		It("holds one port number in TCP and in UDP at once, each with its own traffic, over "+fam.String(),
 			Label("claim:tuple.protocol", fam.Name), func() {
 				lab.RequireFamily(fam)
@@ -124,5 +129,6 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(conn.PeerAddr()).To(Equal(tcp.Local))
 				Expect(from).To(Equal(udp.Local))
 			})
+		// --8<-- [end:tuple-protocol]
 	}
 })
