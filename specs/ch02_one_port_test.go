@@ -16,6 +16,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 	const connections = 16
 
 	for _, fam := range lab.Families() {
+		// --8<-- [start:port-same]
 		It("gives every accepted socket the listener's own address and port, over "+fam.String(),
 			Label("claim:port.same", fam.Name), func() {
 				lab.RequireFamily(fam)
@@ -45,7 +46,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// clients' ports, all different.
 				Expect(duplicates(ports["clients"])).To(BeEmpty())
 			})
+		// --8<-- [end:port-same]
 
+		// --8<-- [start:port-ephemeral]
 		It("takes each client's source port from ip_local_port_range at connect(), a different one each time, over "+fam.String(),
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
@@ -87,6 +90,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// share a 4-tuple.
 				Expect(duplicates(connected)).To(BeEmpty())
 			})
+		// --8<-- [end:port-ephemeral]
 	}
 })
 
