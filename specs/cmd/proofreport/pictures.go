@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// pictures draws every picture the chapters show, from the proofs' evidence. Each is always
+// written, so that a chapter's image never points nowhere: when a run did not produce the
+// evidence, the picture says so, and missing says why for the page.
+func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
+	pics := map[string][]byte{}
+	missing := notes{}
+	byID := map[string]proof{}
+	for _, p := range ps {
+		byID[p.ID] = p
+	}
+
+	// The 5-tuple: tuple.identity's connections, IPv4 first (the shorter addresses).
+	if b, err := fromSpecs(byID["tuple.identity"], "tuples", func(e reportEntry) ([]byte, error) {
+		var conns []tupleSeen
+		if err := e.decode(&conns); err != nil {
+			return nil, err
+		}
+		return tuplePicture(conns)
+	}); err == nil {
+		pics["tuple-identity.svg"] = b
+	} else {
+		why := "tuple.identity recorded no connections in this run (" + err.Error() + ")."
+		pics["tuple-identity.svg"], missing["tuple-identity.svg"] = placeholder("The 5-tuple of two connections", why), why
+	}
+
+	// The handshake: handshake.before-accept's captured segments, when it could capture.
+	if b, err := fromSpecs(byID["handshake.before-accept"], "packets", func(e reportEntry) ([]byte, error) {
+		var segs []segment
+		if err := e.decode(&segs); err != nil {
+			return nil, err
+		}
+		if len(segs) == 0 {
+			return nil, fmt.Errorf("the capture is empty")
+		}
+		return handshakePicture(segs, acceptTime(byID["handshake.before-accept"], segs[0].Time))
+	}); err == nil {
+		pics["handshake.svg"] = b
+	} else {
+		why := "handshake.before-accept captured no packets in this run (" + err.Error() + "): " +
+			"capture needs a private network namespace, which root or an unprivileged user namespace gives."
+		pics["handshake.svg"], missing["handshake.svg"] = placeholder("The handshake, packet by packet", why), why
+	}
+
+	// The port space: the host's range, and what the limit.* proofs spent per destination.
+	low, high := hostRange(r)
+	narrowed, dests := destinations(byID["limit.per-destination"], byID["limit.multiply"])
+	pics["port-space.svg"] = portSpacePicture(low, high, narrowed, dests)
+	if len(dests) == 0 {
+		missing["port-space.svg"] = "The limit.* proofs recorded no ports per destination in this run: " +
+			"the picture shows the range alone."
+	}
+	return pics, missing
+}
+
+// fromSpecs draws from the first entry named name of p's specs that draw works on, trying
+// IPv4 specs first.
+func fromSpecs(p proof, name string, draw func(reportEntry) ([]byte, error)) ([]byte, error) {
+	if len(p.Specs) == 0 {
+		return nil, fmt.Errorf("no spec")
+	}
+	ordered := slices.Clone(p.Specs)
+	slices.SortStableFunc(ordered, func(a, b specReport) int {
+		return strings.Compare(a.family(), b.family()) // "" < "ipv4" < "ipv6"
+	})
+	err := fmt.Errorf("no %q evidence", name)
+	for _, s := range ordered {
+		if s.State != "passed" {
+			continue
+		}
+		for _, e := range s.entries(name) {
+			b, derr := draw(e)
+			if derr == nil {
+				return b, nil
+			}
+			err = derr
+		}
+	}
+	return nil, err
+}
+
+// acceptTime finds when accept() was called, from an entry of the proof whose name mentions
+// accept: a time, or a number of microseconds (name ending _us), milliseconds (_ms) or
+// nanoseconds (_ns) after the first captured segment. Zero when there is none.
+func acceptTime(p proof, t0 time.Time) time.Time {
+	for _, s := range p.Specs {
+		for _, e := range s.ReportEntries {
+			if !strings.Contains(e.Name, "accept") || e.Name == "accept_queue" {
+				continue
+			}
+			var t time.Time
+			if e.decode(&t) == nil && !t.IsZero() {
+				return t
+			}
+			var n json.Number
+			if e.decode(&n) != nil {
+				continue
+			}
+			f, err := strconv.ParseFloat(n.String(), 64)
+			if err != nil {
+				continue
+			}
+			unit := time.Microsecond
+			switch {
+			case strings.HasSuffix(e.Name, "_ms"):
+				unit = time.Millisecond
+			case strings.HasSuffix(e.Name, "_ns"):
+				unit = time.Nanosecond
+			}
+			return t0.Add(time.Duration(f * float64(unit)))
+		}
+	}
+	return time.Time{}
+}
+
+type portRange struct {
+	Low  int `json:"low"`
+	High int `json:"high"`
+	Size int `json:"size"`
+}
+
+// hostRange is ip_local_port_range as port.ephemeral read it, or else as /proc says now.
+func hostRange(r suiteReport) (low, high int) {
+	for _, s := range r.SpecReports {
+		if !slices.Contains(s.claimIDs(), "port.ephemeral") {
+			continue
+		}
+		for _, e := range s.entries("port_range") {
+			var pr portRange
+			if e.decode(&pr) == nil && pr.High > 0 {
+				return pr.Low, pr.High
+			}
+		}
+	}
+	for _, st := range readEnv() {
+		if st.Name == "net.ipv4.ip_local_port_range" {
+			if _, err := fmt.Sscan(st.Value, &low, &high); err == nil {
+				return low, high
+			}
+		}
+	}
+	return 32768, 60999
+}
+
+// destinations reads, from the limit proofs' evidence, the narrowed range's size and the
+// source ports spent toward each destination: every "ports" role but the listener's.
+func destinations(ps ...proof) (narrowed int, dests []destination) {
+	seen := map[string]bool{}
+	for _, p := range ps {
+		for _, s := range p.Specs {
+			if s.family() == "ipv6" {
+				continue
+			}
+			for _, e := range s.entries("port_range") {
+				var pr portRange
+				if e.decode(&pr) == nil && pr.Size > 0 && narrowed == 0 {
+					narrowed = pr.Size
+				}
+			}
+			for _, e := range s.entries("ports") {
+				v, err := decodeOrdered(e.Value.AsJSON)
+				o, ok := v.(*object)
+				if err != nil || !ok {
+					continue
+				}
+				for _, k := range o.keys {
+					a, ok := o.get(k).([]any)
+					if !ok || strings.Contains(k, "listener") || seen[k] {
+						continue
+					}
+					seen[k] = true
+					dests = append(dests, destination{Label: k, Used: len(a)})
+				}
+			}
+		}
+	}
+	if narrowed == 0 {
+		for _, d := range dests {
+			narrowed = max(narrowed, d.Used)
+		}
+	}
+	return narrowed, dests
+}

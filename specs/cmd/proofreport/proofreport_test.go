@@ -1,0 +1,173 @@
+package main
+
+import (
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"portproof/specs"
+)
+
+// generate runs the generator on a fixture report into a fresh directory and returns the
+// page and the pictures' directory.
+func generate(t *testing.T, fixture string) (page string, imgDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "proofs.md")
+	if _, err := run(fixture, out, "img/proof"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), filepath.Join(dir, "img", "proof")
+}
+
+func TestPageListsEveryClaimWithItsState(t *testing.T) {
+	page, _ := generate(t, "testdata/report.json")
+	for _, c := range specs.Claims {
+		if !strings.Contains(page, "{#"+anchor(c.ID)+"}") {
+			t.Errorf("no heading anchored #%s for claim %s", anchor(c.ID), c.ID)
+		}
+		if !strings.Contains(page, "> "+c.Quote) {
+			t.Errorf("claim %s: the article's words are not quoted", c.ID)
+		}
+	}
+	for _, want := range []string{
+		"| [`tuple.identity`](#tuple-identity) | 1 | true | ✅ passed |",
+		"| [`passive.no-data`](#passive-no-data) | 6 | true | ❌ failed |",
+		"| [`backlog.queue`](#backlog-queue) | 4 | true | 🕳️ no proof yet |",
+		"!!! failure \"5 of 21 claims proven\"",
+		"claim no.such-claim is not registered",
+		"## Specs that name no registered claim",
+		"`specs/ch01_five_tuple_test.go:19`", // relative to the suite's parent: no go.mod in the fixture
+		"| 1.23ms |",
+		"to equal", // the failure message
+		"`net.core.somaxconn`",
+		"The lesson: [chapter 3](ch3-limits.md).",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+}
+
+func TestEvidenceIsRenderedReadably(t *testing.T) {
+	page, _ := generate(t, "testdata/report.json")
+	for _, want := range []string{
+		// tuples: a table, columns in the spec's order
+		"| conn | client | server |",
+		"| `first` | `tcp 127.0.0.1:40512 -> 127.0.0.1:7000` | `tcp 127.0.0.1:7000 -> 127.0.0.1:40512` |",
+		// errno: one sentence
+		"`connect` failed with **EADDRNOTAVAIL**, on a socket bound to `127.0.0.1:33249`, toward `127.0.0.1:58535`",
+		// port_range
+		"`net.ipv4.ip_local_port_range` = 32768 to 60999: **28232 ports**.",
+		// ports: by role, long lists cut short
+		"| connect | 30 | `40000, 40002,",
+		"… (30 in all)`",
+		// packets: time relative to the first segment
+		"| time (µs after the first) | src | dst | flags | seq | ack | len |",
+		"| 20 | `127.0.0.1:7000` | `127.0.0.1:40000` | `SYN,ACK` |",
+		// an unknown name, nested: rendered by shape
+		"**TCP counters (/proc/net/netstat)** <small>(`counters`)</small>",
+		"*before*:",
+		"| ListenOverflows | `1` |",
+		// a scalar
+		"**Accept at us** <small>(`accept_at_us`)</small>\n\n`1500`",
+		"#### What the kernel answered, over ipv4 loopback 127.0.0.1",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+}
+
+func TestPicturesAreDrawnFromTheEvidence(t *testing.T) {
+	page, img := generate(t, "testdata/report.json")
+	want := map[string][]string{
+		// IPv4 first, and the source port is the one element marked as differing.
+		"tuple-identity.svg": {"40512", "40514", "127.0.0.1", "1 of 5 elements differ", "the source port"},
+		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", "PSH,ACK  (5 bytes of data)", "accept() returns", ">1500<"},
+		"port-space.svg":     {"32768-60999", "28232 source ports", "narrowed to 8 ports", "to 127.0.0.1:7000", "8 of 8"},
+	}
+	for name, parts := range want {
+		b := checkSVG(t, filepath.Join(img, name))
+		for _, p := range parts {
+			if !strings.Contains(b, p) {
+				t.Errorf("%s lacks %q", name, p)
+			}
+		}
+		if !strings.Contains(page, "](img/proof/"+name+")") {
+			t.Errorf("the page does not show %s", name)
+		}
+	}
+	if strings.Contains(page, "No picture from this run") {
+		t.Error("the page says a picture is missing, though the fixture has all the evidence")
+	}
+}
+
+func TestMissingEvidenceGivesAPlaceholderAndANote(t *testing.T) {
+	// The same report without its handshake capture and its limit proofs.
+	b, err := os.ReadFile("testdata/report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.NewReplacer(`"claim:handshake.before-accept"`, `"claim:handshake.shed"`,
+		`"claim:limit.per-destination"`, `"claim:limit.fd"`).Replace(string(b))
+	fixture := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(fixture, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	page, img := generate(t, fixture)
+	hs := checkSVG(t, filepath.Join(img, "handshake.svg"))
+	if !strings.Contains(hs, "captured no packets") {
+		t.Errorf("handshake.svg is not the placeholder:\n%s", hs)
+	}
+	ps := checkSVG(t, filepath.Join(img, "port-space.svg"))
+	if strings.Contains(ps, "narrowed") {
+		t.Error("port-space.svg shows destinations the report does not have")
+	}
+	if n := strings.Count(page, "!!! note \"No picture from this run\""); n != 2 {
+		t.Errorf("the page notes %d missing pictures, want 2", n)
+	}
+}
+
+func TestAReportThatIsMissingSaysHowToMakeIt(t *testing.T) {
+	_, err := run(filepath.Join(t.TempDir(), "none.json"), filepath.Join(t.TempDir(), "p.md"), "img")
+	if err == nil || !strings.Contains(err.Error(), "go test ./specs/") {
+		t.Errorf("err = %v, want one that says to run the proofs", err)
+	}
+}
+
+var urlRE = regexp.MustCompile(`https?://[^"'\s<>)]+`)
+
+// checkSVG reads an SVG, checks it is well-formed XML that refers to nothing outside itself
+// (the only URL is its namespace), and returns it.
+func checkSVG(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(strings.NewReader(string(b)))
+	for {
+		if _, err := d.Token(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("%s: not well-formed: %v", path, err)
+			}
+			break
+		}
+	}
+	for _, u := range urlRE.FindAllString(string(b), -1) {
+		if u != "http://www.w3.org/2000/svg" {
+			t.Errorf("%s refers to %s", path, u)
+		}
+	}
+	return string(b)
+}
