@@ -1,0 +1,189 @@
+//go:build linux
+
+package refserver
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestEchoRandomChunks: 50 clients at once each send a random payload (0 to 1 MiB) in random
+// chunk sizes, half-close with shutdown(SHUT_WR), and must read back exactly what they sent,
+// then end of stream: the server answers the client's FIN with its own once the echo is out.
+func TestEchoRandomChunks(t *testing.T) {
+	const clients = 50
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			f.require(t)
+			srv := startServer(t, Config{Addr: f.any(), Handler: Echo{}})
+			seed := uint64(time.Now().UnixNano())
+			t.Logf("seed %d", seed)
+			start := time.Now()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var total int64
+			for i := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := echoOnce(srv.Addr(), seed, uint64(i))
+					if err != nil {
+						t.Errorf("client %d (seed %d): %v", i, seed, err)
+					}
+					mu.Lock()
+					total += n
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			t.Logf("%d clients echoed %.1f MiB over %s in %v", clients, float64(total)/(1<<20), f.name, time.Since(start).Round(time.Millisecond))
+			// Every connection was accepted once and closed once, and none is left open.
+			st := waitStats(t, srv, "every connection closed", func(st Stats) bool { return st.Closed == clients })
+			if st.Accepted != clients || st.Open != 0 || st.Shed != 0 || st.Refused != 0 {
+				t.Errorf("stats after %d clients: %s", clients, st)
+			}
+		})
+	}
+}
+
+// echoOnce is one client of TestEchoRandomChunks. Client 0 sends nothing and client 1 exactly
+// 1 MiB, so both ends of the range are always covered.
+func echoOnce(ap netip.AddrPort, seed, i uint64) (int64, error) {
+	rng := rand.New(rand.NewPCG(seed, i))
+	size := rng.IntN(1<<20 + 1)
+	switch i {
+	case 0:
+		size = 0
+	case 1:
+		size = 1 << 20
+	}
+	payload := make([]byte, size)
+	rand.NewChaCha8(sha256.Sum256(fmt.Appendf(nil, "%d/%d", seed, i))).Read(payload)
+	c, err := dialE(ap)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	werr := make(chan error, 1)
+	go func() {
+		p := payload
+		for len(p) > 0 {
+			// Tiny writes, a segment's worth, and big ones: the server must not care how
+			// the stream was cut.
+			var n int
+			switch rng.IntN(3) {
+			case 0:
+				n = 1 + rng.IntN(16)
+			case 1:
+				n = 1 + rng.IntN(1500)
+			default:
+				n = 1 + rng.IntN(256<<10)
+			}
+			n = min(n, len(p))
+			if _, err := c.Write(p[:n]); err != nil {
+				werr <- fmt.Errorf("write: %w", err)
+				return
+			}
+			p = p[n:]
+		}
+		werr <- c.CloseWrite() // shutdown(SHUT_WR): our FIN after the last byte
+	}()
+	h := sha256.New()
+	n, rerr := io.Copy(h, c) // nil at end of stream; ECONNRESET or a timeout otherwise
+	if err := <-werr; err != nil {
+		return n, err
+	}
+	if rerr != nil {
+		return n, fmt.Errorf("read after %d of %d bytes: %w", n, size, rerr)
+	}
+	if n != int64(size) || !bytes.Equal(h.Sum(nil), sha(payload)) {
+		return n, fmt.Errorf("echoed %d bytes, sha256 %x; sent %d, sha256 %x", n, h.Sum(nil)[:8], size, sha(payload)[:8])
+	}
+	// The end of stream is for good: another read says EOF again, not an error.
+	if m, err := c.Read(make([]byte, 1)); m != 0 || err != io.EOF {
+		return n, fmt.Errorf("read after EOF = %d, %v; want 0, EOF", m, err)
+	}
+	return n, nil
+}
+
+func sha(p []byte) []byte {
+	s := sha256.Sum256(p)
+	return s[:]
+}
+
+// TestTupleLine: the first line of the tuple handler names this very connection. Parsed, it
+// must equal what the kernel tells the client of its own end: getsockname (the client's
+// address and port) and getpeername (the server's). Two clients differ only in their port.
+func TestTupleLine(t *testing.T) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			f.require(t)
+			srv := startServer(t, Config{Addr: f.any()}) // nil Handler: TupleHandler
+			var seen []Tuple
+			for i := range 3 {
+				c := dial(t, srv.Addr())
+				r := bufio.NewReader(c)
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatalf("client %d: the tuple line: %q, %v", i, line, err)
+				}
+				got, err := parseTupleLine(line)
+				if err != nil {
+					t.Fatal(err)
+				}
+				own, err := clientTuple(c)
+				if err != nil {
+					t.Fatalf("the client's own tuple: %v", err)
+				}
+				if got != own {
+					t.Errorf("the server says %q\nthe client's kernel says %s", line, own)
+				}
+				// The same, through what net.Conn asked the kernel at connect.
+				if ap := c.LocalAddr().(*net.TCPAddr).AddrPort(); got.Local != ap {
+					t.Errorf("line names the client %s; net.Conn LocalAddr %s", got.Local, ap)
+				}
+				if got.Remote != srv.Addr() {
+					t.Errorf("line names the server %s; it listens on %s", got.Remote, srv.Addr())
+				}
+				for _, o := range seen {
+					if o.Local.Port() == got.Local.Port() || o.Local.Addr() != got.Local.Addr() || o.Remote != got.Remote {
+						t.Errorf("two connections, %s and %s: want them to differ in the client's port only", o, got)
+					}
+				}
+				seen = append(seen, got)
+				// After the greeting, the tuple handler echoes.
+				msg := fmt.Sprintf("hello from %s\n", got.Local)
+				if _, err := c.Write([]byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				if echo, err := r.ReadString('\n'); echo != msg || err != nil {
+					t.Errorf("echo after the tuple line: %q, %v; want %q", echo, err, msg)
+				}
+			}
+		})
+	}
+}
+
+// parseTupleLine reads "tcp CLIENT -> SERVER  (comment...)" as the client's Tuple.
+func parseTupleLine(line string) (Tuple, error) {
+	f := strings.Fields(line)
+	if len(f) < 5 || f[2] != "->" || !strings.HasPrefix(f[4], "(") {
+		return Tuple{}, fmt.Errorf("tuple line %q: want \"tcp CLIENT -> SERVER  (...)\"", line)
+	}
+	local, err1 := netip.ParseAddrPort(f[1])
+	remote, err2 := netip.ParseAddrPort(f[3])
+	if err1 != nil || err2 != nil {
+		return Tuple{}, fmt.Errorf("tuple line %q: %v %v", line, err1, err2)
+	}
+	return Tuple{Proto: f[0], Local: local, Remote: remote}, nil
+}
