@@ -20,12 +20,32 @@ import (
 // TestEchoRandomChunks: 50 clients at once each send a random payload (0 to 1 MiB) in random
 // chunk sizes, half-close with shutdown(SHUT_WR), and must read back exactly what they sent,
 // then end of stream: the server answers the client's FIN with its own once the echo is out.
+// Two loops, sharing one listener, or with a listener each (SO_REUSEPORT).
 func TestEchoRandomChunks(t *testing.T) {
 	const clients = 50
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
+	type run struct {
+		name      string
+		f         family
+		reusePort bool
+	}
+	runs := []run{{families[0].name, families[0], false}, {families[1].name, families[1], false}, {"ipv4 SO_REUSEPORT", families[0], true}}
+	for _, r := range runs {
+		f := r.f
+		t.Run(r.name, func(t *testing.T) {
 			f.require(t)
-			srv := startServer(t, Config{Addr: f.any(), Handler: Echo{}})
+			srv := startServer(t, Config{Addr: f.any(), Handler: Echo{}, Loops: 2, ReusePort: r.reusePort})
+			if r.reusePort {
+				// A listener per loop, all on the one address and port.
+				lfds := srv.Listeners()
+				if len(lfds) != 2 {
+					t.Fatalf("%d listeners with SO_REUSEPORT and 2 loops; want 2", len(lfds))
+				}
+				for _, fd := range lfds {
+					if ap, err := LocalAddr(fd); err != nil || ap != srv.Addr() {
+						t.Errorf("listener %d: getsockname %s, %v; want %s", fd, ap, err, srv.Addr())
+					}
+				}
+			}
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("seed %d", seed)
 			start := time.Now()
@@ -46,7 +66,7 @@ func TestEchoRandomChunks(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			t.Logf("%d clients echoed %.1f MiB over %s in %v", clients, float64(total)/(1<<20), f.name, time.Since(start).Round(time.Millisecond))
+			t.Logf("%d clients echoed %.1f MiB over %s in %v", clients, float64(total)/(1<<20), r.name, time.Since(start).Round(time.Millisecond))
 			// Every connection was accepted once and closed once, and none is left open.
 			st := waitStats(t, srv, "every connection closed", func(st Stats) bool { return st.Closed == clients })
 			if st.Accepted != clients || st.Open != 0 || st.Shed != 0 || st.Refused != 0 {
