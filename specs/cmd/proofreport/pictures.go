@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,14 +37,14 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 
 	// The handshake: handshake.before-accept's captured segments, when it could capture.
 	if b, err := fromSpecs(byID["handshake.before-accept"], "packets", func(e reportEntry) ([]byte, error) {
-		var segs []segment
-		if err := e.decode(&segs); err != nil {
+		segs, err := decodeSegments(e)
+		if err != nil {
 			return nil, err
 		}
 		if len(segs) == 0 {
 			return nil, fmt.Errorf("the capture is empty")
 		}
-		return handshakePicture(segs, acceptTime(byID["handshake.before-accept"], segs[0].Time))
+		return handshakePicture(segs, acceptAt(byID["handshake.before-accept"], segs[0].Time))
 	}); err == nil {
 		pics["handshake.svg"] = b
 	} else {
@@ -89,18 +90,18 @@ func fromSpecs(p proof, name string, draw func(reportEntry) ([]byte, error)) ([]
 	return nil, err
 }
 
-// acceptTime finds when accept() was called, from an entry of the proof whose name mentions
-// accept: a time, or a number of microseconds (name ending _us), milliseconds (_ms) or
-// nanoseconds (_ns) after the first captured segment. Zero when there is none.
-func acceptTime(p proof, t0 time.Time) time.Time {
+// acceptAt finds when accept() was called, in µs after the first captured segment (t0),
+// from an entry of the proof named accept_at_us (or _ms, _ns), or an entry whose name
+// mentions accept and holds a time. NaN when there is none.
+func acceptAt(p proof, t0 time.Time) float64 {
 	for _, s := range p.Specs {
 		for _, e := range s.ReportEntries {
-			if !strings.Contains(e.Name, "accept") || e.Name == "accept_queue" {
+			if !strings.HasPrefix(e.Name, "accept_at") {
 				continue
 			}
 			var t time.Time
-			if e.decode(&t) == nil && !t.IsZero() {
-				return t
+			if e.decode(&t) == nil && !t.IsZero() && !t0.IsZero() {
+				return float64(t.Sub(t0).Nanoseconds()) / 1e3
 			}
 			var n json.Number
 			if e.decode(&n) != nil {
@@ -110,17 +111,16 @@ func acceptTime(p proof, t0 time.Time) time.Time {
 			if err != nil {
 				continue
 			}
-			unit := time.Microsecond
 			switch {
 			case strings.HasSuffix(e.Name, "_ms"):
-				unit = time.Millisecond
+				f *= 1e3
 			case strings.HasSuffix(e.Name, "_ns"):
-				unit = time.Nanosecond
+				f /= 1e3
 			}
-			return t0.Add(time.Duration(f * float64(unit)))
+			return f
 		}
 	}
-	return time.Time{}
+	return math.NaN()
 }
 
 type portRange struct {
@@ -153,7 +153,8 @@ func hostRange(r suiteReport) (low, high int) {
 }
 
 // destinations reads, from the limit proofs' evidence, the narrowed range's size and the
-// source ports spent toward each destination: every "ports" role but the listener's.
+// source ports spent toward each destination: the "port_batches" chapter 3 records (one
+// batch per destination, each with its ports), in the order the proofs ran them.
 func destinations(ps ...proof) (narrowed int, dests []destination) {
 	seen := map[string]bool{}
 	for _, p := range ps {
@@ -167,19 +168,26 @@ func destinations(ps ...proof) (narrowed int, dests []destination) {
 					narrowed = pr.Size
 				}
 			}
-			for _, e := range s.entries("ports") {
-				v, err := decodeOrdered(e.Value.AsJSON)
-				o, ok := v.(*object)
-				if err != nil || !ok {
+			for _, e := range s.entries("port_batches") {
+				var batches []struct {
+					Batch string   `json:"batch"`
+					From  string   `json:"from"`
+					To    string   `json:"to"`
+					Ports []uint16 `json:"ports"`
+				}
+				if e.decode(&batches) != nil {
 					continue
 				}
-				for _, k := range o.keys {
-					a, ok := o.get(k).([]any)
-					if !ok || strings.Contains(k, "listener") || seen[k] {
+				for _, b := range batches {
+					label := b.Batch
+					if label == "" {
+						label = b.From + " → " + b.To
+					}
+					if seen[label] {
 						continue
 					}
-					seen[k] = true
-					dests = append(dests, destination{Label: k, Used: len(a)})
+					seen[label] = true
+					dests = append(dests, destination{Label: label, Used: len(b.Ports)})
 				}
 			}
 		}

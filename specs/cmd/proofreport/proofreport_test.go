@@ -43,7 +43,7 @@ func TestPageListsEveryClaimWithItsState(t *testing.T) {
 		"| [`tuple.identity`](#tuple-identity) | 1 | true | ✅ passed |",
 		"| [`passive.no-data`](#passive-no-data) | 6 | true | ❌ failed |",
 		"| [`backlog.queue`](#backlog-queue) | 4 | true | 🕳️ no proof yet |",
-		"!!! failure \"5 of 21 claims proven\"",
+		"!!! failure \"7 of 21 claims proven\"",
 		"claim no.such-claim is not registered",
 		"## Specs that name no registered claim",
 		"`specs/ch01_five_tuple_test.go:19`", // relative to the suite's parent: no go.mod in the fixture
@@ -93,8 +93,8 @@ func TestPicturesAreDrawnFromTheEvidence(t *testing.T) {
 	want := map[string][]string{
 		// IPv4 first, and the source port is the one element marked as differing.
 		"tuple-identity.svg": {"40512", "40514", "127.0.0.1", "1 of 5 elements differ", "the source port"},
-		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", "PSH,ACK  (5 bytes of data)", "accept() returns", ">1500<"},
-		"port-space.svg":     {"32768-60999", "28232 source ports", "narrowed to 8 ports", "to 127.0.0.1:7000", "8 of 8"},
+		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", "PSH,ACK  (5 bytes of data)", "accept() called", ">1500<", ">1600<"},
+		"port-space.svg":     {"32768-60999", "28232 source ports", "narrowed to 8 ports", "to one destination", "to a second server port", "from a second client address", "8 of 8"},
 	}
 	for name, parts := range want {
 		b := checkSVG(t, filepath.Join(img, name))
@@ -119,7 +119,7 @@ func TestMissingEvidenceGivesAPlaceholderAndANote(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := strings.NewReplacer(`"claim:handshake.before-accept"`, `"claim:handshake.shed"`,
-		`"claim:limit.per-destination"`, `"claim:limit.fd"`).Replace(string(b))
+		`"claim:limit.per-destination"`, `"claim:limit.fd"`, `"claim:limit.multiply"`, `"claim:limit.fd-config"`).Replace(string(b))
 	fixture := filepath.Join(t.TempDir(), "report.json")
 	if err := os.WriteFile(fixture, []byte(s), 0o644); err != nil {
 		t.Fatal(err)

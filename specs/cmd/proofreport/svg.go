@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"html"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -126,40 +127,84 @@ type tupleSeen struct {
 	Server string `json:"server"`
 }
 
-// segment mirrors lab.Segment.
+// segment is one captured TCP segment: lab.Segment (an absolute time), or a chapter's
+// timeline packet (at_us, µs after the connection's SYN, and from: "client" or "server").
 type segment struct {
 	Time  time.Time `json:"time"`
+	AtUS  *float64  `json:"at_us"`
+	From  string    `json:"from"`
 	Src   string    `json:"src"`
 	Dst   string    `json:"dst"`
 	Flags string    `json:"flags"`
-	Seq   uint32    `json:"seq"`
-	Ack   uint32    `json:"ack"`
 	Len   int       `json:"len"`
 }
 
+// decodeSegments reads a "packets" entry: a list of segments, or an object that holds
+// one under "packets" (with the connection's name beside it).
+func decodeSegments(e reportEntry) ([]segment, error) {
+	var wrapped struct {
+		Packets []segment `json:"packets"`
+	}
+	if err := e.decode(&wrapped); err == nil && len(wrapped.Packets) > 0 {
+		return wrapped.Packets, nil
+	}
+	var segs []segment
+	if err := e.decode(&segs); err != nil {
+		return nil, err
+	}
+	return segs, nil
+}
+
+// offsets are the segments' times in µs after the first one's.
+func offsets(segs []segment) []float64 {
+	us := make([]float64, len(segs))
+	for i, sg := range segs {
+		switch {
+		case sg.AtUS != nil:
+			us[i] = *sg.AtUS
+		case !sg.Time.IsZero() && !segs[0].Time.IsZero():
+			us[i] = float64(sg.Time.Sub(segs[0].Time).Nanoseconds()) / 1e3
+		}
+	}
+	if segs[0].AtUS != nil {
+		for i := range us {
+			us[i] -= *segs[0].AtUS
+		}
+	}
+	return us
+}
+
 // handshakePicture draws the captured segments as a sequence diagram between client and
-// server, with accept() where the proof says it was called (accept, when not zero).
-func handshakePicture(segs []segment, accept time.Time) ([]byte, error) {
+// server, with accept() at acceptUS µs after the first segment, when known (not NaN).
+func handshakePicture(segs []segment, acceptUS float64) ([]byte, error) {
 	if len(segs) == 0 {
 		return nil, fmt.Errorf("no segments")
 	}
-	client := ""
+	fromClient := func(sg segment) bool { return sg.From == "client" }
+	client, server := "", ""
 	for _, sg := range segs {
-		if sg.Flags == "SYN" {
+		if sg.From == "" && sg.Flags == "SYN" {
 			client = sg.Src
 			break
 		}
 	}
-	if client == "" {
-		client = segs[0].Src
+	if client != "" || segs[0].From == "" {
+		if client == "" {
+			client = segs[0].Src
+		}
+		fromClient = func(sg segment) bool { return sg.Src == client }
 	}
-	server := segs[0].Dst
-	if segs[0].Src != client {
-		server = segs[0].Src
+	for _, sg := range segs {
+		if fromClient(sg) {
+			client, server = sg.Src, sg.Dst
+			break
+		}
 	}
+	us := offsets(segs)
+	known := !math.IsNaN(acceptUS)
 	const cx, sx, top, step = 200, 620, 96, 44
 	rowsN := len(segs)
-	if !accept.IsZero() {
+	if known {
 		rowsN++
 	}
 	h := top + rowsN*step + 50
@@ -171,24 +216,23 @@ func handshakePicture(segs []segment, accept time.Time) ([]byte, error) {
 	fmt.Fprintf(s, `<line x1="%d" y1="70" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-30)
 	fmt.Fprintf(s, `<line x1="%d" y1="70" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-30)
 	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
-	t0 := segs[0].Time
 	row := 0
-	acceptDrawn := accept.IsZero()
+	acceptDrawn := !known
 	drawAccept := func() {
 		y := top + row*step
 		s.box(sx-90, y-4, 180, 30, colDiff)
-		s.text(sx, y+16, "middle", `font-family="monospace" font-weight="bold"`, "accept() returns")
-		s.text(60, y+16, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("%.0f", float64(accept.Sub(t0).Nanoseconds())/1e3))
+		s.text(sx, y+16, "middle", `font-family="monospace" font-weight="bold"`, "accept() called")
+		s.text(60, y+16, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("%.0f", acceptUS))
 		row++
 		acceptDrawn = true
 	}
-	for _, sg := range segs {
-		if !acceptDrawn && sg.Time.After(accept) {
+	for i, sg := range segs {
+		if !acceptDrawn && us[i] > acceptUS {
 			drawAccept()
 		}
 		y := top + row*step
 		x1, x2 := cx, sx
-		if sg.Src != client {
+		if !fromClient(sg) {
 			x1, x2 = sx, cx
 		}
 		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#1565c0" stroke-width="2" marker-end="url(#arrow)"/>`+"\n", x1, y, x2, y+18)
@@ -197,7 +241,7 @@ func handshakePicture(segs []segment, accept time.Time) ([]byte, error) {
 			label += fmt.Sprintf("  (%d bytes of data)", sg.Len)
 		}
 		s.text((cx+sx)/2, y-2, "middle", `font-family="monospace"`, label)
-		s.text(60, y+12, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("%.0f", float64(sg.Time.Sub(t0).Nanoseconds())/1e3))
+		s.text(60, y+12, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("%.0f", us[i]))
 		row++
 	}
 	if !acceptDrawn {
