@@ -131,6 +131,12 @@ func (l *loop) run() error {
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
 		if err != nil && err != unix.EINTR {
+			if !l.draining {
+				// Shutdown waits for every loop to let go of the listeners; a dead loop
+				// lets go too, or Shutdown would wait forever.
+				l.draining = true
+				l.srv.listenersOff.Done()
+			}
 			return os.NewSyscallError("epoll_wait", err)
 		}
 		l.now = time.Now().UnixNano()
