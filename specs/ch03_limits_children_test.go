@@ -1,0 +1,501 @@
+//go:build linux
+
+package specs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// The sandbox children of chapter 3. Each runs in a process of its own, in a network
+// namespace of its own (lab.RegisterChild), outside Ginkgo: it reports what the kernel
+// answered in its result, and the spec in ch03_limits_test.go asserts.
+
+const (
+	// ch3NarrowRange is net.ipv4.ip_local_port_range in the children that exhaust it: ten
+	// ports, so that ten connect()s use it up.
+	ch3NarrowRange = "40000 40009"
+	// ch3ServerPort is where those children listen: outside the narrowed range, so that the
+	// listener does not hold one of its ports.
+	ch3ServerPort = 20000
+	// ch3NoFile is RLIMIT_NOFILE in limit.fd's child: room for the runtime's own
+	// descriptors, a listener, a few dozen clients and some of their accepted ends.
+	ch3NoFile = 48
+)
+
+// --8<-- [start:limit-connect-until-refused]
+
+// ch3Batch is connect() repeated toward one destination, from one source, until the
+// kernel refused.
+type ch3Batch struct {
+	Batch       string        `json:"batch"`                 // which destination or source, in the spec's words
+	From        string        `json:"from,omitempty"`        // the address bound before connect (port 0); empty when connect chose it
+	To          string        `json:"to"`                    // the server's address and port
+	Ports       []uint16      `json:"ports"`                 // each connection's source port, getsockname, in order
+	Established int           `json:"established"`           // of those, how many TCP_INFO showed ESTABLISHED
+	Tuples      []string      `json:"tuples"`                // each connection, as the client's kernel holds it
+	Refused     lab.ErrnoSeen `json:"refused"`               // the connect after the last success
+	Errno       unix.Errno    `json:"errno_value,omitempty"` // its errno, for errors.Is in the parent
+}
+
+// ch3ConnectUntilRefused connects new sockets to `to` until one fails, at most limit times,
+// keeping every connection open (the caller closes fds). With from valid, each socket is
+// bound to from:0 first, with IP_BIND_ADDRESS_NO_PORT.
+func ch3ConnectUntilRefused(name string, from netip.Addr, to netip.AddrPort, limit int, fds *[]int) (ch3Batch, error) {
+	b := ch3Batch{Batch: name, To: to.String(), Ports: []uint16{}, Tuples: []string{}}
+	if from.IsValid() {
+		b.From = netip.AddrPortFrom(from, 0).String()
+	}
+	for range limit {
+		fd, err := refserver.Socket(refserver.Family(to))
+		if err != nil {
+			return b, err
+		}
+		*fds = append(*fds, fd)
+		if from.IsValid() {
+			// bind(2) to port 0 would reserve a port then, before the destination is known
+			// (inet_csk_get_port), and a port reserved by bind is one connect() does not
+			// share. IP_BIND_ADDRESS_NO_PORT makes bind fix the address alone and leaves the
+			// port to connect(2), which picks it per 4-tuple (__inet_hash_connect), as for
+			// an unbound socket.
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+				return b, os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
+			}
+			if err := refserver.Bind(fd, netip.AddrPortFrom(from, 0)); err != nil {
+				return b, err
+			}
+		}
+		if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
+			local, _ := refserver.LocalAddr(fd)
+			b.Refused = lab.Refused("connect", err, local, to)
+			errors.As(err, &b.Errno)
+			return b, nil
+		}
+		t, err := refserver.TupleOf(fd)
+		if err != nil {
+			return b, err
+		}
+		b.Ports = append(b.Ports, t.Local.Port())
+		b.Tuples = append(b.Tuples, t.String())
+		if st, err := refserver.TCPState(fd); err == nil && st == "ESTABLISHED" {
+			b.Established++
+		}
+	}
+	// Never refused within limit: the parent sees more ports than the range and no errno.
+	return b, nil
+}
+
+// --8<-- [end:limit-connect-until-refused]
+
+// ch3ReadPortRange reads net.ipv4.ip_local_port_range in the child's namespace, as the
+// kernel writes it back: "40000\t40009".
+func ch3ReadPortRange() (lab.PortRange, error) {
+	v, err := refserver.Sysctl(lab.PortRangeSysctl)
+	if err != nil {
+		return lab.PortRange{}, err
+	}
+	f := strings.Fields(v)
+	if len(f) != 2 {
+		return lab.PortRange{}, fmt.Errorf("%s = %q: want two numbers", lab.PortRangeSysctl, v)
+	}
+	lo, err1 := strconv.ParseUint(f[0], 10, 16)
+	hi, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil || lo > hi {
+		return lab.PortRange{}, fmt.Errorf("%s = %q: not a range", lab.PortRangeSysctl, v)
+	}
+	return lab.PortRange{Low: uint16(lo), High: uint16(hi), Size: int(hi-lo) + 1, Sysctl: lab.PortRangeSysctl}, nil
+}
+
+// ch3Exhaust bounds a batch: the range and a few more, so that a kernel that handed out
+// more ports than its range would show it rather than stop the loop.
+func ch3Exhaust(r lab.PortRange) int { return min(r.Size+8, 1<<12) }
+
+func ch3CloseAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// --8<-- [start:limit-per-destination-child]
+
+// ch3DefaultRangeChild reads the ephemeral range of a network namespace nobody has tuned:
+// the kernel's own default.
+var ch3DefaultRangeChild = lab.RegisterChild("ch3.limit.per-destination.default", func(struct{}) (lab.PortRange, error) {
+	return ch3ReadPortRange()
+})
+
+type ch3FillArg struct {
+	Server netip.AddrPort // where the listener binds, outside the narrowed range
+}
+
+type ch3FillSeen struct {
+	Range lab.PortRange // as the child's kernel reads it back
+	Batch ch3Batch
+}
+
+// ch3FillChild connects to one listener until the kernel has no source port left for that
+// destination.
+var ch3FillChild = lab.RegisterChild("ch3.limit.per-destination", func(arg ch3FillArg) (ch3FillSeen, error) {
+	var seen ch3FillSeen
+	var err error
+	if seen.Range, err = ch3ReadPortRange(); err != nil {
+		return seen, err
+	}
+	l, addr, err := lab.ListenOn(arg.Server, 64)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	var fds []int
+	defer func() { ch3CloseAll(fds) }()
+	// The handshakes complete without accept(): the kernel queues them (backlog 64).
+	seen.Batch, err = ch3ConnectUntilRefused("to one server port", netip.Addr{}, addr, ch3Exhaust(seen.Range), &fds)
+	return seen, err
+})
+
+// --8<-- [end:limit-per-destination-child]
+
+// --8<-- [start:limit-multiply-child]
+
+type ch3MultiplySeen struct {
+	Range   lab.PortRange
+	Batches []ch3Batch // the first destination, a second port, a second server address, a second client address
+	Again   ch3Batch   // the first destination once more, afterwards
+}
+
+// ch3MultiplyChild exhausts the range toward one destination, then spends it again toward
+// three more 4-tuples, each changing one element.
+var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", func(struct{}) (ch3MultiplySeen, error) {
+	var seen ch3MultiplySeen
+	var err error
+	if seen.Range, err = ch3ReadPortRange(); err != nil {
+		return seen, err
+	}
+	one := netip.MustParseAddr("127.0.0.1")
+	// 127.0.0.2 needs no configuring: bringing lo up gave it 127.0.0.1/8, and the kernel's
+	// local route answers for the whole block.
+	two := netip.MustParseAddr("127.0.0.2")
+	var listeners, fds []int
+	defer func() { ch3CloseAll(fds); ch3CloseAll(listeners) }()
+	listen := func(at netip.AddrPort) (netip.AddrPort, error) {
+		l, addr, err := lab.ListenOn(at, 64)
+		if err == nil {
+			listeners = append(listeners, l)
+		}
+		return addr, err
+	}
+	first, err := listen(netip.AddrPortFrom(one, ch3ServerPort))
+	if err != nil {
+		return seen, err
+	}
+	otherPort, err := listen(netip.AddrPortFrom(one, ch3ServerPort+1))
+	if err != nil {
+		return seen, err
+	}
+	otherAddr, err := listen(netip.AddrPortFrom(two, ch3ServerPort))
+	if err != nil {
+		return seen, err
+	}
+	limit := ch3Exhaust(seen.Range)
+	for _, b := range []struct {
+		name string
+		from netip.Addr
+		to   netip.AddrPort
+	}{
+		{"to the first server port", netip.Addr{}, first},
+		{"to a second server port", netip.Addr{}, otherPort},
+		// Unbound, so the source address is the route's: 127.0.0.1 for all of 127/8.
+		{"to a second server address", netip.Addr{}, otherAddr},
+		{"from a second client address", two, first},
+	} {
+		batch, err := ch3ConnectUntilRefused(b.name, b.from, b.to, limit, &fds)
+		if err != nil {
+			return seen, err
+		}
+		seen.Batches = append(seen.Batches, batch)
+	}
+	seen.Again, err = ch3ConnectUntilRefused("to the first server port again", netip.Addr{}, first, limit, &fds)
+	return seen, err
+})
+
+// --8<-- [end:limit-multiply-child]
+
+// --8<-- [start:limit-fd-child]
+
+type ch3FDArg struct {
+	Listen netip.AddrPort // the listener's address; port 0, the kernel chooses
+}
+
+// ch3FDStep is /proc/self/fd counted just before and just after one accept4.
+type ch3FDStep struct {
+	Before int `json:"before"`
+	After  int `json:"after"`
+}
+
+// ch3DescriptorsSeen is what limit.fd's child saw under a low RLIMIT_NOFILE.
+type ch3DescriptorsSeen struct {
+	Soft           uint64                `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
+	Hard           uint64                `json:"hard"`                  //
+	Listener       string                `json:"listener"`              // its getsockname
+	OpenAtStart    int                   `json:"open_at_start"`         // /proc/self/fd with the listener open, before any client
+	Clients        int                   `json:"clients"`               // client connections made before the first accept
+	QueueBefore    refserver.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
+	Accepted       int                   `json:"accepted"`              // accept4 calls that returned a descriptor
+	Steps          []ch3FDStep           `json:"steps"`                 // descriptors around each accept4 whose after could be read
+	Refused        lab.ErrnoSeen         `json:"refused"`               // the accept4 that failed
+	Errno          unix.Errno            `json:"errno_value,omitempty"` //
+	AllOpen        bool                  `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
+	QueueAtRefusal refserver.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
+	PortsUsed      int                   `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
+	Range          lab.PortRange         `json:"range"`                 // the ephemeral range in the child
+}
+
+// ch3DescriptorsChild connects clients to its own listener first, then accepts with
+// refserver.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
+var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (ch3DescriptorsSeen, error) {
+	var seen ch3DescriptorsSeen
+	var err error
+	if seen.Soft, seen.Hard, err = refserver.DescriptorLimit(); err != nil {
+		return seen, err
+	}
+	if seen.Range, err = ch3ReadPortRange(); err != nil {
+		return seen, err
+	}
+	l, addr, err := lab.ListenOn(arg.Listen, 128)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	seen.Listener = addr.String()
+	var fds []int
+	defer func() { ch3CloseAll(fds) }()
+	if seen.OpenAtStart, err = refserver.OpenDescriptors(); err != nil {
+		return seen, err
+	}
+
+	// Two thirds of the free descriptors go to clients, the rest is left for accept4: more
+	// clients than that, so that some are still queued when the descriptors run out.
+	free := int(seen.Soft) - seen.OpenAtStart
+	ports := map[uint16]bool{addr.Port(): true}
+	for range free * 2 / 3 {
+		c, err := lab.DialTo(addr)
+		if err != nil {
+			return seen, err
+		}
+		fds = append(fds, c)
+		local, err := refserver.LocalAddr(c)
+		if err != nil {
+			return seen, err
+		}
+		ports[local.Port()] = true
+		seen.Clients++
+	}
+	seen.PortsUsed = len(ports)
+	// connect() returned on the client's side of each handshake; the server's side may
+	// still be finishing the last one. Wait, bounded, for the queue to hold every client.
+	deadline := time.Now().Add(lab.AcceptWithin)
+	for attempt := 0; attempt < 5000; attempt++ {
+		if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+			return seen, err
+		}
+		if int(seen.QueueBefore.Len) >= seen.Clients || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	for range seen.Clients + 1 {
+		before, berr := refserver.OpenDescriptors()
+		fd, _, err := refserver.Accept(l)
+		if err != nil {
+			seen.Refused = lab.Refused("accept4", err, addr, netip.AddrPort{})
+			errors.As(err, &seen.Errno)
+			break
+		}
+		fds = append(fds, fd)
+		seen.Accepted++
+		// Reading /proc/self/fd takes a descriptor of its own: after the accept4 that took
+		// the last free number, the count itself fails with EMFILE, and is left out.
+		after, aerr := refserver.OpenDescriptors()
+		if berr == nil && aerr == nil {
+			seen.Steps = append(seen.Steps, ch3FDStep{Before: before, After: after})
+		}
+	}
+	// Every number below the soft limit in use: fcntl(F_GETFD) answers EBADF for a free one.
+	seen.AllOpen = true
+	for fd := range int(seen.Soft) {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			seen.AllOpen = false
+		}
+	}
+	// getsockopt on the listener needs no new descriptor.
+	seen.QueueAtRefusal, err = refserver.AcceptQueueOf(l)
+	return seen, err
+})
+
+// --8<-- [end:limit-fd-child]
+
+// --8<-- [start:limit-fd-config-child]
+
+const (
+	ch3CallLower         = "lower the soft limit"
+	ch3CallRaise         = "raise the soft limit back to the hard limit"
+	ch3CallSoftAboveHard = "soft limit above the hard limit"
+	ch3CallHardUp        = "raise the hard limit by one"
+)
+
+type ch3Limit struct {
+	Soft uint64 `json:"soft"`
+	Hard uint64 `json:"hard"`
+}
+
+// ch3SetrlimitSeen is one setrlimit(RLIMIT_NOFILE) and what getrlimit read afterwards.
+type ch3SetrlimitSeen struct {
+	Call  string     `json:"call"`
+	Soft  uint64     `json:"soft"` // asked for
+	Hard  uint64     `json:"hard"` // asked for
+	Errno unix.Errno `json:"errno_value,omitempty"`
+	Name  string     `json:"errno,omitempty"` // its name; empty when it succeeded
+	Error string     `json:"error,omitempty"`
+	After ch3Limit   `json:"after"` // getrlimit right after
+}
+
+// ch3CapSeen is CAP_SYS_RESOURCE around the attempt to raise the hard limit.
+type ch3CapSeen struct {
+	InitialUserNS bool `json:"initial_user_ns"` // the child runs in the initial user namespace, where setrlimit checks it
+	HeldBefore    bool `json:"held_before"`     // in the thread's effective set before (in a user namespace it counts for nothing here)
+	Effective     bool `json:"effective"`       // in the effective set of the thread that called setrlimit
+}
+
+// ch3GoStartSeen is a Go program's RLIMIT_NOFILE as its first code reads it, against what
+// its parent handed it across execve.
+type ch3GoStartSeen struct {
+	Handed  ch3Limit `json:"handed"`
+	AtStart ch3Limit `json:"at_start"`
+}
+
+// ch3RlimitSeen is limit.fd-config's evidence.
+type ch3RlimitSeen struct {
+	Host       ch3Limit           `json:"host"`     // the test process's own, read only
+	NrOpen     uint64             `json:"nr_open"`  // fs.nr_open: no hard limit above it
+	FileMax    uint64             `json:"file_max"` // fs.file-max: open files in the whole system
+	Start      ch3Limit           `json:"start"`    // the child's at the start
+	Calls      []ch3SetrlimitSeen `json:"calls"`
+	Capability ch3CapSeen         `json:"cap_sys_resource"`
+	GoStart    []ch3GoStartSeen   `json:"go_start"`
+}
+
+func ch3Setrlimit(call string, soft, hard uint64) ch3SetrlimitSeen {
+	s := ch3SetrlimitSeen{Call: call, Soft: soft, Hard: hard}
+	err := lab.SetDescriptorLimit(soft, hard)
+	if err != nil {
+		errors.As(err, &s.Errno)
+		s.Name, s.Error = refserver.ErrnoName(err), err.Error()
+	}
+	s.After.Soft, s.After.Hard, _ = refserver.DescriptorLimit()
+	return s
+}
+
+// ch3GoStartChild reports RLIMIT_NOFILE as it finds it: nothing ran before it but the Go
+// runtime's start-up and the sandbox's setup, which leaves the limit alone without NoFile.
+var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start", func(struct{}) (ch3Limit, error) {
+	var l ch3Limit
+	var err error
+	l.Soft, l.Hard, err = refserver.DescriptorLimit()
+	return l, err
+})
+
+// ch3RlimitChild moves its own RLIMIT_NOFILE, which no other process shares.
+var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch3RlimitSeen, error) {
+	var seen ch3RlimitSeen
+	var err error
+	if seen.Start.Soft, seen.Start.Hard, err = refserver.DescriptorLimit(); err != nil {
+		return seen, err
+	}
+	hard := seen.Start.Hard
+	// setrlimit needs no privilege to lower the soft limit, nor to raise it again up to the
+	// hard limit: the hard limit is the ceiling an unprivileged process moves under.
+	seen.Calls = append(seen.Calls,
+		ch3Setrlimit(ch3CallLower, 64, hard),
+		ch3Setrlimit(ch3CallRaise, hard, hard),
+		// do_prlimit checks soft <= hard before anything else: EINVAL.
+		ch3Setrlimit(ch3CallSoftAboveHard, hard+1, hard))
+
+	// Raising the hard limit takes CAP_SYS_RESOURCE in the initial user namespace
+	// (capable(), in do_prlimit): EPERM without it. A capability belongs to a thread, so
+	// the call is made on a thread of its own, locked to this goroutine, that first drops
+	// CAP_SYS_RESOURCE from its effective set (lowering one's effective set needs no
+	// privilege). Where the process never had it, the drop changes nothing; where it had
+	// (root on a developer's machine), the proof still shows what an ordinary process gets.
+	// The goroutine ends locked, so the runtime discards the thread with its reduced set.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var caps [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &caps[0]); err != nil {
+			done <- os.NewSyscallError("capget", err)
+			return
+		}
+		bit := uint32(1) << unix.CAP_SYS_RESOURCE
+		seen.Capability.HeldBefore = caps[0].Effective&bit != 0
+		caps[0].Effective &^= bit
+		if err := unix.Capset(&hdr, &caps[0]); err != nil {
+			done <- os.NewSyscallError("capset", err)
+			return
+		}
+		if err := unix.Capget(&hdr, &caps[0]); err != nil {
+			done <- os.NewSyscallError("capget", err)
+			return
+		}
+		seen.Capability.Effective = caps[0].Effective&bit != 0
+		seen.Calls = append(seen.Calls, ch3Setrlimit(ch3CallHardUp, hard, hard+1))
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		return seen, err
+	}
+	seen.Capability.InitialUserNS, err = ch3InInitialUserNS()
+	if err != nil {
+		return seen, err
+	}
+
+	// The Go runtime at start-up (syscall/rlimit.go) raises a soft limit below hard-1 to
+	// hard-1, and leaves one at hard-1 or hard alone. A program this child starts gets its
+	// limit across execve: once setrlimit has been called, os/exec no longer restores the
+	// limit the process started with. Handed a low soft limit, then the hard one:
+	for _, soft := range []uint64{min(1024, hard/2), hard} {
+		if err := lab.SetDescriptorLimit(soft, hard); err != nil {
+			return seen, err
+		}
+		at, err := ch3GoStartChild.Run(struct{}{}, lab.SandboxOptions{Timeout: 20 * time.Second})
+		if err != nil {
+			return seen, fmt.Errorf("the Go program handed soft limit %d: %w", soft, err)
+		}
+		seen.GoStart = append(seen.GoStart, ch3GoStartSeen{Handed: ch3Limit{Soft: soft, Hard: hard}, AtStart: at})
+	}
+	return seen, nil
+})
+
+// ch3InInitialUserNS tells whether this process's user namespace is the initial one, whose
+// uid_map maps all of 0-4294967294 to itself.
+func ch3InInitialUserNS() (bool, error) {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false, err
+	}
+	return strings.Join(strings.Fields(string(b)), " ") == "0 0 4294967295", nil
+}
+
+// --8<-- [end:limit-fd-config-child]

@@ -1,0 +1,416 @@
+//go:build linux
+
+package specs
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// Evidence entries of chapter 3, beyond lab's (tuples, errno, ports, port_range). Each name
+// always carries the same shape of value:
+const (
+	// ch3EntryConnections: ch3ManySeen, the census of many connections on one listening
+	// port: how many the kernel holds ESTABLISHED, by TCP_INFO and by its own table.
+	ch3EntryConnections = "connections"
+	// ch3EntryDefaultRange: ch3DefaultRange, the ephemeral range the host uses and the one
+	// the kernel gives a new network namespace, against the article's 64K.
+	ch3EntryDefaultRange = "port_range_default"
+	// ch3EntryBatches: []ch3Batch, connect() repeated toward one destination until the
+	// kernel refused: the source ports it handed out, and the refusal.
+	ch3EntryBatches = "port_batches"
+	// ch3EntryDescriptors: ch3DescriptorsSeen, descriptors counted around each accept4
+	// under a low RLIMIT_NOFILE, the accept queue, and the ports in use.
+	ch3EntryDescriptors = "descriptors"
+	// ch3EntryRlimit: ch3RlimitSeen, setrlimit(RLIMIT_NOFILE) calls and what getrlimit read
+	// back after each, the kernel's ceilings, and what the Go runtime does at start-up.
+	ch3EntryRlimit = "rlimit_nofile"
+)
+
+// ch3Many is how many connections limit.many-per-port holds open at once: the "at least
+// 1000" of claims.md.
+const ch3Many = 1000
+
+var _ = Describe(Limits.Title, Label("chapter:3"), func() {
+	for _, fam := range lab.Families() {
+		// --8<-- [start:limit-many-per-port]
+		It("holds a thousand established connections on one listening port, all on the listener's address and port, over "+fam.String(),
+			Label("claim:limit.many-per-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// A backlog of ch3Many, capped by net.core.somaxconn: each connection is
+				// accepted as soon as its handshake is done anyway.
+				l := lab.Listen(fam.At(0), ch3Many)
+				// Plain descriptors, closed together at the end: two thousand sockets each
+				// with a cleanup of its own would spend the time on bookkeeping, not on the
+				// kernel.
+				var clients, servers []int
+				DeferCleanup(func() { ch3CloseAll(clients); ch3CloseAll(servers) })
+				for i := range ch3Many {
+					c, err := lab.DialTo(l.Addr)
+					Expect(err).NotTo(HaveOccurred(), "connection %d", i+1)
+					clients = append(clients, c)
+					s, _, err := lab.AcceptOn(l.FD(), lab.AcceptWithin)
+					Expect(err).NotTo(HaveOccurred(), "accept %d", i+1)
+					servers = append(servers, s)
+				}
+
+				// Every one is open now. Read each from the kernel: its state (TCP_INFO)
+				// and both ends' 4-tuples (getsockname, getpeername).
+				seen := ch3ManySeen{Listener: l.Addr.String()}
+				tuples := map[refserver.Tuple]bool{}
+				locals := map[netip.AddrPort]bool{}
+				var clientPorts []uint16
+				var samples []lab.TupleSeen
+				sampleNames := map[int]string{0: "first", 1: "second", len(servers) - 1: "last"}
+				for i, s := range servers {
+					st, err := refserver.TupleOf(s)
+					Expect(err).NotTo(HaveOccurred())
+					ct, err := refserver.TupleOf(clients[i])
+					Expect(err).NotTo(HaveOccurred())
+					tuples[st] = true
+					locals[st.Local] = true
+					clientPorts = append(clientPorts, ct.Local.Port())
+					if ch3State(s) == "ESTABLISHED" && ch3State(clients[i]) == "ESTABLISHED" {
+						seen.Established++
+					}
+					// A few of them, as both ends read them, for the report.
+					if name := sampleNames[i]; name != "" {
+						samples = append(samples, lab.TupleSeen{Conn: name, Client: ct.String(), Server: st.String()})
+					}
+				}
+				seen.DistinctTuples = len(tuples)
+				for a := range locals {
+					seen.ServerLocal = append(seen.ServerLocal, a.String())
+				}
+				seen.ClientPortsLow, seen.ClientPortsHigh = ch3MinMax(clientPorts)
+				// The kernel's own table, /proc/net/tcp or tcp6 (what ss -tn reads): the
+				// sockets in state ESTABLISHED whose local end is the listener's address and
+				// port. Counted there, not by us, so a socket we hold but the kernel does not
+				// cannot pass.
+				var err error
+				seen.KernelTable, err = ch3EstablishedAt(fam, l.Addr)
+				Expect(err).NotTo(HaveOccurred())
+
+				lab.Record(ch3EntryConnections, seen)
+				lab.Record(lab.EntryPorts, lab.Ports{"listener": {l.Addr.Port()}, "accepted": ch3PortsOf(locals)})
+				lab.Record(lab.EntryTuples, samples)
+
+				// One local address and port for every accepted socket, the listener's:
+				// getsockname on the new descriptors from accept4(2) never answered another.
+				Expect(seen.ServerLocal).To(ConsistOf(l.Addr.String()))
+				// At least a thousand at once, both ends ESTABLISHED by TCP_INFO, and as many
+				// in the kernel's table...
+				Expect(seen.Established).To(BeNumerically(">=", ch3Many))
+				Expect(seen.KernelTable).To(BeNumerically(">=", ch3Many))
+				// ...each a 4-tuple of its own, no two accepted sockets alike: with the server's
+				// end fixed, the client's port tells them apart (__inet_lookup_established
+				// hashes all four).
+				Expect(seen.DistinctTuples).To(Equal(len(servers)))
+			})
+		// --8<-- [end:limit-many-per-port]
+	}
+
+	for _, fam := range lab.Families() {
+		// --8<-- [start:limit-per-destination]
+		It("lets one client open as many connections to one server port as its ephemeral range has ports, then refuses with EADDRNOTAVAIL, over "+fam.String(),
+			Label("claim:limit.per-destination", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// The correction first, read only: the host's range, and the range the kernel
+				// gives every new network namespace (inet_init_net), its compiled-in default.
+				host := lab.LocalPortRange()
+				def, err := ch3DefaultRangeChild.Run(struct{}{}, lab.SandboxOptions{})
+				ch3RequireSandbox(err)
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(ch3EntryDefaultRange, ch3DefaultRange{Host: host, KernelDefault: def, Article: 1 << 16})
+
+				// In a sandbox the range is narrowed to ten ports, so that it runs out in ten
+				// connect()s. The server listens on a port outside it: one inside would take a
+				// port of the ten.
+				seen, err := ch3FillChild.Run(ch3FillArg{Server: fam.At(ch3ServerPort)}, lab.SandboxOptions{
+					Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
+				})
+				ch3RequireSandbox(err)
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(lab.EntryPortRange, seen.Range)
+				lab.Record(ch3EntryBatches, []ch3Batch{seen.Batch})
+				lab.Record(lab.EntryErrno, seen.Batch.Refused)
+
+				b := seen.Batch
+				// As many connections as the range the kernel read back holds, every one
+				// ESTABLISHED, each from a port of the range (getsockname), no port twice...
+				Expect(b.Ports).To(HaveLen(seen.Range.Size), "connections to %s with %s %s", b.To, seen.Range.Sysctl, seen.Range)
+				Expect(b.Established).To(Equal(len(b.Ports)))
+				for _, p := range b.Ports {
+					Expect(seen.Range.Contains(p)).To(BeTrue(), "source port %d outside %s", p, seen.Range)
+				}
+				Expect(duplicates(b.Ports)).To(BeEmpty())
+				// ...and the next connect(2) fails at once with EADDRNOTAVAIL: no source port
+				// is left for this destination (__inet_hash_connect). The limit is the range,
+				// not 64K: 28,232 ports by default (32768-60999).
+				Expect(errors.Is(b.Errno, unix.EADDRNOTAVAIL)).To(BeTrue(), "connect number %d: want EADDRNOTAVAIL, got %s", len(b.Ports)+1, b.Refused.Error)
+				Expect(def.Size).To(BeNumerically("<", 1<<16), "the kernel's default range %s", def)
+			})
+		// --8<-- [end:limit-per-destination]
+	}
+
+	// IPv4 only: a second server address and a second client address are free on IPv4's lo,
+	// which answers for all of 127.0.0.0/8, while on IPv6 lo has the one address ::1.
+	// --8<-- [start:limit-multiply]
+	It("gives a fresh range of source ports toward another server port, another server address, and from another client address, over "+lab.IPv4.String(),
+		Label("claim:limit.multiply", lab.IPv4.Name), func() {
+			lab.RequireFamily(lab.IPv4)
+			seen, err := ch3MultiplyChild.Run(struct{}{}, lab.SandboxOptions{
+				Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
+			})
+			ch3RequireSandbox(err)
+			Expect(err).NotTo(HaveOccurred())
+			lab.Record(lab.EntryPortRange, seen.Range)
+			lab.Record(ch3EntryBatches, append(seen.Batches, seen.Again))
+
+			Expect(seen.Batches).To(HaveLen(4))
+			for _, b := range seen.Batches {
+				// Each destination, or source address, takes the whole range again: as many
+				// connections as the range the kernel read back, all ESTABLISHED, each on a
+				// port of the range, and then EADDRNOTAVAIL.
+				Expect(b.Ports).To(HaveLen(seen.Range.Size), "%s: %s", b.Batch, b.Refused.Error)
+				Expect(b.Established).To(Equal(len(b.Ports)), b.Batch)
+				Expect(duplicates(b.Ports)).To(BeEmpty(), b.Batch)
+				for _, p := range b.Ports {
+					Expect(seen.Range.Contains(p)).To(BeTrue(), "%s: port %d outside %s", b.Batch, p, seen.Range)
+				}
+				Expect(errors.Is(b.Errno, unix.EADDRNOTAVAIL)).To(BeTrue(), "%s: want EADDRNOTAVAIL, got %s", b.Batch, b.Refused.Error)
+			}
+			// The same source ports served every batch: a port is spent per 4-tuple, not per
+			// client, so the second, third and fourth batches reused the first one's.
+			first := seen.Batches[0].Ports
+			for _, b := range seen.Batches[1:] {
+				Expect(b.Ports).To(ConsistOf(first), b.Batch)
+			}
+			// And the first destination is still exhausted: the fresh ports were fresh only
+			// for the new tuples.
+			Expect(seen.Again.Ports).To(BeEmpty())
+			Expect(errors.Is(seen.Again.Errno, unix.EADDRNOTAVAIL)).To(BeTrue(), "again to the first destination: %s", seen.Again.Refused.Error)
+		})
+	// --8<-- [end:limit-multiply]
+
+	for _, fam := range lab.Families() {
+		// --8<-- [start:limit-fd]
+		It("spends one descriptor per accepted connection, and fails accept4 with EMFILE long before ports run out, over "+fam.String(),
+			Label("claim:limit.fd", fam.Name), func() {
+				lab.RequireFamily(fam)
+				seen, err := ch3DescriptorsChild.Run(ch3FDArg{Listen: fam.At(0)}, lab.SandboxOptions{NoFile: ch3NoFile})
+				ch3RequireSandbox(err)
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(ch3EntryDescriptors, seen)
+				lab.Record(lab.EntryErrno, seen.Refused)
+
+				Expect(seen.Soft).To(Equal(uint64(ch3NoFile)), "the child's RLIMIT_NOFILE (getrlimit)")
+				Expect(seen.Accepted).To(BeNumerically(">=", 2))
+				// Each accept4 made exactly one new descriptor, by /proc/self/fd (the last
+				// one's count could not be read: reading /proc/self/fd needs a descriptor too).
+				Expect(seen.Steps).To(HaveLen(seen.Accepted - 1))
+				for _, st := range seen.Steps {
+					Expect(st.After-st.Before).To(Equal(1), "descriptors around one accept4: %+v", st)
+				}
+				// Then accept4 failed with EMFILE: every descriptor number below the soft limit
+				// was open (fcntl F_GETFD answered for each)...
+				Expect(errors.Is(seen.Errno, unix.EMFILE)).To(BeTrue(), "accept4: want EMFILE, got %s", seen.Refused.Error)
+				Expect(seen.AllOpen).To(BeTrue(), "descriptors 0..%d all open at EMFILE", seen.Soft-1)
+				// ...with connections still in the accept queue (TCP_INFO): the kernel had
+				// them, the process had no number to give them. The queue lost exactly the
+				// connections accepted.
+				Expect(seen.QueueAtRefusal.Len).To(BeNumerically(">", 0))
+				Expect(int(seen.QueueBefore.Len)).To(Equal(seen.Accepted + int(seen.QueueAtRefusal.Len)))
+				// And the ports were nowhere near used: what is left of the range (read in the
+				// child) could take more connections than the whole descriptor limit.
+				Expect(seen.Range.Size-seen.PortsUsed).To(BeNumerically(">", int(seen.Soft)),
+					"%d ports used of %s", seen.PortsUsed, seen.Range)
+			})
+		// --8<-- [end:limit-fd]
+	}
+
+	// --8<-- [start:limit-fd-config]
+	It("lets setrlimit move the soft descriptor limit up to the hard limit and no further, and reads the kernel's ceilings",
+		Label("claim:limit.fd-config"), func() {
+			soft, hard, err := refserver.DescriptorLimit()
+			Expect(err).NotTo(HaveOccurred())
+			seen, err := ch3RlimitChild.Run(struct{}{}, lab.SandboxOptions{})
+			ch3RequireSandbox(err)
+			Expect(err).NotTo(HaveOccurred())
+			// The ceilings, read only: fs.nr_open bounds any process's hard limit (even with
+			// CAP_SYS_RESOURCE, setrlimit above it is EPERM), fs.file-max the whole system's
+			// open files (ENFILE past it).
+			seen.Host = ch3Limit{Soft: soft, Hard: hard}
+			seen.NrOpen = ch3SysctlInt("fs.nr_open")
+			seen.FileMax = ch3SysctlInt("fs.file-max")
+			lab.Record(ch3EntryRlimit, seen)
+
+			byCall := map[string]ch3SetrlimitSeen{}
+			for _, s := range seen.Calls {
+				byCall[s.Call] = s
+			}
+			h := seen.Start.Hard
+			// Down and back up to the hard limit: getrlimit reads back what setrlimit set.
+			low, back := byCall[ch3CallLower], byCall[ch3CallRaise]
+			Expect(low.Errno).To(BeZero(), low.Error)
+			Expect(low.After).To(Equal(ch3Limit{Soft: low.Soft, Hard: h}))
+			Expect(back.Errno).To(BeZero(), back.Error)
+			Expect(back.After).To(Equal(ch3Limit{Soft: h, Hard: h}))
+			// Soft above hard: EINVAL (do_prlimit), nothing changed.
+			over := byCall[ch3CallSoftAboveHard]
+			Expect(errors.Is(over.Errno, unix.EINVAL)).To(BeTrue(), "soft above hard: %s", over.Error)
+			Expect(over.After).To(Equal(back.After))
+			// The hard limit up by one, by a thread without CAP_SYS_RESOURCE in the initial
+			// user namespace: EPERM, nothing changed.
+			up := byCall[ch3CallHardUp]
+			Expect(seen.Capability.Effective).To(BeFalse(), "the thread that raised the hard limit had CAP_SYS_RESOURCE: %+v", seen.Capability)
+			Expect(errors.Is(up.Errno, unix.EPERM)).To(BeTrue(), "hard limit raised: %s", up.Error)
+			Expect(up.After).To(Equal(back.After))
+			// No process's hard limit is above fs.nr_open.
+			Expect(h).To(BeNumerically("<=", seen.NrOpen))
+			Expect(hard).To(BeNumerically("<=", seen.NrOpen))
+
+			// What the Go runtime does at start-up (syscall/rlimit.go), seen in the child's
+			// own child: handed a soft limit below hard-1, it starts at hard-1; handed the
+			// hard limit, it leaves it.
+			Expect(seen.GoStart).To(HaveLen(2))
+			Expect(seen.GoStart[0].Handed.Soft).To(BeNumerically("<", h-1))
+			Expect(seen.GoStart[0].AtStart).To(Equal(ch3Limit{Soft: h - 1, Hard: h}))
+			Expect(seen.GoStart[1].Handed.Soft).To(Equal(h))
+			Expect(seen.GoStart[1].AtStart).To(Equal(ch3Limit{Soft: h, Hard: h}))
+		})
+	// --8<-- [end:limit-fd-config]
+})
+
+// ch3ManySeen is the census of limit.many-per-port.
+type ch3ManySeen struct {
+	Listener        string   `json:"listener"`          // the listener's getsockname
+	Established     int      `json:"established"`       // pairs with both ends ESTABLISHED by TCP_INFO
+	KernelTable     int      `json:"kernel_table"`      // ESTABLISHED sockets on the listener's address and port in /proc/net/tcp(6)
+	DistinctTuples  int      `json:"distinct_tuples"`   // different 4-tuples among the accepted sockets
+	ServerLocal     []string `json:"server_local"`      // every distinct getsockname of the accepted sockets
+	ClientPortsLow  uint16   `json:"client_ports_low"`  // the lowest source port the clients' kernel chose
+	ClientPortsHigh uint16   `json:"client_ports_high"` // and the highest
+}
+
+// ch3DefaultRange is the correction of the 64K: what the ephemeral range really holds.
+type ch3DefaultRange struct {
+	Host          lab.PortRange `json:"host"`           // this machine's, read only
+	KernelDefault lab.PortRange `json:"kernel_default"` // a new network namespace's
+	Article       int           `json:"article"`        // "64K": every 16-bit port
+}
+
+func ch3State(fd int) string {
+	GinkgoHelper()
+	st, err := refserver.TCPState(fd)
+	Expect(err).NotTo(HaveOccurred())
+	return st
+}
+
+func ch3MinMax(ports []uint16) (lo, hi uint16) {
+	for i, p := range ports {
+		if i == 0 || p < lo {
+			lo = p
+		}
+		if p > hi {
+			hi = p
+		}
+	}
+	return lo, hi
+}
+
+func ch3PortsOf(addrs map[netip.AddrPort]bool) []uint16 {
+	var ports []uint16
+	for a := range addrs {
+		ports = append(ports, a.Port())
+	}
+	return ports
+}
+
+// ch3EstablishedAt counts the sockets of the calling thread's network namespace that are
+// ESTABLISHED with local end at, in /proc/net/tcp (or tcp6). Each line there is one socket:
+// "sl local_address rem_address st ...", the address in hex as the kernel stores it (each
+// 32-bit word in the machine's byte order), the port in hex, the state in hex (01 is
+// TCP_ESTABLISHED).
+func ch3EstablishedAt(fam lab.Family, at netip.AddrPort) (int, error) {
+	path := "/proc/thread-self/net/tcp"
+	if fam.Domain == unix.AF_INET6 {
+		path += "6"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for lines := 0; sc.Scan() && lines < 1<<20; lines++ {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 4 || fields[3] != "01" {
+			continue
+		}
+		local, err := ch3ParseProcAddr(fields[1])
+		if err != nil {
+			continue // the header line
+		}
+		if local == at {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
+// ch3ParseProcAddr reads "0100007F:1F90" (127.0.0.1:8080 on a little-endian machine): the
+// address as 32-bit words in host order, so each word's bytes are reversed here (the
+// machines Go runs Linux on for these specs are little-endian; a big-endian one would not
+// match, and the count would fail, not pass).
+func ch3ParseProcAddr(s string) (netip.AddrPort, error) {
+	addrHex, portHex, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("%q: no port", s)
+	}
+	raw, err := hex.DecodeString(addrHex)
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, fmt.Errorf("%q: not an address", s)
+	}
+	port, err := strconv.ParseUint(portHex, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	for w := 0; w < len(raw); w += 4 {
+		raw[w], raw[w+1], raw[w+2], raw[w+3] = raw[w+3], raw[w+2], raw[w+1], raw[w]
+	}
+	a, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+func ch3SysctlInt(name string) uint64 {
+	GinkgoHelper()
+	v, err := refserver.Sysctl(name)
+	Expect(err).NotTo(HaveOccurred(), "read %s", name)
+	n, err := strconv.ParseUint(v, 10, 64)
+	Expect(err).NotTo(HaveOccurred(), "%s = %q", name, v)
+	return n
+}
+
+// ch3RequireSandbox stops the spec through lab.Require when this machine allows no private
+// network namespace: a skip on a developer's machine, a failure under CI.
+func ch3RequireSandbox(err error) {
+	GinkgoHelper()
+	if errors.Is(err, lab.ErrNoSandbox) {
+		lab.Require(false, err.Error())
+	}
+}
