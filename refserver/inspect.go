@@ -65,7 +65,8 @@ func OpenDescriptors() (int, error) {
 
 // DescriptorLimit is RLIMIT_NOFILE: the soft limit, where open, socket and accept4 start
 // failing with EMFILE, and the hard limit, the most an unprivileged process may raise the
-// soft one to. The Go runtime raises the soft limit to the hard one at start-up.
+// soft one to. At start-up the Go runtime raises its soft limit to hard-1 when it was lower
+// (os/rlimit.go), and gives children started with os/exec the original one back.
 func DescriptorLimit() (soft, hard uint64, err error) {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
