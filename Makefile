@@ -1,0 +1,25 @@
+# The docs site. `make docs` runs the proofs on this machine for a fresh report, turns it
+# into the proof page and its pictures, and builds the site into site/; `make serve` shows it
+# on 127.0.0.1 only. MkDocs: see the README's "The docs site".
+
+PORT ?= 8000
+REPORT := build/proof-report.json
+
+.PHONY: docs report site serve
+
+docs: report site
+
+# -count=1: a cached test result would not write the report again.
+report:
+	go test -count=1 ./specs/
+	go run ./specs/cmd/proofreport -report $(REPORT) -out chapters/proofs.md
+
+# The site alone, from the report already there (mkdocs refuses to build without the page).
+site:
+	mkdocs build --strict --site-dir site
+	python3 docs/check_offline.py site
+
+serve:
+	@test -f site/index.html || { echo "no site/ yet: run make docs first"; exit 1; }
+	@echo "portproof docs on http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
+	python3 -m http.server $(PORT) --bind 127.0.0.1 --directory site
