@@ -66,7 +66,7 @@ func OpenDescriptors() (int, error) {
 // DescriptorLimit is RLIMIT_NOFILE: the soft limit, where open, socket and accept4 start
 // failing with EMFILE, and the hard limit, the most an unprivileged process may raise the
 // soft one to. At start-up the Go runtime raises its soft limit to hard-1 when it was lower
-// (os/rlimit.go), and gives children started with os/exec the original one back.
+// (syscall/rlimit.go), and gives children started with os/exec the original one back.
 func DescriptorLimit() (soft, hard uint64, err error) {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
