@@ -40,9 +40,9 @@ func TestPageListsEveryClaimWithItsState(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"| [`tuple.identity`](#tuple-identity) | 1 | true | ✅ passed |",
-		"| [`passive.no-data`](#passive-no-data) | 6 | true | ❌ failed |",
-		"| [`backlog.queue`](#backlog-queue) | 4 | true | 🕳️ no proof yet |",
+		"| [`tuple.identity`](#tuple-identity) | 1 | true | passed |",
+		"| [`passive.no-data`](#passive-no-data) | 6 | true | FAILED |",
+		"| [`backlog.queue`](#backlog-queue) | 4 | true | no proof yet |",
 		"!!! failure \"7 of 21 claims proven\"",
 		"claim no.such-claim is not registered",
 		"## Specs that name no registered claim",
