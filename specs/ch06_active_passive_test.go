@@ -1,0 +1,642 @@
+//go:build linux
+
+package specs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// Evidence entries of chapter 6, beside lab's "errno", "tuples" and "ports". Each name
+// always carries the same shape of value:
+const (
+	// ch6EntrySockets: []ch6SocketSeen, sockets as the kernel describes them (TCP_INFO state,
+	// SO_ACCEPTCONN, getsockname, getpeername or its errno): passive next to active.
+	ch6EntrySockets = "socket_kinds"
+	// ch6EntrySpawned: ch6Spawned, the process's descriptors (/proc/self/fd) and the
+	// listener's accept queue (TCP_INFO) before the clients, after connect, after accept.
+	ch6EntrySpawned = "descriptors_spawned"
+	// ch6EntryBinds: []ch6BindSeen, bind and listen calls on one port, in order, with the
+	// socket options set and the kernel's answer.
+	ch6EntryBinds = "bind_attempts"
+	// ch6EntrySpread: ch6Spread, how the kernel spread connections over an SO_REUSEPORT
+	// group: each listener's accept queue (TCP_INFO) before any accept.
+	ch6EntrySpread = "reuseport_spread"
+	// ch6EntryRepeat: []ch6Repeat, the listener one 4-tuple was queued on, connected twice.
+	ch6EntryRepeat = "reuseport_repeat"
+)
+
+// ch6SocketSeen is one socket as the kernel describes it.
+type ch6SocketSeen struct {
+	Role       string `json:"role"`       // "listener", "client", "accepted", ...
+	FD         int    `json:"fd"`         // the descriptor number socket(2) or accept4(2) returned
+	State      string `json:"state"`      // refserver.TCPState: tcpi_state from TCP_INFO
+	AcceptConn int    `json:"acceptconn"` // getsockopt SO_ACCEPTCONN: 1 on a passive socket
+	Local      string `json:"local"`      // getsockname
+	Peer       string `json:"peer"`       // getpeername, or the errno name it failed with
+}
+
+// ch6Spawned is what accept() costs in descriptors, and where the connections wait before.
+type ch6Spawned struct {
+	Listener      int    `json:"listener"`       // the passive socket's descriptor
+	Before        int    `json:"before"`         // open descriptors with the listener alone
+	AfterConnect  int    `json:"after_connect"`  // after every client's connect(): client sockets only
+	QueuedBefore  uint32 `json:"queued_before"`  // the listener's accept queue then (tcpi_unacked)
+	AfterAccept   int    `json:"after_accept"`   // after accept4() took every queued connection
+	QueuedAfter   uint32 `json:"queued_after"`   // the accept queue then
+	Accepted      []int  `json:"accepted"`       // the descriptors accept4 returned
+	ListenerState string `json:"listener_state"` // TCP_INFO state of the listener after the accepts
+}
+
+// ch6BindSeen is one bind(2) or listen(2) and the kernel's answer.
+type ch6BindSeen struct {
+	Socket  string   `json:"socket"`            // which socket, in the spec's words
+	Call    string   `json:"call"`              // "bind" or "listen"
+	Addr    string   `json:"addr"`              // the address and port it was given, or holds
+	Options []string `json:"options,omitempty"` // socket options set before bind: "SO_REUSEADDR"
+	Errno   string   `json:"errno,omitempty"`   // refserver.ErrnoName of the failure; empty: it succeeded
+}
+
+// ch6Share is one listener of an SO_REUSEPORT group.
+type ch6Share struct {
+	FD     int    `json:"fd"`
+	Local  string `json:"local"`  // getsockname: the same for the whole group
+	Queued uint32 `json:"queued"` // its accept queue's length (TCP_INFO tcpi_unacked)
+	Max    uint32 `json:"max"`    // its accept queue's limit (tcpi_sacked)
+}
+
+// ch6Spread is a refserver SO_REUSEPORT group after a burst of connections, before Serve.
+type ch6Spread struct {
+	Addr      string     `json:"addr"`      // refserver's address: every listener's getsockname
+	Connected int        `json:"connected"` // client sockets whose connect() the kernel completed
+	Listeners []ch6Share `json:"listeners"`
+	Echoed    int        `json:"echoed"`   // clients that got their byte back once Serve ran
+	Accepted  uint64     `json:"accepted"` // refserver's Stats after Shutdown
+	Closed    uint64     `json:"closed"`
+}
+
+// ch6Repeat is one 4-tuple connected, reset, and connected again.
+type ch6Repeat struct {
+	Tuple  string `json:"tuple"`  // the client's tuple, both times the same
+	First  int    `json:"first"`  // index in Listeners() of the listener whose queue grew
+	Second int    `json:"second"` // the same, for the second connection
+}
+
+var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
+	for _, fam := range lab.Families() {
+		// --8<-- [start:passive-no-data]
+		It("gives a listening socket no peer and no data, only connections to accept, over "+fam.String(),
+			Label("claim:passive.no-data", fam.Name), func() {
+				lab.RequireFamily(fam)
+				s := lab.TCPSocket(fam)
+				s.Bind(fam.At(0))
+				// Bound but not listening: neither passive nor active yet.
+				bound := ch6Describe("bound, before listen", s.FD())
+				l := s.Listen(8)
+
+				// A client connects and sends before anything is accepted: the handshake and
+				// the bytes are the kernel's business, queued with the connection, not on
+				// the listener.
+				c := lab.Dial(l.Addr)
+				c.Send([]byte("hello"))
+				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).WithTimeout(lab.AcceptWithin).
+					Should(BeEquivalentTo(1), "the client's connection in the listener's accept queue")
+
+				buf := make([]byte, 16)
+				// read(2) and recv(2) on a listener: tcp_recvmsg answers ENOTCONN for a
+				// socket in LISTEN, even with a connection and its data waiting behind it.
+				_, err := unix.Read(l.FD(), buf)
+				err = os.NewSyscallError("read", err)
+				lab.Record(lab.EntryErrno, lab.Refused("read", err, l.Addr, netip.AddrPort{}))
+				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "read on the listener: want ENOTCONN, got %v", err)
+
+				_, _, err = unix.Recvfrom(l.FD(), buf, 0)
+				err = os.NewSyscallError("recvfrom", err)
+				lab.Record(lab.EntryErrno, lab.Refused("recv", err, l.Addr, netip.AddrPort{}))
+				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "recv on the listener: want ENOTCONN, got %v", err)
+
+				// getpeername(2): a passive socket has no other end (inet_getname checks
+				// for a connected state).
+				_, err = refserver.PeerAddr(l.FD())
+				lab.Record(lab.EntryErrno, lab.Refused("getpeername", err, l.Addr, netip.AddrPort{}))
+				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "getpeername on the listener: want ENOTCONN, got %v", err)
+
+				// send(2): tcp_sendmsg waits for a connection only in SYN_SENT or SYN_RECV;
+				// in LISTEN sk_stream_wait_connect answers EPIPE, and MSG_NOSIGNAL spares
+				// the process the SIGPIPE that comes with it.
+				err = os.NewSyscallError("sendto", unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil))
+				lab.Record(lab.EntryErrno, lab.Refused("send", err, l.Addr, netip.AddrPort{}))
+				Expect(errors.Is(err, unix.EPIPE)).To(BeTrue(), "send on the listener: want EPIPE, got %v", err)
+
+				// The connection the listener spawns is the one with the peer and the data.
+				a := l.Accept()
+				got := a.Read(len("hello"))
+				sockets := []ch6SocketSeen{bound, ch6Describe("listener", l.FD()),
+					ch6Describe("client", c.FD()), ch6Describe("accepted", a.FD())}
+				lab.Record(ch6EntrySockets, sockets)
+				lab.Record(lab.EntryTraffic, []lab.TrafficSeen{{Proto: "tcp", To: a.LocalAddr().String(), From: a.PeerAddr().String(), Payload: string(got)}})
+
+				Expect(string(got)).To(Equal("hello"))
+				Expect(a.PeerAddr()).To(Equal(c.LocalAddr()))
+				// SO_ACCEPTCONN is the kernel's own flag for "passive": set by listen(2)
+				// (sk_state TCP_LISTEN), on no other socket.
+				Expect(sockets[0].AcceptConn).To(BeZero(), "SO_ACCEPTCONN before listen")
+				Expect(sockets[1].AcceptConn).To(Equal(1), "SO_ACCEPTCONN on the listener")
+				Expect(sockets[1].State).To(Equal("LISTEN"))
+				for _, active := range sockets[2:] {
+					Expect(active.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on the %s", active.Role)
+					Expect(active.State).To(Equal("ESTABLISHED"), "the %s", active.Role)
+				}
+			})
+		// --8<-- [end:passive-no-data]
+
+		// --8<-- [start:passive-spawns-active]
+		It("spawns a new descriptor for each connection at accept(), while the listener goes on listening, over "+fam.String(),
+			Label("claim:passive.spawns-active", fam.Name), func() {
+				lab.RequireFamily(fam)
+				const connections = 8
+				l := lab.Listen(fam.At(0), connections)
+				var seen ch6Spawned
+				seen.Listener = l.FD()
+				seen.Before = ch6Descriptors()
+
+				var clients []*lab.Sock
+				for range connections {
+					clients = append(clients, lab.Dial(l.Addr))
+				}
+				seen.AfterConnect = ch6Descriptors()
+				clientFDs := seen.AfterConnect - seen.Before
+				// The handshakes are done and the connections wait in the accept queue,
+				// with no descriptor of the server's yet: the count rose by the client
+				// sockets alone, and the queue holds as many connections.
+				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).WithTimeout(lab.AcceptWithin).
+					Should(BeEquivalentTo(clientFDs), "the accept queue against the client sockets in /proc/self/fd")
+				seen.QueuedBefore = ch6Queue(l.FD()).Len
+
+				var accepted []*lab.Sock
+				var tuples []lab.TupleSeen
+				peers := map[netip.AddrPort]bool{}
+				for range clientFDs {
+					a := l.Accept()
+					accepted = append(accepted, a)
+					seen.Accepted = append(seen.Accepted, a.FD())
+					t := a.Tuple()
+					peers[t.Remote] = true
+					tuples = append(tuples, lab.TupleSeen{Conn: fmt.Sprintf("accept4 = %d", a.FD()), Server: t.String()})
+				}
+				seen.AfterAccept = ch6Descriptors()
+				seen.QueuedAfter = ch6Queue(l.FD()).Len
+				seen.ListenerState = ch6State(l.FD())
+				sockets := []ch6SocketSeen{ch6Describe("listener", l.FD())}
+				for _, a := range accepted {
+					sockets = append(sockets, ch6Describe("accepted", a.FD()))
+				}
+				lab.Record(ch6EntrySpawned, seen)
+				lab.Record(ch6EntrySockets, sockets)
+				lab.Record(lab.EntryTuples, tuples)
+
+				Expect(clientFDs).To(BeNumerically(">", 0))
+				// One new descriptor per accept4: N connections, N+1 descriptors on the
+				// server's side, the listener's and one per connection.
+				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
+				distinct := map[int]bool{l.FD(): true}
+				for _, fd := range seen.Accepted {
+					Expect(distinct).NotTo(HaveKey(fd), "accept4 returned descriptor %d twice, or the listener's", fd)
+					distinct[fd] = true
+				}
+				// Each is an active socket of its own, each to a different client...
+				Expect(peers).To(HaveLen(len(clients)))
+				for _, c := range clients {
+					Expect(peers).To(HaveKey(c.LocalAddr()))
+				}
+				for _, s := range sockets[1:] {
+					Expect(s.State).To(Equal("ESTABLISHED"), "descriptor %d", s.FD)
+					Expect(s.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on descriptor %d", s.FD)
+				}
+				// ...while the passive one, its queue now empty, is still listening.
+				Expect(seen.QueuedAfter).To(BeZero())
+				Expect(sockets[0].State).To(Equal("LISTEN"))
+				Expect(sockets[0].AcceptConn).To(Equal(1))
+				next := lab.Dial(l.Addr)
+				Expect(l.Accept().PeerAddr()).To(Equal(next.LocalAddr()), "a connection after the others")
+			})
+		// --8<-- [end:passive-spawns-active]
+
+		// --8<-- [start:passive-one-per-port]
+		It("lets one local address and port have one listener, SO_REUSEADDR or not, over "+fam.String(),
+			Label("claim:passive.one-per-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				var binds []ch6BindSeen
+				try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
+					err := s.TryBind(at)
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					return err
+				}
+				listen := func(who string, s *lab.Sock, opts ...string) error {
+					err := refserver.Listen(s.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					return err
+				}
+				defer func() { lab.Record(ch6EntryBinds, binds) }()
+
+				// No options: the second bind(2) finds the port's owner in the bind hash
+				// (inet_csk_bind_conflict) and fails.
+				first := lab.Listen(fam.At(0), 8)
+				binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: first.Addr.String()})
+				err := try("second socket", lab.TCPSocket(fam), first.Addr)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a listener: want EADDRINUSE, got %v", err)
+
+				// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
+				// listen (a TIME_WAIT, say), never with a listener.
+				reuse := "SO_REUSEADDR"
+				a := lab.TCPSocket(fam).ReuseAddr()
+				Expect(try("listener A", a, fam.At(0), reuse)).To(Succeed())
+				at := a.LocalAddr()
+				Expect(listen("listener A", a, reuse)).To(Succeed())
+				b := lab.TCPSocket(fam).ReuseAddr()
+				err = try("socket B", b, at, reuse)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, got %v", err)
+
+				// Two SO_REUSEADDR sockets may both bind while neither listens; then the
+				// first listen(2) wins, and the second fails: inet_csk_listen_start checks
+				// the port again, so the rule is about passive sockets, not about bind.
+				c := lab.TCPSocket(fam).ReuseAddr()
+				Expect(try("socket C", c, fam.At(0), reuse)).To(Succeed())
+				shared := c.LocalAddr()
+				d := lab.TCPSocket(fam).ReuseAddr()
+				Expect(try("socket D", d, shared, reuse)).To(Succeed())
+				Expect(listen("socket C", c, reuse)).To(Succeed())
+				err = listen("socket D", d, reuse)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "listen on a second socket bound to %s: want EADDRINUSE, got %v", shared, err)
+
+				// The conflict was the listener: once A is closed, B's bind goes through.
+				Expect(a.Close()).To(Succeed())
+				Expect(try("socket B, after A's close", b, at, reuse)).To(Succeed())
+				Expect(listen("socket B, after A's close", b, reuse)).To(Succeed())
+			})
+		// --8<-- [end:passive-one-per-port]
+
+		// --8<-- [start:passive-shared-port]
+		It("shares a port number between listeners on different local addresses, each taking its own connections, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// IPv4: 127.0.0.1 and 127.0.0.2, both on lo (127.0.0.0/8 is local). IPv6:
+				// ::1, and 127.0.0.1 in the other family.
+				other := netip.MustParseAddr("127.0.0.2")
+				if fam == lab.IPv6 {
+					lab.RequireFamily(lab.IPv4)
+					other = lab.IPv4.Loopback
+				}
+				var binds []ch6BindSeen
+				var one, two *lab.Listener
+				// The kernel picks a port free on the first address; another program may
+				// hold it on the second (bind to port 0 only checks this address), so a
+				// few ports are tried. A kernel that never shared a port fails every try.
+				for range 8 {
+					one = lab.Listen(fam.At(0), 8)
+					binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: one.Addr.String()})
+					s := lab.TCPSocket(lab.IPv4)
+					at := netip.AddrPortFrom(other, one.Addr.Port())
+					err := s.TryBind(at)
+					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: refserver.ErrnoName(err)})
+					if err == nil {
+						two = s.Listen(8)
+						break
+					}
+					Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind %s: %v", at, err)
+					one.Close()
+					s.Close()
+				}
+				lab.Record(ch6EntryBinds, binds)
+				Expect(two).NotTo(BeNil(), "no port number could be shared by %s and %s in 8 tries", fam.Loopback, other)
+
+				// Both passive, on one port number (getsockname), two addresses.
+				Expect(two.Addr.Port()).To(Equal(one.Addr.Port()))
+				Expect(two.Addr.Addr()).NotTo(Equal(one.Addr.Addr()))
+				Expect(ch6AcceptConn(one.FD())).To(Equal(1))
+				Expect(ch6AcceptConn(two.FD())).To(Equal(1))
+
+				// The kernel sends each connection to the listener of its destination
+				// address: the other listener's accept queue stays empty.
+				c1 := lab.Dial(one.Addr)
+				a1 := one.Accept()
+				Expect(ch6Queue(two.FD()).Len).To(BeZero(), "the second listener's queue after a connection to the first")
+				c2 := lab.Dial(two.Addr)
+				a2 := two.Accept()
+				Expect(ch6Queue(one.FD()).Len).To(BeZero(), "the first listener's queue after a connection to the second")
+				t1, t2 := a1.Tuple(), a2.Tuple()
+				lab.Record(lab.EntryTuples, []lab.TupleSeen{
+					{Conn: "to the first listener", Client: c1.Tuple().String(), Server: t1.String()},
+					{Conn: "to the second listener", Client: c2.Tuple().String(), Server: t2.String()},
+				})
+				Expect(t1.Local).To(Equal(one.Addr))
+				Expect(t2.Local).To(Equal(two.Addr))
+				Expect(t1.Remote).To(Equal(c1.LocalAddr()))
+				Expect(t2.Remote).To(Equal(c2.LocalAddr()))
+			})
+		// --8<-- [end:passive-shared-port]
+
+		// --8<-- [start:passive-shared-port-wildcard]
+		It("refuses a wildcard listener beside a specific one on the same port, either way round, in a sandbox, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// The wildcard listens on every address, the host's real interfaces too:
+				// only inside a private network namespace.
+				binds, err := ch6WildcardChild.Run(fam.Name, lab.SandboxOptions{})
+				if errors.Is(err, lab.ErrNoSandbox) {
+					lab.Require(false, err.Error())
+				}
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(ch6EntryBinds, binds)
+
+				Expect(binds).To(HaveLen(6))
+				// The wildcard covers the specific address: bind(2) refuses it beside a
+				// listener on loopback:P...
+				Expect(binds[0].Errno).To(BeEmpty(), "%+v", binds[0])
+				Expect(binds[1].Errno).To(Equal("EADDRINUSE"), "%+v", binds[1])
+				// ...and refuses loopback:Q beside a wildcard listener on Q.
+				Expect(binds[2].Errno).To(BeEmpty(), "%+v", binds[2])
+				Expect(binds[3].Errno).To(Equal("EADDRINUSE"), "%+v", binds[3])
+				// Once loopback:P's listener is closed, the wildcard binds P and listens.
+				Expect(binds[4].Errno).To(BeEmpty(), "%+v", binds[4])
+				Expect(binds[5].Errno).To(BeEmpty(), "%+v", binds[5])
+			})
+		// --8<-- [end:passive-shared-port-wildcard]
+
+		// --8<-- [start:passive-shared-port-reuseport]
+		It("spreads connections over refserver's SO_REUSEPORT listeners on one address and port by a hash of the 4-tuple, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				const connections = 1000
+				const probes = 8
+				// refserver.New sets SO_REUSEADDR and SO_REUSEPORT on each of the four
+				// sockets, binds them all to one address and port, and listens; no loop
+				// runs until Serve, so every connection stays in the accept queue of the
+				// listener the kernel chose for it.
+				srv, err := refserver.New(refserver.Config{Addr: fam.At(0), ReusePort: true, Loops: 4, Backlog: 4096, Handler: refserver.Echo{}})
+				Expect(err).NotTo(HaveOccurred())
+				DeferCleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					srv.Shutdown(ctx)
+				})
+				listeners := srv.Listeners()
+				var spread ch6Spread
+				spread.Addr = srv.Addr().String()
+				for _, fd := range listeners {
+					local, err := refserver.LocalAddr(fd)
+					Expect(err).NotTo(HaveOccurred())
+					// The same address and port for the whole group, each socket passive,
+					// each with SO_REUSEPORT as the kernel reads it back.
+					Expect(local).To(Equal(srv.Addr()))
+					Expect(ch6AcceptConn(fd)).To(Equal(1))
+					rp, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT)
+					Expect(err).NotTo(HaveOccurred())
+					Expect(rp).To(Equal(1))
+					// The queues must hold a share each, or a dropped SYN (1 s) would slow
+					// this down: listen's backlog, cut to net.core.somaxconn.
+					Expect(ch6Queue(fd).Max).To(BeNumerically(">=", connections/2), "accept queue limit of descriptor %d", fd)
+				}
+				Expect(len(listeners)).To(BeNumerically(">", 1))
+
+				clients := make([]*lab.Sock, 0, connections)
+				for range connections {
+					clients = append(clients, lab.Dial(srv.Addr()))
+				}
+				// Every connect(2) the kernel completed, as TCP_INFO on the clients says.
+				for _, c := range clients {
+					if ch6State(c.FD()) == "ESTABLISHED" {
+						spread.Connected++
+					}
+				}
+				// The last handshakes' ACKs may still be on their way to the server.
+				Eventually(func() uint32 { return ch6QueueSum(listeners) }).WithTimeout(lab.AcceptWithin).
+					Should(BeEquivalentTo(spread.Connected), "the listeners' accept queues against the clients connected")
+				for _, fd := range listeners {
+					q := ch6Queue(fd)
+					local, _ := refserver.LocalAddr(fd)
+					spread.Listeners = append(spread.Listeners, ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
+				}
+
+				// The same 4-tuple lands on the same listener, whatever the queues hold: the
+				// choice is reuseport_select_sock's hash of the tuple, not a load balancer.
+				// Two SO_REUSEADDR sockets bind one client port (allowed while neither
+				// listens), so that no other program's connect() can take it in between;
+				// the first connects, and its close with SO_LINGER 0 sends RST, which
+				// removes both ends from the established table, so the second may connect
+				// with the very same 4-tuple. The reset connection stays in its accept
+				// queue: each queue only grows.
+				var repeats []ch6Repeat
+				for range probes {
+					s := lab.TCPSocket(fam).ReuseAddr()
+					local := s.Bind(fam.At(0))
+					again := lab.TCPSocket(fam).ReuseAddr()
+					again.Bind(local)
+					first := ch6QueuedOn(listeners, func() { s.Connect(srv.Addr()) })
+					t := s.Tuple()
+					Expect(unix.SetsockoptLinger(s.FD(), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})).To(Succeed())
+					Expect(s.Close()).To(Succeed())
+					second := ch6QueuedOn(listeners, func() { again.Connect(srv.Addr()) })
+					Expect(again.Tuple()).To(Equal(t))
+					clients = append(clients, again)
+					repeats = append(repeats, ch6Repeat{Tuple: t.String(), First: first, Second: second})
+				}
+				lab.Record(ch6EntryRepeat, repeats)
+
+				// Serve: each loop accepts from its own listener; every client is answered.
+				served := make(chan error, 1)
+				go func() { served <- srv.Serve() }()
+				for _, c := range clients[:connections] {
+					c.Send([]byte{'p'})
+				}
+				for _, c := range clients[:connections] {
+					if string(c.Read(1)) == "p" {
+						spread.Echoed++
+					}
+				}
+				for _, c := range clients {
+					Expect(c.Close()).To(Succeed())
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				Expect(srv.Shutdown(ctx)).To(Succeed(), "every client closed: nothing left to drain")
+				Eventually(served).WithTimeout(5 * time.Second).Should(Receive(BeNil()))
+				st := srv.Stats()
+				spread.Accepted, spread.Closed = st.Accepted, st.Closed
+				lab.Record(ch6EntrySpread, spread)
+
+				// Every connection the kernel completed is in exactly one queue of the group,
+				// and each listener got a share: at least a tenth, a quarter being even.
+				var sum uint32
+				for _, l := range spread.Listeners {
+					sum += l.Queued
+					Expect(l.Queued).To(BeNumerically(">=", spread.Connected/10), "listener %d of %+v", l.FD, spread.Listeners)
+				}
+				Expect(sum).To(BeEquivalentTo(spread.Connected))
+				for _, r := range repeats {
+					Expect(r.Second).To(Equal(r.First), "the 4-tuple %s went to listener %d, then to %d", r.Tuple, r.First, r.Second)
+				}
+				// Served: each echo byte came back, and refserver accepted what was queued,
+				// the probes' reset connections included.
+				Expect(spread.Echoed).To(Equal(spread.Connected))
+				Expect(st.Accepted).To(BeNumerically(">=", uint64(sum)))
+				Expect(st.Closed).To(Equal(st.Accepted))
+				Expect(st.Open).To(BeZero())
+			})
+		// --8<-- [end:passive-shared-port-reuseport]
+	}
+})
+
+// --8<-- [start:passive-shared-port-child]
+
+// ch6WildcardChild runs in a private network namespace, where a wildcard listener reaches
+// nothing but the namespace's lo. It reports each bind and listen with the errno, or
+// returns an error when a step that must work did not.
+var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family string) ([]ch6BindSeen, error) {
+	loopback, wildcard := lab.IPv4.Loopback, netip.IPv4Unspecified()
+	if family == lab.IPv6.Name {
+		// net.ipv6.bindv6only is 0 in a new namespace: [::] also covers IPv4.
+		loopback, wildcard = lab.IPv6.Loopback, netip.IPv6Unspecified()
+	}
+	var seen []ch6BindSeen
+	record := func(who, call string, at netip.AddrPort, err error) {
+		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: refserver.ErrnoName(err)})
+	}
+	// tryListen binds and listens on a new socket; it keeps the socket only on success.
+	tryListen := func(who string, at netip.AddrPort) (int, netip.AddrPort, error) {
+		fd, got, err := lab.ListenOn(at, 8)
+		if err == nil {
+			at = got
+		}
+		record(who, "listen", at, err)
+		return fd, at, err
+	}
+
+	specific, p, err := tryListen("listener on loopback", netip.AddrPortFrom(loopback, 0))
+	if err != nil {
+		return seen, err
+	}
+	// bind(2) to wildcard:P: inet_csk_bind_conflict finds loopback:P's listener, whose
+	// address the wildcard includes.
+	if fd, _, err := tryListen("wildcard, same port", netip.AddrPortFrom(wildcard, p.Port())); err == nil {
+		unix.Close(fd)
+	}
+	wild, q, err := tryListen("listener on the wildcard", netip.AddrPortFrom(wildcard, 0))
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(wild)
+	if fd, _, err := tryListen("loopback, same port", netip.AddrPortFrom(loopback, q.Port())); err == nil {
+		unix.Close(fd)
+	}
+
+	// The control: the wildcard was refused because of that one listener.
+	if err := unix.Close(specific); err != nil {
+		return seen, os.NewSyscallError("close", err)
+	}
+	fd, err := refserver.Socket(refserver.Family(p))
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(fd)
+	at := netip.AddrPortFrom(wildcard, p.Port())
+	err = refserver.Bind(fd, at)
+	record("wildcard, after loopback's close", "bind", at, err)
+	if err == nil {
+		err = refserver.Listen(fd, 8)
+		record("wildcard, after loopback's close", "listen", at, err)
+	}
+	return seen, nil
+})
+
+// --8<-- [end:passive-shared-port-child]
+
+// ch6Describe reads a socket's kind back from the kernel.
+func ch6Describe(role string, fd int) ch6SocketSeen {
+	GinkgoHelper()
+	s := ch6SocketSeen{Role: role, FD: fd, State: ch6State(fd), AcceptConn: ch6AcceptConn(fd)}
+	local, err := refserver.LocalAddr(fd)
+	Expect(err).NotTo(HaveOccurred())
+	s.Local = local.String()
+	if peer, err := refserver.PeerAddr(fd); err != nil {
+		s.Peer = refserver.ErrnoName(err)
+	} else {
+		s.Peer = peer.String()
+	}
+	return s
+}
+
+// ch6AcceptConn is getsockopt(SO_ACCEPTCONN): 1 when the socket is listening.
+func ch6AcceptConn(fd int) int {
+	GinkgoHelper()
+	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	Expect(os.NewSyscallError("getsockopt SO_ACCEPTCONN", err)).NotTo(HaveOccurred())
+	return v
+}
+
+func ch6State(fd int) string {
+	GinkgoHelper()
+	s, err := refserver.TCPState(fd)
+	Expect(err).NotTo(HaveOccurred())
+	return s
+}
+
+func ch6Queue(fd int) refserver.AcceptQueue {
+	GinkgoHelper()
+	q, err := refserver.AcceptQueueOf(fd)
+	Expect(err).NotTo(HaveOccurred())
+	return q
+}
+
+func ch6QueueSum(listeners []int) uint32 {
+	GinkgoHelper()
+	var sum uint32
+	for _, fd := range listeners {
+		sum += ch6Queue(fd).Len
+	}
+	return sum
+}
+
+func ch6Descriptors() int {
+	GinkgoHelper()
+	n, err := refserver.OpenDescriptors()
+	Expect(err).NotTo(HaveOccurred())
+	return n
+}
+
+// ch6QueuedOn runs connect and returns the index of the one listener whose accept queue
+// grew by the connection.
+func ch6QueuedOn(listeners []int, connect func()) int {
+	GinkgoHelper()
+	before := make([]uint32, len(listeners))
+	for i, fd := range listeners {
+		before[i] = ch6Queue(fd).Len
+	}
+	var total uint32
+	for _, n := range before {
+		total += n
+	}
+	connect()
+	Eventually(func() uint32 { return ch6QueueSum(listeners) }).WithTimeout(lab.AcceptWithin).
+		Should(Equal(total+1), "the accept queues after one more connection")
+	grew := -1
+	for i, fd := range listeners {
+		if ch6Queue(fd).Len == before[i]+1 {
+			Expect(grew).To(Equal(-1), "two queues grew for one connection")
+			grew = i
+		}
+	}
+	Expect(grew).NotTo(Equal(-1))
+	return grew
+}
