@@ -155,18 +155,18 @@ func filtered(r Report) bool {
 // reportPath is $PORTPROOF_REPORT, a relative one taken from the repository's root, or else
 // build/proof-report.json under that root.
 func reportPath() (string, error) {
+	p := os.Getenv("PORTPROOF_REPORT")
+	if filepath.IsAbs(p) {
+		return p, nil // a copied test binary run elsewhere (as another user, say) needs no go.mod
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return "", err
 	}
-	p := os.Getenv("PORTPROOF_REPORT")
 	if p == "" {
 		p = filepath.Join("build", "proof-report.json")
 	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(root, p)
-	}
-	return p, nil
+	return filepath.Join(root, p), nil
 }
 
 // repoRoot is the nearest directory above the working directory that holds go.mod. go test
