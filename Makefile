@@ -3,7 +3,8 @@
 # on 127.0.0.1 only. MkDocs: see the README's "The docs site".
 
 PORT ?= 8000
-REPORT := build/proof-report.json
+# Where the specs write their report: $PORTPROOF_REPORT, as the suite reads it, or its default.
+REPORT := $(or $(PORTPROOF_REPORT),build/proof-report.json)
 
 .PHONY: docs report site serve
 
