@@ -50,6 +50,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 	} else {
 		why := "handshake.before-accept captured no packets in this run (" + err.Error() + "): " +
 			"capture needs a private network namespace, which root or an unprivileged user namespace gives."
+		if len(byID["handshake.before-accept"].Specs) == 0 {
+			why = "handshake.before-accept has no spec in this report yet, so no packets to draw."
+		}
 		pics["handshake.svg"], missing["handshake.svg"] = placeholder("The handshake, packet by packet", why), why
 	}
 

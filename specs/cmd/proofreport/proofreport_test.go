@@ -126,7 +126,7 @@ func TestMissingEvidenceGivesAPlaceholderAndANote(t *testing.T) {
 	}
 	page, img := generate(t, fixture)
 	hs := checkSVG(t, filepath.Join(img, "handshake.svg"))
-	if !strings.Contains(hs, "captured no packets") {
+	if !strings.Contains(hs, "no packets to draw") {
 		t.Errorf("handshake.svg is not the placeholder:\n%s", hs)
 	}
 	ps := checkSVG(t, filepath.Join(img, "port-space.svg"))
