@@ -1,0 +1,418 @@
+//go:build linux
+
+package specs
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// The sandbox children of chapter 4, and what they bring back. Each runs in a network
+// namespace of its own (lab.RegisterChild): there net.core.somaxconn and
+// net.ipv4.tcp_abort_on_overflow are set without touching the host's, the TcpExt counters
+// move for the proof's own packets alone, and lo carries nothing else for the capture.
+// A child has no Ginkgo to fail into: it returns what the kernel said, and the spec asserts.
+
+// ch4ListenCounters are the TcpExt counters a listener moves when it drops a SYN.
+var ch4ListenCounters = []string{"ListenOverflows", "ListenDrops"}
+
+// ch4CountersSeen is TcpExt in the sandbox before and after the SYN that found the queue full.
+type ch4CountersSeen struct {
+	Before lab.Counters `json:"before"`
+	After  lab.Counters `json:"after"`
+	Delta  lab.Counters `json:"delta"`
+}
+
+func ch4Counters(before, after lab.Counters) ch4CountersSeen {
+	seen := ch4CountersSeen{Before: lab.Counters{}, After: lab.Counters{}}
+	for _, name := range ch4ListenCounters {
+		seen.Before[name], seen.After[name] = before[name], after[name]
+	}
+	seen.Delta = seen.After.Sub(seen.Before)
+	return seen
+}
+
+// ch4StateSeen is a client socket and its state, TCP_INFO tcpi_state as ss(8) spells it.
+type ch4StateSeen struct {
+	Client string `json:"client"` // getsockname
+	State  string `json:"state"`
+}
+
+// ch4NextSeen is the client that came when the accept queue was full.
+type ch4NextSeen struct {
+	Client string `json:"client"`
+	State  string `json:"state"`  // tcpi_state while the queue stayed full: SYN_SENT
+	Queued uint32 `json:"queued"` // the listener's tcpi_unacked meanwhile
+	// How its connect() ended where the proof waited for that: the errno (ETIMEDOUT, once
+	// TCP_USER_TIMEOUT expired with no answer), when, and the state it left the socket in.
+	Errno      string `json:"errno,omitempty"`
+	AfterUS    int64  `json:"after_us,omitempty"`
+	StateAfter string `json:"state_after,omitempty"`
+}
+
+// ch4FillSeen is one listener filled to the brim: the clients whose connect() completed,
+// the queue they made, and the next client.
+type ch4FillSeen struct {
+	Listener  string         `json:"listener"`
+	Backlog   int            `json:"backlog"`   // listen()'s argument
+	Max       uint32         `json:"max"`       // tcpi_sacked: the limit the kernel applied
+	Completed []ch4StateSeen `json:"completed"` // the clients whose connect() returned 0
+	Queued    uint32         `json:"queued"`    // tcpi_unacked once they had
+	Next      ch4NextSeen    `json:"next"`
+}
+
+// ch4CapSeen is a listen() backlog above net.core.somaxconn and the maximum the kernel
+// applied instead, set against the article's figure and the kernel's default.
+type ch4CapSeen struct {
+	Where          string           `json:"where"`     // "host" (read only), or "sandbox" (somaxconn set there)
+	Somaxconn      int              `json:"somaxconn"` // /proc/sys/net/core/somaxconn, where the listener was
+	Backlog        int              `json:"backlog"`   // listen()'s argument
+	Max            uint32           `json:"max"`       // tcpi_sacked
+	DefaultSince54 int              `json:"default_since_linux_5_4"`
+	Article        string           `json:"article"`
+	Fill           *ch4FillSeen     `json:"fill,omitempty"`     // the sandbox fills the capped queue
+	Counters       *ch4CountersSeen `json:"counters,omitempty"` // and counts the SYN it drops
+}
+
+// ch4Article is the article's figure for the queue's size; ch4SomaxconnDefault the kernel's
+// SOMAXCONN, net.core.somaxconn's default since Linux 5.4 (it was 128 before).
+const (
+	ch4Article          = "about 5-10"
+	ch4SomaxconnDefault = unix.SOMAXCONN
+)
+
+// ch4SizeArg asks the child for a listener on Loopback with listen(fd, Backlog).
+type ch4SizeArg struct {
+	Loopback string `json:"loopback"`
+	Backlog  int    `json:"backlog"`
+}
+
+// --8<-- [start:backlog-size-child]
+
+// ch4SizeChild listens with a backlog above the sandbox's net.core.somaxconn, then connects
+// clients one at a time, each once the last is queued, as many as the kernel's maximum plus
+// one; then one more, whose SYN the listener drops: the TcpExt counters show the drop as it
+// happens, with no timer to wait for.
+var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (ch4CapSeen, error) {
+	seen := ch4CapSeen{Where: "sandbox", Backlog: arg.Backlog, DefaultSince54: ch4SomaxconnDefault, Article: ch4Article}
+	v, err := refserver.Sysctl("net.core.somaxconn")
+	if err != nil {
+		return seen, err
+	}
+	if seen.Somaxconn, err = strconv.Atoi(v); err != nil {
+		return seen, err
+	}
+	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	q, err := refserver.AcceptQueueOf(l)
+	if err != nil {
+		return seen, err
+	}
+	seen.Max = q.Max
+	fill := &ch4FillSeen{Listener: addr.String(), Backlog: arg.Backlog, Max: q.Max}
+	seen.Fill = fill
+
+	for range q.Max + 1 {
+		c, err := lab.DialTo(addr)
+		if err != nil {
+			return seen, err
+		}
+		defer unix.Close(c)
+		s, err := ch4StateOf(c)
+		if err != nil {
+			return seen, err
+		}
+		fill.Completed = append(fill.Completed, s)
+		if q, err = ch4AwaitQueue(l, uint32(len(fill.Completed)), lab.AcceptWithin); err != nil {
+			return seen, err
+		}
+	}
+	fill.Queued = q.Len
+
+	before, err := lab.TCPExt()
+	if err != nil {
+		return seen, err
+	}
+	next, err := refserver.Socket(refserver.Family(addr))
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(next)
+	pending := ch4ConnectInBackground(next, addr, lab.ConnectWithin)
+	// The SYN finds sk_acceptq_is_full true and tcp_conn_request drops it, counting
+	// ListenOverflows and ListenDrops: the counters tell the proof it happened, at once.
+	after, err := ch4AwaitCounterRise(before, "ListenOverflows", lab.ConnectWithin)
+	if err != nil {
+		return seen, err
+	}
+	counters := ch4Counters(before, after)
+	seen.Counters = &counters
+	st, err := ch4StateOf(next)
+	if err != nil {
+		return seen, err
+	}
+	fill.Next.Client, fill.Next.State = st.Client, st.State
+	if q, err = refserver.AcceptQueueOf(l); err != nil {
+		return seen, err
+	}
+	fill.Next.Queued = q.Len
+	// shutdown(2) on a socket in SYN_SENT abandons the attempt (tcp_disconnect: no RST, the
+	// socket goes to CLOSE) and wakes the poll inside Connect, which returns.
+	if err := unix.Shutdown(next, unix.SHUT_RDWR); err != nil {
+		return seen, os.NewSyscallError("shutdown", err)
+	}
+	pending.wait()
+	return seen, nil
+})
+
+// --8<-- [end:backlog-size-child]
+
+// ch4OverflowSeen is one client's connect() to a listener whose queue was full, over time.
+type ch4OverflowSeen struct {
+	AbortOnOverflow string `json:"tcp_abort_on_overflow"` // read back in the sandbox
+	Listener        string `json:"listener"`
+	Filler          string `json:"filler"`                // the client that filled the queue
+	Client          string `json:"client"`                // the client that found it full
+	QueueLen        uint32 `json:"queue_len"`             // tcpi_unacked when the client's SYN came
+	QueueMax        uint32 `json:"queue_max"`             // tcpi_sacked
+	StateFull       string `json:"state_full"`            // the client's tcpi_state once its SYN was dropped
+	RTOUS           uint32 `json:"rto_us"`                // the client's tcpi_rto then: when it sends the SYN again
+	AcceptedFirst   string `json:"accepted"`              // the peer the server's accept() returned
+	AcceptAtUS      int64  `json:"accept_at_us"`          // when, after the client's connect() began
+	StateAccepted   string `json:"state_accepted"`        // the client's tcpi_state right after that accept()
+	ConnectErr      string `json:"connect_err,omitempty"` // what refserver.Connect returned; "" for success
+	EstablishedUS   int64  `json:"established_us"`        // when connect() returned, after it began
+	StateAfter      string `json:"state_after"`           // the client's tcpi_state then
+	// Retransmits is the client's tcpi_total_retrans then: how often its kernel sent a
+	// segment again, here the SYN.
+	Retransmits    uint32 `json:"retransmits"`
+	AcceptedSecond string `json:"accepted_next"` // the peer of the next accept()
+	// SynGapUS is the capture's kernel timestamps of the client's first SYN and its
+	// retransmission, apart.
+	SynGapUS int64 `json:"syn_gap_us"`
+}
+
+// ch4FullSeen is what the backlog.full child saw: the story, the counters and the segments
+// captured before the server's accept() and after it.
+type ch4FullSeen struct {
+	Overflow     ch4OverflowSeen `json:"overflow"`
+	Counters     ch4CountersSeen `json:"counters"`
+	BeforeAccept []lab.Segment   `json:"before_accept"`
+	AfterAccept  []lab.Segment   `json:"after_accept"`
+}
+
+// ch4SynCount bounds the doomed connect: TCP_SYNCNT retransmissions of the SYN, then
+// ETIMEDOUT, a few seconds at most even if the server never accepted.
+const ch4SynCount = 2
+
+// --8<-- [start:backlog-full-child]
+
+// ch4FullChild fills a listen(fd, 0) queue with one connection, captures what a second
+// client's connect() puts on lo while the queue is full, accepts the first, and waits for
+// the second to complete.
+var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (ch4FullSeen, error) {
+	var seen ch4FullSeen
+	o := &seen.Overflow
+	var err error
+	if o.AbortOnOverflow, err = refserver.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
+		return seen, err
+	}
+	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 0)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	o.Listener = addr.String()
+	capture, err := lab.StartCapture(addr.Port())
+	if err != nil {
+		return seen, err
+	}
+	defer capture.Close()
+
+	filler, err := lab.DialTo(addr)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(filler)
+	if o.Filler, err = ch4LocalAddr(filler); err != nil {
+		return seen, err
+	}
+	q, err := ch4AwaitQueue(l, 1, lab.AcceptWithin)
+	if err != nil {
+		return seen, err
+	}
+	o.QueueLen, o.QueueMax = q.Len, q.Max
+
+	before, err := lab.TCPExt()
+	if err != nil {
+		return seen, err
+	}
+	client, err := refserver.Socket(refserver.Family(addr))
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(client)
+	if err := unix.SetsockoptInt(client, unix.IPPROTO_TCP, unix.TCP_SYNCNT, ch4SynCount); err != nil {
+		return seen, os.NewSyscallError("setsockopt TCP_SYNCNT", err)
+	}
+	pending := ch4ConnectInBackground(client, addr, lab.ConnectWithin)
+	// tcp_conn_request finds the queue full and drops the SYN: no SYN-ACK, and no RST
+	// either, whatever tcp_abort_on_overflow says (that knob is read only when a final ACK
+	// finds the queue full, in tcp_check_req). ListenOverflows and ListenDrops count it.
+	after, err := ch4AwaitCounterRise(before, "ListenOverflows", lab.ConnectWithin)
+	if err != nil {
+		return seen, err
+	}
+	seen.Counters = ch4Counters(before, after)
+	ti, err := unix.GetsockoptTCPInfo(client, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
+	}
+	o.RTOUS = ti.Rto
+	if o.StateFull, err = refserver.TCPState(client); err != nil {
+		return seen, err
+	}
+	if o.Client, err = ch4LocalAddr(client); err != nil {
+		return seen, err
+	}
+	// lo's taps saw the SYN before TCP dropped it: the filler's three segments and the
+	// client's SYN are in the capture now, and nothing answered that SYN.
+	if seen.BeforeAccept, err = capture.Read(4, lab.ReadWithin); err != nil {
+		return seen, err
+	}
+
+	// The server takes the filler: the queue has room again, yet nothing tells the client.
+	accepted, peer, err := lab.AcceptOn(l, lab.AcceptWithin)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(accepted)
+	o.AcceptAtUS = time.Since(pending.start).Microseconds()
+	o.AcceptedFirst = peer.String()
+	if o.StateAccepted, err = refserver.TCPState(client); err != nil {
+		return seen, err
+	}
+
+	// Only the retransmission timer sends the SYN again (tcp_retransmit_timer, after
+	// tcpi_rto), and this time tcp_conn_request finds room.
+	pending.wait()
+	o.EstablishedUS = pending.took.Microseconds()
+	if pending.err != nil {
+		o.ConnectErr = pending.err.Error()
+	}
+	if ti, err = unix.GetsockoptTCPInfo(client, unix.IPPROTO_TCP, unix.TCP_INFO); err != nil {
+		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
+	}
+	o.Retransmits = ti.Total_retrans
+	if o.StateAfter, err = refserver.TCPState(client); err != nil {
+		return seen, err
+	}
+	second, peer, err := lab.AcceptOn(l, lab.AcceptWithin)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(second)
+	o.AcceptedSecond = peer.String()
+
+	// The client's handshake is done and accepted: its segments have passed lo's taps.
+	// Three are expected (the SYN again, SYN-ACK, ACK); whatever else was captured is
+	// taken too, at no wait, so that an RST could not hide.
+	segs, err := capture.Read(3, lab.ReadWithin)
+	if err != nil {
+		return seen, err
+	}
+	more, err := capture.Read(64, 0)
+	seen.AfterAccept = append(segs, more...)
+	return seen, err
+})
+
+// --8<-- [end:backlog-full-child]
+
+// ch4Pending is a refserver.Connect running in a goroutine of its own, so that the proof can
+// watch the socket and the listener while the handshake is, or is not, under way.
+type ch4Pending struct {
+	start time.Time
+	done  chan struct{}
+	err   error
+	took  time.Duration // from just before connect(2) to Connect's return
+}
+
+func ch4ConnectInBackground(fd int, to netip.AddrPort, within time.Duration) *ch4Pending {
+	p := &ch4Pending{start: time.Now(), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.err = refserver.Connect(fd, to, within)
+		p.took = time.Since(p.start)
+	}()
+	return p
+}
+
+// wait returns once Connect has; Connect's own deadline bounds it.
+func (p *ch4Pending) wait() { <-p.done }
+
+// ch4AwaitQueue reads the listener's accept queue (TCP_INFO) until it holds want
+// connections, at most within, and returns the last reading: the caller judges it. A
+// client's connect() returns once it has sent the final ACK; the listener queues the
+// connection when that ACK has crossed lo, a moment later (tcp_check_req).
+func ch4AwaitQueue(l int, want uint32, within time.Duration) (refserver.AcceptQueue, error) {
+	deadline := time.Now().Add(within)
+	for attempt := 0; ; attempt++ {
+		q, err := refserver.AcceptQueueOf(l)
+		if err != nil || q.Len >= want || attempt >= 10000 || time.Now().After(deadline) {
+			return q, err
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// ch4AwaitCounterRise reads TcpExt until name has risen above its value in before, at most
+// within, and returns the last reading.
+func ch4AwaitCounterRise(before lab.Counters, name string, within time.Duration) (lab.Counters, error) {
+	deadline := time.Now().Add(within)
+	for attempt := 0; ; attempt++ {
+		c, err := lab.TCPExt()
+		if err != nil {
+			return c, err
+		}
+		if c[name] > before[name] {
+			return c, nil
+		}
+		if attempt >= 10000 || time.Now().After(deadline) {
+			return c, fmt.Errorf("TcpExt %s stayed at %d for %v", name, c[name], within)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// ch4StateOf is a client socket's address and TCP state.
+func ch4StateOf(fd int) (ch4StateSeen, error) {
+	addr, err := ch4LocalAddr(fd)
+	if err != nil {
+		return ch4StateSeen{}, err
+	}
+	state, err := refserver.TCPState(fd)
+	return ch4StateSeen{Client: addr, State: state}, err
+}
+
+func ch4LocalAddr(fd int) (string, error) {
+	ap, err := refserver.LocalAddr(fd)
+	if err != nil {
+		return "", err
+	}
+	if !ap.IsValid() {
+		return "", errors.New("getsockname: no address")
+	}
+	return ap.String(), nil
+}

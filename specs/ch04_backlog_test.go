@@ -1,0 +1,457 @@
+//go:build linux
+
+package specs
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// The evidence this chapter attaches (lab.Record). The docs draw chapter 4's pictures from
+// these names, so each always holds the same shape; all start with "backlog_", apart from
+// the other chapters' names for their own shapes.
+const (
+	// ch4EntryQueue is a ch4QueueSeen: a listener's accept queue (TCP_INFO tcpi_unacked and
+	// tcpi_sacked) before the first client, after each one, and after one accept().
+	ch4EntryQueue = "backlog_queue"
+	// ch4EntryStates is a []ch4StateSeen: each client socket's tcpi_state, by its address.
+	ch4EntryStates = "backlog_client_states"
+	// ch4EntryFill is a []ch4FillSeen: listeners by backlog, the connections each queue
+	// took, and what became of the next client.
+	ch4EntryFill = "backlog_fill"
+	// ch4EntryCap is a ch4CapSeen: a backlog above net.core.somaxconn and the maximum the
+	// kernel applied, against the article's "about 5-10" and the default 4096.
+	ch4EntryCap = "backlog_somaxconn"
+	// ch4EntryCounters is a ch4CountersSeen: TcpExt ListenOverflows and ListenDrops before
+	// and after a SYN met a full queue, in a sandbox where nothing else moves them.
+	ch4EntryCounters = "backlog_counters"
+	// ch4EntryOverflow is a ch4OverflowSeen: a connect() to a full queue, in µs after it
+	// began: the state while dropped, the server's accept(), the retransmitted SYN, the end.
+	ch4EntryOverflow = "backlog_overflow"
+	// ch4EntryPackets is a []ch4Packet: the segments lo carried for the listener's port, in
+	// µs after the first one (kernel timestamps), oldest first.
+	ch4EntryPackets = "backlog_packets"
+	// ch4EntryOpen is a ch4OpenSeen: refserver with backlog 1 holding a thousand connections.
+	ch4EntryOpen = "backlog_open"
+)
+
+// ch4QueueSeen is a listener's accept queue while clients connected and none was accepted.
+type ch4QueueSeen struct {
+	Listener    string   `json:"listener"`
+	Backlog     int      `json:"backlog"`      // listen()'s argument
+	Somaxconn   int      `json:"somaxconn"`    // read from /proc/sys/net/core/somaxconn
+	Max         uint32   `json:"max"`          // tcpi_sacked
+	Lens        []uint32 `json:"lens"`         // tcpi_unacked before the first client, then after each
+	Accepted    string   `json:"accepted"`     // the peer the one accept() returned
+	AfterAccept uint32   `json:"after_accept"` // tcpi_unacked after it
+}
+
+// ch4Packet is one captured segment on the timeline of the backlog.full proof.
+type ch4Packet struct {
+	AtUS  int64  `json:"at_us"` // µs after the first captured segment, kernel timestamps (SO_TIMESTAMPNS)
+	Phase string `json:"phase"` // "before accept" or "after accept": when the proof read it
+	From  string `json:"from"`  // "filler", "client" or "server"
+	Src   string `json:"src"`
+	Dst   string `json:"dst"`
+	Flags string `json:"flags"`
+	Seq   uint32 `json:"seq"`
+	Ack   uint32 `json:"ack"`
+	Len   int    `json:"len"`
+}
+
+// ch4OpenSeen is refserver's listener with backlog 1 while a thousand clients are open.
+type ch4OpenSeen struct {
+	Listener          string  `json:"listener"`
+	Backlog           int     `json:"backlog"`     // refserver.Config.Backlog
+	QueueMax          uint32  `json:"queue_max"`   // tcpi_sacked, with every client open
+	QueueLen          uint32  `json:"queue_len"`   // tcpi_unacked then
+	Established       int     `json:"established"` // client sockets in ESTABLISHED (TCP_INFO)
+	Echoed            int     `json:"echoed"`      // clients that read their byte back
+	DescriptorsBefore int     `json:"descriptors_before"`
+	DescriptorsAfter  int     `json:"descriptors_after"`
+	PerConnection     float64 `json:"descriptors_per_connection"`
+	ServerOpen        int64   `json:"server_open"`     // refserver's Stats: connections it holds
+	ServerAccepted    uint64  `json:"server_accepted"` // and has accepted
+	ConnectUS         int64   `json:"connect_us"`      // the thousand connects and echoes, in all
+}
+
+// ch4UserTimeout ends a connect() that nobody answers: with TCP_USER_TIMEOUT below the
+// initial RTO, the user timeout has passed when the retransmission timer first expires (1 s),
+// and tcp_write_timeout ends the attempt with ETIMEDOUT.
+const ch4UserTimeout = 500 * time.Millisecond
+
+// ch4SandboxSomaxconn is net.core.somaxconn in the sandbox of the backlog.size proof: small,
+// so the capped queue is filled in a moment.
+const ch4SandboxSomaxconn = 8
+
+// ch4OpenClients is how many connections the backlog-1 server is made to hold at once.
+const ch4OpenClients = 1000
+
+var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
+	for _, fam := range lab.Families() {
+		// --8<-- [start:backlog-queue]
+		It("completes connect() for clients the server never accepts, and queues them, over "+fam.String(),
+			Label("claim:backlog.queue", fam.Name), func() {
+				lab.RequireFamily(fam)
+				const backlog, clients = 8, 3
+				l := lab.Listen(fam.At(0), backlog)
+				q := ch4Queue(l.FD())
+				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog, Somaxconn: ch4Somaxconn(), Max: q.Max, Lens: []uint32{q.Len}}
+				Expect(q.Len).To(BeZero(), "a new listener's queue")
+
+				var socks []*lab.Sock
+				var states []ch4StateSeen
+				established := 0
+				for range clients {
+					// connect(2) returns as soon as the client has the SYN-ACK and sends its
+					// ACK: the listener's kernel answered the SYN, and no accept() was called.
+					// That ACK, crossing lo, puts the connection in the queue.
+					c := lab.Dial(l.Addr)
+					socks = append(socks, c)
+					st := ch4State(c)
+					states = append(states, st)
+					if st.State == "ESTABLISHED" {
+						established++
+					}
+					q = ch4AwaitQueueLen(l.FD(), uint32(established))
+					seen.Lens = append(seen.Lens, q.Len)
+				}
+
+				// One accept() takes the oldest connection off the queue (FIFO), and the
+				// queue shrinks by one.
+				a := l.Accept()
+				seen.Accepted = a.PeerAddr().String()
+				seen.AfterAccept = ch4Queue(l.FD()).Len
+				lab.Record(ch4EntryQueue, seen)
+				lab.Record(ch4EntryStates, states)
+
+				for _, st := range states {
+					Expect(st.State).To(Equal("ESTABLISHED"), "client %s", st.Client)
+				}
+				// tcpi_unacked, on a listener the accept queue's length, is every client
+				// whose kernel says ESTABLISHED: they wait in the queue.
+				Expect(q.Len).To(BeEquivalentTo(established))
+				// tcpi_sacked is the queue's limit: the backlog asked, under somaxconn.
+				Expect(q.Max).To(BeEquivalentTo(min(backlog, seen.Somaxconn)))
+				Expect(a.PeerAddr()).To(Equal(socks[0].LocalAddr()), "accept() returns the first connection queued")
+				Expect(seen.AfterAccept).To(Equal(q.Len - 1))
+			})
+		// --8<-- [end:backlog-queue]
+
+		// --8<-- [start:backlog-size]
+		It("queues backlog+1 connections, one for listen(fd, 0), and leaves the next client in SYN_SENT, over "+fam.String(),
+			Label("claim:backlog.size", fam.Name), func() {
+				lab.RequireFamily(fam)
+				type doomed struct {
+					sock    *lab.Sock
+					l       *lab.Listener
+					pending *ch4Pending
+				}
+				var fills []ch4FillSeen
+				var next []doomed
+				for _, backlog := range []int{0, 1, 2} {
+					l := lab.Listen(fam.At(0), backlog)
+					q := ch4Queue(l.FD())
+					fill := ch4FillSeen{Listener: l.Addr.String(), Backlog: backlog, Max: q.Max}
+					// As many clients as the kernel's own limit plus one, each once the last
+					// is queued: every connect() must complete.
+					for range q.Max + 1 {
+						c := lab.Dial(l.Addr)
+						fill.Completed = append(fill.Completed, ch4State(c))
+						q = ch4AwaitQueueLen(l.FD(), uint32(len(fill.Completed)))
+					}
+					fill.Queued = q.Len
+					fills = append(fills, fill)
+
+					// The next one's SYN finds sk_acceptq_is_full (sk_ack_backlog >
+					// sk_max_ack_backlog) and is dropped. TCP_USER_TIMEOUT has its kernel give
+					// up at the first retransmission timeout, not after tcp_syn_retries tries.
+					c := lab.TCPSocket(fam)
+					Expect(unix.SetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(ch4UserTimeout.Milliseconds()))).To(Succeed())
+					next = append(next, doomed{sock: c, l: l, pending: ch4ConnectInBackground(c.FD(), l.Addr, lab.ConnectWithin)})
+				}
+				// The three doomed clients wait out their one timer together.
+				for i, d := range next {
+					n := &fills[i].Next
+					Eventually(func() string { return ch4State(d.sock).State }).WithTimeout(lab.ConnectWithin).WithPolling(time.Millisecond).
+						ShouldNot(Equal("CLOSE"), "connect() has begun")
+					st := ch4State(d.sock)
+					n.Client, n.State = st.Client, st.State
+					n.Queued = ch4Queue(d.l.FD()).Len
+				}
+				for i, d := range next {
+					n := &fills[i].Next
+					d.pending.wait()
+					n.Errno = refserver.ErrnoName(d.pending.err)
+					n.AfterUS = d.pending.took.Microseconds()
+					n.StateAfter = ch4State(d.sock).State
+				}
+				lab.Record(ch4EntryFill, fills)
+
+				for _, f := range fills {
+					// tcpi_sacked is the backlog as asked: all are below somaxconn.
+					Expect(f.Max).To(BeEquivalentTo(f.Backlog), "listen(fd, %d)", f.Backlog)
+					for _, c := range f.Completed {
+						Expect(c.State).To(Equal("ESTABLISHED"), "listen(fd, %d): client %s", f.Backlog, c.Client)
+					}
+					// The queue holds one more than its limit: the kernel calls it full only
+					// when it holds more than sk_max_ack_backlog. listen(fd, 0) queues one.
+					Expect(f.Queued).To(Equal(f.Max+1), "listen(fd, %d)", f.Backlog)
+					Expect(f.Completed).To(HaveLen(int(f.Queued)))
+					// The next client: its SYN went out and nothing came back.
+					Expect(f.Next.State).To(Equal("SYN_SENT"), "listen(fd, %d): the next client", f.Backlog)
+					Expect(f.Next.Queued).To(Equal(f.Queued), "listen(fd, %d): the queue while the next client waits", f.Backlog)
+					// Not ECONNREFUSED, which an RST would have given at once: the kernel's
+					// TCP_USER_TIMEOUT gave up on a SYN that was never answered, and left the
+					// socket CLOSE (Connect's own deadline would have left it SYN_SENT).
+					Expect(f.Next.Errno).To(Equal("ETIMEDOUT"), "listen(fd, %d): the next client's connect()", f.Backlog)
+					Expect(f.Next.StateAfter).To(Equal("CLOSE"), "listen(fd, %d): the next client, after ETIMEDOUT", f.Backlog)
+				}
+			})
+		// --8<-- [end:backlog-size]
+
+		// --8<-- [start:backlog-size-somaxconn]
+		It("caps a larger backlog at net.core.somaxconn, 4096 by default, not the article's 5-10, over "+fam.String(),
+			Label("claim:backlog.size", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// The host's setting is read, never written.
+				somaxconn := ch4Somaxconn()
+				// listen(2)'s backlog is an int; any value above net.core.somaxconn is cut to
+				// it without an error (__sys_listen).
+				const backlog = math.MaxInt32
+				l := lab.Listen(fam.At(0), backlog)
+				q := ch4Queue(l.FD())
+				lab.Record(ch4EntryCap, ch4CapSeen{Where: "host", Somaxconn: somaxconn, Backlog: backlog, Max: q.Max,
+					DefaultSince54: ch4SomaxconnDefault, Article: ch4Article})
+				Expect(q.Max).To(BeEquivalentTo(somaxconn))
+				Expect(q.Len).To(BeZero())
+
+				// In a sandbox of its own, net.core.somaxconn is lowered: a listen(fd, 100)
+				// is capped to it, and its queue takes exactly that many plus one.
+				seen, err := ch4SizeChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
+					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}, Timeout: 15 * time.Second})
+				if errors.Is(err, lab.ErrNoSandbox) {
+					lab.Require(false, err.Error())
+				}
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(ch4EntryCap, seen)
+				Expect(seen.Max).To(BeEquivalentTo(seen.Somaxconn), "listen(fd, %d) under net.core.somaxconn %d", seen.Backlog, seen.Somaxconn)
+				Expect(seen.Max).To(BeNumerically("<", seen.Backlog))
+				f := seen.Fill
+				for _, c := range f.Completed {
+					Expect(c.State).To(Equal("ESTABLISHED"), "client %s", c.Client)
+				}
+				Expect(f.Queued).To(Equal(seen.Max + 1))
+				Expect(f.Completed).To(HaveLen(int(f.Queued)))
+				// The next SYN was dropped, and counted as an overflow: the client waits.
+				Expect(f.Next.State).To(Equal("SYN_SENT"))
+				Expect(f.Next.Queued).To(Equal(f.Queued))
+				Expect(seen.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1))
+			})
+		// --8<-- [end:backlog-size-somaxconn]
+
+		// --8<-- [start:backlog-full]
+		It("drops a SYN to a full queue without a word, and completes the connection once the SYN is sent again, over "+fam.String(),
+			Label("claim:backlog.full", fam.Name), func() {
+				lab.RequireFamily(fam)
+				seen, err := ch4FullChild.Run(fam.Loopback.String(), lab.SandboxOptions{
+					// Set to show that even then the kernel answers a dropped SYN with nothing.
+					Sysctls: map[string]string{"net.ipv4.tcp_abort_on_overflow": "1"},
+					Timeout: 15 * time.Second,
+				})
+				if errors.Is(err, lab.ErrNoSandbox) {
+					lab.Require(false, err.Error())
+				}
+				Expect(err).NotTo(HaveOccurred())
+				o := &seen.Overflow
+				packets, syns := ch4Timeline(seen.BeforeAccept, seen.AfterAccept, o)
+				if len(syns) == 2 {
+					o.SynGapUS = syns[1].Sub(syns[0]).Microseconds()
+				}
+				lab.Record(ch4EntryOverflow, *o)
+				lab.Record(ch4EntryCounters, seen.Counters)
+				lab.Record(ch4EntryPackets, packets)
+
+				Expect(o.AbortOnOverflow).To(Equal("1"))
+				Expect(o.QueueLen).To(Equal(o.QueueMax+1), "the filler's connection fills a listen(fd, 0) queue")
+				// The SYN was dropped: both counters moved in a namespace where nothing else
+				// runs, and the client was left waiting, not refused.
+				Expect(seen.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1))
+				Expect(seen.Counters.Delta["ListenDrops"]).To(BeNumerically(">=", 1))
+				Expect(o.StateFull).To(Equal("SYN_SENT"))
+				// accept() made room, and told the client nothing.
+				Expect(o.AcceptedFirst).To(Equal(o.Filler))
+				Expect(o.StateAccepted).To(Equal("SYN_SENT"))
+				// Then connect() completed, and the next accept() returned this client.
+				Expect(o.ConnectErr).To(BeEmpty())
+				Expect(o.StateAfter).To(Equal("ESTABLISHED"))
+				Expect(o.AcceptedSecond).To(Equal(o.Client))
+				// It took a retransmission, which the client's kernel counted, and so the
+				// retransmission timer: the client's own tcpi_rto (1 s, TCP_TIMEOUT_INIT, for
+				// a SYN with no RTT measured). Kernel timers fire late, never early; a tenth
+				// off covers the timer wheel's rounding.
+				Expect(o.Retransmits).To(BeNumerically(">=", 1))
+				Expect(o.RTOUS).To(BeNumerically(">", 0))
+				Expect(o.EstablishedUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10))
+				Expect(o.EstablishedUS).To(BeNumerically(">", o.AcceptAtUS))
+
+				// On the wire: before accept(), the client's SYN and no answer; after, the same
+				// SYN again (the same sequence number), SYN-ACK and ACK; no RST anywhere.
+				for _, p := range packets {
+					Expect(p.Flags).NotTo(ContainSubstring("RST"), "%+v", p)
+				}
+				Expect(ch4ClientFlags(packets, "before accept", o.Client)).To(Equal([]string{"SYN"}))
+				Expect(ch4ClientFlags(packets, "after accept", o.Client)).To(Equal([]string{"SYN", "SYN,ACK", "ACK"}))
+			})
+		// --8<-- [end:backlog-full]
+
+		// --8<-- [start:backlog-open-vs-pending]
+		It("holds a thousand open connections through refserver's listener with backlog 1, over "+fam.String(),
+			Label("claim:backlog.open-vs-pending", fam.Name), func() {
+				lab.RequireFamily(fam)
+				const backlog = 1
+				srv, err := refserver.New(refserver.Config{Addr: fam.At(0), Backlog: backlog, Handler: refserver.Echo{}})
+				Expect(err).NotTo(HaveOccurred())
+				served := make(chan error, 1)
+				go func() { served <- srv.Serve() }()
+				DeferCleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					srv.Shutdown(ctx) // at once when the spec already shut it down
+				})
+				lfd := srv.Listeners()[0]
+				seen := ch4OpenSeen{Listener: srv.Addr().String(), Backlog: backlog}
+				seen.DescriptorsBefore, err = refserver.OpenDescriptors()
+				Expect(err).NotTo(HaveOccurred())
+
+				start := time.Now()
+				clients := make([]*lab.Sock, 0, ch4OpenClients)
+				for i := range ch4OpenClients {
+					c := lab.Dial(srv.Addr())
+					clients = append(clients, c)
+					// The byte comes back only if a loop accepted the connection, registered
+					// it with epoll and served it.
+					c.Send([]byte{byte(i)})
+					if got := c.Read(1); got[0] == byte(i) {
+						seen.Echoed++
+					}
+				}
+				seen.ConnectUS = time.Since(start).Microseconds()
+				for _, c := range clients {
+					if ch4State(c).State == "ESTABLISHED" {
+						seen.Established++
+					}
+				}
+				q := ch4Queue(lfd)
+				seen.QueueMax, seen.QueueLen = q.Max, q.Len
+				seen.DescriptorsAfter, err = refserver.OpenDescriptors()
+				Expect(err).NotTo(HaveOccurred())
+				seen.PerConnection = float64(seen.DescriptorsAfter-seen.DescriptorsBefore) / float64(seen.Established)
+				st := srv.Stats()
+				seen.ServerOpen, seen.ServerAccepted = st.Open, st.Accepted
+				lab.Record(ch4EntryOpen, seen)
+
+				// The kernel's limit on the listener is 1 pending connection...
+				Expect(q.Max).To(BeEquivalentTo(backlog))
+				// ...while every client is open and was served: far more than the queue holds.
+				Expect(seen.Established).To(Equal(len(clients)))
+				Expect(seen.Echoed).To(Equal(seen.Established))
+				Expect(seen.Established).To(BeNumerically(">", 100*int(q.Max+1)))
+				// What each open connection costs is descriptors: the client's and the one
+				// accept4 returned, 2 per connection, give or take what else the process opened.
+				Expect(seen.DescriptorsAfter - seen.DescriptorsBefore).To(BeNumerically("~", 2*seen.Established, 10))
+
+				// The clients leave first; refserver then ends each connection with FIN and
+				// Shutdown returns once all are closed, long before its deadline.
+				for _, c := range clients {
+					Expect(c.Close()).To(Succeed())
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				Expect(srv.Shutdown(ctx)).To(Succeed())
+				Eventually(served).WithTimeout(5 * time.Second).Should(Receive(BeNil()))
+			})
+		// --8<-- [end:backlog-open-vs-pending]
+	}
+})
+
+// ch4Queue is refserver.AcceptQueueOf, which must succeed.
+func ch4Queue(l int) refserver.AcceptQueue {
+	GinkgoHelper()
+	q, err := refserver.AcceptQueueOf(l)
+	Expect(err).NotTo(HaveOccurred())
+	return q
+}
+
+// ch4AwaitQueueLen is ch4AwaitQueue within lab.AcceptWithin, which must read the queue.
+func ch4AwaitQueueLen(l int, want uint32) refserver.AcceptQueue {
+	GinkgoHelper()
+	q, err := ch4AwaitQueue(l, want, lab.AcceptWithin)
+	Expect(err).NotTo(HaveOccurred())
+	return q
+}
+
+// ch4State is a client's address and TCP state, which must be readable.
+func ch4State(c *lab.Sock) ch4StateSeen {
+	GinkgoHelper()
+	s, err := ch4StateOf(c.FD())
+	Expect(err).NotTo(HaveOccurred())
+	return s
+}
+
+// ch4Somaxconn reads net.core.somaxconn from /proc/sys: this namespace's, the host's here.
+func ch4Somaxconn() int {
+	GinkgoHelper()
+	v, err := refserver.Sysctl("net.core.somaxconn")
+	Expect(err).NotTo(HaveOccurred())
+	n, err := strconv.Atoi(v)
+	Expect(err).NotTo(HaveOccurred())
+	return n
+}
+
+// ch4Timeline puts the segments captured before and after accept() on one timeline from the
+// first, names who sent each, and returns the kernel times of the client's SYNs.
+func ch4Timeline(before, after []lab.Segment, o *ch4OverflowSeen) ([]ch4Packet, []time.Time) {
+	var packets []ch4Packet
+	var syns []time.Time
+	for i, s := range append(append([]lab.Segment(nil), before...), after...) {
+		phase := "before accept"
+		if i >= len(before) {
+			phase = "after accept"
+		}
+		from := "server"
+		switch s.Src.String() {
+		case o.Filler:
+			from = "filler"
+		case o.Client:
+			from = "client"
+			if s.Flags == "SYN" {
+				syns = append(syns, s.Time)
+			}
+		}
+		packets = append(packets, ch4Packet{AtUS: s.Time.Sub(before[0].Time).Microseconds(), Phase: phase, From: from,
+			Src: s.Src.String(), Dst: s.Dst.String(), Flags: s.Flags, Seq: s.Seq, Ack: s.Ack, Len: s.Len})
+	}
+	return packets, syns
+}
+
+// ch4ClientFlags lists the flags of the segments from or to client in one phase.
+func ch4ClientFlags(packets []ch4Packet, phase, client string) []string {
+	var flags []string
+	for _, p := range packets {
+		if p.Phase == phase && (p.Src == client || p.Dst == client) {
+			flags = append(flags, p.Flags)
+		}
+	}
+	return flags
+}
