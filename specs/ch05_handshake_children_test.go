@@ -1,0 +1,808 @@
+//go:build linux
+
+package specs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// The sandbox children of chapter 5. Each runs in a process of its own, in a network
+// namespace of its own (lab.RegisterChild), so that its packet capture sees only its own
+// traffic and its RLIMIT_NOFILE binds no one else. They return what the kernel answered;
+// the specs in ch05_handshake_test.go assert on it.
+
+const (
+	// ch5EmfileNoFile is RLIMIT_NOFILE for the EMFILE proof: room for the runtime, the
+	// listener, the capture, an epoll instance and one client, and a few to fill.
+	ch5EmfileNoFile = 32
+	// ch5EpollRounds is how many epoll_wait calls in a row must report the listener.
+	ch5EpollRounds = 5
+	// ch5SpinFor is how long the busy loop of the EMFILE proof runs, to measure its CPU.
+	ch5SpinFor = 200 * time.Millisecond
+	// ch5ShedNoFile is RLIMIT_NOFILE for refserver in the shedding proof, shared with its
+	// clients: the table runs out after a dozen connections.
+	ch5ShedNoFile = 40
+	// ch5ShedFill is how many clients must be shed before the CPU window opens.
+	ch5ShedFill = 3
+	// ch5WindowKnocks clients arrive at the full table during the CPU window, one every
+	// ch5WindowStep: about a second in all.
+	ch5WindowKnocks = 10
+	ch5WindowStep   = 100 * time.Millisecond
+	// ch5CaptureWithin bounds a wait for segments the proof knows are coming; on lo they
+	// come within microseconds, and a delayed ACK within 200 ms.
+	ch5CaptureWithin = 2 * time.Second
+)
+
+// ch5Err is e as an error: nil for no errno.
+func ch5Err(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// ch5RuntimeFirst makes the Go runtime take, while there is room, the descriptors it would
+// otherwise take late: its own epoll instance and eventfd (netpollinit), created the first
+// time a timer is set. Under a full table that epoll_create1 fails with EMFILE, and the
+// runtime aborts the process ("netpollinit failed") at the GC's next timer. Call it before
+// filling the table.
+func ch5RuntimeFirst() {
+	time.AfterFunc(time.Hour, func() {}).Stop()
+}
+
+// ch5CPUTime is the CPU the process has used so far, user and system, every thread
+// (getrusage RUSAGE_SELF).
+func ch5CPUTime() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, os.NewSyscallError("getrusage", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// measured fills in the window's wall and CPU time.
+func (c *ch5CPU) measured(wall, cpu time.Duration) {
+	c.WindowUS, c.CPUUS = wall.Microseconds(), cpu.Microseconds()
+	c.Percent = 100 * cpu.Seconds() / wall.Seconds()
+}
+
+// ch5ErrnoOf is the errno err carries, 0 for none.
+func ch5ErrnoOf(err error) unix.Errno {
+	var e unix.Errno
+	errors.As(err, &e)
+	return e
+}
+
+// ch5WaitReadable polls fd for input (or end-of-stream, or an error) at most within.
+func ch5WaitReadable(fd int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for range 100 {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			break
+		}
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return os.NewSyscallError("poll", err)
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("poll: descriptor %d not readable within %v", fd, within)
+}
+
+// ch5CaptureUntil reads the capture until done says the segments so far are enough, at most
+// within; it keeps the segments keep accepts.
+func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]lab.Segment) bool, within time.Duration) ([]lab.Segment, error) {
+	deadline := time.Now().Add(within)
+	var segs []lab.Segment
+	for range 10000 {
+		left := time.Until(deadline)
+		if done(segs) || left <= 0 {
+			break
+		}
+		got, err := c.Read(1, left)
+		if err != nil {
+			return segs, err
+		}
+		for _, s := range got {
+			if keep(s) {
+				segs = append(segs, s)
+			}
+		}
+	}
+	if !done(segs) {
+		return segs, fmt.Errorf("capture: the expected segments did not come within %v; got %v", within, segs)
+	}
+	return segs, nil
+}
+
+func ch5Any(lab.Segment) bool { return true }
+
+// ch5AwaitRxTimestamps returns once the kernel stamps packets as lo receives them, and so
+// once a capture's times are when the segments moved. SO_TIMESTAMPNS (set by StartCapture)
+// turns on the kernel-wide switch netstamp_needed_key, but net_enable_timestamp flips it
+// from a workqueue, a little later; until then netif_rx stamps nothing, and recvmsg fills in
+// its own time instead (__sock_recv_timestamp), which would put every packet at the moment
+// the proof read it. The probe is a UDP datagram to itself: stamped on arrival, its time is
+// before sendto returned; stamped by recvmsg, after.
+func ch5AwaitRxTimestamps(within time.Duration) (probes int, err error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return 0, os.NewSyscallError("setsockopt SO_TIMESTAMPNS", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return 0, os.NewSyscallError("bind", err)
+	}
+	self, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, os.NewSyscallError("getsockname", err)
+	}
+	deadline := time.Now().Add(within)
+	buf := make([]byte, 8)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
+	for probes = 1; probes <= 1000 && time.Now().Before(deadline); probes++ {
+		if err := unix.Sendto(fd, []byte("t"), 0, self); err != nil {
+			return probes, os.NewSyscallError("sendto", err)
+		}
+		sent := time.Now()
+		if err := ch5WaitReadable(fd, time.Until(deadline)); err != nil {
+			return probes, err
+		}
+		_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			return probes, os.NewSyscallError("recvmsg", err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return probes, err
+		}
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+				ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+				if !time.Unix(ts.Unix()).After(sent) {
+					return probes, nil
+				}
+			}
+		}
+		time.Sleep(time.Millisecond) // the workqueue's turn
+	}
+	return probes, fmt.Errorf("the kernel did not stamp packets on arrival within %v (%d probes): capture times would be read times", within, probes)
+}
+
+// ch5StartCapture is lab.StartCapture, returning once the kernel stamps each packet as lo
+// receives it (ch5AwaitRxTimestamps).
+func ch5StartCapture(port uint16) (*lab.Capture, error) {
+	c, err := lab.StartCapture(port)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ch5AwaitRxTimestamps(ch5CaptureWithin); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// ch5BeforeAcceptSeen is what the handshake.before-accept child observed.
+type ch5BeforeAcceptSeen struct {
+	Listener, Client netip.AddrPort
+	Segments         []lab.Segment // from connect to just before accept4
+	ConnectReturned  time.Time
+	WriteReturned    time.Time
+	AcceptAt         time.Time // just before accept4, CLOCK_REALTIME like the segments
+	Written          int       // write's return
+	Payload          []byte
+	ClientState      string // TCP_INFO on the client before accept
+	ClientUnacked    int    // SIOCOUTQ on the client: bytes not yet acknowledged
+	QueueBefore      refserver.AcceptQueue
+	QueueAfter       refserver.AcceptQueue
+	Peer             netip.AddrPort // accept4's peer address
+	Read             []byte         // the accepted socket's first read
+	ReadAgain        unix.Errno     // a second recv(MSG_DONTWAIT)
+}
+
+// --8<-- [start:handshake-before-accept-child]
+var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loopback string) (ch5BeforeAcceptSeen, error) {
+	var seen ch5BeforeAcceptSeen
+	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	seen.Listener = addr
+	capture, err := ch5StartCapture(addr.Port())
+	if err != nil {
+		return seen, err
+	}
+	defer capture.Close()
+
+	client, err := lab.DialTo(addr)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(client)
+	seen.ConnectReturned = time.Now()
+	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+		return seen, err
+	}
+	// The client writes at once, to a server that has not accepted: write(2) copies the
+	// bytes into the client's send buffer and TCP sends them to the listener's child socket.
+	seen.Payload = []byte("sent before accept()")
+	if seen.Written, err = unix.Write(client, seen.Payload); err != nil {
+		return seen, os.NewSyscallError("write", err)
+	}
+	seen.WriteReturned = time.Now()
+	// SYN, SYN-ACK, ACK, the data, and the server kernel's ACK of it.
+	if seen.Segments, err = capture.Read(5, ch5CaptureWithin); err != nil {
+		return seen, err
+	}
+	if seen.ClientState, err = refserver.TCPState(client); err != nil {
+		return seen, err
+	}
+	// SIOCOUTQ: what the client's send queue still holds, sent or not, until acknowledged.
+	// The capture hands over the server's ACK as lo receives it, a moment before tcp_ack
+	// frees the client's queue: ask again until it is empty, at most ch5CaptureWithin.
+	for deadline := time.Now().Add(ch5CaptureWithin); ; time.Sleep(100 * time.Microsecond) {
+		if seen.ClientUnacked, err = unix.IoctlGetInt(client, unix.SIOCOUTQ); err != nil {
+			return seen, os.NewSyscallError("ioctl SIOCOUTQ", err)
+		}
+		if seen.ClientUnacked == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+		return seen, err
+	}
+
+	// Only now does the server take the connection.
+	seen.AcceptAt = time.Now()
+	s, peer, err := refserver.Accept(l)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(s)
+	seen.Peer = peer
+	if seen.QueueAfter, err = refserver.AcceptQueueOf(l); err != nil {
+		return seen, err
+	}
+	// The data is in the accepted socket's receive queue already: no wait.
+	buf := make([]byte, 2*len(seen.Payload))
+	n, err := unix.Read(s, buf)
+	if err != nil {
+		return seen, os.NewSyscallError("read", err)
+	}
+	seen.Read = buf[:n]
+	_, _, err = unix.Recvfrom(s, buf, unix.MSG_DONTWAIT)
+	seen.ReadAgain = ch5ErrnoOf(err)
+	return seen, nil
+})
+
+// --8<-- [end:handshake-before-accept-child]
+
+// ch5EmfileSeen is what the handshake.emfile-queued child observed.
+type ch5EmfileSeen struct {
+	Listener, Client netip.AddrPort
+	Limit            uint64     // RLIMIT_NOFILE soft, read back
+	Filled           int        // descriptors opened to fill the table
+	FillErr          unix.Errno // what the open that did not fit got
+	FirstAcceptAt    time.Time
+	AcceptErr        unix.Errno
+	QueueBefore      refserver.AcceptQueue
+	QueueAfterEMFILE refserver.AcceptQueue
+	ClientState      string
+	RecvErr          unix.Errno // recv(MSG_DONTWAIT) on the client while the server cannot accept
+	RecvN            int
+	Epoll            []ch5EpollRound
+	Spin             ch5CPU        // the same epoll_wait and accept4, left to loop
+	Marker           []byte        // sent by the client after the failed accepts
+	MarkerAt         time.Time     // when its write returned
+	AcceptedAt       time.Time     // just before the accept4 that succeeded
+	Segments         []lab.Segment // from connect to the server kernel's ACK of Marker
+	Freed            int           // the descriptor closed to make room
+	AcceptedFD       int
+	Peer             netip.AddrPort
+	QueueAfterAccept refserver.AcceptQueue
+	Read             []byte // the accepted socket's first read
+}
+
+// --8<-- [start:handshake-emfile-queued-child]
+var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
+	var seen ch5EmfileSeen
+	ch5RuntimeFirst()
+	var err error
+	if seen.Limit, _, err = refserver.DescriptorLimit(); err != nil {
+		return seen, err
+	}
+	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	seen.Listener = addr
+	capture, err := ch5StartCapture(addr.Port())
+	if err != nil {
+		return seen, err
+	}
+	defer capture.Close()
+	// A level-triggered watch (no EPOLLET): epoll reports the listener for as long as its
+	// accept queue is not empty, not once per new connection.
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return seen, os.NewSyscallError("epoll_create1", err)
+	}
+	defer unix.Close(epfd)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
+		return seen, os.NewSyscallError("epoll_ctl", err)
+	}
+
+	client, err := lab.DialTo(addr)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(client)
+	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+		return seen, err
+	}
+	// connect returns on the SYN-ACK; the final ACK that queues the connection may still be
+	// on its way to the listener.
+	if err := ch5WaitReadable(l, lab.AcceptWithin); err != nil {
+		return seen, err
+	}
+	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+		return seen, err
+	}
+
+	// Fill the descriptor table: open takes the lowest free number, and fails with EMFILE
+	// once none is left below RLIMIT_NOFILE.
+	var fillers []int
+	defer func() {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+	}()
+	for range seen.Limit {
+		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			seen.FillErr = ch5ErrnoOf(err)
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	seen.Filled = len(fillers)
+	if len(fillers) == 0 {
+		return seen, fmt.Errorf("the table was full before the proof filled it (%s)", ch5ErrnoName(seen.FillErr))
+	}
+
+	seen.FirstAcceptAt = time.Now()
+	_, _, err = refserver.Accept(l)
+	seen.AcceptErr = ch5ErrnoOf(err)
+	if seen.QueueAfterEMFILE, err = refserver.AcceptQueueOf(l); err != nil {
+		return seen, err
+	}
+	if seen.ClientState, err = refserver.TCPState(client); err != nil {
+		return seen, err
+	}
+	buf := make([]byte, 64)
+	seen.RecvN, _, err = unix.Recvfrom(client, buf, unix.MSG_DONTWAIT)
+	seen.RecvErr = ch5ErrnoOf(err)
+
+	// A loop that waits on epoll and retries accept: the kernel reports the listener every
+	// time, and every accept4 fails again. epoll_wait with timeout 0 never sleeps.
+	events := make([]unix.EpollEvent, 4)
+	for range ch5EpollRounds {
+		n, err := unix.EpollWait(epfd, events, 0)
+		if err != nil {
+			return seen, os.NewSyscallError("epoll_wait", err)
+		}
+		r := ch5EpollRound{Ready: n}
+		for _, ev := range events[:n] {
+			r.Listener = r.Listener || (int(ev.Fd) == l && ev.Events&unix.EPOLLIN != 0)
+		}
+		_, _, err = refserver.Accept(l)
+		r.AcceptErrno = ch5ErrnoName(ch5ErrnoOf(err))
+		seen.Epoll = append(seen.Epoll, r)
+	}
+
+	// The same loop left to run, as a server without a spare descriptor would: epoll_wait
+	// may sleep up to a second, yet returns at once each time, and the process burns CPU
+	// for as long as the client waits. ch5SpinFor of it, measured with getrusage.
+	seen.Spin.Loop = "epoll_wait + accept4, nothing shed"
+	cpu0, err := ch5CPUTime()
+	if err != nil {
+		return seen, err
+	}
+	start := time.Now()
+	for time.Since(start) < ch5SpinFor && seen.Spin.Calls < 10_000_000 {
+		if _, err := unix.EpollWait(epfd, events, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+			return seen, os.NewSyscallError("epoll_wait", err)
+		}
+		seen.Spin.Calls++
+		if _, _, err := refserver.Accept(l); !errors.Is(err, unix.EMFILE) {
+			return seen, fmt.Errorf("accept4 in the busy loop: want EMFILE, got %v", err)
+		}
+	}
+	cpu1, err := ch5CPUTime()
+	if err != nil {
+		return seen, err
+	}
+	seen.Spin.measured(time.Since(start), cpu1-cpu0)
+
+	// The client sends a byte after all this. The server kernel's ACK of it is the last
+	// segment the capture needs: whatever the failed accepts had sent is before it on lo.
+	seen.Marker = []byte("!")
+	if _, err := unix.Write(client, seen.Marker); err != nil {
+		return seen, os.NewSyscallError("write", err)
+	}
+	seen.MarkerAt = time.Now()
+	acked := func(segs []lab.Segment) bool {
+		for _, s := range segs {
+			if s.Src == seen.Listener && s.Dst == seen.Client && s.Flags == "ACK" && s.Ack == uint32(1+len(seen.Marker)) {
+				return true
+			}
+		}
+		return false
+	}
+	if seen.Segments, err = ch5CaptureUntil(capture, ch5Any, acked, ch5CaptureWithin); err != nil {
+		return seen, err
+	}
+
+	// Free one descriptor; the next accept4 has a number to give.
+	seen.Freed = fillers[len(fillers)-1]
+	fillers = fillers[:len(fillers)-1]
+	if err := unix.Close(seen.Freed); err != nil {
+		return seen, os.NewSyscallError("close", err)
+	}
+	seen.AcceptedAt = time.Now()
+	s, peer, err := refserver.Accept(l)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(s)
+	seen.AcceptedFD, seen.Peer = s, peer
+	if seen.QueueAfterAccept, err = refserver.AcceptQueueOf(l); err != nil {
+		return seen, err
+	}
+	n, err := unix.Read(s, buf)
+	if err != nil {
+		return seen, os.NewSyscallError("read", err)
+	}
+	seen.Read = buf[:n]
+	return seen, nil
+})
+
+// --8<-- [end:handshake-emfile-queued-child]
+
+// ch5LingerSeen is the contrast of the shedding proof: a connection closed with SO_LINGER
+// {1, 0}.
+type ch5LingerSeen struct {
+	Client   netip.AddrPort
+	ReadErr  unix.Errno // the client's read after the server's close
+	ReadN    int
+	State    string // the client's TCP state after that read
+	Segments []lab.Segment
+}
+
+// ch5ShedSeen is what the handshake.shed child observed.
+type ch5ShedSeen struct {
+	Server          netip.AddrPort
+	Clients         []ch5Client
+	Table           ch5Descriptors // the table the server and its clients share
+	CPU             ch5CPU
+	Stats           refserver.Stats
+	Log             []string
+	ShedClient      netip.AddrPort // the first client shed
+	ShedClientState string
+	ShedSegments    []lab.Segment // its segments, up to the server's FIN
+	Linger          ch5LingerSeen
+}
+
+// ch5Lines is a log destination that keeps refserver's lines; the loop's thread writes it.
+type ch5Lines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (w *ch5Lines) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lines = append(w.lines, strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (w *ch5Lines) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.lines...)
+}
+
+// ch5DescriptorsBelow counts the open descriptors numbered below limit: the ones that take
+// room in the table. EMFILE means no free number below RLIMIT_NOFILE (alloc_fd), so a
+// descriptor inherited above it, like the test binary's pipe at 251, takes none.
+func ch5DescriptorsBelow(limit int) (int, error) {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0, err
+	}
+	self := int(d.Fd())
+	n := 0
+	for _, name := range names {
+		if fd, err := strconv.Atoi(name); err == nil && fd < limit && fd != self {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// ch5Knock connects one client and reads what comes first: the server's greeting, or
+// end-of-stream. The descriptor stays open when the server greeted it (the caller holds
+// it), and is closed otherwise. A socket() that fails is returned as is, before any client.
+func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
+	c := ch5Client{Phase: phase, Read: -1}
+	// The server's accept4 reserves a descriptor number before it looks at the queue
+	// (get_unused_fd_flags, then EAGAIN and put_unused_fd): while the table is nearly full,
+	// the client's socket() can meet EMFILE for that instant. Ask again, for at most a second.
+	fd, err := refserver.Socket(refserver.Family(to))
+	for deadline := time.Now().Add(time.Second); errors.Is(err, unix.EMFILE) && time.Now().Before(deadline); {
+		c.SocketEMFILE++
+		time.Sleep(100 * time.Microsecond)
+		fd, err = refserver.Socket(refserver.Family(to))
+	}
+	if err != nil {
+		return c, -1, err
+	}
+	if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
+	returned := time.Now()
+	local, err := refserver.LocalAddr(fd)
+	if err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
+	c.Port = local.Port()
+	if err := ch5WaitReadable(fd, lab.ReadWithin); err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
+	buf := make([]byte, 512)
+	n, err := unix.Read(fd, buf)
+	c.AfterUS = time.Since(returned).Microseconds()
+	if err != nil {
+		c.Errno = ch5ErrnoName(ch5ErrnoOf(err))
+	} else {
+		c.Read = n
+	}
+	c.State, _ = refserver.TCPState(fd)
+	if n > 0 {
+		return c, fd, nil
+	}
+	unix.Close(fd)
+	return c, -1, nil
+}
+
+// --8<-- [start:handshake-shed-child]
+var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5ShedSeen, error) {
+	var seen ch5ShedSeen
+	ch5RuntimeFirst()
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	var err error
+	// The contrast first, while the table has room.
+	if seen.Linger, err = ch5AbortiveClose(at); err != nil {
+		return seen, err
+	}
+
+	logged := &ch5Lines{}
+	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Log: log.New(logged, "", 0)})
+	if err != nil {
+		return seen, err
+	}
+	seen.Server = srv.Addr()
+	capture, err := ch5StartCapture(seen.Server.Port())
+	if err != nil {
+		return seen, err
+	}
+	defer capture.Close()
+
+	// Clients and server share this process's table, and each connection served costs two
+	// descriptors, the client's and the one accept4 returns. With an even number free, the
+	// server would take the last one for a served client and the next client's own socket()
+	// would find the table full: it could only succeed by taking, at the instant shedOne
+	// has closed it, the server's spare. So the proof makes the number odd: then a client's
+	// socket() takes the last free descriptor, and the server's accept4 meets EMFILE.
+	if seen.Table.Limit, _, err = refserver.DescriptorLimit(); err != nil {
+		return seen, err
+	}
+	if seen.Table.Open, err = ch5DescriptorsBelow(int(seen.Table.Limit)); err != nil {
+		return seen, err
+	}
+	if (int(seen.Table.Limit)-seen.Table.Open)%2 == 0 {
+		pad, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return seen, os.NewSyscallError("open", err)
+		}
+		defer unix.Close(pad)
+		seen.Table.Pad = true
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	var held []int
+	stopped := false
+	stop := func() error {
+		stopped = true
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return errors.Join(srv.Shutdown(ctx), <-served)
+	}
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
+
+	knock := func(phase string) (ch5Client, error) {
+		c, fd, err := ch5Knock(seen.Server, phase)
+		if err != nil {
+			return c, err
+		}
+		seen.Clients = append(seen.Clients, c)
+		if fd >= 0 {
+			held = append(held, fd)
+		} else if c.Read == 0 && !seen.ShedClient.IsValid() {
+			seen.ShedClient = netip.AddrPortFrom(seen.Server.Addr(), c.Port)
+			seen.ShedClientState = c.State
+		}
+		return c, nil
+	}
+
+	// Clients until the server has run out of descriptors and shed a few.
+	shed := 0
+	for range 2 * ch5ShedNoFile {
+		if shed == ch5ShedFill {
+			break
+		}
+		c, err := knock("fill")
+		if err != nil {
+			return seen, fmt.Errorf("client %d: %w; %s; refserver said: %q", len(seen.Clients)+1, err, srv.Stats(), logged.all())
+		}
+		if c.Errno != "" {
+			return seen, fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(seen.Clients), c.Port, c.Errno, logged.all())
+		}
+		if c.Read == 0 {
+			shed++
+		}
+	}
+	if shed < ch5ShedFill {
+		return seen, fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors", len(seen.Clients), shed)
+	}
+
+	// The window: clients keep arriving at a full table while the served ones wait, and
+	// the process's CPU time (getrusage: every thread, user and system) is measured over it.
+	seen.CPU.Loop = "refserver, shedding"
+	cpu0, err := ch5CPUTime()
+	if err != nil {
+		return seen, err
+	}
+	start := time.Now()
+	tick := time.NewTicker(ch5WindowStep)
+	for range ch5WindowKnocks {
+		<-tick.C
+		if _, err := knock("window"); err != nil {
+			tick.Stop()
+			return seen, err
+		}
+	}
+	tick.Stop()
+	cpu1, err := ch5CPUTime()
+	if err != nil {
+		return seen, err
+	}
+	seen.CPU.measured(time.Since(start), cpu1-cpu0)
+	seen.Stats = srv.Stats()
+
+	shedPort := seen.ShedClient.Port()
+	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
+	finned := func(segs []lab.Segment) bool {
+		for _, s := range segs {
+			if s.Dst.Port() == shedPort && strings.Contains(s.Flags, "FIN") {
+				return true
+			}
+		}
+		return false
+	}
+	if seen.ShedSegments, err = ch5CaptureUntil(capture, mine, finned, ch5CaptureWithin); err != nil {
+		return seen, err
+	}
+	err = stop()
+	seen.Log = logged.all()
+	return seen, err
+})
+
+// ch5AbortiveClose accepts a connection with refserver.Accept and closes it with SO_LINGER
+// {1, 0}, which refserver never sets, and reports what its client read.
+func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
+	var seen ch5LingerSeen
+	l, addr, err := lab.ListenOn(at, 8)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	capture, err := ch5StartCapture(addr.Port())
+	if err != nil {
+		return seen, err
+	}
+	defer capture.Close()
+	client, err := lab.DialTo(addr)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(client)
+	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+		return seen, err
+	}
+	s, _, err := lab.AcceptOn(l, lab.AcceptWithin)
+	if err != nil {
+		return seen, err
+	}
+	// Linger on, for 0 seconds: close(2) does not send FIN, it aborts the connection
+	// (tcp_close -> tcp_disconnect), and the kernel sends RST.
+	if err := unix.SetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+		unix.Close(s)
+		return seen, os.NewSyscallError("setsockopt SO_LINGER", err)
+	}
+	if err := unix.Close(s); err != nil {
+		return seen, os.NewSyscallError("close", err)
+	}
+	if err := ch5WaitReadable(client, lab.ReadWithin); err != nil {
+		return seen, err
+	}
+	buf := make([]byte, 64)
+	seen.ReadN, err = unix.Read(client, buf)
+	seen.ReadErr = ch5ErrnoOf(err)
+	seen.State, _ = refserver.TCPState(client)
+	reset := func(segs []lab.Segment) bool {
+		for _, s := range segs {
+			if strings.Contains(s.Flags, "RST") {
+				return true
+			}
+		}
+		return false
+	}
+	seen.Segments, err = ch5CaptureUntil(capture, ch5Any, reset, ch5CaptureWithin)
+	return seen, err
+}
+
+// --8<-- [end:handshake-shed-child]

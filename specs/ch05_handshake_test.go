@@ -1,0 +1,388 @@
+//go:build linux
+
+package specs
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega/types"
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/specs/lab"
+)
+
+// The evidence this chapter attaches (lab.Record), beside lab.EntryErrno and lab.EntryPorts.
+// The docs draw chapter 5's pictures from these names, so each always holds the same shape.
+const (
+	// ch5EntryPackets is a ch5Timeline: one connection's TCP segments as lo carried them
+	// (kernel timestamps), in µs after that connection's SYN, oldest first.
+	ch5EntryPackets = "packets"
+	// ch5EntryAcceptAt is an int64: when the accept() that returned the connection was
+	// called, in µs after its SYN, on the same clock as the packets (CLOCK_REALTIME). The
+	// line the timeline draws accept at.
+	ch5EntryAcceptAt = "accept_at_us"
+	// ch5EntrySyscalls is a []ch5Call: the process's own system calls on that timeline.
+	ch5EntrySyscalls = "syscalls_at_us"
+	// ch5EntryAcceptQueue is a []ch5Queue: the listener's accept queue (TCP_INFO) at each
+	// moment the proof looked.
+	ch5EntryAcceptQueue = "accept_queue"
+	// ch5EntryBytes is a ch5Bytes: what the client's write returned and what the server's
+	// read returned after accept.
+	ch5EntryBytes = "bytes_before_accept"
+	// ch5EntryStates is a []ch5State: a socket's TCP state (TCP_INFO tcpi_state), as ss
+	// spells it.
+	ch5EntryStates = "tcp_states"
+	// ch5EntryDescriptors is a ch5Descriptors: RLIMIT_NOFILE and how the proof filled,
+	// shared or freed the descriptor table.
+	ch5EntryDescriptors = "descriptor_table"
+	// ch5EntryEpoll is a []ch5EpollRound: consecutive epoll_wait(timeout 0) calls on a
+	// level-triggered listener that accept cannot drain.
+	ch5EntryEpoll = "epoll_rounds"
+	// ch5EntryClients is a []ch5Client: each client of the shedding server, in order, and
+	// what its first read returned.
+	ch5EntryClients = "shed_clients"
+	// ch5EntryCPU is a ch5CPU: the process's CPU time over a window of wall time, and what
+	// ran in it.
+	ch5EntryCPU = "cpu_time"
+	// ch5EntryServer is a ch5ServerSeen: refserver's Stats and the lines it logged.
+	ch5EntryServer = "refserver_stats"
+)
+
+// ch5Packet is one captured segment on a connection's timeline.
+type ch5Packet struct {
+	AtUS  int64  `json:"at_us"` // µs after the connection's SYN, both kernel timestamps
+	From  string `json:"from"`  // "client" or "server"
+	Src   string `json:"src"`
+	Dst   string `json:"dst"`
+	Flags string `json:"flags"` // "SYN", "SYN,ACK", "ACK", "PSH,ACK", "FIN,ACK", "RST,ACK"
+	Seq   uint32 `json:"seq"`   // relative to the sender's ISN, as tcpdump shows it
+	Ack   uint32 `json:"ack"`
+	Len   int    `json:"len"` // payload bytes
+}
+
+// ch5Timeline is the value of a "packets" entry.
+type ch5Timeline struct {
+	Conn    string      `json:"conn"` // which connection, in the spec's words
+	Packets []ch5Packet `json:"packets"`
+}
+
+// ch5Call is one system call of the proof on the packets' timeline.
+type ch5Call struct {
+	Call   string `json:"call"`   // "connect returned", "accept4 called"...
+	AtUS   int64  `json:"at_us"`  // µs after the SYN
+	Result string `json:"result"` // what it returned
+}
+
+// ch5Queue is a listener's accept queue at one moment.
+type ch5Queue struct {
+	When string `json:"when"`
+	Len  uint32 `json:"len"` // tcpi_unacked on a listener
+	Max  uint32 `json:"max"` // tcpi_sacked on a listener
+}
+
+type ch5Bytes struct {
+	Written int    `json:"written"` // write(2)'s return on the client, before accept
+	Read    int    `json:"read"`    // read(2)'s return on the accepted socket
+	Payload string `json:"payload"` // what read returned
+}
+
+type ch5State struct {
+	Socket string `json:"socket"`
+	State  string `json:"state"`
+}
+
+type ch5Descriptors struct {
+	Limit uint64 `json:"limit"` // RLIMIT_NOFILE soft, read back with getrlimit
+	// The EMFILE proof: how it filled the table and made room again.
+	Filled     int    `json:"filled,omitempty"`      // /dev/null opened until the kernel said EMFILE
+	FillErrno  string `json:"fill_errno,omitempty"`  // the errno of the open that failed
+	Freed      int    `json:"freed,omitempty"`       // the descriptor closed to make room
+	AcceptedFD int    `json:"accepted_fd,omitempty"` // what the next accept4 returned
+	// The shedding proof: the table the server and its clients share.
+	Open int  `json:"open,omitempty"` // open below the limit once the server was set up (/proc/self/fd)
+	Pad  bool `json:"pad,omitempty"`  // one more opened, to make the free count odd
+}
+
+type ch5EpollRound struct {
+	Ready       int    `json:"ready"`        // epoll_wait's return
+	Listener    bool   `json:"listener"`     // the listener was among the events, with EPOLLIN
+	AcceptErrno string `json:"accept_errno"` // the accept4 tried after it
+}
+
+type ch5Client struct {
+	Phase   string `json:"phase"` // "fill": until the server runs out; "window": during the CPU window
+	Port    uint16 `json:"port"`  // the client's port (getsockname)
+	Read    int    `json:"read"`  // the first read's return: >0 the server's greeting, 0 end-of-stream
+	Errno   string `json:"errno,omitempty"`
+	AfterUS int64  `json:"after_us"` // from connect's return to the read's
+	State   string `json:"state"`    // TCP_INFO state after the read
+	// SocketEMFILE counts the client's own socket() calls that met EMFILE for an instant,
+	// while the server's accept4 held a descriptor number.
+	SocketEMFILE int `json:"socket_emfile,omitempty"`
+}
+
+type ch5CPU struct {
+	Loop     string  `json:"loop"`            // what ran during the window
+	Calls    int     `json:"calls,omitempty"` // epoll_wait calls in the window, for a bare loop
+	WindowUS int64   `json:"window_us"`       // wall time
+	CPUUS    int64   `json:"cpu_us"`          // utime+stime over the window (getrusage RUSAGE_SELF)
+	Percent  float64 `json:"percent"`         // of one core
+}
+
+type ch5ServerSeen struct {
+	Stats refserver.Stats `json:"stats"`
+	Log   []string        `json:"log"`
+}
+
+// ch5Run runs a child and hands back its result; a machine with no namespace to give stops
+// the spec through lab.Require.
+func ch5Run[A, R any](c lab.Child[A, R], arg A, opts lab.SandboxOptions) R {
+	GinkgoHelper()
+	r, err := c.Run(arg, opts)
+	if errors.Is(err, lab.ErrNoSandbox) {
+		lab.Require(false, err.Error())
+	}
+	Expect(err).NotTo(HaveOccurred())
+	return r
+}
+
+// ch5TimelineOf puts segments on the timeline of the connection whose client is client: µs
+// after its SYN.
+func ch5TimelineOf(conn string, segs []lab.Segment, client netip.AddrPort) (ch5Timeline, time.Time) {
+	GinkgoHelper()
+	t := ch5Timeline{Conn: conn, Packets: []ch5Packet{}}
+	i := slices.IndexFunc(segs, func(s lab.Segment) bool { return s.Src == client && s.Flags == "SYN" })
+	Expect(i).To(BeNumerically(">=", 0), "no SYN from %s among %v", client, segs)
+	syn := segs[i].Time
+	for _, s := range segs {
+		from := "server"
+		if s.Src == client {
+			from = "client"
+		}
+		t.Packets = append(t.Packets, ch5Packet{AtUS: s.Time.Sub(syn).Microseconds(), From: from,
+			Src: s.Src.String(), Dst: s.Dst.String(), Flags: s.Flags, Seq: s.Seq, Ack: s.Ack, Len: s.Len})
+	}
+	return t, syn
+}
+
+// ch5IsSegment matches a captured segment by its direction and flags.
+func ch5IsSegment(src, dst netip.AddrPort, flags string) types.GomegaMatcher {
+	return And(HaveField("Src", src), HaveField("Dst", dst), HaveField("Flags", flags))
+}
+
+func ch5ErrnoName(e unix.Errno) string {
+	if e == 0 {
+		return "none"
+	}
+	return unix.ErrnoName(e)
+}
+
+var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
+	for _, fam := range lab.Families() {
+		// --8<-- [start:handshake-before-accept]
+		It("completes the handshake and takes the client's data before accept() is called, over "+fam.String(),
+			Label("claim:handshake.before-accept", fam.Name), func() {
+				lab.RequireFamily(fam)
+				seen := ch5Run(ch5BeforeAccept, fam.Loopback.String(), lab.SandboxOptions{})
+
+				timeline, syn := ch5TimelineOf("the client, accepted after its data", seen.Segments, seen.Client)
+				acceptAt := seen.AcceptAt.Sub(syn).Microseconds()
+				lab.Record(ch5EntryPackets, timeline)
+				lab.Record(ch5EntryAcceptAt, acceptAt)
+				lab.Record(ch5EntrySyscalls, []ch5Call{
+					{Call: "connect returned", AtUS: seen.ConnectReturned.Sub(syn).Microseconds(), Result: "0"},
+					{Call: "write returned", AtUS: seen.WriteReturned.Sub(syn).Microseconds(), Result: strconv.Itoa(seen.Written)},
+					{Call: "accept4 called", AtUS: acceptAt, Result: seen.Peer.String()},
+				})
+				lab.Record(ch5EntryAcceptQueue, []ch5Queue{
+					{When: "after the client's write, before accept", Len: seen.QueueBefore.Len, Max: seen.QueueBefore.Max},
+					{When: "after accept", Len: seen.QueueAfter.Len, Max: seen.QueueAfter.Max},
+				})
+				lab.Record(ch5EntryBytes, ch5Bytes{Written: seen.Written, Read: len(seen.Read), Payload: string(seen.Read)})
+				lab.Record(ch5EntryStates, []ch5State{{Socket: "client, before accept", State: seen.ClientState}})
+				lab.Record(lab.EntryPorts, lab.Ports{"listener": {seen.Listener.Port()}, "client": {seen.Client.Port()}, "accepted peer": {seen.Peer.Port()}})
+
+				// connect(2) returned, and the client's socket is ESTABLISHED, with no
+				// accept anywhere: the kernel finished the handshake on its own
+				// (tcp_check_req creates the child socket on the final ACK and
+				// inet_csk_reqsk_queue_add queues it).
+				Expect(seen.ClientState).To(Equal("ESTABLISHED"))
+				Expect(seen.QueueBefore.Len).To(BeEquivalentTo(1), "the listener's queue (TCP_INFO tcpi_unacked) holds the one connection")
+
+				// The wire, as the packet socket on lo saw it: the three segments of the
+				// handshake, then the client's data and the server kernel's ACK of it.
+				c, l := seen.Client, seen.Listener
+				Expect(len(seen.Segments)).To(BeNumerically(">=", 5), "segments: %v", seen.Segments)
+				hs := seen.Segments[:5]
+				Expect(hs[0]).To(ch5IsSegment(c, l, "SYN"))
+				Expect(hs[1]).To(ch5IsSegment(l, c, "SYN,ACK"))
+				Expect(hs[2]).To(ch5IsSegment(c, l, "ACK"))
+				Expect(hs[3]).To(ch5IsSegment(c, l, "PSH,ACK"))
+				Expect(hs[3].Len).To(Equal(seen.Written), "the data segment carries what write returned")
+				Expect(hs[4]).To(ch5IsSegment(l, c, "ACK"))
+				// seq 1 is the first data byte, so the server acknowledging 1+n has every
+				// byte: the listener's kernel took the data for a socket no one accepted.
+				Expect(hs[4].Ack).To(BeEquivalentTo(1+seen.Written), "the server kernel's ACK covers the data")
+				Expect(seen.ClientUnacked).To(BeZero(), "the client's send queue (SIOCOUTQ) is empty: nothing waits for an ACK")
+				// Every one of them, by its kernel timestamp (CLOCK_REALTIME, as time.Now),
+				// is before the moment accept4 was called.
+				for _, s := range hs {
+					Expect(s.Time.Before(seen.AcceptAt)).To(BeTrue(), "%s at %v, accept4 at %v", s, s.Time, seen.AcceptAt)
+				}
+
+				// accept hands over the connection the capture shows, with the data in it:
+				// exactly the bytes written, no more (the next recv says EAGAIN).
+				Expect(seen.Peer).To(Equal(seen.Client))
+				Expect(seen.Read).To(Equal(seen.Payload))
+				Expect(errors.Is(seen.ReadAgain, unix.EAGAIN)).To(BeTrue(), "recv after the data: want EAGAIN, got %s", ch5ErrnoName(seen.ReadAgain))
+				Expect(seen.QueueAfter.Len).To(BeZero())
+			})
+		// --8<-- [end:handshake-before-accept]
+
+		// --8<-- [start:handshake-emfile-queued]
+		It("leaves the connection queued when accept() fails with EMFILE, sending nothing, and hands over that very connection later, over "+fam.String(),
+			Label("claim:handshake.emfile-queued", fam.Name), func() {
+				lab.RequireFamily(fam)
+				seen := ch5Run(ch5EmfileQueued, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5EmfileNoFile})
+
+				timeline, syn := ch5TimelineOf("the client, queued while accept4 fails with EMFILE", seen.Segments, seen.Client)
+				lab.Record(ch5EntryPackets, timeline)
+				lab.Record(ch5EntryAcceptAt, seen.AcceptedAt.Sub(syn).Microseconds())
+				lab.Record(ch5EntrySyscalls, []ch5Call{
+					{Call: "accept4 called, the table full", AtUS: seen.FirstAcceptAt.Sub(syn).Microseconds(), Result: ch5ErrnoName(seen.AcceptErr)},
+					{Call: "write returned on the client", AtUS: seen.MarkerAt.Sub(syn).Microseconds(), Result: strconv.Itoa(len(seen.Marker))},
+					{Call: "accept4 called, one descriptor freed", AtUS: seen.AcceptedAt.Sub(syn).Microseconds(), Result: seen.Peer.String()},
+				})
+				lab.Record(ch5EntryDescriptors, ch5Descriptors{Limit: seen.Limit, Filled: seen.Filled,
+					FillErrno: ch5ErrnoName(seen.FillErr), Freed: seen.Freed, AcceptedFD: seen.AcceptedFD})
+				lab.Record(lab.EntryErrno, lab.Refused("accept4", ch5Err(seen.AcceptErr), seen.Listener, netip.AddrPort{}))
+				lab.Record(lab.EntryErrno, lab.Refused("recv(MSG_DONTWAIT) on the client", ch5Err(seen.RecvErr), seen.Client, netip.AddrPort{}))
+				lab.Record(ch5EntryAcceptQueue, []ch5Queue{
+					{When: "before accept4", Len: seen.QueueBefore.Len, Max: seen.QueueBefore.Max},
+					{When: "after accept4 failed with EMFILE", Len: seen.QueueAfterEMFILE.Len, Max: seen.QueueAfterEMFILE.Max},
+					{When: "after a descriptor was freed and accept4 succeeded", Len: seen.QueueAfterAccept.Len, Max: seen.QueueAfterAccept.Max},
+				})
+				lab.Record(ch5EntryStates, []ch5State{{Socket: "client, after accept4 failed", State: seen.ClientState}})
+				lab.Record(ch5EntryEpoll, seen.Epoll)
+				lab.Record(ch5EntryCPU, seen.Spin)
+				lab.Record(lab.EntryPorts, lab.Ports{"listener": {seen.Listener.Port()}, "client": {seen.Client.Port()}, "accepted peer": {seen.Peer.Port()}})
+
+				// The table is full: the kernel refused the last open with EMFILE, then
+				// accept4 with EMFILE too. __sys_accept4_file asks get_unused_fd_flags
+				// for a number before it touches the queue, so the connection stays in it.
+				Expect(errors.Is(seen.FillErr, unix.EMFILE)).To(BeTrue(), "open: want EMFILE, got %s", ch5ErrnoName(seen.FillErr))
+				Expect(errors.Is(seen.AcceptErr, unix.EMFILE)).To(BeTrue(), "accept4: want EMFILE, got %s", ch5ErrnoName(seen.AcceptErr))
+				Expect(seen.QueueBefore.Len).To(BeEquivalentTo(1))
+				Expect(seen.QueueAfterEMFILE.Len).To(Equal(seen.QueueBefore.Len), "TCP_INFO: the queue is unchanged by the failed accept4")
+
+				// The client heard nothing: its socket is ESTABLISHED, and a recv that must
+				// not wait says EAGAIN (no data, no FIN: that would read 0; no RST: that
+				// would be ECONNRESET).
+				Expect(seen.ClientState).To(Equal("ESTABLISHED"))
+				Expect(errors.Is(seen.RecvErr, unix.EAGAIN)).To(BeTrue(), "recv: want EAGAIN, got %s (n=%d)", ch5ErrnoName(seen.RecvErr), seen.RecvN)
+
+				// And the wire agrees: after the handshake, up to the server kernel's ACK of
+				// a byte the client sent after the failed accepts, no segment from the
+				// server's port carries FIN or RST. lo delivers in order, so anything the
+				// failed accept4 had sent would be before that ACK.
+				Expect(timeline.Packets).To(ContainElement(And(
+					HaveField("From", "server"), HaveField("Flags", "ACK"), HaveField("Ack", BeEquivalentTo(1+len(seen.Marker))))),
+					"the capture reaches the server's ACK of the client's late byte")
+				for _, s := range seen.Segments {
+					if s.Src == seen.Listener {
+						Expect(s.Flags).NotTo(SatisfyAny(ContainSubstring("FIN"), ContainSubstring("RST")), "%s", s)
+					}
+				}
+
+				// Level-triggered epoll reports the listener on every call while its queue
+				// is not empty: ep_send_events puts a level-triggered item back on the
+				// ready list after reporting it, and the next call polls the listener
+				// again (inet_csk_listen_poll: readable while the accept queue is not
+				// empty). A loop that only retries accept4 spins; the "cpu_time" entry shows
+				// one left to run for ch5SpinFor.
+				Expect(seen.Epoll).To(HaveLen(ch5EpollRounds))
+				for i, r := range seen.Epoll {
+					Expect(r.Ready).To(Equal(1), "round %d", i)
+					Expect(r.Listener).To(BeTrue(), "round %d: the listener, with EPOLLIN", i)
+					Expect(r.AcceptErrno).To(Equal(unix.ErrnoName(unix.EMFILE)), "round %d", i)
+				}
+
+				// One descriptor closed, and the next accept4 returns the connection that
+				// waited: the same peer port as the client's getsockname, with the byte it
+				// sent meanwhile.
+				Expect(seen.Peer).To(Equal(seen.Client))
+				Expect(seen.AcceptedFD).To(Equal(seen.Freed), "accept4 takes the lowest free number: the one just closed")
+				Expect(seen.Read).To(Equal(seen.Marker))
+				Expect(seen.QueueAfterAccept.Len).To(BeZero())
+			})
+		// --8<-- [end:handshake-emfile-queued]
+
+		// --8<-- [start:handshake-shed]
+		It("sheds the connections it has no descriptor for with FIN, by refserver's choice, without spinning; RST only with SO_LINGER {1, 0}, over "+fam.String(),
+			Label("claim:handshake.shed", fam.Name), func() {
+				lab.RequireFamily(fam)
+				seen := ch5Run(ch5Shed, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5ShedNoFile})
+
+				lab.Record(ch5EntryClients, seen.Clients)
+				lab.Record(ch5EntryCPU, seen.CPU)
+				lab.Record(ch5EntryServer, ch5ServerSeen{Stats: seen.Stats, Log: seen.Log})
+				shedTimeline, _ := ch5TimelineOf("a client the server shed", seen.ShedSegments, seen.ShedClient)
+				lab.Record(ch5EntryPackets, shedTimeline)
+				lingerTimeline, _ := ch5TimelineOf("a client closed with SO_LINGER {1, 0}", seen.Linger.Segments, seen.Linger.Client)
+				lab.Record(ch5EntryPackets, lingerTimeline)
+				lab.Record(lab.EntryErrno, lab.Refused("read after SO_LINGER {1, 0} and close", ch5Err(seen.Linger.ReadErr), seen.Linger.Client, netip.AddrPort{}))
+				lab.Record(ch5EntryStates, []ch5State{
+					{Socket: "a shed client, after reading end-of-stream", State: seen.ShedClientState},
+					{Socket: "the SO_LINGER client, after ECONNRESET", State: seen.Linger.State},
+				})
+				lab.Record(ch5EntryDescriptors, seen.Table)
+
+				// Some clients were served (the greeting has bytes) before the table ran
+				// out; every client after that read end-of-stream, read(2) = 0: the
+				// server's FIN.
+				firstShed := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Read <= 0 })
+				Expect(firstShed).To(BeNumerically(">", 0), "some clients served, then one not: %v", seen.Clients)
+				// The table ran out exactly where the kernel's numbers say: every client
+				// served holds two descriptors (its own and accept4's), and the free count
+				// (RLIMIT_NOFILE from getrlimit less /proc/self/fd) was made odd, so the
+				// last free one went to a client's socket() and none was left for accept4.
+				free := int(seen.Table.Limit) - seen.Table.Open
+				if seen.Table.Pad {
+					free--
+				}
+				Expect(firstShed).To(Equal(free/2), "clients served, of %d free descriptors", free)
+				for _, c := range seen.Clients[firstShed:] {
+					Expect(c.Errno).To(BeEmpty(), "client %d: read failed", c.Port)
+					Expect(c.Read).To(BeZero(), "client %d: once the descriptors ran out, end-of-stream", c.Port)
+					// CLOSE_WAIT: the kernel took the peer's FIN (tcp_fin) on this socket.
+					Expect(c.State).To(Equal("CLOSE_WAIT"), "client %d", c.Port)
+				}
+				window := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Phase == "window" })
+				Expect(window).To(BeNumerically(">", firstShed), "clients knocked during the CPU window")
+
+				// On the wire: the shed client's connection ends with the server's FIN, and
+				// no RST.
+				Expect(shedTimeline.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("FIN")))))
+				Expect(shedTimeline.Packets).NotTo(ContainElement(HaveField("Flags", ContainSubstring("RST"))))
+
+				// While clients kept arriving at a full table, the process (server and
+				// clients alike) used little CPU: a server that left them queued under
+				// level-triggered epoll would use a whole core.
+				Expect(seen.CPU.WindowUS).To(BeNumerically(">", 0))
+				Expect(seen.CPU.Percent).To(BeNumerically("<", 20), "CPU over the window: %+v", seen.CPU)
+
+				// The contrast: SO_LINGER {on, 0 s} makes close(2) abort the connection
+				// (tcp_disconnect sends RST), and the client's read fails with ECONNRESET.
+				Expect(errors.Is(seen.Linger.ReadErr, unix.ECONNRESET)).To(BeTrue(), "read: want ECONNRESET, got %s", ch5ErrnoName(seen.Linger.ReadErr))
+				Expect(lingerTimeline.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("RST")))))
+			})
+		// --8<-- [end:handshake-shed]
+	}
+})
