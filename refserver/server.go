@@ -9,7 +9,6 @@ import (
 	"log"
 	"net/netip"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -353,8 +352,11 @@ func (s *Server) closing(c *Conn, err error) {
 func closeReason(c *Conn, err error) string {
 	switch {
 	case err != nil:
-		if name := ErrnoName(err); name != "" {
-			return name + " (" + strings.TrimPrefix(errors.Unwrap(err).Error(), "") + ")"
+		// A read or write fails with a bare unix.Errno, shutdown with an *os.SyscallError
+		// around one: As finds it in both (Unwrap of a bare Errno is nil).
+		var errno unix.Errno
+		if errors.As(err, &errno) {
+			return unix.ErrnoName(errno) + " (" + errno.Error() + ")"
 		}
 		return err.Error()
 	case c.state&stPeerDone != 0:
