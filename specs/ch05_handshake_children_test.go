@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -54,15 +53,6 @@ func ch5Err(e unix.Errno) error {
 		return nil
 	}
 	return e
-}
-
-// ch5RuntimeFirst makes the Go runtime take, while there is room, the descriptors it would
-// otherwise take late: its own epoll instance and eventfd (netpollinit), created the first
-// time a timer is set. Under a full table that epoll_create1 fails with EMFILE, and the
-// runtime aborts the process ("netpollinit failed") at the GC's next timer. Call it before
-// filling the table.
-func ch5RuntimeFirst() {
-	time.AfterFunc(time.Hour, func() {}).Stop()
 }
 
 // ch5CPUTime is the CPU the process has used so far, user and system, every thread
@@ -138,75 +128,6 @@ func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]la
 
 func ch5Any(lab.Segment) bool { return true }
 
-// ch5AwaitRxTimestamps returns once the kernel stamps packets as lo receives them, and so
-// once a capture's times are when the segments moved. SO_TIMESTAMPNS (set by StartCapture)
-// turns on the kernel-wide switch netstamp_needed_key, but net_enable_timestamp flips it
-// from a workqueue, a little later; until then netif_rx stamps nothing, and recvmsg fills in
-// its own time instead (__sock_recv_timestamp), which would put every packet at the moment
-// the proof read it. The probe is a UDP datagram to itself: stamped on arrival, its time is
-// before sendto returned; stamped by recvmsg, after.
-func ch5AwaitRxTimestamps(within time.Duration) (probes int, err error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, os.NewSyscallError("socket", err)
-	}
-	defer unix.Close(fd)
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
-		return 0, os.NewSyscallError("setsockopt SO_TIMESTAMPNS", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return 0, os.NewSyscallError("bind", err)
-	}
-	self, err := unix.Getsockname(fd)
-	if err != nil {
-		return 0, os.NewSyscallError("getsockname", err)
-	}
-	deadline := time.Now().Add(within)
-	buf := make([]byte, 8)
-	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
-	for probes = 1; probes <= 1000 && time.Now().Before(deadline); probes++ {
-		if err := unix.Sendto(fd, []byte("t"), 0, self); err != nil {
-			return probes, os.NewSyscallError("sendto", err)
-		}
-		sent := time.Now()
-		if err := ch5WaitReadable(fd, time.Until(deadline)); err != nil {
-			return probes, err
-		}
-		_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
-		if err != nil {
-			return probes, os.NewSyscallError("recvmsg", err)
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil {
-			return probes, err
-		}
-		for _, m := range msgs {
-			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
-				ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
-				if !time.Unix(ts.Unix()).After(sent) {
-					return probes, nil
-				}
-			}
-		}
-		time.Sleep(time.Millisecond) // the workqueue's turn
-	}
-	return probes, fmt.Errorf("the kernel did not stamp packets on arrival within %v (%d probes): capture times would be read times", within, probes)
-}
-
-// ch5StartCapture is lab.StartCapture, returning once the kernel stamps each packet as lo
-// receives it (ch5AwaitRxTimestamps).
-func ch5StartCapture(port uint16) (*lab.Capture, error) {
-	c, err := lab.StartCapture(port)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := ch5AwaitRxTimestamps(ch5CaptureWithin); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
 // ch5BeforeAcceptSeen is what the handshake.before-accept child observed.
 type ch5BeforeAcceptSeen struct {
 	Listener, Client netip.AddrPort
@@ -234,7 +155,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 	}
 	defer unix.Close(l)
 	seen.Listener = addr
-	capture, err := ch5StartCapture(addr.Port())
+	capture, err := lab.StartCapture(addr.Port())
 	if err != nil {
 		return seen, err
 	}
@@ -332,7 +253,6 @@ type ch5EmfileSeen struct {
 // --8<-- [start:handshake-emfile-queued-child]
 var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
 	var seen ch5EmfileSeen
-	ch5RuntimeFirst()
 	var err error
 	if seen.Limit, _, err = refserver.DescriptorLimit(); err != nil {
 		return seen, err
@@ -343,7 +263,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	}
 	defer unix.Close(l)
 	seen.Listener = addr
-	capture, err := ch5StartCapture(addr.Port())
+	capture, err := lab.StartCapture(addr.Port())
 	if err != nil {
 		return seen, err
 	}
@@ -613,7 +533,6 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 // --8<-- [start:handshake-shed-child]
 var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5ShedSeen, error) {
 	var seen ch5ShedSeen
-	ch5RuntimeFirst()
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
 	var err error
 	// The contrast first, while the table has room.
@@ -627,7 +546,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		return seen, err
 	}
 	seen.Server = srv.Addr()
-	capture, err := ch5StartCapture(seen.Server.Port())
+	capture, err := lab.StartCapture(seen.Server.Port())
 	if err != nil {
 		return seen, err
 	}
@@ -760,7 +679,7 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 		return seen, err
 	}
 	defer unix.Close(l)
-	capture, err := ch5StartCapture(addr.Port())
+	capture, err := lab.StartCapture(addr.Port())
 	if err != nil {
 		return seen, err
 	}

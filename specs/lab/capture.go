@@ -79,7 +79,69 @@ func StartCapture(port uint16) (*Capture, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	if _, err := awaitRxTimestamps(captureStampWithin); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	return c, nil
+}
+
+// captureStampWithin bounds the wait for the kernel to stamp packets on arrival.
+const captureStampWithin = 2 * time.Second
+
+// awaitRxTimestamps returns once the kernel stamps packets as lo receives them, and so
+// once a capture's times are when the segments moved. StartCapture calls it. SO_TIMESTAMPNS (set by StartCapture)
+// turns on the kernel-wide switch netstamp_needed_key, but net_enable_timestamp flips it
+// from a workqueue, a little later; until then netif_rx stamps nothing, and recvmsg fills in
+// its own time instead (__sock_recv_timestamp), which would put every packet at the moment
+// the proof read it. The probe is a UDP datagram to itself: stamped on arrival, its time is
+// before sendto returned; stamped by recvmsg, after.
+func awaitRxTimestamps(within time.Duration) (probes int, err error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return 0, os.NewSyscallError("setsockopt SO_TIMESTAMPNS", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return 0, os.NewSyscallError("bind", err)
+	}
+	self, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, os.NewSyscallError("getsockname", err)
+	}
+	deadline := time.Now().Add(within)
+	buf := make([]byte, 8)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
+	for probes = 1; probes <= 1000 && time.Now().Before(deadline); probes++ {
+		if err := unix.Sendto(fd, []byte("t"), 0, self); err != nil {
+			return probes, os.NewSyscallError("sendto", err)
+		}
+		sent := time.Now()
+		if err := pollFor(fd, unix.POLLIN, time.Until(deadline)); err != nil {
+			return probes, err
+		}
+		_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)
+		if err != nil {
+			return probes, os.NewSyscallError("recvmsg", err)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return probes, err
+		}
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= int(unsafe.Sizeof(unix.Timespec{})) {
+				ts := (*unix.Timespec)(unsafe.Pointer(&m.Data[0]))
+				if !time.Unix(ts.Unix()).After(sent) {
+					return probes, nil
+				}
+			}
+		}
+		time.Sleep(time.Millisecond) // the workqueue's turn
+	}
+	return probes, fmt.Errorf("the kernel did not stamp packets on arrival within %v (%d probes): capture times would be read times", within, probes)
 }
 
 func (c *Capture) setUpSandbox(ifindex int) error {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"time"
 )
 
 // RunChildIfAsked is called first thing by the specs' TestMain. When the test binary was
@@ -80,6 +81,11 @@ func setUpSandbox(req childRequest) error {
 		return err
 	}
 	if req.NoFile > 0 {
+		// The Go runtime creates its own epoll instance and eventfd (netpollinit) the first
+		// time a timer is set; under a full descriptor table that epoll_create1 fails with
+		// EMFILE and the runtime aborts the process ("netpollinit failed") at the GC's next
+		// timer. Setting one now makes it take them while there is room.
+		time.AfterFunc(time.Hour, func() {}).Stop()
 		if err := SetDescriptorSoftLimit(req.NoFile); err != nil {
 			return err
 		}

@@ -46,9 +46,10 @@ type SandboxOptions struct {
 	Timeout time.Duration
 }
 
-// DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions, 1 s and then 3 s
-// after the first (the initial RTO of 1 s, doubled each time), on a loaded machine running
-// under -race.
+// DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions on a loaded machine
+// running under -race. The initial RTO is 1 s; since Linux 6.10 the first
+// net.ipv4.tcp_syn_linear_timeouts (4) SYN retransmissions keep it at 1 s instead of
+// doubling it.
 const DefaultSandboxTimeout = 30 * time.Second
 
 // ErrNoSandbox is what InSandbox returns, wrapped with the reason, when this process can
