@@ -47,9 +47,9 @@ type SandboxOptions struct {
 }
 
 // DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions on a loaded machine
-// running under -race. The initial RTO is 1 s; since Linux 6.10 the first
-// net.ipv4.tcp_syn_linear_timeouts (4) SYN retransmissions keep it at 1 s instead of
-// doubling it.
+// running under -race. The initial RTO is 1 s; where the kernel has
+// net.ipv4.tcp_syn_linear_timeouts (4 on the project's 6.18 machines), that many SYN
+// retransmissions keep it at 1 s before it starts doubling.
 const DefaultSandboxTimeout = 30 * time.Second
 
 // ErrNoSandbox is what InSandbox returns, wrapped with the reason, when this process can
