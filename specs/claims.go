@@ -37,6 +37,7 @@ var (
 		OnePort.Number:       true,
 		Limits.Number:        true,
 		Backlog.Number:       true,
+		Handshake.Number:     true,
 		ActivePassive.Number: true,
 	}
 )

@@ -10,9 +10,7 @@ marker lines themselves left out and the code dedented. It runs on the page's Ma
 before any extension sees it, so it works with Debian's pymdownx 9.5, which has no named
 sections; the markers are the syntax current pymdownx.snippets reads natively.
 
-A file listed under `extra: regions_pending:` in mkdocs.yml (a spec file still being written)
-may be absent: its snippets become a note saying the proof has not landed. Once the file
-exists, its regions are required like any other. Otherwise a missing file, a missing region, or a snippet line it cannot read fails the build: a
+A missing file, a missing region, or a snippet line it cannot read fails the build: a
 chapter never shows stale or absent code. It also refuses to build before the proof page is
 generated (make docs does it in order).
 """
@@ -80,15 +78,10 @@ def on_config(config):
 
 def on_page_markdown(markdown, page, config, files):
     root = _root(config)
-    pending = set(config.get("extra", {}).get("regions_pending") or [])
     out = []
     for n, line in enumerate(markdown.splitlines(), 1):
         m = SNIPPET.match(line)
         if m:
-            if m["path"] in pending and not os.path.exists(os.path.join(root, m["path"])):
-                # The fence around the snippet stays: say it inside, as a comment in Go.
-                out.append(f'{m["indent"]}// {m["path"]} has not landed yet: this proof ({m["region"]}) comes with it.')
-                continue
             out.extend(m["indent"] + l if l else l for l in region(root, m["path"], m["region"]))
             continue
         if ANY_SNIPPET.match(line):

@@ -29,7 +29,7 @@ func readEnv() []setting {
 		{"net.ipv4.ip_local_port_range", sys("net.ipv4.ip_local_port_range"), "where connect() picks source ports (chapters 2, 3)"},
 		{"net.ipv4.tcp_syncookies", sys("net.ipv4.tcp_syncookies"), "1: SYN cookies only when the SYN queue overflows"},
 		{"net.ipv4.tcp_abort_on_overflow", sys("net.ipv4.tcp_abort_on_overflow"), "0: a full accept queue drops, never resets"},
-		{"RLIMIT_NOFILE (soft / hard)", nofile(), "descriptors per process (chapters 3, 5); Go programs raise the soft limit to the hard one"},
+		{"RLIMIT_NOFILE (soft / hard)", nofile(), "descriptors per process (chapters 3, 5); a Go program raises its soft limit to hard-1 at start-up"},
 		{"fs.nr_open", sys("fs.nr_open"), "the highest RLIMIT_NOFILE may go"},
 		{"fs.file-max", sys("fs.file-max"), "descriptors for the whole system"},
 	}
