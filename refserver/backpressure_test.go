@@ -15,6 +15,7 @@ import (
 // server's memory does not grow with what the client sent; the other connections of the same
 // loop keep echoing; and once the client reads, every byte comes back, in order.
 func TestBackpressure(t *testing.T) {
+	noLeaks(t)
 	const size = 64 << 20
 	const heapBound = 8 << 20
 	// One loop, so the flooder and the others share it. MaxOutput far above the flood: only

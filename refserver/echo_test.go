@@ -33,6 +33,7 @@ func TestEchoRandomChunks(t *testing.T) {
 		f := r.f
 		t.Run(r.name, func(t *testing.T) {
 			f.require(t)
+			noLeaks(t)
 			srv := startServer(t, Config{Addr: f.any(), Handler: Echo{}, Loops: 2, ReusePort: r.reusePort})
 			if r.reusePort {
 				// A listener per loop, all on the one address and port.
@@ -148,6 +149,7 @@ func TestTupleLine(t *testing.T) {
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) {
 			f.require(t)
+			noLeaks(t)
 			srv := startServer(t, Config{Addr: f.any()}) // nil Handler: TupleHandler
 			var seen []Tuple
 			for i := range 3 {

@@ -63,7 +63,7 @@ func (f family) require(t *testing.T) {
 
 // startServer runs a Server with cfg (Addr defaults to 127.0.0.1:0) until the test ends,
 // then shuts it down and checks that both Shutdown and Serve answered nil.
-func startServer(t *testing.T, cfg Config) *Server {
+func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if !cfg.Addr.IsValid() {
 		cfg.Addr = netip.MustParseAddrPort("127.0.0.1:0")
@@ -219,7 +219,7 @@ type baseline struct {
 // takeBaseline measures once the Go runtime's own descriptors exist (the netpoller's epoll
 // instance and eventfd appear with the first net.Conn and stay), so that they are not
 // counted as a leak.
-func takeBaseline(t *testing.T) baseline {
+func takeBaseline(t testing.TB) baseline {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -234,7 +234,7 @@ func takeBaseline(t *testing.T) baseline {
 }
 
 // check waits, at most 5s, for goroutines and descriptors to come back to the baseline.
-func (b baseline) check(t *testing.T) {
+func (b baseline) check(t testing.TB) {
 	t.Helper()
 	var g, fds int
 	err := poll(5*time.Second, func() (bool, error) {
@@ -249,6 +249,15 @@ func (b baseline) check(t *testing.T) {
 		t.Errorf("goroutines %d (baseline %d), descriptors %d (baseline %d): %v\n%s",
 			g, b.goroutines, fds, b.fds, err, buf)
 	}
+}
+
+// noLeaks checks, once the test and its other cleanups are done, that the goroutines and
+// descriptors it started are gone. Call it first: cleanups run last registered first, so
+// its check comes after the servers have shut down and the clients have closed.
+func noLeaks(t testing.TB) {
+	t.Helper()
+	base := takeBaseline(t)
+	t.Cleanup(func() { base.check(t) })
 }
 
 // lines collects what a child process writes (it is the child's Stdout), line by line, and

@@ -41,6 +41,7 @@ func reset(c *net.TCPConn) error {
 // the errno's name, and the server goes on. (The reason was once built from errors.Unwrap of
 // a bare unix.Errno, which is nil: the first reset crashed the server.)
 func TestResetNarrated(t *testing.T) {
+	noLeaks(t)
 	var logged syncBuffer
 	srv := startServer(t, Config{Handler: Echo{}, Log: log.New(&logged, "", 0), LogConns: true})
 	c := dial(t, srv.Addr())

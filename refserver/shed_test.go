@@ -127,6 +127,7 @@ func cpuTime(pid int) (time.Duration, error) {
 func TestShedOnEMFILE(t *testing.T) {
 	const nofile = 40
 	const clients = 4 * nofile
+	noLeaks(t)
 	ch := startChild(t, nofile)
 	// What connections may take: the descriptor numbers below the limit that are free when
 	// the server starts (it holds the standard streams, its listener and spare, an epoll
