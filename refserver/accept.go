@@ -26,6 +26,15 @@ type admission struct {
 	// maxConns caps open connections (0: no cap). Past it a connection is accepted and closed
 	// at once: the client gets FIN rather than waiting in a full accept queue.
 	maxConns int64
+	// maxPerIP caps open connections from one client address (0: no cap). Descriptors are
+	// the real limit, and without it one greedy client can take them all.
+	maxPerIP int
+	// perIP counts open connections by client address while maxPerIP is set. An address
+	// leaves the map when its count drops to 0, so the map is as big as the set of clients
+	// connected now, not of every client ever seen. perIPMu guards it: every loop admits and
+	// releases on its own thread.
+	perIP   map[netip.Addr]int
+	perIPMu sync.Mutex
 	// open counts connections held by all loops; admit and release keep it exact.
 	open atomic.Int64
 	// spare is a descriptor (/dev/null) held in reserve for EMFILE; -1 while spent.
@@ -38,6 +47,15 @@ type admission struct {
 	accepted, closed, shed, refused atomic.Uint64
 }
 
+// A connection the admission policy keeps out, and why.
+type refusal int
+
+const (
+	admitted refusal = iota
+	overMaxConns
+	overPerIP
+)
+
 // --8<-- [start:accept]
 
 // acceptFrom drains a readable listener: accept4 until the queue is empty (EAGAIN) or the
@@ -48,13 +66,18 @@ func (l *loop) acceptFrom(lfd int) {
 		fd, peer, err := s.adm.accept(lfd)
 		switch {
 		case err == nil:
-			if s.adm.admit() {
+			switch s.adm.admit(clientKey(peer)) {
+			case admitted:
 				l.register(fd, peer)
 				continue
+			case overMaxConns:
+				// The handshake is long done, so the polite answer is FIN.
+				unix.Close(fd)
+				s.logEvery(&s.rlRefused, "refused %s: %d connections open (-max-conns)", peer, s.adm.maxConns)
+			case overPerIP:
+				unix.Close(fd)
+				s.logEvery(&s.rlPerIP, "refused %s: %d connections open from %s (-max-conns-per-ip)", peer, s.adm.maxPerIP, clientKey(peer))
 			}
-			// Over -max-conns: the handshake is long done, so the polite answer is FIN.
-			unix.Close(fd)
-			s.logEvery(&s.rlRefused, "refused %s: %d connections open (-max-conns)", peer, s.adm.maxConns)
 		case errors.Is(err, unix.EAGAIN):
 			return
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
@@ -78,18 +101,44 @@ func (l *loop) acceptFrom(lfd int) {
 
 // --8<-- [end:accept]
 
-// admit counts a new connection in, unless the cap is reached.
-func (a *admission) admit() bool {
+// clientKey is what -max-conns-per-ip counts by: the peer's address, an IPv4 client on an
+// IPv6 listener (::ffff:a.b.c.d) as its IPv4 self. An IPv6 client often holds a whole /64;
+// a fork that faces the Internet may want to count by prefix here.
+func clientKey(peer netip.AddrPort) netip.Addr { return peer.Addr().Unmap() }
+
+// admit counts a new connection from ip in, unless a cap is reached.
+func (a *admission) admit(ip netip.Addr) refusal {
 	if n := a.open.Add(1); a.maxConns > 0 && n > a.maxConns {
 		a.open.Add(-1)
 		a.refused.Add(1)
-		return false
+		return overMaxConns
+	}
+	if a.maxPerIP > 0 {
+		a.perIPMu.Lock()
+		n := a.perIP[ip]
+		if n >= a.maxPerIP {
+			a.perIPMu.Unlock()
+			a.open.Add(-1)
+			a.refused.Add(1)
+			return overPerIP
+		}
+		a.perIP[ip] = n + 1
+		a.perIPMu.Unlock()
 	}
 	a.accepted.Add(1)
-	return true
+	return admitted
 }
 
-func (a *admission) release() {
+func (a *admission) release(ip netip.Addr) {
+	if a.maxPerIP > 0 {
+		a.perIPMu.Lock()
+		if n := a.perIP[ip] - 1; n > 0 {
+			a.perIP[ip] = n
+		} else {
+			delete(a.perIP, ip)
+		}
+		a.perIPMu.Unlock()
+	}
 	a.open.Add(-1)
 	a.closed.Add(1)
 }

@@ -21,6 +21,7 @@ import (
 // echo; Stats counts it as refused. Once one of the N leaves, a new client is served.
 func TestMaxConns(t *testing.T) {
 	const n = 3
+	noLeaks(t)
 	srv := startServer(t, Config{MaxConns: n, Handler: Echo{}})
 	var first []*net.TCPConn
 	for i := range n {
@@ -75,6 +76,7 @@ func TestIdleTimeout(t *testing.T) {
 	const slack = 700 * time.Millisecond
 
 	t.Run("silent and talking", func(t *testing.T) {
+		noLeaks(t)
 		srv := startServer(t, Config{IdleTimeout: idle, Handler: Echo{}, Loops: 1}) // one idle list for both
 		talker := dial(t, srv.Addr())
 		if err := roundTrip(talker, []byte("hi")); err != nil {
@@ -117,6 +119,7 @@ func TestIdleTimeout(t *testing.T) {
 	// A client that sends nothing but keeps taking what the server writes is active; and,
 	// while it is, a silent client that connected after it is still closed on time.
 	t.Run("taking only", func(t *testing.T) {
+		noLeaks(t)
 		// One loop: the two connections share its idle list.
 		srv := startServer(t, Config{IdleTimeout: idle, Handler: downloadHandler{}, MaxOutput: 4 << 20, Loops: 1})
 		d := net.Dialer{Timeout: 2 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
@@ -209,3 +212,79 @@ func (downloadHandler) OnData(c *Conn, data []byte) {
 }
 
 func (downloadHandler) OnClose(*Conn, error) {}
+
+// TestMaxConnsPerIP: with MaxConnsPerIP 3, a greedy client address (127.0.0.2) that opens
+// ten connections holds three, and its seven others read end of stream at once (FIN), while
+// another address (127.0.0.1) is served as if the greedy one were not there. The count of
+// an address goes when its last connection does: the map holds the addresses connected now.
+func TestMaxConnsPerIP(t *testing.T) {
+	const perIP, greedy = 3, 10
+	noLeaks(t)
+	srv := startServer(t, Config{MaxConnsPerIP: perIP, Handler: Echo{}})
+	from := func(src string) *net.TCPConn {
+		t.Helper()
+		// bind(2) before connect: the whole of 127.0.0.0/8 is this machine's, so each
+		// loopback address is a client of its own.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 2 * time.Second}
+		c, err := d.Dial("tcp", srv.Addr().String())
+		if err != nil {
+			t.Fatalf("dial from %s: %v", src, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(connDeadline))
+		return c.(*net.TCPConn)
+	}
+	addresses := func() int {
+		srv.adm.perIPMu.Lock()
+		defer srv.adm.perIPMu.Unlock()
+		return len(srv.adm.perIP)
+	}
+
+	var held []*net.TCPConn
+	var slowest time.Duration
+	for i := range greedy {
+		c := from("127.0.0.2")
+		if i < perIP {
+			// A round trip: admitted, and counted before the next one comes.
+			if err := roundTrip(c, fmt.Appendf(nil, "greedy %d", i)); err != nil {
+				t.Fatalf("greedy client %d of %d allowed: %v", i, perIP, err)
+			}
+			held = append(held, c)
+			continue
+		}
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err := readEOF(c); n != 0 || err != nil {
+			t.Fatalf("greedy client %d over the cap of %d: %d bytes, %v; want end of stream", i, perIP, n, err)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("127.0.0.2 opened %d connections: %d held, %d refused, each read end of stream within %v", greedy, perIP, greedy-perIP, slowest)
+	if slowest > 500*time.Millisecond {
+		t.Errorf("a refused client waited %v for end of stream; want it at once", slowest)
+	}
+	// Another address has its own count.
+	for i := range perIP {
+		if err := roundTrip(from("127.0.0.1"), fmt.Appendf(nil, "modest %d", i)); err != nil {
+			t.Errorf("client %d from 127.0.0.1 beside the greedy one: %v", i, err)
+		}
+	}
+	if st := srv.Stats(); st.Open != 2*perIP || st.Refused != greedy-perIP {
+		t.Errorf("stats: %s; want open %d, refused %d", st, 2*perIP, greedy-perIP)
+	}
+	if n := addresses(); n != 2 {
+		t.Errorf("%d addresses counted; want 2", n)
+	}
+
+	// The greedy address leaves: it is forgotten, and welcome again.
+	for _, c := range held {
+		c.Close()
+	}
+	waitStats(t, srv, "the greedy connections closed", func(st Stats) bool { return st.Open == perIP })
+	if n := addresses(); n != 1 {
+		t.Errorf("%d addresses counted once 127.0.0.2 left; want 1", n)
+	}
+	if err := roundTrip(from("127.0.0.2"), []byte("back")); err != nil {
+		t.Errorf("127.0.0.2 after it left: %v", err)
+	}
+}

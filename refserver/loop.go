@@ -257,7 +257,7 @@ func (l *loop) register(fd int, peer netip.AddrPort) {
 	c := &Conn{fd: fd, loop: l, peer: peer, lastActive: l.now}
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
 		unix.Close(fd)
-		l.srv.adm.release()
+		l.srv.adm.release(clientKey(peer))
 		l.srv.logEvery(&l.srv.rlErr, "epoll_ctl(ADD, %d): %v; connection from %s closed", fd, err, peer)
 		return
 	}
@@ -288,7 +288,7 @@ func (l *loop) closeConn(c *Conn, err error) {
 	unix.Close(c.fd)
 	c.state |= stClosed
 	c.out = nil
-	l.srv.adm.release()
+	l.srv.adm.release(clientKey(c.peer))
 	l.srv.handler.OnClose(c, err)
 }
 

@@ -28,6 +28,9 @@ type Config struct {
 	// Off, the loops share one listener and epoll wakes one of them per connection.
 	ReusePort bool
 	MaxConns  int // open connections at most; past it new ones are closed at once. 0: no cap
+	// MaxConnsPerIP caps the open connections of one client address, so that one client
+	// cannot take every descriptor; past it its new ones are closed at once. 0: no cap.
+	MaxConnsPerIP int
 	// IdleTimeout closes a connection that has neither sent nor taken a byte for this long.
 	// 0: never.
 	IdleTimeout time.Duration
@@ -65,7 +68,7 @@ type Server struct {
 	done         chan struct{} // closed when every loop has returned
 	serveErr     error
 
-	rlShed, rlRefused, rlErr rateLog
+	rlShed, rlRefused, rlPerIP, rlErr rateLog
 }
 
 const (
@@ -81,6 +84,10 @@ const (
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, handler: cfg.Handler, maxOutput: cfg.MaxOutput, done: make(chan struct{})}
 	s.adm.maxConns = int64(cfg.MaxConns)
+	if cfg.MaxConnsPerIP > 0 {
+		s.adm.maxPerIP = cfg.MaxConnsPerIP
+		s.adm.perIP = make(map[netip.Addr]int)
+	}
 	s.adm.spare = -1
 	if s.handler == nil {
 		s.handler = TupleHandler{}

@@ -48,6 +48,7 @@ type options struct {
 	loops           int
 	reusePort       bool
 	maxConns        int
+	maxConnsPerIP   int
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
 	nofile          uint64
@@ -69,6 +70,7 @@ func parse(args []string, stdout io.Writer) (options, error) {
 	fs.IntVar(&o.loops, "loops", 0, "epoll `loops`, one thread each; 0 means one per CPU")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "give each loop its own listener on the same port (SO_REUSEPORT)")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "open connections at `most`; more are closed at once (0: no cap but the descriptor limit)")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections from one client address at `most`; its next ones are closed at once (0: no cap)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 10*time.Minute, "close a connection silent for this `duration` (0: never)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, let output drain for at most this `duration`")
 	fs.Uint64Var(&o.nofile, "nofile", 0, "lower RLIMIT_NOFILE to `n` descriptors, to watch EMFILE and shedding (0: leave it)")
@@ -99,6 +101,8 @@ func parse(args []string, stdout io.Writer) (options, error) {
 		return o, usageError{fmt.Sprintf("-loops %d: must be 0 or more", o.loops)}
 	case o.maxConns < 0:
 		return o, usageError{fmt.Sprintf("-max-conns %d: must be 0 or more", o.maxConns)}
+	case o.maxConnsPerIP < 0:
+		return o, usageError{fmt.Sprintf("-max-conns-per-ip %d: must be 0 or more", o.maxConnsPerIP)}
 	case o.idleTimeout < 0:
 		return o, usageError{fmt.Sprintf("-idle-timeout %v: must be 0 or more", o.idleTimeout)}
 	case o.shutdownTimeout <= 0:
@@ -130,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	logger.Printf("refserver: pid %d, mode %s", os.Getpid(), o.mode)
 	srv, err := refserver.New(refserver.Config{
 		Addr: o.addr, Backlog: o.backlog, Loops: o.loops, ReusePort: o.reusePort,
-		MaxConns: o.maxConns, IdleTimeout: o.idleTimeout, Handler: handler,
+		MaxConns: o.maxConns, MaxConnsPerIP: o.maxConnsPerIP, IdleTimeout: o.idleTimeout, Handler: handler,
 		Log: logger, LogConns: !o.quiet,
 	})
 	if err != nil {
@@ -139,6 +143,9 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	}
 	logger.Printf("listening on %s; try: nc %s %d   (stats: kill -USR1 %d; stop: Ctrl-C)",
 		srv.Addr(), ncHost(srv.Addr()), srv.Addr().Port(), os.Getpid())
+	if w := exposure(srv.Addr(), o); w != "" {
+		logger.Print(w)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
@@ -198,6 +205,29 @@ func lowerNofile(n uint64, logger *log.Logger) error {
 		logger.Printf("setrlimit(RLIMIT_NOFILE, {cur %d, max %d}) = 0", rl.Cur, rl.Max)
 	}
 	return err
+}
+
+// exposure warns when the server can be reached from other machines, and names the limits
+// that are off: loopback is the default so that nobody is exposed without asking.
+func exposure(ap netip.AddrPort, o options) string {
+	if ap.Addr().Unmap().IsLoopback() {
+		return ""
+	}
+	var off []string
+	if o.maxConns == 0 {
+		off = append(off, "-max-conns")
+	}
+	if o.maxConnsPerIP == 0 {
+		off = append(off, "-max-conns-per-ip")
+	}
+	if o.idleTimeout == 0 {
+		off = append(off, "-idle-timeout")
+	}
+	w := fmt.Sprintf("  %s is not loopback: any host that can route to this machine may connect", ap.Addr())
+	if len(off) > 0 {
+		w += "; no limit is set by " + strings.Join(off, ", ")
+	}
+	return w
 }
 
 // hint adds what to do about the errors a reader is likely to meet.

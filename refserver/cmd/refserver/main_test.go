@@ -389,6 +389,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-backlog", "many"}, "-backlog"},
 		{[]string{"-loops", "-2"}, "-loops -2"},
 		{[]string{"-max-conns", "-1"}, "-max-conns -1"},
+		{[]string{"-max-conns-per-ip", "-3"}, "-max-conns-per-ip -3"},
 		{[]string{"-idle-timeout", "-1s"}, "-idle-timeout -1s"},
 		{[]string{"-shutdown-timeout", "0s"}, "-shutdown-timeout 0s"},
 		{[]string{"-nofile", strconv.FormatUint(hard+1, 10)}, "-nofile"},
@@ -440,12 +441,36 @@ func TestBadInput(t *testing.T) {
 			if code != exitOK || stderr != "" {
 				t.Errorf("exit code %d, stderr %q; want 0 and nothing", code, stderr)
 			}
-			for _, want := range []string{"Usage: refserver", "-addr", "-backlog", "-mode", "-nofile", "-shutdown-timeout", "SIGUSR1", "Exit codes"} {
+			for _, want := range []string{"Usage: refserver", "-addr", "-backlog", "-mode", "-max-conns-per-ip", "-nofile", "-shutdown-timeout", "SIGUSR1", "Exit codes"} {
 				if !strings.Contains(stdout, want) {
 					t.Errorf("usage does not mention %s:\n%s", want, stdout)
 				}
 			}
 		})
+	}
+}
+
+// TestExposure: loopback says nothing; any other address says it is reachable and which
+// limits are off. (Only the words are tested: the tests listen on loopback alone.)
+func TestExposure(t *testing.T) {
+	limited := options{maxConns: 1000, maxConnsPerIP: 50, idleTimeout: time.Minute}
+	for _, tc := range []struct {
+		addr string
+		o    options
+		want string
+	}{
+		{"127.0.0.1:7000", options{}, ""},
+		{"127.9.9.9:7000", options{}, ""},
+		{"[::1]:7000", options{}, ""},
+		{"[::ffff:127.0.0.1]:7000", options{}, ""},
+		{"0.0.0.0:7000", options{}, "0.0.0.0 is not loopback: any host that can route to this machine may connect; no limit is set by -max-conns, -max-conns-per-ip, -idle-timeout"},
+		{"[::]:7000", limited, ":: is not loopback: any host that can route to this machine may connect"},
+		{"192.0.2.1:7000", options{maxConns: 10, idleTimeout: time.Minute}, "; no limit is set by -max-conns-per-ip"},
+	} {
+		got := exposure(netip.MustParseAddrPort(tc.addr), tc.o)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) || (tc.o == limited && strings.Contains(got, "no limit")) {
+			t.Errorf("exposure(%s) = %q; want %q", tc.addr, got, tc.want)
+		}
 	}
 }
 
