@@ -42,9 +42,9 @@ type admission struct {
 	// shedOne frees must go to shedOne's own accept4, not to another loop's.
 	spare   int
 	spareMu sync.RWMutex
-	// The counters the stats line prints: a flood of sheds or refusals shows up here, and in
-	// at most one log line a second.
-	accepted, closed, shed, refused atomic.Uint64
+	// The counters the stats line prints: a flood of sheds, refusals or resets shows up here,
+	// and in at most one log line a second.
+	accepted, closed, shed, refused, resets atomic.Uint64
 }
 
 // A connection the admission policy keeps out, and why.

@@ -41,9 +41,10 @@ type Config struct {
 	Handler   Handler // the protocol; nil means TupleHandler
 
 	// Log receives the narration: each system call of New, errors, and at most one line a
-	// second per kind of shed or refused connection. nil is silent.
+	// second per kind of shed, refused or reset connection. nil is silent.
 	Log *log.Logger
-	// LogConns adds a line per accepted and per closed connection, with its 5-tuple.
+	// LogConns adds a line per accepted and per closed connection, with its 5-tuple; resets
+	// are then among the closed, and not also counted in a line of their own.
 	LogConns bool
 }
 
@@ -68,7 +69,7 @@ type Server struct {
 	done         chan struct{} // closed when every loop has returned
 	serveErr     error
 
-	rlShed, rlRefused, rlPerIP, rlErr rateLog
+	rlShed, rlRefused, rlPerIP, rlReset, rlErr rateLog
 }
 
 const (
@@ -313,14 +314,17 @@ func (s *Server) closeAll() {
 type Stats struct {
 	Open                            int64  // connections held now
 	Accepted, Closed, Shed, Refused uint64 // since start
-	Descriptors                     int    // open descriptors of the process (/proc/self/fd)
-	DescriptorLimit                 uint64 // RLIMIT_NOFILE, soft
-	Queue                           AcceptQueue
+	// Resets counts connections the peer ended with RST (ECONNRESET, or EPIPE on a write),
+	// since start: a flood of them is this number, not a flood of log lines.
+	Resets          uint64
+	Descriptors     int    // open descriptors of the process (/proc/self/fd)
+	DescriptorLimit uint64 // RLIMIT_NOFILE, soft
+	Queue           AcceptQueue
 }
 
 func (s *Server) Stats() Stats {
 	st := Stats{Open: s.adm.open.Load(), Accepted: s.adm.accepted.Load(), Closed: s.adm.closed.Load(),
-		Shed: s.adm.shed.Load(), Refused: s.adm.refused.Load()}
+		Shed: s.adm.shed.Load(), Refused: s.adm.refused.Load(), Resets: s.adm.resets.Load()}
 	st.Descriptors, _ = OpenDescriptors()
 	st.DescriptorLimit, _, _ = DescriptorLimit()
 	s.mu.Lock()
@@ -338,8 +342,8 @@ func (s *Server) Stats() Stats {
 }
 
 func (st Stats) String() string {
-	return fmt.Sprintf("open %d (accepted %d, closed %d, shed %d, refused %d); descriptors %d/%d; accept queue %d/%d",
-		st.Open, st.Accepted, st.Closed, st.Shed, st.Refused, st.Descriptors, st.DescriptorLimit, st.Queue.Len, st.Queue.Max)
+	return fmt.Sprintf("open %d (accepted %d, closed %d, shed %d, refused %d, reset %d); descriptors %d/%d; accept queue %d/%d",
+		st.Open, st.Accepted, st.Closed, st.Shed, st.Refused, st.Resets, st.Descriptors, st.DescriptorLimit, st.Queue.Len, st.Queue.Max)
 }
 
 func (s *Server) opened(c *Conn) {
@@ -350,9 +354,19 @@ func (s *Server) opened(c *Conn) {
 }
 
 func (s *Server) closing(c *Conn, err error) {
-	if s.cfg.LogConns && s.cfg.Log != nil {
+	// ECONNRESET: the peer's RST arrived. EPIPE: a write after it, once the kernel had
+	// reported the reset to an earlier call. Either way the peer is gone without a FIN.
+	reset := errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.EPIPE)
+	if reset {
+		s.adm.resets.Add(1)
+	}
+	switch {
+	case s.cfg.Log == nil:
+	case s.cfg.LogConns:
 		local, _ := LocalAddr(c.fd)
 		s.cfg.Log.Printf("close(%d): tcp %s -> %s: %s", c.fd, local, c.peer, closeReason(c, err))
+	case reset:
+		s.logEvery(&s.rlReset, "reset by %s: %s; the stats line counts them", c.peer, closeReason(c, err))
 	}
 }
 
