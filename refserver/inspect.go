@@ -48,6 +48,8 @@ func TCPState(fd int) (string, error) {
 var tcpStates = [...]string{"", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
 	"TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"}
 
+// --8<-- [start:descriptors]
+
 // OpenDescriptors counts the process's open file descriptors, every socket included, from
 // /proc/self/fd. It needs one descriptor itself, so under EMFILE it fails too.
 func OpenDescriptors() (int, error) {
@@ -74,6 +76,8 @@ func DescriptorLimit() (soft, hard uint64, err error) {
 	}
 	return rl.Cur, rl.Max, nil
 }
+
+// --8<-- [end:descriptors]
 
 // Sysctl reads a kernel setting by its sysctl name ("net.core.somaxconn") from /proc/sys.
 // Settings under net. are per network namespace: the value is the calling thread's.
