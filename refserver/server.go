@@ -139,6 +139,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// --8<-- [start:openlistener]
+
 // openListener is the chapter "the server, step by step" in code.
 func (s *Server) openListener(addr netip.AddrPort) (int, error) {
 	family := Family(addr)
@@ -175,6 +177,8 @@ func (s *Server) openListener(addr netip.AddrPort) (int, error) {
 	}
 	return fd, nil
 }
+
+// --8<-- [end:openlistener]
 
 // --8<-- [end:new]
 
