@@ -63,6 +63,11 @@ const (
 func (l *loop) acceptFrom(lfd int) {
 	s := l.srv
 	for range acceptBatch {
+		if s.shuttingDown() {
+			// Shutdown has begun, and its wake-up may still be on its way: not one more.
+			l.drain()
+			return
+		}
 		fd, peer, err := s.adm.accept(lfd)
 		switch {
 		case err == nil:

@@ -44,6 +44,9 @@ type Conn struct {
 	// that met it, so a Handler is never re-entered from inside its own Write.
 	err   error
 	state connState
+	// drainLeft is, in a shutdown, how many of the bytes the kernel had received when the
+	// drain began the Handler has yet to get; the connection ends when it reaches 0.
+	drainLeft int
 	// lastActive is the loop's clock (unix nanoseconds) at the last read or write progress.
 	lastActive int64
 	// prev and next thread the loop's idle list, least recently active first, so the idle

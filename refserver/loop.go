@@ -177,7 +177,11 @@ func (l *loop) serve(c *Conn, events uint32) {
 // --8<-- [start:read]
 
 func (l *loop) read(c *Conn) {
-	n, err := unix.Read(c.fd, l.buf)
+	buf := l.buf
+	if c.drainLeft > 0 {
+		buf = buf[:min(len(buf), c.drainLeft)] // no further than what came before the drain
+	}
+	n, err := unix.Read(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		// Another loop cannot have taken it, but a wake-up without data is legal.
@@ -191,7 +195,12 @@ func (l *loop) read(c *Conn) {
 		l.touch(c) // we already said goodbye; the peer's late bytes are read and dropped
 	default:
 		l.touch(c)
-		l.srv.handler.OnData(c, l.buf[:n])
+		l.srv.handler.OnData(c, buf[:n])
+		if c.drainLeft > 0 {
+			if c.drainLeft -= n; c.drainLeft == 0 {
+				c.state |= stClosing
+			}
+		}
 	}
 }
 
@@ -387,7 +396,15 @@ func (l *loop) unlinkIdle(c *Conn) {
 func (l *loop) wake() {
 	var b [8]byte
 	unix.Read(l.wakefd, b[:])
-	if l.draining || !l.srv.shuttingDown() {
+	if l.srv.shuttingDown() {
+		l.drain()
+	}
+}
+
+// drain is the loop's part of a shutdown: no more accepting, and every connection ends once
+// it is answered.
+func (l *loop) drain() {
+	if l.draining {
 		return
 	}
 	l.draining = true
@@ -397,17 +414,22 @@ func (l *loop) wake() {
 	// The numbers will be closed and reused for connections: forget them.
 	l.listeners = nil
 	l.srv.listenersOff.Done()
-	// Every connection gets one last read, so what the kernel already received is answered,
-	// then ends once its output is sent.
-	// (By descriptor, not by the idle list: a read moves its Conn to the list's tail.)
 	for _, c := range l.conns {
 		if c == nil {
 			continue
 		}
-		if c.state&stWantOut == 0 {
-			l.read(c)
+		// SIOCINQ (FIONREAD): the bytes the kernel has received on c and we have not read.
+		// The peer sent them before it could know we stop, so they are answered: c is read,
+		// with backpressure as ever, until that many have gone to the Handler, and only then
+		// ends. What comes after is dropped by the lingering close (settle). A connection
+		// in backpressure may have megabytes queued: one last read would answer 64 KiB of
+		// them and drop the rest after our FIN.
+		n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ)
+		if err == nil && n > 0 && c.state&(stClosing|stWrShut) == 0 {
+			c.drainLeft = n
+		} else {
+			c.state |= stClosing
 		}
-		c.state |= stClosing
 		l.settle(c)
 	}
 }

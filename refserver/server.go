@@ -243,7 +243,9 @@ func (s *Server) Serve() error {
 
 // --8<-- [start:shutdown]
 
-// Shutdown stops accepting, lets every connection send what it owes and end with FIN, and
+// Shutdown stops accepting and lets every connection end with FIN once it is answered: the
+// Handler gets every byte the kernel had received from the peer when the drain began (its
+// receive queue then, SIOCINQ), with backpressure as ever, and what it wrote is sent. It
 // returns once all are closed. At ctx's deadline what is left is closed at once, and
 // Shutdown returns ctx.Err(). Connections still in the accept queue are reset when the
 // listener closes: the kernel answers them RST.
@@ -295,9 +297,12 @@ func (s *Server) closeListeners() {
 	defer s.mu.Unlock()
 	for i, fd := range s.listeners {
 		if fd >= 0 {
-			unix.Close(fd)
+			s.narrate("close(%d)", 0, unix.Close(fd), fd)
 			s.listeners[i] = -1
 		}
+	}
+	if s.cfg.Log != nil && len(s.listeners) > 0 {
+		s.cfg.Log.Printf("  the listener is gone: a connect is refused now (RST), and connections still in its accept queue were reset")
 	}
 }
 

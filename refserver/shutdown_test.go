@@ -32,9 +32,9 @@ func serveNew(t *testing.T, cfg Config) (*Server, <-chan error) {
 	return srv, served
 }
 
-// TestShutdown: Shutdown lets every connection have what the server read from it, then
-// FIN; it returns nil once all are closed, the port refuses connections, and the process is
-// back to the goroutines and descriptors it had before New.
+// TestShutdown: Shutdown answers every byte the server's kernel had received (acknowledged)
+// before it began, then sends FIN; it returns nil once all are closed, the port refuses
+// connections, and the process is back to the goroutines and descriptors it had before New.
 func TestShutdown(t *testing.T) {
 	t.Run("drains", func(t *testing.T) {
 		base := takeBaseline(t)
@@ -73,6 +73,15 @@ func TestShutdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// What the server's kernel has acknowledged: written, less what our kernel still
+		// holds unsent or unacknowledged (SIOCOUTQ). The server owes the echo of all of it,
+		// much more than one 64 KiB read: it sits in the server's receive queue, unread
+		// because the server is in backpressure.
+		_, unacked, err := queued(flooder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked := written - int64(unacked)
 
 		start := time.Now()
 		shut := make(chan error, 1)
@@ -120,10 +129,10 @@ func TestShutdown(t *testing.T) {
 		if err := <-shut; err != nil {
 			t.Errorf("Shutdown = %v; want nil once every client left", err)
 		}
-		t.Logf("Shutdown returned after %v; the flooder had written %d KiB when stalled and got %d KiB echoed, then FIN",
-			time.Since(start).Round(time.Millisecond), written>>10, echoed>>10)
-		if echoed == 0 {
-			t.Errorf("the flooder got nothing back: the server owed it its output")
+		t.Logf("Shutdown returned after %v; the flooder had written %d KiB when stalled, %d KiB of them acknowledged, and got %d KiB echoed, then FIN",
+			time.Since(start).Round(time.Millisecond), written>>10, acked>>10, echoed>>10)
+		if echoed < acked {
+			t.Errorf("the flooder got %d KiB echoed; the server's kernel had acknowledged %d KiB before Shutdown", echoed>>10, acked>>10)
 		}
 		if err := <-served; err != nil {
 			t.Errorf("Serve = %v", err)
@@ -174,6 +183,43 @@ func TestShutdown(t *testing.T) {
 		c.Close()
 		base.check(t)
 	})
+}
+
+// TestShutdownStopsAccepting: Shutdown marks the server draining, then wakes the loops. A
+// loop that finds a connection in the accept queue in between must not accept it: the loop
+// begins its drain instead, and the connection is reset with the listener. Here the wake-up
+// never comes, so the listener's readiness alone must end the loop.
+func TestShutdownStopsAccepting(t *testing.T) {
+	noLeaks(t)
+	srv, served := serveNew(t, Config{Handler: Echo{}, Loops: 1})
+	srv.state.Store(stateDraining) // Shutdown's first step, and no wake-up after it
+	// The kernel finishes the handshake and queues the connection; the loop may be quick
+	// enough to close the listener, which resets it, before connect returns.
+	c, err := dialE(srv.Addr())
+	if err == nil {
+		defer c.Close()
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the loop did not drain: it went on accepting after Shutdown began")
+	}
+	if c != nil {
+		if n, err := readEOF(c); n != 0 || !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("the queued client: %d bytes, %v; want ECONNRESET: the listener closed with it in the queue", n, err)
+		}
+	}
+	if st := srv.Stats(); st.Accepted != 0 {
+		t.Errorf("stats %s; want nothing accepted", st)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown = %v", err)
+	}
 }
 
 // flood writes a reproducible random stream to a connection in 64 KiB writes, and reads
