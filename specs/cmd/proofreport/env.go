@@ -28,6 +28,7 @@ func readEnv() []setting {
 		{"net.core.somaxconn", sys("net.core.somaxconn"), "the cap on every listen() backlog (chapter 4)"},
 		{"net.ipv4.ip_local_port_range", sys("net.ipv4.ip_local_port_range"), "where connect() picks source ports (chapters 2, 3)"},
 		{"net.ipv4.tcp_syncookies", sys("net.ipv4.tcp_syncookies"), "1: SYN cookies only when the SYN queue overflows"},
+		{"net.ipv4.tcp_syn_linear_timeouts", sys("net.ipv4.tcp_syn_linear_timeouts"), "how many SYN retransmissions keep the initial 1 s timeout before it doubles; unknown where the kernel lacks it (chapter 4)"},
 		{"net.ipv4.tcp_abort_on_overflow", sys("net.ipv4.tcp_abort_on_overflow"), "0: a full accept queue drops, never resets"},
 		{"RLIMIT_NOFILE (soft / hard)", nofile(), "descriptors per process (chapters 3, 5); a Go program raises its soft limit to hard-1 at start-up"},
 		{"fs.nr_open", sys("fs.nr_open"), "the highest RLIMIT_NOFILE may go"},

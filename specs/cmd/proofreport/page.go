@@ -24,6 +24,8 @@ var pictureOf = map[string]string{
 	"tuple.identity":          "tuple-identity.svg",
 	"limit.per-destination":   "port-space.svg",
 	"handshake.before-accept": "handshake.svg",
+	"backlog.size":            "accept-queue.svg",
+	"backlog.full":            "backlog-overflow.svg",
 }
 
 // stateMark is a state in words: no emoji, which a reader's fonts may lack.
@@ -163,6 +165,10 @@ func pictureAlt(id string) string {
 		return "The 5-tuples of two connections side by side: only the source port differs"
 	case "handshake.before-accept":
 		return "A timeline of SYN, SYN-ACK and ACK on lo, before accept() is called"
+	case "backlog.size":
+		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
+	case "backlog.full":
+		return "A connect() to a full accept queue: the SYN dropped, accept() makes room, the SYN sent again completes the handshake"
 	default:
 		return "The port space per destination"
 	}

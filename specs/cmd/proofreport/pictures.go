@@ -64,6 +64,51 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 		missing["port-space.svg"] = "The limit.* proofs recorded no ports per destination in this run: " +
 			"the picture shows the range alone."
 	}
+
+	// The accept queue: backlog.queue's queue as clients join it, backlog.size's listeners
+	// filled to backlog+1.
+	var q *backlogQueue
+	var clients []backlogClient
+	var bq backlogQueue
+	if decodeFirst(byID["backlog.queue"], "backlog_queue", &bq) {
+		q = &bq
+		decodeFirst(byID["backlog.queue"], "backlog_client_states", &clients)
+	}
+	var fills []backlogFill
+	decodeFirst(byID["backlog.size"], "backlog_fill", &fills)
+	if b, err := acceptQueuePicture(q, clients, fills); err == nil {
+		pics["accept-queue.svg"] = b
+	} else {
+		why := "backlog.queue and backlog.size recorded no accept queue in this run (" + err.Error() + ")."
+		pics["accept-queue.svg"], missing["accept-queue.svg"] = placeholder("The accept queue", why), why
+	}
+
+	// A connect() to a full queue: backlog.full's story and its packets, when it could capture.
+	full := byID["backlog.full"]
+	var o backlogOverflow
+	var packets []backlogPacket
+	var counters *backlogCounters
+	var err error
+	switch {
+	case !decodeFirst(full, "backlog_overflow", &o):
+		err = fmt.Errorf("no backlog_overflow evidence")
+	case !decodeFirst(full, "backlog_packets", &packets):
+		err = fmt.Errorf("no backlog_packets evidence")
+	default:
+		var c backlogCounters
+		if decodeFirst(full, "backlog_counters", &c) {
+			counters = &c
+		}
+		var b []byte
+		if b, err = overflowPicture(o, packets, counters); err == nil {
+			pics["backlog-overflow.svg"] = b
+		}
+	}
+	if err != nil {
+		why := "backlog.full recorded no dropped SYN in this run (" + err.Error() + "): " +
+			"it needs a private network namespace, which root or an unprivileged user namespace gives."
+		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
+	}
 	return pics, missing
 }
 
