@@ -17,12 +17,13 @@ import (
 	"time"
 )
 
-// TestEchoRandomChunks: 50 clients at once each send a random payload (0 to 1 MiB) in random
-// chunk sizes, half-close with shutdown(SHUT_WR), and must read back exactly what they sent,
+// TestEchoRandomChunks: 250 clients, all connected before any sends, each send a random payload (0 to 1 MiB) in
+// random chunk sizes with random pauses, read the echo in random sizes with random pauses,
+// half-close with shutdown(SHUT_WR), and must read back exactly what they sent (sha256),
 // then end of stream: the server answers the client's FIN with its own once the echo is out.
 // Two loops, sharing one listener, or with a listener each (SO_REUSEPORT).
 func TestEchoRandomChunks(t *testing.T) {
-	const clients = 50
+	const clients = 250
 	type run struct {
 		name      string
 		f         family
@@ -49,15 +50,27 @@ func TestEchoRandomChunks(t *testing.T) {
 			}
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("seed %d", seed)
-			start := time.Now()
-			var wg sync.WaitGroup
+			// Every client connects first, and the server holds them all before the first
+			// byte: the connections are concurrent by construction, and the dials are not
+			// timed while 250 goroutines hash megabytes on two cores.
+			var wg, connected sync.WaitGroup
+			begin := make(chan struct{})
 			var mu sync.Mutex
 			var total int64
 			for i := range clients {
 				wg.Add(1)
+				connected.Add(1)
 				go func() {
 					defer wg.Done()
-					n, err := echoOnce(srv.Addr(), seed, uint64(i))
+					c, err := dialE(srv.Addr())
+					connected.Done()
+					if err != nil {
+						t.Errorf("client %d: %v", i, err)
+						return
+					}
+					defer c.Close()
+					<-begin
+					n, err := echoOnce(c, seed, uint64(i))
 					if err != nil {
 						t.Errorf("client %d (seed %d): %v", i, seed, err)
 					}
@@ -66,69 +79,98 @@ func TestEchoRandomChunks(t *testing.T) {
 					mu.Unlock()
 				}()
 			}
+			connected.Wait()
+			waitStats(t, srv, "every client accepted", func(st Stats) bool { return st.Open == clients })
+			start := time.Now()
+			close(begin)
 			wg.Wait()
-			t.Logf("%d clients echoed %.1f MiB over %s in %v", clients, float64(total)/(1<<20), r.name, time.Since(start).Round(time.Millisecond))
+			t.Logf("%d clients at once echoed %.1f MiB over %s in %v", clients, float64(total)/(1<<20), r.name, time.Since(start).Round(time.Millisecond))
 			// Every connection was accepted once and closed once, and none is left open.
 			st := waitStats(t, srv, "every connection closed", func(st Stats) bool { return st.Closed == clients })
-			if st.Accepted != clients || st.Open != 0 || st.Shed != 0 || st.Refused != 0 {
+			if st.Accepted != clients || st.Open != 0 || st.Shed != 0 || st.Refused != 0 || st.Resets != 0 {
 				t.Errorf("stats after %d clients: %s", clients, st)
 			}
 		})
 	}
 }
 
-// echoOnce is one client of TestEchoRandomChunks. Client 0 sends nothing and client 1 exactly
-// 1 MiB, so both ends of the range are always covered.
-func echoOnce(ap netip.AddrPort, seed, i uint64) (int64, error) {
-	rng := rand.New(rand.NewPCG(seed, i))
-	size := rng.IntN(1<<20 + 1)
+// echoOnce is client i of TestEchoRandomChunks, on its connection c. Client 0 sends nothing
+// and client 1 exactly 1 MiB, so both ends of the range are always covered. The payload is made as it is sent,
+// from a ChaCha8 stream of the seed, and hashed on both sides as it goes: 250 clients hold
+// a chunk each, not a megabyte.
+func echoOnce(c *net.TCPConn, seed, i uint64) (int64, error) {
+	// Two generators: rand.Rand is not safe for the writer and the reader at once.
+	wrng, rrng := rand.New(rand.NewPCG(seed, i)), rand.New(rand.NewPCG(seed, i|1<<63))
+	size := wrng.IntN(1<<20 + 1)
 	switch i {
 	case 0:
 		size = 0
 	case 1:
 		size = 1 << 20
 	}
-	payload := make([]byte, size)
-	rand.NewChaCha8(sha256.Sum256(fmt.Appendf(nil, "%d/%d", seed, i))).Read(payload)
-	c, err := dialE(ap)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
+	sent := sha256.New()
 	werr := make(chan error, 1)
 	go func() {
-		p := payload
-		for len(p) > 0 {
+		src := rand.NewChaCha8(sha256.Sum256(fmt.Appendf(nil, "%d/%d", seed, i)))
+		buf := make([]byte, 256<<10)
+		for left := size; left > 0; {
 			// Tiny writes, a segment's worth, and big ones: the server must not care how
-			// the stream was cut.
+			// the stream was cut, nor when the pieces come.
 			var n int
-			switch rng.IntN(3) {
+			switch wrng.IntN(3) {
 			case 0:
-				n = 1 + rng.IntN(16)
+				n = 1 + wrng.IntN(16)
 			case 1:
-				n = 1 + rng.IntN(1500)
+				n = 1 + wrng.IntN(1500)
 			default:
-				n = 1 + rng.IntN(256<<10)
+				n = 1 + wrng.IntN(len(buf))
 			}
-			n = min(n, len(p))
-			if _, err := c.Write(p[:n]); err != nil {
+			n = min(n, left)
+			src.Read(buf[:n])
+			sent.Write(buf[:n])
+			if _, err := c.Write(buf[:n]); err != nil {
 				werr <- fmt.Errorf("write: %w", err)
 				return
 			}
-			p = p[n:]
+			left -= n
+			if wrng.IntN(4) == 0 {
+				time.Sleep(time.Duration(wrng.IntN(5000)) * time.Microsecond)
+			}
 		}
 		werr <- c.CloseWrite() // shutdown(SHUT_WR): our FIN after the last byte
 	}()
-	h := sha256.New()
-	n, rerr := io.Copy(h, c) // nil at end of stream; ECONNRESET or a timeout otherwise
+	// The reader takes the echo in pieces of its own, and now and then stops for a while:
+	// the server's output backs up, and it must stop reading and resume without a loss.
+	got := sha256.New()
+	buf := make([]byte, 64<<10)
+	var n int64
+	var rerr error
+	for {
+		m := 1 + rrng.IntN(len(buf))
+		if rrng.IntN(8) == 0 {
+			m = 1 + rrng.IntN(16)
+		}
+		k, err := c.Read(buf[:m])
+		got.Write(buf[:k])
+		n += int64(k)
+		if err != nil {
+			if err != io.EOF { // nil at end of stream; ECONNRESET or a timeout otherwise
+				rerr = err
+			}
+			break
+		}
+		if rrng.IntN(16) == 0 {
+			time.Sleep(time.Duration(rrng.IntN(5000)) * time.Microsecond)
+		}
+	}
 	if err := <-werr; err != nil {
 		return n, err
 	}
 	if rerr != nil {
 		return n, fmt.Errorf("read after %d of %d bytes: %w", n, size, rerr)
 	}
-	if n != int64(size) || !bytes.Equal(h.Sum(nil), sha(payload)) {
-		return n, fmt.Errorf("echoed %d bytes, sha256 %x; sent %d, sha256 %x", n, h.Sum(nil)[:8], size, sha(payload)[:8])
+	if n != int64(size) || !bytes.Equal(got.Sum(nil), sent.Sum(nil)) {
+		return n, fmt.Errorf("echoed %d bytes, sha256 %x; sent %d, sha256 %x", n, got.Sum(nil)[:8], size, sent.Sum(nil)[:8])
 	}
 	// The end of stream is for good: another read says EOF again, not an error.
 	if m, err := c.Read(make([]byte, 1)); m != 0 || err != io.EOF {
