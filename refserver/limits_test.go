@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -287,4 +289,126 @@ func TestMaxConnsPerIP(t *testing.T) {
 	if err := roundTrip(from("127.0.0.2"), []byte("back")); err != nil {
 		t.Errorf("127.0.0.2 after it left: %v", err)
 	}
+}
+
+// TestMaxConnsFlood: MaxConns 8, held by clients that make round trips, while 16 flooders
+// connect again and again for a second, each refused: accepted and closed, so it reads end
+// of stream. One loop serves both. It accepts at most a batch of 64 per wake-up between
+// serving its established connections, so their round trips stay fast: a flood beyond the
+// limit cannot starve the connections within it.
+func TestMaxConnsFlood(t *testing.T) {
+	const held, flooders = 8, 16
+	const flood, maxFlood = time.Second, 20000 // bounded in time and in connections
+	noLeaks(t)
+	srv := startServer(t, Config{MaxConns: held, Handler: Echo{}, Loops: 1})
+	conns := make([]*net.TCPConn, held)
+	for i := range conns {
+		conns[i] = dial(t, srv.Addr())
+		if err := roundTrip(conns[i], []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiet, err := roundTrips(conns, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	var refused, failed atomic.Int64
+	var ferr atomic.Value
+	var wg sync.WaitGroup
+	for range flooders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for refused.Load()+failed.Load() < maxFlood {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := dialE(srv.Addr())
+				if err == nil {
+					var n int64
+					if n, err = readEOF(c); err == nil && n > 0 {
+						err = fmt.Errorf("a flooder over MaxConns got %d bytes", n)
+					}
+					c.Close()
+				}
+				if err != nil {
+					failed.Add(1)
+					ferr.Store(err)
+					continue
+				}
+				refused.Add(1)
+			}
+		}()
+	}
+	during, err := roundTrips(conns, flood)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("a held client during the flood: %v", err)
+	}
+	t.Logf("%d held clients' round trips, quiet: %s", held, quiet)
+	t.Logf("the same during a flood of %d refused connections in %v: %s", refused.Load(), flood, during)
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d flooders did not read end of stream; the last: %v", n, ferr.Load())
+	}
+	if refused.Load() < 100 {
+		t.Errorf("only %d connections refused: not a flood", refused.Load())
+	}
+	if st := srv.Stats(); st.Refused != uint64(refused.Load()) || st.Open != held {
+		t.Errorf("stats %s; want %d refused, %d open", st, refused.Load(), held)
+	}
+	if during.max > time.Second || during.n < held {
+		t.Errorf("held clients during the flood: %s; want each served, none waiting a second", during)
+	}
+}
+
+// latencies summarises round-trip times.
+type latencies struct {
+	n             int
+	p50, p99, max time.Duration
+}
+
+func (l latencies) String() string {
+	return fmt.Sprintf("%d round trips, median %v, 99th percentile %v, slowest %v", l.n,
+		l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond), l.max.Round(time.Microsecond))
+}
+
+// roundTrips has every conn make 64-byte round trips, one every 5 ms, for d.
+func roundTrips(conns []*net.TCPConn, d time.Duration) (latencies, error) {
+	var mu sync.Mutex
+	var all []time.Duration
+	errs := make(chan error, len(conns))
+	end := time.Now().Add(d)
+	for _, c := range conns {
+		go func() {
+			msg := make([]byte, 64)
+			var mine []time.Duration
+			var err error
+			for time.Now().Before(end) {
+				t0 := time.Now()
+				if err = roundTrip(c, msg); err != nil {
+					break
+				}
+				mine = append(mine, time.Since(t0))
+				time.Sleep(5 * time.Millisecond)
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+			errs <- err
+		}()
+	}
+	var err error
+	for range conns {
+		err = errors.Join(err, <-errs)
+	}
+	if len(all) == 0 {
+		return latencies{}, errors.Join(err, errors.New("no round trip"))
+	}
+	slices.Sort(all)
+	return latencies{n: len(all), p50: all[len(all)/2], p99: all[len(all)*99/100], max: all[len(all)-1]}, err
 }
