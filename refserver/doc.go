@@ -8,7 +8,8 @@
 //	loop.go     epoll_wait reports the listener readable: the kernel has finished a
 //	            handshake and queued the connection (it did not wait for us).
 //	accept.go   Accept takes it off the queue; the admission policy keeps or sheds it
-//	            (connection limits, and the spare descriptor for EMFILE).
+//	            (connection limits, in all and per client address, and the spare
+//	            descriptor for EMFILE).
 //	conn.go     The accepted, active socket: reads into the loop's shared buffer, hands the
 //	            bytes to the Handler, and bounds what it queues for the peer (backpressure).
 //	handler.go  What a forker replaces: the tuple and echo handlers.

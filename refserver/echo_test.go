@@ -179,11 +179,6 @@ func echoOnce(c *net.TCPConn, seed, i uint64) (int64, error) {
 	return n, nil
 }
 
-func sha(p []byte) []byte {
-	s := sha256.Sum256(p)
-	return s[:]
-}
-
 // TestTupleLine: the first line of the tuple handler names this very connection. Parsed, it
 // must equal what the kernel tells the client of its own end: getsockname (the client's
 // address and port) and getpeername (the server's). Two clients differ only in their port.
