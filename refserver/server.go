@@ -295,13 +295,15 @@ func (s *Server) shuttingDown() bool { return s.state.Load() == stateDraining }
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	closed := false
 	for i, fd := range s.listeners {
 		if fd >= 0 {
 			s.narrate("close(%d)", 0, unix.Close(fd), fd)
 			s.listeners[i] = -1
+			closed = true
 		}
 	}
-	if s.cfg.Log != nil && len(s.listeners) > 0 {
+	if s.cfg.Log != nil && closed {
 		s.cfg.Log.Printf("  the listener is gone: a connect is refused now (RST), and connections still in its accept queue were reset")
 	}
 }
