@@ -72,15 +72,15 @@ func parse(args []string, stdout io.Writer) (options, error) {
 	fs.IntVar(&o.maxConns, "max-conns", 0, "open connections at `most`; more are closed at once (0: no cap but the descriptor limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections from one client address at `most`; its next ones are closed at once (0: no cap)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 10*time.Minute, "close a connection silent for this `duration` (0: never)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, let output drain for at most this `duration`")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, let connections finish for at most this `duration`")
 	fs.Uint64Var(&o.nofile, "nofile", 0, "lower RLIMIT_NOFILE to `n` descriptors, to watch EMFILE and shedding (0: leave it)")
-	fs.BoolVar(&o.quiet, "quiet", false, "no line per connection")
+	fs.BoolVar(&o.quiet, "quiet", false, "no line per connection (sheds, refusals and resets still get at most a line a second)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "Usage: refserver [flags]\n\nA TCP server on raw Linux system calls that narrates what the kernel does.\n\n")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
-			fmt.Fprintf(stdout, "\nSignals: SIGUSR1 prints a stats line; SIGINT or SIGTERM shuts down gracefully.\nExit codes: 0 after a shutdown, 1 when the server cannot start or fails, 2 for a bad flag.\n")
+			fmt.Fprintf(stdout, "\nSignals: SIGUSR1 prints a stats line; SIGINT or SIGTERM shuts down gracefully:\nthe listener closes, and each connection's bytes received until then are answered.\nExit codes: 0 after a shutdown, 1 when the server cannot start or fails, 2 for a bad flag.\n")
 			return o, err
 		}
 		return o, usageError{err.Error()}
