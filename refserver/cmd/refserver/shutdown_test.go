@@ -21,11 +21,12 @@ import (
 )
 
 // TestShutdownUnderLoad: SIGTERM while 100 clients stream. Five of them write as fast as
-// they can and read nothing until the signal: the server is in backpressure on those, and what
-// they sent waits in its receive queues, megabytes acknowledged by its kernel and not read. After SIGTERM the listener
-// closes and a connect is refused; no connection is accepted but the 100; every client gets
-// the echo of at least every byte the server's kernel had acknowledged before the signal,
-// then FIN, not RST; and refserver exits 0, well within -shutdown-timeout.
+// they can and read nothing until the signal: the server is in backpressure on those, and
+// what they sent waits in its receive queues, megabytes acknowledged by its kernel and not
+// read. After SIGTERM the listener closes and a connect is refused; no connection is
+// accepted but the 100; every client gets the echo of at least every byte the server's
+// kernel had acknowledged before the signal, then FIN, not RST; and refserver exits 0, well
+// within -shutdown-timeout.
 func TestShutdownUnderLoad(t *testing.T) {
 	const clients, slow = 100, 5
 	const timeout = 10 * time.Second
