@@ -88,7 +88,17 @@ func (l *loop) acceptFrom(lfd int) {
 		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
 			// ECONNABORTED: the client reset while queued; take the next one.
 		case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
-			if !s.adm.shedOne(lfd, s) {
+			// accept4 reserves a descriptor number before it looks at the queue
+			// (__sys_accept4_file), so EMFILE comes even when nothing is queued. TCP_INFO
+			// needs no descriptor: ask it, or every full-table wake-up would spend the spare,
+			// and another thread could take its number while it is free.
+			if q, err := AcceptQueueOf(lfd); err == nil && q.Len == 0 {
+				return
+			}
+			switch s.adm.shedOne(lfd, s) {
+			case shedEmpty:
+				return
+			case shedStuck:
 				// No spare to spend: leave the connection queued and stop watching the
 				// listener for a moment, or level-triggered epoll would report it readable
 				// again at once and the loop would spin.
@@ -153,12 +163,19 @@ func (a *admission) release(ip netip.Addr) {
 // shedOne answers EMFILE the way the article thinks the kernel does. The kernel does not:
 // accept4 failed, the connection is still queued, and the client has heard nothing. So we
 // free the spare descriptor, accept the connection with it, close it (the client reads FIN,
-// end of stream), and take the spare back. It reports false when even that failed.
-func (a *admission) shedOne(lfd int, s *Server) bool {
+// end of stream), and take the spare back. It reports what it managed.
+// What shedOne did.
+const (
+	shedDone  = iota // a connection was accepted on the spare and closed
+	shedEmpty        // the queue was empty after all (another loop took the connection)
+	shedStuck        // no spare descriptor to spend: nothing could be done
+)
+
+func (a *admission) shedOne(lfd int, s *Server) int {
 	a.spareMu.Lock()
 	defer a.spareMu.Unlock()
 	if a.spare < 0 && !a.takeSpareLocked() {
-		return false
+		return shedStuck
 	}
 	unix.Close(a.spare)
 	a.spare = -1
@@ -172,8 +189,13 @@ func (a *admission) shedOne(lfd int, s *Server) bool {
 	// Another thread of the process (not a loop's accept4: see accept) may take the freed
 	// number first; then the spare waits for retakeSpare.
 	a.takeSpareLocked()
-	// EAGAIN: another loop took the connection. Only a second EMFILE means we are stuck.
-	return err == nil || errors.Is(err, unix.EAGAIN)
+	switch {
+	case err == nil:
+		return shedDone
+	case errors.Is(err, unix.EAGAIN):
+		return shedEmpty
+	}
+	return shedStuck // a second EMFILE: the spare's number was not enough
 }
 
 func (a *admission) takeSpareLocked() bool {
