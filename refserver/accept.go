@@ -158,12 +158,6 @@ func (a *admission) release(ip netip.Addr) {
 	a.closed.Add(1)
 }
 
-// --8<-- [start:spare]
-
-// shedOne answers EMFILE the way the article thinks the kernel does. The kernel does not:
-// accept4 failed, the connection is still queued, and the client has heard nothing. So we
-// free the spare descriptor, accept the connection with it, close it (the client reads FIN,
-// end of stream), and take the spare back. It reports what it managed.
 // What shedOne did.
 const (
 	shedDone  = iota // a connection was accepted on the spare and closed
@@ -171,6 +165,12 @@ const (
 	shedStuck        // no spare descriptor to spend: nothing could be done
 )
 
+// --8<-- [start:spare]
+
+// shedOne answers EMFILE the way the article thinks the kernel does. The kernel does not:
+// accept4 failed, the connection is still queued, and the client has heard nothing. So we
+// free the spare descriptor, accept the connection with it, close it (the client reads FIN,
+// end of stream), and take the spare back. It reports what it managed.
 func (a *admission) shedOne(lfd int, s *Server) int {
 	a.spareMu.Lock()
 	defer a.spareMu.Unlock()
