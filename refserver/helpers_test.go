@@ -3,7 +3,6 @@
 package refserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -258,59 +255,4 @@ func noLeaks(t testing.TB) {
 	t.Helper()
 	base := takeBaseline(t)
 	t.Cleanup(func() { base.check(t) })
-}
-
-// lines collects what a child process writes (it is the child's Stdout), line by line, and
-// lets a test wait for one.
-type lines struct {
-	mu      sync.Mutex
-	all     []string
-	partial []byte
-	more    chan struct{} // closed and replaced at every line
-}
-
-func newLines() *lines { return &lines{more: make(chan struct{})} }
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.all = append(l.all, string(l.partial[:i]))
-		l.partial = l.partial[i+1:]
-		close(l.more)
-		l.more = make(chan struct{})
-	}
-	return len(p), nil
-}
-
-// wait returns the first line containing substr, waiting at most d for it.
-func (l *lines) wait(substr string, d time.Duration) (string, error) {
-	timeout := time.After(d)
-	for {
-		l.mu.Lock()
-		for _, s := range l.all {
-			if strings.Contains(s, substr) {
-				l.mu.Unlock()
-				return s, nil
-			}
-		}
-		more := l.more
-		l.mu.Unlock()
-		select {
-		case <-more:
-		case <-timeout:
-			return "", fmt.Errorf("no line with %q after %v", substr, d)
-		}
-	}
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n") + string(l.partial)
 }

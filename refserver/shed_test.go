@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"portproof/refserver/internal/testkit"
 )
 
 // child is a server in a process of its own (helperServe), so that it can have its own
@@ -25,7 +27,7 @@ import (
 type child struct {
 	cmd   *exec.Cmd
 	addr  netip.AddrPort
-	out   *lines
+	out   *testkit.Lines
 	stdin io.WriteCloser
 	exit  chan error
 }
@@ -35,7 +37,7 @@ func startChild(t *testing.T, nofile int) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=serve", fmt.Sprintf("%s=%d", helperNofileEnv, nofile),
 		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // -race: no second's sleep at exit
-	ch := &child{cmd: cmd, out: newLines(), exit: make(chan error, 1)}
+	ch := &child{cmd: cmd, out: testkit.NewLines(), exit: make(chan error, 1)}
 	cmd.Stdout = ch.out
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -60,7 +62,7 @@ func startChild(t *testing.T, nofile int) *child {
 			t.Errorf("server child still running 10s after its stdin closed; killed it")
 		}
 	})
-	line, err := ch.out.wait("listening on ", 30*time.Second)
+	line, err := ch.out.Wait("listening on ", 30*time.Second)
 	if err != nil {
 		t.Fatalf("server child: %v; output:\n%s", err, ch.out)
 	}
@@ -274,7 +276,7 @@ func TestShedOnEMFILE(t *testing.T) {
 	if share > 0.20 {
 		t.Errorf("the server used %.0f%% of a core while shedding; want under 20%%", 100*share)
 	}
-	line, err := ch.out.wait(": accept4 failed with EMFILE", 2*time.Second)
+	line, err := ch.out.Wait(": accept4 failed with EMFILE", 2*time.Second)
 	if err != nil {
 		t.Errorf("log: %v; output:\n%s", err, ch.out)
 	} else if !strings.HasPrefix(line, "shed 127.0.0.1:") {
@@ -320,7 +322,7 @@ func TestShedOnEMFILE(t *testing.T) {
 
 	// The server counted what the clients saw.
 	ch.stdin.Close()
-	line, err = ch.out.wait("stats: open ", 5*time.Second)
+	line, err = ch.out.Wait("stats: open ", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+
+	"portproof/refserver/internal/testkit"
 )
 
 // The CLI's tests run the test binary itself as refserver: with REFSERVER_AS_CLI=1, TestMain
@@ -44,8 +46,8 @@ const connDeadline = 10 * time.Second
 // cli is a running refserver.
 type cli struct {
 	cmd    *exec.Cmd
-	out    *lines
-	stderr *lines
+	out    *testkit.Lines
+	stderr *testkit.Lines
 	exit   chan struct{} // closed when it has exited; err says how
 	err    error
 	addr   netip.AddrPort // from its "listening on" line
@@ -62,7 +64,7 @@ func command(args ...string) *exec.Cmd {
 // startCLI runs refserver with args and waits for its "listening on" line.
 func startCLI(t *testing.T, args ...string) *cli {
 	t.Helper()
-	c := &cli{cmd: command(args...), out: newLines(), stderr: newLines(), exit: make(chan struct{})}
+	c := &cli{cmd: command(args...), out: testkit.NewLines(), stderr: testkit.NewLines(), exit: make(chan struct{})}
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.stderr
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -76,7 +78,7 @@ func startCLI(t *testing.T, args ...string) *cli {
 			<-c.exit
 		}
 	})
-	line, err := c.out.wait("listening on ", 30*time.Second)
+	line, err := c.out.Wait("listening on ", 30*time.Second)
 	if err != nil {
 		t.Fatalf("refserver %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, c.out, c.stderr)
 	}
@@ -229,7 +231,7 @@ func TestNarration(t *testing.T) {
 					t.Errorf("tuple line %q; want it to start %q", line, want)
 				}
 				// The server's side of the same connection, in its log: accept4's new descriptor.
-				acc, err := c.out.wait(" -> "+me.String(), 5*time.Second)
+				acc, err := c.out.Wait(" -> "+me.String(), 5*time.Second)
 				if err != nil {
 					t.Error(err)
 				} else if !regexp.MustCompile(`^accept4 = \d+: tcp ` + regexp.QuoteMeta(c.addr.String()) + ` -> `).MatchString(acc) {
@@ -243,7 +245,7 @@ func TestNarration(t *testing.T) {
 				}
 
 				c.signal(t, unix.SIGUSR1)
-				stats, err := c.out.wait("stats: open ", 5*time.Second)
+				stats, err := c.out.Wait("stats: open ", 5*time.Second)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -267,13 +269,13 @@ func TestNarration(t *testing.T) {
 				if took > shutdownTimeout {
 					t.Errorf("exited %v after %s; want within -shutdown-timeout %v", took, unix.SignalName(sig), shutdownTimeout)
 				}
-				if _, err := c.out.wait(unix.SignalName(sig)+": no more connections; letting 1 open ones finish", 0); err != nil {
+				if _, err := c.out.Wait(unix.SignalName(sig)+": no more connections; letting 1 open ones finish", 0); err != nil {
 					t.Error(err)
 				}
-				if _, err := c.out.wait("stopped: open 0 (accepted 1, closed 1,", 0); err != nil {
+				if _, err := c.out.Wait("stopped: open 0 (accepted 1, closed 1,", 0); err != nil {
 					t.Error(err)
 				}
-				if line, err := c.out.wait("shutdown: ", 0); err == nil {
+				if line, err := c.out.Wait("shutdown: ", 0); err == nil {
 					t.Errorf("a drained shutdown says %q", line)
 				}
 				if s := c.stderr.String(); s != "" {
@@ -288,7 +290,7 @@ func TestNarration(t *testing.T) {
 // kernel's answers, in that order, on one descriptor.
 func checkStartup(t *testing.T, c *cli, f family) {
 	t.Helper()
-	all := c.out.all()
+	all := c.out.All()
 	var pos []int
 	find := func(re string) []string {
 		t.Helper()
@@ -346,11 +348,11 @@ func TestShutdownCut(t *testing.T) {
 			}
 			defer client.Close()
 			client.SetDeadline(time.Now().Add(connDeadline))
-			if _, err := c.out.wait("accept4 = ", 5*time.Second); err != nil {
+			if _, err := c.out.Wait("accept4 = ", 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			sent := c.signal(t, unix.SIGTERM)
-			if _, err := c.out.wait("SIGTERM: no more connections", 5*time.Second); err != nil {
+			if _, err := c.out.Wait("SIGTERM: no more connections", 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			if tc.second {
@@ -364,7 +366,7 @@ func TestShutdownCut(t *testing.T) {
 			if took > tc.timeout+time.Second || (!tc.second && took < tc.timeout) {
 				t.Errorf("exited %v after SIGTERM; want about %v", took, min(tc.timeout, time.Second))
 			}
-			if _, err := c.out.wait(tc.want, 0); err != nil {
+			if _, err := c.out.Wait(tc.want, 0); err != nil {
 				t.Errorf("%v\nstdout:\n%s", err, c.out)
 			}
 		})
@@ -483,11 +485,11 @@ func TestNofile(t *testing.T) {
 	}
 	const nofile = 30
 	c := startCLI(t, "-addr", "127.0.0.1:0", "-mode", "echo", "-quiet", "-nofile", strconv.Itoa(nofile))
-	if _, err := c.out.wait(fmt.Sprintf("setrlimit(RLIMIT_NOFILE, {cur %d, max %d}) = 0", nofile, hard), 0); err != nil {
+	if _, err := c.out.Wait(fmt.Sprintf("setrlimit(RLIMIT_NOFILE, {cur %d, max %d}) = 0", nofile, hard), 0); err != nil {
 		t.Error(err)
 	}
 	c.signal(t, unix.SIGUSR1)
-	stats, err := c.out.wait("stats: open ", 5*time.Second)
+	stats, err := c.out.Wait("stats: open ", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,71 +525,11 @@ func TestNofile(t *testing.T) {
 	if eof == 0 || eof == nofile {
 		t.Errorf("%d of %d clients shed; want some, not all", eof, nofile)
 	}
-	if line, err := c.out.wait(": accept4 failed with EMFILE", 2*time.Second); err != nil || !strings.HasPrefix(line, "shed ") || !strings.Contains(line, fmt.Sprintf("RLIMIT_NOFILE %d", nofile)) {
+	if line, err := c.out.Wait(": accept4 failed with EMFILE", 2*time.Second); err != nil || !strings.HasPrefix(line, "shed ") || !strings.Contains(line, fmt.Sprintf("RLIMIT_NOFILE %d", nofile)) {
 		t.Errorf("shed line %q, %v", line, err)
 	}
 	c.signal(t, unix.SIGTERM)
 	if code := c.wait(t, 10*time.Second); code != 0 {
 		t.Errorf("exit code %d; want 0", code)
 	}
-}
-
-// lines collects what refserver writes, line by line, and lets a test wait for one.
-type lines struct {
-	mu      sync.Mutex
-	lines   []string
-	partial []byte
-	more    chan struct{} // closed and replaced at every line
-}
-
-func newLines() *lines { return &lines{more: make(chan struct{})} }
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.lines = append(l.lines, string(l.partial[:i]))
-		l.partial = l.partial[i+1:]
-		close(l.more)
-		l.more = make(chan struct{})
-	}
-	return len(p), nil
-}
-
-// wait returns the first line containing substr, waiting at most d for it.
-func (l *lines) wait(substr string, d time.Duration) (string, error) {
-	timeout := time.After(d)
-	for {
-		l.mu.Lock()
-		for _, s := range l.lines {
-			if strings.Contains(s, substr) {
-				l.mu.Unlock()
-				return s, nil
-			}
-		}
-		more := l.more
-		l.mu.Unlock()
-		select {
-		case <-more:
-		case <-timeout:
-			return "", fmt.Errorf("no line with %q after %v", substr, d)
-		}
-	}
-}
-
-func (l *lines) all() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.lines...)
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n") + string(l.partial)
 }

@@ -66,11 +66,11 @@ func TestShutdownUnderLoad(t *testing.T) {
 	sent := c.signal(t, unix.SIGTERM)
 	close(signaled)
 
-	if _, err := c.out.wait("SIGTERM: ", 5*time.Second); err != nil {
+	if _, err := c.out.Wait("SIGTERM: ", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// Once the listener is closed, the kernel refuses a connect with RST.
-	if _, err := c.out.wait("the listener is gone", 5*time.Second); err != nil {
+	if _, err := c.out.Wait("the listener is gone", 5*time.Second); err != nil {
 		t.Fatalf("%v\nstdout:\n%s", err, c.out)
 	}
 	closed := time.Since(sent)
@@ -109,10 +109,10 @@ func TestShutdownUnderLoad(t *testing.T) {
 		t.Errorf("exited %v after SIGTERM; want within -shutdown-timeout %v", took, timeout)
 	}
 	want := fmt.Sprintf("stopped: open 0 (accepted %d, closed %d, shed 0, refused 0, reset 0)", clients, clients)
-	if _, err := c.out.wait(want, 0); err != nil {
+	if _, err := c.out.Wait(want, 0); err != nil {
 		t.Errorf("%v\nstdout:\n%s", err, c.out)
 	}
-	if line, err := c.out.wait("shutdown: ", 0); err == nil {
+	if line, err := c.out.Wait("shutdown: ", 0); err == nil {
 		t.Errorf("a drained shutdown says %q", line)
 	}
 }
