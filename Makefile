@@ -32,3 +32,26 @@ serve:
 browsertest:
 	@test -f site/index.html || { echo "no site/ yet: run make docs first"; exit 1; }
 	cd docs/browsertest && go test -count=1 -v ./...
+
+# Performance: bench/ is a Go module of its own (gnet stays out of the main go.mod).
+# `make bench` runs the echo servers (Go net, gnet, refserver) side by side, every scenario
+# against every server in alternation, and writes the tables and the chart into
+# chapters/performance.md; `make bench ROUNDS=1 DURATION=1s` is the quick look. `make scale`
+# opens more than 65,536 connections to one address and port in a private network namespace.
+# Both want root or unprivileged user namespaces (bench falls back to the host's loopback).
+ROUNDS ?= 5
+DURATION ?= 3s
+SCALE_CONNS ?= 80000
+
+.PHONY: bench scale bench-build
+
+bench-build:
+	cd bench && go build -o bin/ ./servers/... ./cmd/... && go build -o bin/refserver-cli portproof/refserver/cmd/refserver
+
+bench: bench-build
+	@mkdir -p build
+	bench/bin/bench -rounds $(ROUNDS) -duration $(DURATION) -page chapters/performance.md \
+		-svg chapters/img/bench/bench.svg -json build/bench.json
+
+scale: bench-build
+	bench/bin/scale -conns $(SCALE_CONNS) -page chapters/performance.md

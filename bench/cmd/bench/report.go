@@ -1,0 +1,441 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"portproof/bench/internal/procfs"
+)
+
+type report struct {
+	Machine machineInfo                     `json:"machine"`
+	Config  reportConfig                    `json:"config"`
+	Runs    map[string]map[string][]measure `json:"runs"` // scenario, server, rounds
+	Summary []summary                       `json:"-"`    // NaN where a ratio has no base: see MarshalJSON
+	Goals   []goal                          `json:"goals"`
+}
+
+// MarshalJSON writes the summary too, leaving out the figures that are NaN (a ratio to a
+// server that did not run), which encoding/json refuses.
+func (r *report) MarshalJSON() ([]byte, error) {
+	type plain report // without this method
+	var rows []map[string]any
+	for _, s := range r.Summary {
+		row := map[string]any{}
+		v := reflect.ValueOf(s)
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+			f := v.Field(i)
+			if f.Kind() == reflect.Float64 && (math.IsNaN(f.Float()) || math.IsInf(f.Float(), 0)) {
+				continue
+			}
+			if f.IsZero() && f.Kind() != reflect.String {
+				continue
+			}
+			row[name] = f.Interface()
+		}
+		rows = append(rows, row)
+	}
+	return json.Marshal(struct {
+		*plain
+		Summary []map[string]any `json:"summary"`
+	}{(*plain)(r), rows})
+}
+
+type machineInfo struct {
+	Kernel    string `json:"kernel"`
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	Go        string `json:"go"`
+	Date      string `json:"date"`
+	LoadStart string `json:"load_start"`
+	LoadEnd   string `json:"load_end"`
+	Elapsed   string `json:"elapsed"`
+	Refserver string `json:"refserver"` // the commit measured
+}
+
+type reportConfig struct {
+	Rounds    int      `json:"rounds"`
+	Duration  string   `json:"duration"`
+	Warmup    string   `json:"warmup"`
+	Procs     int      `json:"gomaxprocs"`
+	IdleConns int      `json:"idle_conns"`
+	Netns     string   `json:"netns"`
+	PortRange string   `json:"port_range"`
+	Servers   []string `json:"servers"`
+	Scenarios []string `json:"scenarios"`
+}
+
+func machine(*config) machineInfo {
+	return machineInfo{Kernel: procfs.KernelRelease(), CPUs: runtime.NumCPU(), CPUModel: procfs.CPUModel(),
+		Go: runtime.Version(), Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), LoadStart: procfs.Loadavg(),
+		Refserver: refserverCommit()}
+}
+
+// refserverCommit names the refserver measured: the last commit that touched refserver/,
+// and whether the working tree differs from it.
+func refserverCommit() string {
+	out, err := exec.Command("git", "log", "-1", "--format=%h (%cs)", "--", ":/refserver").Output()
+	if err != nil || len(out) == 0 {
+		return "?"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "status", "--porcelain", "--", ":/refserver").Output(); err == nil && len(st) > 0 {
+		c += " with uncommitted changes"
+	}
+	return c
+}
+
+// summary is the medians of one scenario and server over the rounds, and their ratios.
+type summary struct {
+	Scenario    string  `json:"scenario"`
+	Server      string  `json:"server"`
+	Rounds      int     `json:"rounds"`
+	Rate        float64 `json:"rate"`
+	P50         float64 `json:"p50_us"`
+	P99         float64 `json:"p99_us"`
+	CPUPerOp    float64 `json:"cpu_op_us"`
+	RWPerOp     float64 `json:"rw_op"`
+	SwitchPerOp float64 `json:"switches_op"`
+	TotalPerOp  float64 `json:"total_cpu_op_us"`
+	TotalVsGo   float64 `json:"total_vs_gonet"`
+	RateVsGo    float64 `json:"rate_vs_gonet"`
+	CPUVsGo     float64 `json:"cpu_vs_gonet"`
+	CPUVsGnet   float64 `json:"cpu_vs_gnet"`
+	Target      int     `json:"target,omitempty"`
+	Held        float64 `json:"held,omitempty"`
+	RSSPerConn  float64 `json:"rss_kib_conn,omitempty"`
+	RSSVsGo     float64 `json:"rss_vs_gonet,omitempty"`
+	RSSVsGnet   float64 `json:"rss_vs_gnet,omitempty"`
+	FDsPerConn  float64 `json:"fds_conn,omitempty"`
+}
+
+type goal struct {
+	Text    string `json:"goal"`
+	Figures string `json:"figures"`
+	Verdict string `json:"verdict"` // "holds", "misses narrowly", "misses", "not measured"
+}
+
+func median(ms []measure, f func(measure) float64) float64 {
+	if len(ms) == 0 {
+		return math.NaN()
+	}
+	v := make([]float64, len(ms))
+	for i, m := range ms {
+		v[i] = f(m)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func (r *report) find(scen, server string) *summary {
+	for i := range r.Summary {
+		if r.Summary[i].Scenario == scen && r.Summary[i].Server == server {
+			return &r.Summary[i]
+		}
+	}
+	return nil
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 || math.IsNaN(a) || math.IsNaN(b) {
+		return math.NaN()
+	}
+	return a / b
+}
+
+func (r *report) summarize(cfg *config) {
+	for _, sc := range cfg.scenarios {
+		for _, name := range cfg.servers {
+			ms := r.Runs[sc.key][name]
+			s := summary{Scenario: sc.key, Server: name, Rounds: len(ms),
+				Rate:        median(ms, func(m measure) float64 { return m.Rate }),
+				P50:         median(ms, func(m measure) float64 { return m.P50 }),
+				P99:         median(ms, func(m measure) float64 { return m.P99 }),
+				CPUPerOp:    median(ms, func(m measure) float64 { return m.CPUPerOp }),
+				RWPerOp:     median(ms, func(m measure) float64 { return m.RWPerOp }),
+				SwitchPerOp: median(ms, func(m measure) float64 { return m.SwitchesPerOp }),
+				TotalPerOp:  median(ms, func(m measure) float64 { return m.TotalPerOp }),
+			}
+			if sc.key == "idle" {
+				s.Target = cfg.idleConns
+				s.Held = median(ms, func(m measure) float64 { return float64(m.Held) })
+				s.RSSPerConn = median(ms, func(m measure) float64 { return m.RSSPerConn })
+				s.FDsPerConn = median(ms, func(m measure) float64 { return m.FDsPerConn })
+			}
+			r.Summary = append(r.Summary, s)
+		}
+	}
+	for i := range r.Summary {
+		s := &r.Summary[i]
+		nan := math.NaN()
+		s.RateVsGo, s.CPUVsGo, s.RSSVsGo, s.CPUVsGnet, s.RSSVsGnet, s.TotalVsGo = nan, nan, nan, nan, nan, nan
+		if g := r.find(s.Scenario, "gonet"); g != nil {
+			s.RateVsGo, s.CPUVsGo, s.RSSVsGo = ratio(s.Rate, g.Rate), ratio(s.CPUPerOp, g.CPUPerOp), ratio(s.RSSPerConn, g.RSSPerConn)
+			s.TotalVsGo = ratio(s.TotalPerOp, g.TotalPerOp)
+		}
+		if g := r.find(s.Scenario, "gnet"); g != nil {
+			s.CPUVsGnet, s.RSSVsGnet = ratio(s.CPUPerOp, g.CPUPerOp), ratio(s.RSSPerConn, g.RSSPerConn)
+		}
+	}
+	r.Goals = r.goals(cfg)
+}
+
+// verdict: at most limit holds; within 5% over it is inside this machine's noise.
+func verdict(v, limit float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "not measured"
+	case v <= limit:
+		return "holds"
+	case v <= limit*1.05:
+		return "misses narrowly"
+	}
+	return "misses"
+}
+
+func (r *report) goals(cfg *config) []goal {
+	var gs []goal
+	get := func(scen string) *summary { return r.find(scen, "refserver") }
+	if s := get("pingpong1000"); s != nil {
+		gs = append(gs, goal{"server CPU per round trip at 1000 connections at most 0.9 of Go net's",
+			fmt.Sprintf("%.2f × Go net", s.CPUVsGo), verdict(s.CPUVsGo, 0.9)})
+	}
+	for _, k := range []string{"connrate", "bulk"} {
+		if s := get(k); s != nil {
+			sc := scenarioByKey(k)
+			gs = append(gs, goal{fmt.Sprintf("server CPU per %s no worse than Go net's (%s)", sc.op, k),
+				fmt.Sprintf("%.2f × Go net", s.CPUVsGo), verdict(s.CPUVsGo, 1)})
+		}
+	}
+	var worst float64
+	var worstAt []string
+	for _, sc := range cfg.scenarios {
+		s := get(sc.key)
+		if s == nil {
+			continue
+		}
+		v := s.CPUVsGnet
+		label := fmt.Sprintf("%s %.2f", sc.key, v)
+		if sc.key == "idle" {
+			v = s.RSSVsGnet
+			label = fmt.Sprintf("idle RSS %.2f", v)
+		}
+		if math.IsNaN(v) {
+			continue
+		}
+		worstAt = append(worstAt, label)
+		worst = max(worst, v)
+	}
+	if len(worstAt) > 0 {
+		gs = append(gs, goal{"no worse than gnet in any scenario (CPU per operation; RSS when idle)",
+			"× gnet: " + strings.Join(worstAt, ", "), verdict(worst, 1)})
+	}
+	if s := get("idle"); s != nil {
+		gs = append(gs, goal{"at most 0.25 KiB of RSS per idle connection",
+			fmt.Sprintf("%.3f KiB", s.RSSPerConn), verdict(s.RSSPerConn, 0.25)})
+	}
+	return gs
+}
+
+func scenarioByKey(k string) scenario {
+	i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.key == k })
+	return scenarios[i]
+}
+
+func num(v float64, prec int) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "–"
+	}
+	s := fmt.Sprintf("%.*f", prec, v)
+	// Thousands separators for the integer part.
+	intPart, frac, _ := strings.Cut(s, ".")
+	neg := strings.HasPrefix(intPart, "-")
+	intPart = strings.TrimPrefix(intPart, "-")
+	var b strings.Builder
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	out := b.String()
+	if neg {
+		out = "-" + out
+	}
+	if frac != "" {
+		out += "." + frac
+	}
+	return out
+}
+
+func rateFmt(sc scenario, v float64) string {
+	if sc.key == "bulk" {
+		return num(v, 0) + " MB/s"
+	}
+	return num(v, 0) + "/s"
+}
+
+func ratioFmt(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// rows are the tables' cells, shared by the terminal and the page.
+func (r *report) rows(cfg *config) (timed, idle [][]string) {
+	for _, sc := range cfg.scenarios {
+		for _, name := range cfg.servers {
+			s := r.find(sc.key, name)
+			if sc.key == "idle" {
+				held := num(s.Held, 0)
+				if s.Held < float64(s.Target) {
+					held += " of " + num(float64(s.Target), 0)
+				}
+				idle = append(idle, []string{label(name), held, num(s.RSSPerConn, 3), ratioFmt(s.RSSVsGo),
+					ratioFmt(s.RSSVsGnet), num(s.FDsPerConn, 1), num(s.CPUPerOp, 1)})
+				continue
+			}
+			p50, p99 := num(s.P50, 0), num(s.P99, 0)
+			if sc.key == "bulk" {
+				p50, p99 = "–", "–"
+			}
+			timed = append(timed, []string{sc.title, label(name), rateFmt(sc, s.Rate), ratioFmt(s.RateVsGo),
+				p50, p99, num(s.CPUPerOp, 2), ratioFmt(s.CPUVsGo), ratioFmt(s.CPUVsGnet), num(s.TotalPerOp, 2), ratioFmt(s.TotalVsGo), num(s.RWPerOp, 2), num(s.SwitchPerOp, 2)})
+		}
+	}
+	return timed, idle
+}
+
+var (
+	timedHead = []string{"scenario", "server", "rate", "× Go net", "p50 µs", "p99 µs", "server CPU µs/op", "× Go net", "× gnet", "server+client CPU µs/op", "× Go net", "read+write calls/op", "context switches/op"}
+	idleHead  = []string{"server", "connections held", "RSS KiB/conn", "× Go net", "× gnet", "descriptors/conn", "server CPU µs/conn"}
+)
+
+func (r *report) text(cfg *config) string {
+	var b strings.Builder
+	timed, idle := r.rows(cfg)
+	table := func(head []string, rows [][]string) {
+		w := make([]int, len(head))
+		for _, row := range append([][]string{head}, rows...) {
+			for i, c := range row {
+				w[i] = max(w[i], len([]rune(c)))
+			}
+		}
+		for _, row := range append([][]string{head}, rows...) {
+			for i, c := range row {
+				pad := strings.Repeat(" ", w[i]-len([]rune(c)))
+				if i < 2 {
+					b.WriteString(c + pad + "  ")
+				} else {
+					b.WriteString(pad + c + "  ")
+				}
+			}
+			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "%s\n\n", r.machineLine())
+	if len(timed) > 0 {
+		table(timedHead, timed)
+	}
+	if len(idle) > 0 {
+		fmt.Fprintf(&b, "idle: %s connections\n", num(float64(cfg.idleConns), 0))
+		table(idleHead, idle)
+	}
+	for _, g := range r.Goals {
+		fmt.Fprintf(&b, "%-16s %s: %s\n", g.Verdict, g.Text, g.Figures)
+	}
+	return b.String()
+}
+
+func (r *report) machineLine() string {
+	m, c := r.Machine, r.Config
+	return fmt.Sprintf("Linux %s, %d CPUs (%s), %s, %s; refserver at %s; load average %s at the start, %s at the end; "+
+		"%d rounds of %s (+%s warm-up) per server and scenario, in alternation, medians; GOMAXPROCS %d for every server, %d event loops for gnet and refserver; network namespace: %s, ip_local_port_range %s; %s in all.",
+		m.Kernel, m.CPUs, m.CPUModel, m.Go, m.Date, m.Refserver, m.LoadStart, m.LoadEnd, c.Rounds, c.Duration, c.Warmup, c.Procs, c.Procs, c.Netns, c.PortRange, m.Elapsed)
+}
+
+func (r *report) markdown(cfg *config) string {
+	var b strings.Builder
+	timed, idle := r.rows(cfg)
+	table := func(head []string, rows [][]string) {
+		b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
+		for i := range head {
+			if i < 2 {
+				b.WriteString("---|")
+			} else {
+				b.WriteString("--:|")
+			}
+		}
+		b.WriteString("\n")
+		for _, row := range rows {
+			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "*%s*\n\n", r.machineLine())
+	if len(timed) > 0 {
+		table(timedHead, timed)
+	}
+	if len(idle) > 0 {
+		fmt.Fprintf(&b, "Idle, %s connections asked for:\n\n", num(float64(cfg.idleConns), 0))
+		table(idleHead, idle)
+	}
+	if cfg.svg != "" {
+		fmt.Fprintf(&b, "![Server CPU per operation and throughput relative to Go net, and RSS per idle connection](%s)\n\n", r.svgLink(cfg))
+	}
+	if len(r.Goals) > 0 {
+		b.WriteString("| goal | measured | verdict |\n|---|---|---|\n")
+		for _, g := range r.Goals {
+			fmt.Fprintf(&b, "| %s | %s | **%s** |\n", g.Text, g.Figures, g.Verdict)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// svgLink is the chart's path relative to the page.
+func (r *report) svgLink(cfg *config) string {
+	rel, err := relPath(cfg.page, cfg.svg)
+	if err != nil {
+		return cfg.svg
+	}
+	return rel
+}
+
+const (
+	benchStart = "<!-- bench:start: generated by make bench; edit the page around this section, not inside it -->"
+	benchEnd   = "<!-- bench:end -->"
+)
+
+// writePage replaces the page's generated section, keeping the prose around it.
+func (r *report) writePage(cfg *config) error {
+	return replaceSection(cfg.page, benchStart, benchEnd, r.markdown(cfg))
+}
+
+func replaceSection(path, start, end, body string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, start), strings.Index(s, end)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s: no generated section (%q ... %q)", path, start, end)
+	}
+	s = s[:i+len(start)] + "\n\n" + body + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The servers under test, in the order of the tables. Each is a binary of its own, started
+// fresh for every measurement: /proc/PID/stat then counts that server's CPU time alone, and
+// the idle scenario's memory starts from a process that has served nothing.
+var serverNames = []string{"gonet", "gnet", "refserver"}
+
+var serverLabels = map[string]string{
+	"gonet":     "Go net",
+	"gnet":      "gnet",
+	"refserver": "refserver",
+}
+
+// label is how the tables name a server.
+func label(name string) string {
+	if l := serverLabels[name]; l != "" {
+		return l
+	}
+	return name
+}
+
+type server struct {
+	name    string
+	profile bool // asked for profiles: the idle scenario has the heap written while it holds
+	pid     int
+	addr    netip.AddrPort
+	cmd     *exec.Cmd
+	log     *os.File
+}
+
+// startServer runs bin/<name> on 127.0.0.1:0 and waits for its "listening on ADDR" line.
+// With profile set, a timed scenario's server writes a CPU profile to profile+".cpu.prof",
+// and the idle scenario's a heap profile to profile+".heap.prof" (every allocation
+// recorded: not to be timed).
+func startServer(cfg *config, name, profile string, heap bool) (*server, error) {
+	args := []string{"-addr", "127.0.0.1:0", "-loops", fmt.Sprint(cfg.procs)}
+	switch {
+	case profile != "" && heap:
+		args = append(args, "-memprofile", profile+".heap.prof")
+	case profile != "":
+		args = append(args, "-cpuprofile", profile+".cpu.prof")
+	}
+	cmd := exec.Command(filepath.Join(cfg.bin, name), args...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", cfg.procs))
+	logf, err := os.CreateTemp("", "portproof-bench-"+name+"-*.log")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(logf.Name()) // kept open for reading back on failure, gone on exit
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w (make bench builds the servers into bench/bin)", name, err)
+	}
+	s := &server{name: name, profile: profile != "", pid: cmd.Process.Pid, cmd: cmd, log: logf}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+				lines <- strings.Fields(rest)[0]
+			}
+		}
+	}()
+	select {
+	case a := <-lines:
+		if s.addr, err = netip.ParseAddrPort(a); err != nil {
+			s.stop()
+			return nil, fmt.Errorf("%s: listening on %q: %w", name, a, err)
+		}
+		return s, nil
+	case <-time.After(10 * time.Second):
+		s.stop()
+		return nil, fmt.Errorf("%s: no \"listening on\" line within 10s; stderr: %s", name, s.stderr())
+	}
+}
+
+// stop ends the server by SIGTERM (so that a CPU profile is written), then SIGKILL.
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.log.Close()
+}
+
+func (s *server) stderr() string {
+	b := make([]byte, 4096)
+	n, _ := s.log.ReadAt(b, 0)
+	return strings.TrimSpace(string(b[:n]))
+}
+
+// alive reports an early exit, with what the server said.
+func (s *server) alive() error {
+	if err := syscall.Kill(s.pid, 0); err != nil {
+		return fmt.Errorf("%s (pid %d) exited: %s", s.name, s.pid, s.stderr())
+	}
+	return nil
+}

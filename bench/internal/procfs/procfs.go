@@ -1,0 +1,181 @@
+// Package procfs reads what the benchmark needs to know about another process, and about
+// the network namespace, from /proc: a server's CPU time, resident memory and descriptors,
+// and the kernel's own count of TCP sockets.
+package procfs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userHZ is the unit of utime and stime in /proc/PID/stat: USER_HZ, 100 on every Linux
+// architecture Go supports (sysconf(_SC_CLK_TCK)).
+const userHZ = 100
+
+// CPU is the process's CPU time so far, user plus system, every thread included, the
+// threads that have exited too (utime and stime, fields 14 and 15 of /proc/PID/stat). The
+// kernel keeps it in ticks of 10 ms.
+func CPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: split after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	// f[0] is field 3 (state), so field 14 is f[11] and field 15 is f[12].
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}
+
+// RSS is the process's resident set size in bytes (VmRSS of /proc/PID/status): the pages of
+// its memory that are in RAM now, its heap, stacks and the binary's touched pages.
+func RSS(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+// FDs counts the process's open descriptors by kind, from the links in /proc/PID/fd:
+// sockets, pipes, and the rest (eventfds, epoll instances, files).
+func FDs(pid int) (sockets, pipes, other int, err error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, n := range names {
+		target, err := os.Readlink(dir + "/" + n)
+		switch {
+		case err != nil: // closed since the listing
+		case strings.HasPrefix(target, "socket:"):
+			sockets++
+		case strings.HasPrefix(target, "pipe:"):
+			pipes++
+		default:
+			other++
+		}
+	}
+	return sockets, pipes, other, nil
+}
+
+// Loadavg is the first three fields of /proc/loadavg: how busy the machine was.
+func Loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// CPUModel is the first "model name" of /proc/cpuinfo.
+func CPUModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "?"
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}
+
+// KernelRelease is uname -r.
+func KernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// IO is what /proc/PID/io counts: read-family and write-family system calls (syscr, syscw;
+// splice(2) is in neither) and the bytes they moved (rchar, wchar).
+type IO struct{ Syscr, Syscw, Rchar, Wchar int64 }
+
+// ReadIO reads /proc/PID/io (it takes the right to ptrace the process: its parent's, root's).
+func ReadIO(pid int) (IO, error) {
+	var io IO
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return io, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "syscr":
+			io.Syscr = n
+		case "syscw":
+			io.Syscw = n
+		case "rchar":
+			io.Rchar = n
+		case "wchar":
+			io.Wchar = n
+		}
+	}
+	return io, nil
+}
+
+// ContextSwitches sums voluntary and involuntary context switches over the process's
+// threads (/proc/PID/task/*/status): a thread that blocks and is woken costs one each
+// time. Threads that have exited are not counted; a Go program's rarely exit.
+func ContextSwitches(pid int) (int64, error) {
+	dirs, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, d := range dirs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, d.Name()))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n, nil
+}

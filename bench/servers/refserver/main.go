@@ -1,0 +1,34 @@
+// Command refserver is the benchmark's refserver: refserver.New with the Echo handler, as
+// `refserver -mode echo -quiet -idle-timeout 0` runs it, plus the flags every benchmark server
+// shares (a CPU profile on request). Loops are GOMAXPROCS, one listener shared by the loops
+// (EPOLLEXCLUSIVE), as the CLI's defaults have it.
+package main
+
+import (
+	"net/netip"
+
+	"portproof/bench/internal/serve"
+	"portproof/refserver"
+)
+
+func main() {
+	f := serve.Parse()
+	addr, err := netip.ParseAddrPort(f.Addr)
+	if err != nil {
+		serve.Fatal(err)
+	}
+	// --8<-- [start:echo]
+	srv, err := refserver.New(refserver.Config{
+		Addr:        addr,
+		Loops:       f.Loops,
+		IdleTimeout: 0, // never: the idle scenario holds connections open
+		Handler:     refserver.Echo{},
+	})
+	// --8<-- [end:echo]
+	if err != nil {
+		serve.Fatal(err)
+	}
+	serve.Announce(srv.Addr().String())
+	go func() { serve.Fatal(srv.Serve()) }()
+	serve.Run(f)
+}
