@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"os"
-	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -124,10 +123,9 @@ func (l *loop) isListener(fd int) bool {
 // run is the event loop: wait, dispatch, expire, repeat, until a shutdown has drained
 // every connection of the loop.
 func (l *loop) run() error {
-	// One loop, one thread: epoll_wait blocks this thread in the kernel, and keeping the
-	// goroutine on it spares the scheduler a hand-off per wake-up.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// No runtime.LockOSThread: a locked goroutine whose P was retaken during a long system
+	// call (sysmon does it after 20 µs) cannot run on another thread, and each such wake-up
+	// costs a hand-off between two threads (stoplockedm, startlockedm: futex).
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
 		if err != nil && err != unix.EINTR {
