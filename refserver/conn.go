@@ -5,6 +5,7 @@ package refserver
 import (
 	"errors"
 	"net/netip"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -123,7 +124,7 @@ func (c *Conn) fail(err error) {
 func writeSome(fd int, p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := unix.Write(fd, p[n:])
+		m, err := rawWrite(fd, p[n:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -160,4 +161,23 @@ func (c *Conn) flush() bool {
 	}
 	c.out = nil // drop the buffer: an idle connection should hold no memory
 	return true
+}
+
+// rawRead and rawWrite are read(2) and write(2) without the scheduler's entersyscall and
+// exitsyscall: on a non-blocking socket they never block, so there is no P to hand off,
+// and no thread to wake to take it back.
+func rawRead(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
 }

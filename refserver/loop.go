@@ -179,7 +179,7 @@ func (l *loop) read(c *Conn) {
 	if c.drainLeft > 0 {
 		buf = buf[:min(len(buf), c.drainLeft)] // no further than what came before the drain
 	}
-	n, err := unix.Read(c.fd, buf)
+	n, err := rawRead(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		// Another loop cannot have taken it, but a wake-up without data is legal.
