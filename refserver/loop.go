@@ -262,9 +262,8 @@ func (l *loop) wantReadable(c *Conn) {
 // register adopts an accepted descriptor.
 func (l *loop) register(fd int, peer netip.AddrPort) {
 	c := &Conn{fd: fd, loop: l, peer: peer, lastActive: l.now}
-	// TCP_NODELAY, as Go's net and gnet set by default: without it Nagle holds the tail of
-	// a write shorter than the MSS until the peer acknowledges what went before.
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	// A peer that reset already fails this with EINVAL; its first read will say so.
+	SetNoDelay(fd)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
 		unix.Close(fd)
 		l.srv.adm.release(clientKey(peer))

@@ -3,12 +3,10 @@
 package refserver
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"os"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,26 +68,14 @@ func Listen(fd, backlog int) error {
 func Accept(listener int) (fd int, peer netip.AddrPort, err error) {
 	// The flags are set in the same syscall so that no other thread's fork+exec can inherit
 	// the descriptor between accept and a later fcntl.
-	//
-	// The system call is made directly, with the peer's address on the stack: unix.Accept4
-	// moves its RawSockaddrAny to the heap, allocates a SockaddrInet4, and asks
-	// getsockopt(SO_PROTOCOL) of every IPv4 connection, a system call more per accept.
-	var rsa unix.RawSockaddrInet6 // room for either family
-	size := uint32(unix.SizeofSockaddrInet6)
-	r, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(listener), uintptr(unsafe.Pointer(&rsa)),
-		uintptr(unsafe.Pointer(&size)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	fd, peer, errno := accept4(listener, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	switch {
 	case errno == unix.EAGAIN:
-		return -1, netip.AddrPort{}, errno // a drained queue, the common case: nothing to allocate
+		return -1, peer, errno // the queue is drained, the common case: nothing to allocate
 	case errno != 0:
-		return -1, netip.AddrPort{}, os.NewSyscallError("accept4", errno)
+		return -1, peer, os.NewSyscallError("accept4", errno)
 	}
-	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&rsa.Port))[:])
-	if rsa.Family == unix.AF_INET {
-		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
-		return int(r), netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), port), nil
-	}
-	return int(r), netip.AddrPortFrom(netip.AddrFrom16(rsa.Addr), port), nil
+	return fd, peer, nil
 }
 
 // --8<-- [end:accept]
@@ -155,6 +141,13 @@ func SetReuseAddr(fd int) error {
 // connections over the group by a hash of the 4-tuple.
 func SetReusePort(fd int) error {
 	return os.NewSyscallError("setsockopt SO_REUSEPORT", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1))
+}
+
+// SetNoDelay sets TCP_NODELAY on a connection: every write goes out at once. Without it
+// Nagle's algorithm holds a segment shorter than the MSS (the tail of a 64 KiB echo, say)
+// until the peer has acknowledged what went before. Go's net and gnet set it by default.
+func SetNoDelay(fd int) error {
+	return os.NewSyscallError("setsockopt TCP_NODELAY", unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1))
 }
 
 // SetV6Only sets IPV6_V6ONLY on an AF_INET6 socket before bind. Off (the default of
