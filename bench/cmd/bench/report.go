@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"os/exec"
 	"reflect"
 	"runtime"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"portproof/bench/internal/page"
 	"portproof/bench/internal/procfs"
 )
 
@@ -423,19 +423,5 @@ const (
 
 // writePage replaces the page's generated section, keeping the prose around it.
 func (r *report) writePage(cfg *config) error {
-	return replaceSection(cfg.page, benchStart, benchEnd, r.markdown(cfg))
-}
-
-func replaceSection(path, start, end, body string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	s := string(b)
-	i, j := strings.Index(s, start), strings.Index(s, end)
-	if i < 0 || j < i {
-		return fmt.Errorf("%s: no generated section (%q ... %q)", path, start, end)
-	}
-	s = s[:i+len(start)] + "\n\n" + body + s[j:]
-	return os.WriteFile(path, []byte(s), 0o644)
+	return page.ReplaceSection(cfg.page, benchStart, benchEnd, r.markdown(cfg))
 }

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/bench/internal/netns"
+	"portproof/bench/internal/page"
 	"portproof/bench/internal/procfs"
 )
 
@@ -106,11 +107,11 @@ func outside(cfg *config) int {
 		code = max(code, 1)
 	}
 	if code == 0 && cfg.page != "" && res.Established > 0 {
-		if err := replaceSection(cfg.page, scaleStart, scaleEnd, res.markdown()); err != nil {
+		if err := page.ReplaceSection(cfg.page, scaleStart, scaleEnd, res.markdown()); err != nil {
 			fatal(err)
 		}
 		if len(res.HalfBlocks) > 0 {
-			if err := replaceSection(cfg.page, halfStart, halfEnd, res.halfMarkdown()); err != nil {
+			if err := page.ReplaceSection(cfg.page, halfStart, halfEnd, res.halfMarkdown()); err != nil {
 				fatal(err)
 			}
 		}

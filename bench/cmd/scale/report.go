@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -85,19 +84,4 @@ func (r *result) halfMarkdown() string {
 	}
 	fmt.Fprintf(&b, "\nMedians: **%.0f µs** below half the range, **%.0f µs** past it: %.0f times slower.\n\n", r.HalfBelowUS, r.HalfAboveUS, r.HalfAboveUS/r.HalfBelowUS)
 	return b.String()
-}
-
-// replaceSection replaces the page's generated section, keeping the prose around it.
-func replaceSection(path, start, end, body string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	s := string(b)
-	i, j := strings.Index(s, start), strings.Index(s, end)
-	if i < 0 || j < i {
-		return fmt.Errorf("%s: no generated section (%q ... %q)", path, start, end)
-	}
-	s = s[:i+len(start)] + "\n\n" + body + s[j:]
-	return os.WriteFile(path, []byte(s), 0o644)
 }
