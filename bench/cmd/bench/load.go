@@ -14,8 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"portproof/bench/internal/netns"
 	"portproof/bench/internal/procfs"
 )
 
@@ -73,27 +72,10 @@ var sources = func() []netip.Addr {
 
 var nextSource atomic.Uint32
 
-// dial connects from the next source address. IP_BIND_ADDRESS_NO_PORT lets bind take the
-// address alone and leaves the port to connect, which picks one per destination: without
-// it, bind would pick a port unique to the source address, 28,232 connections at most.
+// dial connects from the next source address, spreading the load generator's connections
+// over them (netns.DialFrom says why a source address is not a port range of its own).
 func dial(dst netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {
-	src := sources[int(nextSource.Add(1))%len(sources)]
-	d := net.Dialer{
-		Timeout:   timeout,
-		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			})
-			return errors.Join(err, serr)
-		},
-	}
-	c, err := d.Dial("tcp4", dst.String())
-	if err != nil {
-		return nil, err
-	}
-	return c.(*net.TCPConn), nil
+	return netns.DialFrom(sources[int(nextSource.Add(1))%len(sources)], dst, timeout)
 }
 
 // dialAll opens n connections, conc at a time.

@@ -8,7 +8,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -606,7 +605,7 @@ func runClient(dst netip.AddrPort, srcList string, n, conc int) int {
 				var err error
 				for attempt := 0; attempt < 3; attempt++ {
 					var c net.Conn
-					if c, err = dial(srcs[i%len(srcs)], dst); err != nil {
+					if c, err = netns.DialFrom(srcs[i%len(srcs)], dst, 10*time.Second); err != nil {
 						continue
 					}
 					c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -640,23 +639,6 @@ func runClient(dst netip.AddrPort, srcList string, n, conc int) int {
 		}
 	}
 	return 0
-}
-
-// dial connects from src. IP_BIND_ADDRESS_NO_PORT: bind takes the address, and connect
-// picks the port per destination, so each source address has the whole range per server.
-func dial(src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
-	d := net.Dialer{
-		Timeout:   10 * time.Second,
-		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			})
-			return errors.Join(err, serr)
-		},
-	}
-	return d.Dial("tcp4", dst.String())
 }
 
 func isTerminal(f *os.File) bool {
