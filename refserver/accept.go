@@ -32,7 +32,7 @@ type admission struct {
 	// perIP counts open connections by client address while maxPerIP is set. An address
 	// leaves the map when its count drops to 0, so the map is as big as the set of clients
 	// connected now, not of every client ever seen. perIPMu guards it: every loop admits and
-	// releases on its own thread.
+	// releases on its own goroutine.
 	perIP   map[netip.Addr]int
 	perIPMu sync.Mutex
 	// open counts connections held by all loops; admit and release keep it exact.

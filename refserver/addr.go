@@ -64,7 +64,7 @@ func AddrPort(sa unix.Sockaddr) netip.AddrPort {
 
 // accept4 is accept4(2) made directly, with the peer's address on the stack: unix.Accept4
 // moves its sockaddr buffer to the heap, allocates a Sockaddr, and asks
-// getsockopt(SO_PROTOCOL) of every IPv4 connection, one system call more per accept. At a
+// getsockopt(SO_PROTOCOL) of every IPv4 and IPv6 connection, one system call more per accept. At a
 // thousand connections a second that garbage is most of what the server allocates.
 func accept4(listener, flags int) (int, netip.AddrPort, unix.Errno) {
 	var rsa unix.RawSockaddrInet6 // room for either family

@@ -10,8 +10,8 @@
 //	accept.go   Accept takes it off the queue; the admission policy keeps or sheds it
 //	            (connection limits, in all and per client address, and the spare
 //	            descriptor for EMFILE).
-//	conn.go     The accepted, active socket: reads into the loop's shared buffer, hands the
-//	            bytes to the Handler, and bounds what it queues for the peer (backpressure).
+//	conn.go     The accepted, active socket: loop.go reads it into the loop's shared buffer
+//	            for the Handler; Write bounds what it queues for the peer (backpressure).
 //	handler.go  What a forker replaces: the tuple and echo handlers.
 //	server.go   Config, New, Serve, Shutdown: the wiring.
 //

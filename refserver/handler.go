@@ -38,7 +38,7 @@ type TupleHandler struct{ Echo }
 func (TupleHandler) OnOpen(c *Conn) {
 	t, err := c.Tuple()
 	if err != nil {
-		// getsockname/getpeername fail with ENOTCONN if the peer already reset.
+		// getpeername fails with ENOTCONN if the peer already reset.
 		c.Close()
 		return
 	}

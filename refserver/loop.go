@@ -262,7 +262,8 @@ func (l *loop) wantReadable(c *Conn) {
 // register adopts an accepted descriptor.
 func (l *loop) register(fd int, peer netip.AddrPort) {
 	c := &Conn{fd: fd, loop: l, peer: peer, lastActive: l.now}
-	// A peer that reset already fails this with EINVAL; its first read will say so.
+	// Its error is ignored: Linux sets TCP_NODELAY even on a connection the peer has already
+	// reset (BSD answers EINVAL), and the first read reports the reset.
 	SetNoDelay(fd)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
 		unix.Close(fd)

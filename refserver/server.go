@@ -22,7 +22,7 @@ type Config struct {
 	// Backlog is listen(2)'s backlog: how many finished handshakes may wait for accept. The
 	// kernel cuts it to net.core.somaxconn without a word. 0 means unix.SOMAXCONN (4096).
 	Backlog int
-	Loops   int // epoll loops, each a goroutine on a thread of its own; 0 means one per CPU
+	Loops   int // epoll loops, each a goroutine with an epoll instance of its own; 0 means one per CPU
 	// ReusePort gives each loop a listener of its own on the same address and port
 	// (SO_REUSEPORT), and the kernel spreads connections over them by a hash of the 4-tuple.
 	// Off, the loops share one listener and epoll wakes one of them per connection.
