@@ -312,6 +312,10 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				}
 				Expect(ch4ClientFlags(packets, "before accept", o.Client)).To(Equal([]string{"SYN"}))
 				Expect(ch4ClientFlags(packets, "after accept", o.Client)).To(Equal([]string{"SYN", "SYN,ACK", "ACK"}))
+				// And lo's own timestamps put the second SYN a retransmission timeout after the
+				// first: the retransmission timer sent it, not the accept().
+				Expect(syns).To(HaveLen(2), "the client's SYNs on the wire")
+				Expect(o.SynGapUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10), "the SYN sent again, against tcpi_rto %d µs", o.RTOUS)
 			})
 		// --8<-- [end:backlog-full]
 
