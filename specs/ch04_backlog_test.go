@@ -365,8 +365,10 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				seen.ServerOpen, seen.ServerAccepted = st.Open, st.Accepted
 				lab.Record(ch4EntryOpen, seen)
 
-				// The kernel's limit on the listener is 1 pending connection...
+				// The kernel's limit on the listener is 1 pending connection, and with every
+				// client open none is pending (tcpi_unacked)...
 				Expect(q.Max).To(BeEquivalentTo(backlog))
+				Expect(q.Len).To(BeZero(), "the accept queue with %d connections open", seen.Established)
 				// ...while every client is open and was served: far more than the queue holds.
 				Expect(seen.Established).To(Equal(len(clients)))
 				Expect(seen.Echoed).To(Equal(seen.Established))
