@@ -313,6 +313,10 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 					Expect(r.Listener).To(BeTrue(), "round %d: the listener, with EPOLLIN", i)
 					Expect(r.AcceptErrno).To(Equal(unix.ErrnoName(unix.EMFILE)), "round %d", i)
 				}
+				// The busy loop: epoll_wait with a 1 s timeout returned at once, again and
+				// again, within the ch5SpinFor window; had it slept once, there would be one call.
+				Expect(seen.Spin.Calls).To(BeNumerically(">", 1), "epoll_wait(1000 ms) calls in %v: %+v", ch5SpinFor, seen.Spin)
+				Expect(seen.Spin.WindowUS).To(BeNumerically("<", time.Second.Microseconds()), "%+v", seen.Spin)
 
 				// One descriptor closed, and the next accept4 returns the connection that
 				// waited: the same peer port as the client's getsockname, with the byte it
