@@ -305,8 +305,8 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				Expect(o.EstablishedUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10))
 				Expect(o.EstablishedUS).To(BeNumerically(">", o.AcceptAtUS))
 
-				// On the wire: before accept(), the client's SYN and no answer; after, the same
-				// SYN again (the same sequence number), SYN-ACK and ACK; no RST anywhere.
+				// On the wire: before accept(), the client's SYN and no answer; after, a SYN
+				// again from the same client port, SYN-ACK and ACK; no RST anywhere.
 				for _, p := range packets {
 					Expect(p.Flags).NotTo(ContainSubstring("RST"), "%+v", p)
 				}
