@@ -78,28 +78,6 @@ func ch5ErrnoOf(err error) unix.Errno {
 	return e
 }
 
-// ch5WaitReadable polls fd for input (or end-of-stream, or an error) at most within.
-func ch5WaitReadable(fd int, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for range 100 {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			break
-		}
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("poll", err)
-		}
-		if n > 0 {
-			return nil
-		}
-	}
-	return fmt.Errorf("poll: descriptor %d not readable within %v", fd, within)
-}
-
 // ch5CaptureUntil reads the capture until done says the segments so far are enough, at most
 // within; it keeps the segments keep accepts.
 func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]lab.Segment) bool, within time.Duration) ([]lab.Segment, error) {
@@ -289,7 +267,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	}
 	// connect returns on the SYN-ACK; the final ACK that queues the connection may still be
 	// on its way to the listener.
-	if err := ch5WaitReadable(l, lab.AcceptWithin); err != nil {
+	if err := lab.WaitFor(l, unix.POLLIN, lab.AcceptWithin); err != nil {
 		return seen, err
 	}
 	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
@@ -510,7 +488,7 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 		return c, -1, err
 	}
 	c.Port = local.Port()
-	if err := ch5WaitReadable(fd, lab.ReadWithin); err != nil {
+	if err := lab.WaitFor(fd, unix.POLLIN, lab.ReadWithin); err != nil {
 		unix.Close(fd)
 		return c, -1, err
 	}
@@ -705,7 +683,7 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	if err := unix.Close(s); err != nil {
 		return seen, os.NewSyscallError("close", err)
 	}
-	if err := ch5WaitReadable(client, lab.ReadWithin); err != nil {
+	if err := lab.WaitFor(client, unix.POLLIN, lab.ReadWithin); err != nil {
 		return seen, err
 	}
 	buf := make([]byte, 64)

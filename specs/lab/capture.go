@@ -120,7 +120,7 @@ func awaitRxTimestamps(within time.Duration) (probes int, err error) {
 			return probes, os.NewSyscallError("sendto", err)
 		}
 		sent := time.Now()
-		if err := pollFor(fd, unix.POLLIN, time.Until(deadline)); err != nil {
+		if err := WaitFor(fd, unix.POLLIN, time.Until(deadline)); err != nil {
 			return probes, err
 		}
 		_, oobn, _, _, err := unix.Recvmsg(fd, buf, oob, 0)

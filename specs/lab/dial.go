@@ -195,7 +195,7 @@ func BindTCPAndUDP(f Family) (tcp, udp *Sock, at netip.AddrPort) {
 func (l *Listener) TryAccept(within time.Duration) (*Sock, error) {
 	deadline := time.Now().Add(within)
 	for attempt := 0; attempt < 1000; attempt++ {
-		if err := pollFor(l.FD(), unix.POLLIN, time.Until(deadline)); err != nil {
+		if err := WaitFor(l.FD(), unix.POLLIN, time.Until(deadline)); err != nil {
 			return nil, err
 		}
 		fd, _, err := refserver.Accept(l.FD())
@@ -228,7 +228,7 @@ func (s *Sock) Send(b []byte) {
 	for attempt := 0; len(b) > 0 && attempt < 1000; attempt++ {
 		n, err := unix.Write(s.FD(), b)
 		if errors.Is(err, unix.EAGAIN) {
-			gomega.Expect(pollFor(s.FD(), unix.POLLOUT, time.Until(deadline))).To(gomega.Succeed())
+			gomega.Expect(WaitFor(s.FD(), unix.POLLOUT, time.Until(deadline))).To(gomega.Succeed())
 			continue
 		}
 		gomega.Expect(os.NewSyscallError("write", err)).NotTo(gomega.HaveOccurred())
@@ -245,7 +245,7 @@ func (s *Sock) Read(n int) []byte {
 	buf := make([]byte, n)
 	deadline := time.Now().Add(ReadWithin)
 	for attempt := 0; len(got) < n && attempt < 1000; attempt++ {
-		gomega.Expect(pollFor(s.FD(), unix.POLLIN, time.Until(deadline))).To(gomega.Succeed(), "waiting for %d bytes, have %d", n, len(got))
+		gomega.Expect(WaitFor(s.FD(), unix.POLLIN, time.Until(deadline))).To(gomega.Succeed(), "waiting for %d bytes, have %d", n, len(got))
 		m, err := unix.Read(s.FD(), buf[:n-len(got)])
 		if errors.Is(err, unix.EAGAIN) {
 			continue
@@ -265,7 +265,7 @@ func (s *Sock) ReceiveFrom() ([]byte, netip.AddrPort) {
 	buf := make([]byte, 64<<10)
 	deadline := time.Now().Add(ReadWithin)
 	for attempt := 0; attempt < 1000; attempt++ {
-		gomega.Expect(pollFor(s.FD(), unix.POLLIN, time.Until(deadline))).To(gomega.Succeed(), "waiting for a datagram")
+		gomega.Expect(WaitFor(s.FD(), unix.POLLIN, time.Until(deadline))).To(gomega.Succeed(), "waiting for a datagram")
 		n, from, err := unix.Recvfrom(s.FD(), buf, 0)
 		if errors.Is(err, unix.EAGAIN) {
 			continue
@@ -277,10 +277,12 @@ func (s *Sock) ReceiveFrom() ([]byte, netip.AddrPort) {
 	return nil, netip.AddrPort{}
 }
 
-// pollFor is poll(2) on one descriptor for events, at most within. It returns ETIMEDOUT
-// when nothing came, and POLLERR/POLLHUP as what SO_ERROR says, so a reset connection
-// fails with ECONNRESET rather than a timeout.
-func pollFor(fd int, events int16, within time.Duration) error {
+// WaitFor is poll(2) on one descriptor for events, at most within, for specs and sandbox
+// children alike. It returns ETIMEDOUT when nothing came, and when only POLLERR or POLLHUP
+// came, what SO_ERROR says, so a reset connection fails with ECONNRESET rather than a
+// timeout. (A reset socket also reports POLLIN, so a wait for input returns nil and the
+// read that follows meets the errno.)
+func WaitFor(fd int, events int16, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for attempt := 0; attempt < 1000; attempt++ {
 		ms := int(time.Until(deadline).Milliseconds())
