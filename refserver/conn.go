@@ -93,7 +93,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if len(c.out)+len(p)-n > c.loop.srv.maxOutput {
+	if len(c.out)+len(p)-n > c.loop.srv.cfg.MaxOutput {
 		c.fail(ErrOutputLimit)
 		return n, ErrOutputLimit
 	}

@@ -21,13 +21,13 @@ type loop struct {
 	epfd int
 	// wakefd is an eventfd in the epoll set; Shutdown writes it so that epoll_wait returns.
 	wakefd int
-	// listeners are the passive sockets this loop accepts from: the server's one listener,
+	// listener is the passive socket this loop accepts from: the server's one listener,
 	// shared by every loop, or with SO_REUSEPORT a listener of the loop's own.
-	listeners []int
-	// listening says whether the listeners are in the epoll set. They leave it on EMFILE
+	listener int
+	// listening says whether the listener is in the epoll set. It leaves it on EMFILE
 	// when no spare descriptor is left (see accept.go) and at shutdown.
 	listening bool
-	// resumeAt is when paused listeners go back into the epoll set (loop clock).
+	// resumeAt is when a paused listener goes back into the epoll set (loop clock).
 	resumeAt int64
 	// conns is indexed by descriptor: the kernel hands out the lowest free number, so the
 	// slice stays dense and a lookup is one index, not a map probe.
@@ -50,8 +50,8 @@ const (
 	eventBatch     = 256      // events taken per epoll_wait
 )
 
-func newLoop(id int, srv *Server, listeners []int) (*loop, error) {
-	l := &loop{id: id, srv: srv, epfd: -1, wakefd: -1, listeners: listeners,
+func newLoop(id int, srv *Server, listener int) (*loop, error) {
+	l := &loop{id: id, srv: srv, epfd: -1, wakefd: -1, listener: listener,
 		buf: make([]byte, readBufferSize), events: make([]unix.EpollEvent, eventBatch)}
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
@@ -79,44 +79,33 @@ func (l *loop) ctl(op, fd int, events uint32) error {
 
 // --8<-- [start:listenerevents]
 
-// listen puts the listeners into the epoll set or takes them out.
+// listen puts the listener into the epoll set or takes it out.
 func (l *loop) listen(on bool) error {
 	if on == l.listening {
 		return nil
 	}
-	for _, fd := range l.listeners {
-		var err error
-		if on {
-			// Level-triggered: the listener stays readable while its accept queue is not
-			// empty, so a connection left in the queue is reported again. EPOLLEXCLUSIVE:
-			// when loops share one listener, the kernel wakes one of them per connection,
-			// not all (the thundering herd, Linux 4.5+).
-			ev := uint32(unix.EPOLLIN)
-			if !l.srv.cfg.ReusePort {
-				ev |= unix.EPOLLEXCLUSIVE
-			}
-			err = l.ctl(unix.EPOLL_CTL_ADD, fd, ev)
-		} else {
-			err = l.ctl(unix.EPOLL_CTL_DEL, fd, 0)
+	var err error
+	if on {
+		// Level-triggered: the listener stays readable while its accept queue is not
+		// empty, so a connection left in the queue is reported again. EPOLLEXCLUSIVE:
+		// when loops share one listener, the kernel wakes one of them per connection,
+		// not all (the thundering herd, Linux 4.5+).
+		ev := uint32(unix.EPOLLIN)
+		if !l.srv.cfg.ReusePort {
+			ev |= unix.EPOLLEXCLUSIVE
 		}
-		if err != nil {
-			return err
-		}
+		err = l.ctl(unix.EPOLL_CTL_ADD, l.listener, ev)
+	} else {
+		err = l.ctl(unix.EPOLL_CTL_DEL, l.listener, 0)
+	}
+	if err != nil {
+		return err
 	}
 	l.listening = on
 	return nil
 }
 
 // --8<-- [end:listenerevents]
-
-func (l *loop) isListener(fd int) bool {
-	for _, lfd := range l.listeners {
-		if fd == lfd {
-			return true
-		}
-	}
-	return false
-}
 
 // --8<-- [start:run]
 
@@ -143,7 +132,7 @@ func (l *loop) run() error {
 			switch {
 			case fd == l.wakefd:
 				l.wake()
-			case l.isListener(fd):
+			case fd == l.listener:
 				l.acceptFrom(fd)
 			case fd < len(l.conns) && l.conns[fd] != nil:
 				l.serve(l.conns[fd], ev.Events)
@@ -193,7 +182,7 @@ func (l *loop) read(c *Conn) {
 		l.touch(c) // we already said goodbye; the peer's late bytes are read and dropped
 	default:
 		l.touch(c)
-		l.srv.handler.OnData(c, buf[:n])
+		l.srv.cfg.Handler.OnData(c, buf[:n])
 		if c.drainLeft > 0 {
 			if c.drainLeft -= n; c.drainLeft == 0 {
 				c.state |= stClosing
@@ -278,7 +267,7 @@ func (l *loop) register(fd int, peer netip.AddrPort) {
 	l.nconns++
 	l.linkIdle(c)
 	l.srv.opened(c)
-	l.srv.handler.OnOpen(c)
+	l.srv.cfg.Handler.OnOpen(c)
 	if l.draining {
 		c.state |= stClosing
 	}
@@ -299,7 +288,7 @@ func (l *loop) closeConn(c *Conn, err error) {
 	c.state |= stClosed
 	c.out = nil
 	l.srv.adm.release(clientKey(c.peer))
-	l.srv.handler.OnClose(c, err)
+	l.srv.cfg.Handler.OnClose(c, err)
 }
 
 // --8<-- [start:idle]
@@ -412,8 +401,8 @@ func (l *loop) drain() {
 	if err := l.listen(false); err != nil {
 		l.srv.logEvery(&l.srv.rlErr, "loop %d: %v", l.id, err)
 	}
-	// The numbers will be closed and reused for connections: forget them.
-	l.listeners = nil
+	// The number will be closed and reused for a connection: forget it.
+	l.listener = -1
 	l.srv.listenersOff.Done()
 	for _, c := range l.conns {
 		if c == nil {
@@ -426,7 +415,7 @@ func (l *loop) drain() {
 		// in backpressure may have megabytes queued: one last read would answer 64 KiB of
 		// them and drop the rest after our FIN.
 		n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ)
-		if err == nil && n > 0 && c.state&(stClosing|stWrShut) == 0 {
+		if err == nil && n > 0 && c.state&stClosing == 0 {
 			c.drainLeft = n
 		} else {
 			c.state |= stClosing

@@ -50,10 +50,8 @@ type Config struct {
 
 // Server is a listening address served by a set of epoll loops.
 type Server struct {
-	cfg       Config
-	handler   Handler
-	maxOutput int
-	addr      netip.AddrPort
+	cfg  Config // with the defaults filled in
+	addr netip.AddrPort
 	// listeners are the passive sockets; mu guards them, since Shutdown closes them while
 	// Stats may read their queues.
 	listeners []int
@@ -83,18 +81,18 @@ const (
 // socket, setsockopt, bind, listen. Connections queue in the kernel from here on, before
 // Serve accepts any: the handshake does not wait for the application.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, handler: cfg.Handler, maxOutput: cfg.MaxOutput, done: make(chan struct{})}
+	s := &Server{cfg: cfg, done: make(chan struct{})}
 	s.adm.maxConns = int64(cfg.MaxConns)
 	if cfg.MaxConnsPerIP > 0 {
 		s.adm.maxPerIP = cfg.MaxConnsPerIP
 		s.adm.perIP = make(map[netip.Addr]int)
 	}
 	s.adm.spare = -1
-	if s.handler == nil {
-		s.handler = TupleHandler{}
+	if s.cfg.Handler == nil {
+		s.cfg.Handler = TupleHandler{}
 	}
-	if s.maxOutput <= 0 {
-		s.maxOutput = 1 << 20
+	if s.cfg.MaxOutput <= 0 {
+		s.cfg.MaxOutput = 1 << 20
 	}
 	if s.cfg.Loops <= 0 {
 		s.cfg.Loops = runtime.NumCPU()
@@ -123,12 +121,11 @@ func New(cfg Config) (*Server, error) {
 	// The spare descriptor for EMFILE (accept.go) is taken before the first connection.
 	s.adm.retakeSpare()
 	for i := range s.cfg.Loops {
-		// Each loop has its own copy: Shutdown marks closed listeners in s.listeners.
-		lfds := append([]int(nil), s.listeners...)
+		lfd := s.listeners[0]
 		if s.cfg.ReusePort {
-			lfds = []int{s.listeners[i]}
+			lfd = s.listeners[i]
 		}
-		l, err := newLoop(i, s, lfds)
+		l, err := newLoop(i, s, lfd)
 		if err != nil {
 			s.closeAll()
 			return nil, err
