@@ -31,7 +31,8 @@ type loop struct {
 	resumeAt int64
 	// conns is indexed by descriptor: the kernel hands out the lowest free number, so the
 	// slice stays dense and a lookup is one index, not a map probe.
-	conns  []*Conn
+	conns []*Conn
+	// nconns counts conns' entries, so a draining loop knows it is done without a scan.
 	nconns int
 	// buf is the one read buffer of the loop: a read goes into it, the Handler sees it, and
 	// nothing is kept per connection unless the peer is slow to read what we write.
@@ -42,7 +43,9 @@ type loop struct {
 	now int64
 	// idleHead and idleTail thread every Conn by last activity, least recent first.
 	idleHead, idleTail *Conn
-	draining           bool
+	// draining is set once the loop has seen Shutdown (or died): it accepts no more, and
+	// run returns when nconns reaches 0.
+	draining bool
 }
 
 const (

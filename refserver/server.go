@@ -59,9 +59,11 @@ type Server struct {
 	loops     []*loop
 	adm       admission
 
-	state        atomic.Int32 // stateServing, then stateDraining
-	deadline     atomic.Int64 // when draining loops close what is left (unix nanoseconds)
-	cut          atomic.Bool  // a loop closed connections at the deadline instead of draining them
+	state    atomic.Int32 // stateServing, then stateDraining
+	deadline atomic.Int64 // when draining loops close what is left (unix nanoseconds)
+	cut      atomic.Bool  // a loop closed connections at the deadline instead of draining them
+	// listenersOff is done when every loop has taken the listeners out of its epoll set:
+	// Shutdown closes them only then, so no loop accept4s a number being reused.
 	listenersOff sync.WaitGroup
 	serveOnce    sync.Once
 	done         chan struct{} // closed when every loop has returned
