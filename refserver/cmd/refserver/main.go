@@ -67,7 +67,7 @@ func parse(args []string, stdout io.Writer) (options, error) {
 	addr := fs.String("addr", "127.0.0.1:7000", "`address` to listen on: IPv4 as 127.0.0.1:7000, IPv6 as [::1]:7000; port 0 lets the kernel pick")
 	fs.IntVar(&o.backlog, "backlog", unix.SOMAXCONN, "listen(2) `backlog`; the kernel caps it at net.core.somaxconn")
 	fs.StringVar(&o.mode, "mode", "tuple", "`protocol`: tuple (tell each client its 5-tuple, then echo) or echo (echo only)")
-	fs.IntVar(&o.loops, "loops", 0, "epoll `loops`, one thread each; 0 means one per CPU")
+	fs.IntVar(&o.loops, "loops", 0, "epoll `loops`, each an epoll instance and the goroutine that waits on it; 0 means one per CPU")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "give each loop its own listener on the same port (SO_REUSEPORT)")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "open connections at `most`; more are closed at once (0: no cap but the descriptor limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections from one client address at `most`; its next ones are closed at once (0: no cap)")
