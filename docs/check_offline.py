@@ -2,7 +2,9 @@
 """Check that the built site loads nothing from another host.
 
 - HTML: no http:// or https:// anywhere (attributes, text, code samples), but for XML
-  namespace names such as xmlns="http://www.w3.org/2000/svg", which are never fetched.
+  namespace names such as xmlns="http://www.w3.org/2000/svg", which are never fetched, and
+  the href of a link (<a href="https://...">), which the browser follows only when the reader
+  clicks it: the article and the RFCs the chapters cite are named that way.
 - CSS: no url(...) or @import that leaves the site. (Font Awesome's licence comment in the
   theme's stylesheet names its home page; comments are not loaded.)
 - SVG pictures: nothing but their namespace.
@@ -22,6 +24,7 @@ NAMESPACES = {
     "http://www.w3.org/1998/Math/MathML", "http://www.w3.org/XML/1998/namespace",
 }
 CSS_FETCH = re.compile(r'(?:url\(\s*["\']?|@import\s+["\']?)(?P<url>(?:https?:)?//[^"\')\s]+)', re.I)
+LINK_OUT = re.compile(r'<a\s[^>]*?href="https?://[^"]*"')
 CSS_COMMENT = re.compile(r'/\*.*?\*/', re.S)
 THEME_JS = os.path.join("assets", "javascripts") + os.sep
 # What would make the theme's bundle fetch from elsewhere, as it would appear in a page.
@@ -43,6 +46,8 @@ def main(site):
                 continue
             with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
+            if ext == ".html":
+                text = LINK_OUT.sub("<a", text)
             if ext in (".html", ".svg"):
                 for u in URL.findall(text):
                     if u not in NAMESPACES:

@@ -91,8 +91,8 @@ func (l *loop) listen(on bool) error {
 	if on {
 		// Level-triggered: the listener stays readable while its accept queue is not
 		// empty, so a connection left in the queue is reported again. EPOLLEXCLUSIVE:
-		// when loops share one listener, the kernel wakes one of them per connection,
-		// not all (the thundering herd, Linux 4.5+).
+		// when loops share one listener, the kernel wakes "one or more" of them per
+		// connection (epoll(7)), rather than every one (the thundering herd, Linux 4.5+).
 		ev := uint32(unix.EPOLLIN)
 		if !l.srv.cfg.ReusePort {
 			ev |= unix.EPOLLEXCLUSIVE

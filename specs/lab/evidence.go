@@ -21,6 +21,7 @@ import (
 //	"port_range"   PortRange      net.ipv4.ip_local_port_range, read from /proc
 //	"port_pattern" PortPattern    how the kernel walked the range: shown, never asserted
 //	"traffic"      []TrafficSeen  what each socket received, and from whom
+//	"figures"      Figures        the numbers the chapter's prose cites, by name (see Cite)
 //
 // An entry may appear more than once in one spec (two refused calls: two "errno").
 const (
@@ -30,6 +31,7 @@ const (
 	EntryPortRange   = "port_range"
 	EntryPortPattern = "port_pattern"
 	EntryTraffic     = "traffic"
+	EntryFigures     = "figures"
 )
 
 // Record attaches value to the running spec's report under name. It stays out of the
@@ -38,6 +40,21 @@ const (
 func Record(name string, value any) {
 	ginkgo.GinkgoHelper()
 	ginkgo.AddReportEntry(name, value, ginkgo.ReportEntryVisibilityFailureOrVerbose)
+}
+
+// Figures are the values a chapter's sentences quote, each named once: "accepted", "queue_max",
+// "resent_after_ms". A chapter writes {{ claim.id:name }} where a number would go, and the docs
+// build (docs/hooks/figures.py) puts in what this run recorded, so the prose always tells the
+// reader's own kernel's answer and never one machine's. Every value is something the spec read
+// from the kernel (and, where the claim rests on it, asserted), never a constant of the test.
+// A value is a string, a number, or a list of them; the chapter chooses how to print it.
+type Figures map[string]any
+
+// Cite attaches figures to the running spec's report, for the chapter's prose. A spec may
+// cite more than once; a later value of a name replaces an earlier one.
+func Cite(f Figures) {
+	ginkgo.GinkgoHelper()
+	Record(EntryFigures, f)
 }
 
 // TupleSeen is one connection read from the kernel at both ends, each as Tuple.String()

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
+	"fmt"
 )
 
 // setting is one line of the page's table of what the proofs ran on.
@@ -12,37 +9,56 @@ type setting struct {
 	Name, Value, Note string
 }
 
-// readEnv reads the kernel's release and the settings the chapters talk about, live, from
-// /proc: the report itself does not carry them, and the page is generated on the machine
-// that ran the proofs, right after them (make docs).
-func readEnv() []setting {
-	sys := func(name string) string {
-		b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
-		if err != nil {
-			return "unknown"
-		}
-		return strings.Join(strings.Fields(string(b)), " ")
-	}
-	return []setting{
-		{"kernel (uname -r)", sys("kernel.osrelease"), runtime.GOOS + "/" + runtime.GOARCH},
-		{"net.core.somaxconn", sys("net.core.somaxconn"), "the cap on every listen() backlog (chapter 4)"},
-		{"net.ipv4.ip_local_port_range", sys("net.ipv4.ip_local_port_range"), "where connect() picks source ports (chapters 2, 3)"},
-		{"net.ipv4.tcp_syncookies", sys("net.ipv4.tcp_syncookies"), "1: SYN cookies only when the SYN queue overflows"},
-		{"net.ipv4.tcp_syn_linear_timeouts", sys("net.ipv4.tcp_syn_linear_timeouts"), "how many SYN retransmissions keep the initial 1 s timeout before it doubles; unknown where the kernel lacks it (chapter 4)"},
-		{"net.ipv4.tcp_abort_on_overflow", sys("net.ipv4.tcp_abort_on_overflow"), "0: a full accept queue drops, never resets"},
-		{"RLIMIT_NOFILE (soft / hard)", nofile(), "descriptors per process (chapters 3, 5); a Go program raises its soft limit to hard-1 at start-up"},
-		{"fs.nr_open", sys("fs.nr_open"), "the highest RLIMIT_NOFILE may go"},
-		{"fs.file-max", sys("fs.file-max"), "descriptors for the whole system"},
-	}
+// machine is the suite's "machine" entry (lab.Machine): the kernel as it described itself
+// when the proofs began, so that the page says what the proofs ran on, not what the machine
+// that generates the page looks like later.
+type machine struct {
+	Kernel  string            `json:"kernel"`
+	Arch    string            `json:"arch"`
+	Date    string            `json:"date"`
+	CPUs    int               `json:"cpus"`
+	Sysctls map[string]string `json:"sysctls"`
+	NoFile  string            `json:"nofile"`
 }
 
-// nofile is RLIMIT_NOFILE as a process started from here gets it. The Go runtime raised this
-// process's own soft limit at start-up and restores the original for the programs it starts,
-// so a shell tells the limit a reader's programs really begin with.
-func nofile() string {
-	out, err := exec.Command("sh", "-c", `echo "$(ulimit -Sn) / $(ulimit -Hn)"`).Output()
-	if err != nil {
-		return "unknown"
+// settingNotes say what each setting of the machine entry governs, in the order shown.
+var settingNotes = []struct{ name, note string }{
+	{"net.core.somaxconn", "the cap on every listen() backlog (chapter 4)"},
+	{"net.ipv4.ip_local_port_range", "where connect() picks source ports (chapters 2, 3)"},
+	{"net.ipv4.tcp_syncookies", "1: SYN cookies only when the SYN queue overflows"},
+	{"net.ipv4.tcp_syn_linear_timeouts", "how many SYN retransmissions keep the initial 1 s timeout before it doubles; unknown where the kernel lacks it (chapter 4)"},
+	{"net.ipv4.tcp_abort_on_overflow", "0: a full accept queue drops, never resets"},
+	{"net.ipv4.tcp_fin_timeout", "how long an orphaned connection may wait in FIN_WAIT2"},
+	{"net.ipv4.tcp_tw_reuse", "whether connect() may reuse a 4-tuple still in TIME_WAIT (2: for loopback only)"},
+	{"net.ipv6.bindv6only", "0: an AF_INET6 socket takes IPv4 clients too unless it sets IPV6_V6ONLY"},
+	{"fs.nr_open", "the highest RLIMIT_NOFILE may go"},
+	{"fs.file-max", "descriptors for the whole system"},
+}
+
+// machineOf finds the machine entry the suite recorded before its first spec.
+func machineOf(r suiteReport) (machine, error) {
+	for _, s := range r.SpecReports {
+		for _, e := range s.entries("machine") {
+			var m machine
+			if err := e.decode(&m); err != nil {
+				return machine{}, fmt.Errorf("the report's machine entry: %w", err)
+			}
+			return m, nil
+		}
 	}
-	return strings.TrimSpace(string(out))
+	return machine{}, fmt.Errorf("the report has no machine entry: it was written by an older suite (run go test ./specs/ again)")
+}
+
+// settings is the page's table: the kernel, then each setting with what it governs.
+func (m machine) settings() []setting {
+	env := []setting{{"kernel (uname -r)", m.Kernel, fmt.Sprintf("%s, %d CPUs, proofs run on %s", m.Arch, m.CPUs, m.Date)}}
+	for _, s := range settingNotes {
+		v, ok := m.Sysctls[s.name]
+		if !ok {
+			v = "unknown"
+		}
+		env = append(env, setting{s.name, v, s.note})
+	}
+	return append(env, setting{"RLIMIT_NOFILE (soft / hard)", m.NoFile,
+		"descriptors per process (chapters 3, 5); a Go program raises its soft limit to hard-1 at start-up"})
 }

@@ -34,6 +34,10 @@ func run(reportPath, out, img string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	m, err := machineOf(r)
+	if err != nil {
+		return "", err
+	}
 	ps, unknown := proofs(r)
 	pics, missing := pictures(r, ps)
 	imgDir := filepath.Join(filepath.Dir(out), filepath.FromSlash(img))
@@ -45,7 +49,7 @@ func run(reportPath, out, img string) (string, error) {
 			return "", err
 		}
 	}
-	page := writePage(r, ps, unknown, readEnv(), img, missing)
+	page := writePage(r, ps, unknown, m.settings(), img, missing)
 	if err := os.WriteFile(out, page, 0o644); err != nil {
 		return "", err
 	}

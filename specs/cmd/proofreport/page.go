@@ -78,7 +78,7 @@ func writePage(r suiteReport, ps []proof, unknown []specReport, env []setting, i
 	}
 
 	w.WriteString("## The kernel these proofs ran on\n\n")
-	w.WriteString("Read from `/proc` when this page was generated, right after the proofs ran.\n\n")
+	w.WriteString("Read from the kernel (`uname`, `/proc/sys`) as the proofs began, and kept in the report.\n\n")
 	w.WriteString("| setting | value | what it governs |\n|---|---|---|\n")
 	for _, s := range env {
 		fmt.Fprintf(&w, "| `%s` | `%s` | %s |\n", s.Name, s.Value, s.Note)

@@ -177,7 +177,8 @@ type portRange struct {
 	Size int `json:"size"`
 }
 
-// hostRange is ip_local_port_range as port.ephemeral read it, or else as /proc says now.
+// hostRange is ip_local_port_range as port.ephemeral read it, or else as the suite's machine
+// entry recorded it when the run began.
 func hostRange(r suiteReport) (low, high int) {
 	for _, s := range r.SpecReports {
 		if !slices.Contains(s.claimIDs(), "port.ephemeral") {
@@ -190,14 +191,12 @@ func hostRange(r suiteReport) (low, high int) {
 			}
 		}
 	}
-	for _, st := range readEnv() {
-		if st.Name == "net.ipv4.ip_local_port_range" {
-			if _, err := fmt.Sscan(st.Value, &low, &high); err == nil {
-				return low, high
-			}
+	if m, err := machineOf(r); err == nil {
+		if _, err := fmt.Sscan(m.Sysctls["net.ipv4.ip_local_port_range"], &low, &high); err == nil {
+			return low, high
 		}
 	}
-	return 32768, 60999
+	return 0, 0
 }
 
 // destinations reads, from the limit proofs' evidence, the narrowed range's size and the
