@@ -3,7 +3,6 @@
 package refserver
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/rand"
 	"io"
@@ -13,25 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"portproof/internal/testkit"
 )
-
-// syncBuffer is a log destination that the loops and the test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSuffix(b.buf.String(), "\n"), "\n")
-}
 
 // reset ends c with RST instead of FIN: SO_LINGER {on, 0 seconds}, then close(2).
 func reset(c *net.TCPConn) error {
@@ -46,7 +29,7 @@ func reset(c *net.TCPConn) error {
 // a bare unix.Errno, which is nil: the first reset crashed the server.)
 func TestResetNarrated(t *testing.T) {
 	noLeaks(t)
-	var logged syncBuffer
+	var logged testkit.Lines
 	srv := startServer(t, Config{Handler: Echo{}, Log: log.New(&logged, "", 0), LogConns: true})
 	c := dial(t, srv.Addr())
 	if err := roundTrip(c, []byte("hi")); err != nil {
@@ -60,11 +43,11 @@ func TestResetNarrated(t *testing.T) {
 		t.Error(err)
 	}
 	var found bool
-	for _, l := range logged.lines() {
+	for _, l := range logged.All() {
 		found = found || strings.Contains(l, ": ECONNRESET (connection reset by peer)")
 	}
 	if !found {
-		t.Errorf("no close line says ECONNRESET:\n%s", strings.Join(logged.lines(), "\n"))
+		t.Errorf("no close line says ECONNRESET:\n%s", strings.Join(logged.All(), "\n"))
 	}
 }
 
@@ -75,7 +58,7 @@ func TestResetNarrated(t *testing.T) {
 func TestResets(t *testing.T) {
 	const clients, atOnce, size = 1000, 100, 64 << 10
 	noLeaks(t)
-	var logged syncBuffer
+	var logged testkit.Lines
 	// A line per connection is what LogConns asks for; without it, resets are one kind of
 	// event among the rate-limited ones.
 	srv := startServer(t, Config{Handler: Echo{}, Log: log.New(&logged, "", 0)})
@@ -127,7 +110,7 @@ func TestResets(t *testing.T) {
 	}
 	var lines int
 	var first string
-	for _, l := range logged.lines() {
+	for _, l := range logged.All() {
 		if strings.Contains(l, "reset by ") {
 			lines++
 			first = cmp.Or(first, l)

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"portproof/refserver/internal/testkit"
+	"portproof/internal/testkit"
 )
 
 // child is a server in a process of its own (helperServe), so that it can have its own

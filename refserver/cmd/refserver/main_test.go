@@ -24,7 +24,7 @@ import (
 
 	"portproof/refserver"
 
-	"portproof/refserver/internal/testkit"
+	"portproof/internal/testkit"
 )
 
 // The CLI's tests run the test binary itself as refserver: with REFSERVER_AS_CLI=1, TestMain

@@ -1,5 +1,5 @@
-// Package testkit holds what refserver's tests and its CLI's tests share. It is internal: no
-// fork of the server needs it.
+// Package testkit holds what the project's tests share: refserver's, its CLI's, the specs'
+// and the benchmark's. It is internal: no fork of the server needs it.
 package testkit
 
 import (
@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// Lines collects what a child process writes (it is the child's Stdout), line by line, and
-// lets a test wait for one: the server narrates, and the tests read the narration.
+// Lines collects what a writer produces, line by line, and lets a test wait for one: it is
+// a child process's Stdout, or a server's log.Logger, written by the loops' goroutines
+// while the test reads. The zero value is ready to use.
 type Lines struct {
 	mu      sync.Mutex
 	lines   []string
@@ -19,7 +20,7 @@ type Lines struct {
 	more    chan struct{} // closed and replaced at every line, so a waiter wakes per line
 }
 
-func NewLines() *Lines { return &Lines{more: make(chan struct{})} }
+func NewLines() *Lines { return &Lines{} }
 
 func (l *Lines) Write(p []byte) (int, error) {
 	l.mu.Lock()
@@ -32,8 +33,10 @@ func (l *Lines) Write(p []byte) (int, error) {
 		}
 		l.lines = append(l.lines, string(l.partial[:i]))
 		l.partial = l.partial[i+1:]
-		close(l.more)
-		l.more = make(chan struct{})
+		if l.more != nil {
+			close(l.more)
+			l.more = nil
+		}
 	}
 	return len(p), nil
 }
@@ -49,6 +52,9 @@ func (l *Lines) Wait(substr string, d time.Duration) (string, error) {
 				return s, nil
 			}
 		}
+		if l.more == nil {
+			l.more = make(chan struct{})
+		}
 		more := l.more
 		l.mu.Unlock()
 		select {
@@ -59,15 +65,20 @@ func (l *Lines) Wait(substr string, d time.Duration) (string, error) {
 	}
 }
 
-// All is every complete line so far.
+// All is every complete line so far, without its newline.
 func (l *Lines) All() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.lines...)
 }
 
+// String is everything written so far, the unfinished last line included.
 func (l *Lines) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n") + string(l.partial)
+	all := l.lines
+	if len(l.partial) > 0 {
+		all = append(all[:len(all):len(all)], string(l.partial))
+	}
+	return strings.Join(all, "\n")
 }
