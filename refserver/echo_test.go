@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"portproof/internal/testkit"
 )
 
 // TestEchoRandomChunks: 250 clients, all connected before any sends, each send a random payload (0 to 1 MiB) in
@@ -26,16 +28,16 @@ func TestEchoRandomChunks(t *testing.T) {
 	const clients = 250
 	type run struct {
 		name      string
-		f         family
+		f         testkit.Family
 		reusePort bool
 	}
-	runs := []run{{families[0].name, families[0], false}, {families[1].name, families[1], false}, {"ipv4 SO_REUSEPORT", families[0], true}}
+	runs := []run{{testkit.Families[0].Name, testkit.Families[0], false}, {testkit.Families[1].Name, testkit.Families[1], false}, {"ipv4 SO_REUSEPORT", testkit.Families[0], true}}
 	for _, r := range runs {
 		f := r.f
 		t.Run(r.name, func(t *testing.T) {
-			f.require(t)
+			f.Require(t)
 			noLeaks(t)
-			srv := startServer(t, Config{Addr: f.any(), Handler: Echo{}, Loops: 2, ReusePort: r.reusePort})
+			srv := startServer(t, Config{Addr: f.Any(), Handler: Echo{}, Loops: 2, ReusePort: r.reusePort})
 			if r.reusePort {
 				// A listener per loop, all on the one address and port.
 				lfds := srv.Listeners()
@@ -183,11 +185,11 @@ func echoOnce(c *net.TCPConn, seed, i uint64) (int64, error) {
 // must equal what the kernel tells the client of its own end: getsockname (the client's
 // address and port) and getpeername (the server's). Two clients differ only in their port.
 func TestTupleLine(t *testing.T) {
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			f.require(t)
+	for _, f := range testkit.Families {
+		t.Run(f.Name, func(t *testing.T) {
+			f.Require(t)
 			noLeaks(t)
-			srv := startServer(t, Config{Addr: f.any()}) // nil Handler: TupleHandler
+			srv := startServer(t, Config{Addr: f.Any()}) // nil Handler: TupleHandler
 			var seen []Tuple
 			for i := range 3 {
 				c := dial(t, srv.Addr())

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -23,40 +22,6 @@ import (
 // connDeadline bounds every client connection of the tests: a test that hangs fails with a
 // timeout naming the connection, not with the test binary's panic ten minutes later.
 const connDeadline = 20 * time.Second
-
-// family is an address family the tests run over, on its loopback address.
-type family struct {
-	name     string
-	loopback netip.Addr
-}
-
-var families = []family{
-	{"ipv4", netip.MustParseAddr("127.0.0.1")},
-	{"ipv6", netip.IPv6Loopback()},
-}
-
-func (f family) any() netip.AddrPort { return netip.AddrPortFrom(f.loopback, 0) }
-
-// require stops the test when the family's loopback cannot be bound here: a kernel without
-// IPv6 fails socket(AF_INET6) with EAFNOSUPPORT, a container with
-// net.ipv6.conf.lo.disable_ipv6=1 fails bind(::1) with EADDRNOTAVAIL. Under CI (CI=true) a
-// missing family is a failure, not a skip, as in the specs.
-func (f family) require(t *testing.T) {
-	t.Helper()
-	fd, err := Socket(Family(f.any()))
-	if err == nil {
-		err = Bind(fd, f.any())
-		unix.Close(fd)
-	}
-	if err == nil {
-		return
-	}
-	msg := fmt.Sprintf("%s loopback %s is not usable here: %v (%s)", f.name, f.loopback, err, ErrnoName(err))
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
 
 // startServer runs a Server with cfg (Addr defaults to 127.0.0.1:0) until the test ends,
 // then shuts it down and checks that both Shutdown and Serve answered nil.

@@ -152,38 +152,6 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-type family struct {
-	name     string
-	loopback netip.Addr
-	domain   string // as the narration names it
-}
-
-var families = []family{
-	{"ipv4", netip.MustParseAddr("127.0.0.1"), "AF_INET"},
-	{"ipv6", netip.IPv6Loopback(), "AF_INET6"},
-}
-
-func (f family) any() netip.AddrPort { return netip.AddrPortFrom(f.loopback, 0) }
-
-// require stops the test when the family's loopback cannot be bound here (a failure under
-// CI=true, as in the specs).
-func (f family) require(t *testing.T) {
-	t.Helper()
-	fd, err := refserver.Socket(refserver.Family(f.any()))
-	if err == nil {
-		err = refserver.Bind(fd, f.any())
-		unix.Close(fd)
-	}
-	if err == nil {
-		return
-	}
-	msg := fmt.Sprintf("%s loopback %s is not usable here: %v", f.name, f.loopback, err)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
 // acceptQueueMax is what the kernel makes of listen(fd, backlog): min(backlog,
 // net.core.somaxconn).
 func acceptQueueMax(t *testing.T, backlog int) int {
@@ -203,15 +171,15 @@ func acceptQueueMax(t *testing.T, backlog int) int {
 // included; greets a client with its 5-tuple; prints a stats line on SIGUSR1; and on SIGTERM
 // or SIGINT lets the client finish and exits 0, within the shutdown timeout.
 func TestNarration(t *testing.T) {
-	for _, f := range families {
+	for _, f := range testkit.Families {
 		for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT} {
-			t.Run(f.name+"/"+unix.SignalName(sig), func(t *testing.T) {
-				f.require(t)
+			t.Run(f.Name+"/"+unix.SignalName(sig), func(t *testing.T) {
+				f.Require(t)
 				t.Parallel()
 				const shutdownTimeout = 3 * time.Second
-				c := startCLI(t, "-addr", f.any().String(), "-shutdown-timeout", shutdownTimeout.String())
-				if c.addr.Addr() != f.loopback || c.addr.Port() == 0 {
-					t.Errorf("listening on %s; want %s and the port the kernel chose", c.addr, f.loopback)
+				c := startCLI(t, "-addr", f.Any().String(), "-shutdown-timeout", shutdownTimeout.String())
+				if c.addr.Addr() != f.Loopback || c.addr.Port() == 0 {
+					t.Errorf("listening on %s; want %s and the port the kernel chose", c.addr, f.Loopback)
 				}
 				checkStartup(t, c, f)
 
@@ -288,7 +256,7 @@ func TestNarration(t *testing.T) {
 
 // checkStartup reads the narration of New: socket, setsockopt, bind, listen with the
 // kernel's answers, in that order, on one descriptor.
-func checkStartup(t *testing.T, c *cli, f family) {
+func checkStartup(t *testing.T, c *cli, f testkit.Family) {
 	t.Helper()
 	all := c.out.All()
 	var pos []int
@@ -308,13 +276,13 @@ func checkStartup(t *testing.T, c *cli, f family) {
 	if m := find(`^refserver: pid (\d+), mode tuple$`); m != nil && m[1] != strconv.Itoa(c.cmd.Process.Pid) {
 		t.Errorf("pid %s; it is %d", m[1], c.cmd.Process.Pid)
 	}
-	m := find(`^socket\(` + f.domain + `, SOCK_STREAM\|SOCK_NONBLOCK\|SOCK_CLOEXEC, IPPROTO_TCP\) = (\d+)$`)
+	m := find(`^socket\(` + f.DomainName() + `, SOCK_STREAM\|SOCK_NONBLOCK\|SOCK_CLOEXEC, IPPROTO_TCP\) = (\d+)$`)
 	if m == nil {
 		return
 	}
 	fd := m[1]
 	find(`^setsockopt\(` + fd + `, SOL_SOCKET, SO_REUSEADDR, 1\) = 0$`)
-	find(`^bind\(` + fd + `, ` + regexp.QuoteMeta(f.any().String()) + `\) = 0$`)
+	find(`^bind\(` + fd + `, ` + regexp.QuoteMeta(f.Any().String()) + `\) = 0$`)
 	find(`^listen\(` + fd + `, ` + strconv.Itoa(unix.SOMAXCONN) + `\) = 0$`)
 	find(fmt.Sprintf(`^  the accept queue holds up to %d \(`, acceptQueueMax(t, unix.SOMAXCONN)))
 	find(`^listening on `)
@@ -413,10 +381,10 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 
-	for _, f := range families {
-		t.Run("port in use/"+f.name, func(t *testing.T) {
-			f.require(t)
-			ln, err := net.Listen("tcp", f.any().String())
+	for _, f := range testkit.Families {
+		t.Run("port in use/"+f.Name, func(t *testing.T) {
+			f.Require(t)
+			ln, err := net.Listen("tcp", f.Any().String())
 			if err != nil {
 				t.Fatal(err)
 			}
