@@ -5,7 +5,6 @@ package refserver
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"portproof/internal/procfs"
 	"portproof/internal/testkit"
 )
 
@@ -99,27 +99,6 @@ func descriptorsBelow(pid, limit int) (used, sockets int, err error) {
 	return used, sockets, nil
 }
 
-// cpuTime is the CPU the process has used, user and system, all its threads: utime and
-// stime, fields 14 and 15 of /proc/PID/stat, in clock ticks of USER_HZ (100 a second).
-func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, field 2, is in parentheses and may hold spaces: count from after it.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return time.Duration(utime+stime) * (time.Second / 100), nil
-}
-
 // TestShedOnEMFILE (claim handshake.shed): a server with RLIMIT_NOFILE 40 meets ten times
 // as many clients at once. accept4 fails with EMFILE once its descriptors are used up; it
 // then spends its spare descriptor to accept and close the connection, so each extra client
@@ -151,7 +130,7 @@ func TestShedOnEMFILE(t *testing.T) {
 		worst time.Duration // the slowest of them
 		err   error
 	}
-	cpu0, err := cpuTime(ch.cmd.Process.Pid)
+	cpu0, err := procfs.CPU(ch.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +245,7 @@ func TestShedOnEMFILE(t *testing.T) {
 	// The server's CPU over a second from the first connect: shedding is a few system
 	// calls per client, and a listener left readable in a level-triggered epoll would spin.
 	time.Sleep(time.Until(start.Add(time.Second)))
-	cpu1, err := cpuTime(ch.cmd.Process.Pid)
+	cpu1, err := procfs.CPU(ch.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"portproof/bench/internal/netns"
-	"portproof/bench/internal/procfs"
+	"portproof/internal/procfs"
 )
 
 // A scenario drives one server for one round and says what it measured.

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"portproof/bench/internal/netns"
-	"portproof/bench/internal/procfs"
+	"portproof/internal/procfs"
 )
 
 type config struct {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"portproof/bench/internal/page"
-	"portproof/bench/internal/procfs"
+	"portproof/internal/procfs"
 )
 
 type report struct {

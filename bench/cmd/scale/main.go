@@ -29,7 +29,7 @@ import (
 
 	"portproof/bench/internal/netns"
 	"portproof/bench/internal/page"
-	"portproof/bench/internal/procfs"
+	"portproof/internal/procfs"
 )
 
 type config struct {
@@ -356,7 +356,7 @@ wait:
 	// The kernel's count: its socket table.
 	t1 := time.Now()
 	perSrc := map[netip.Addr]int{}
-	err := procfs.EachTCP(func(r procfs.TCPRow) {
+	err := procfs.EachTCP(unix.AF_INET, func(r procfs.TCPRow) {
 		switch {
 		case r.State == procfs.TCPListen && r.Local == cfg.addr:
 			res.Listeners++
@@ -432,7 +432,7 @@ wait:
 	}
 	waitAll(servers, 15*time.Second)
 	res.TeardownSeconds = time.Since(t2).Seconds()
-	procfs.EachTCP(func(r procfs.TCPRow) {
+	procfs.EachTCP(unix.AF_INET, func(r procfs.TCPRow) {
 		if r.State == procfs.TCPEstablished {
 			res.LeftEstablished++
 		}

@@ -2,15 +2,19 @@ package procfs
 
 import (
 	"bufio"
-	"encoding/hex"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
-// TCPRow is one socket of /proc/net/tcp: its two ends and the state (01 ESTABLISHED,
+// TCPRow is one socket of /proc/net/tcp or tcp6: its two ends and the state (01 ESTABLISHED,
 // 0A LISTEN, 06 TIME_WAIT, ... as in include/net/tcp_states.h).
 type TCPRow struct {
 	Local, Remote netip.AddrPort
@@ -24,50 +28,69 @@ const (
 	TCPListen      = 0x0A
 )
 
-// EachTCP calls fn for every IPv4 TCP socket of the reader's network namespace, from the
-// kernel's own table, /proc/net/tcp (the namespace of the process's main thread).
-func EachTCP(fn func(TCPRow)) error {
-	f, err := os.Open("/proc/net/tcp")
+// EachTCP calls fn for every TCP socket of domain (unix.AF_INET or unix.AF_INET6) in the
+// calling thread's network namespace, from the kernel's own table: /proc/thread-self/net/tcp
+// or tcp6, what ss -tn reads. (/proc/net is the main thread's namespace, which a thread that
+// entered another one with setns(2) does not share.)
+func EachTCP(domain int, fn func(TCPRow)) error {
+	path := "/proc/thread-self/net/tcp"
+	if domain == unix.AF_INET6 {
+		path += "6"
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<16), 1<<16)
-	sc.Scan() // the header
+	if err := eachTCP(f, fn); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func eachTCP(r io.Reader, fn func(TCPRow)) error {
+	sc := bufio.NewScanner(r)
+	sc.Scan() // the header: "  sl  local_address rem_address   st ..."
 	for sc.Scan() {
 		// "  0: 0100007F:1B58 0200007F:8A3C 01 ..."
 		f := strings.Fields(sc.Text())
 		if len(f) < 4 {
 			continue
 		}
-		l, err1 := hexAddrPort(f[1])
-		r, err2 := hexAddrPort(f[2])
+		l, err1 := parseHexAddrPort(f[1])
+		r, err2 := parseHexAddrPort(f[2])
 		st, err3 := strconv.ParseUint(f[3], 16, 8)
-		if err1 != nil || err2 != nil || err3 != nil {
-			return fmt.Errorf("/proc/net/tcp: cannot read %q", sc.Text())
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("cannot read %q: %w", sc.Text(), err)
 		}
 		fn(TCPRow{Local: l, Remote: r, State: uint8(st)})
 	}
 	return sc.Err()
 }
 
-// hexAddrPort reads "0100007F:1B58": the address as the kernel's __be32 printed as a
-// native (little-endian) integer, then the port in hex.
-func hexAddrPort(s string) (netip.AddrPort, error) {
+// parseHexAddrPort reads an end as the kernel prints it: "0100007F:1B58" is 127.0.0.1:7000
+// on a little-endian machine. The address is the bytes of the kernel's __be32 (or four of
+// them for IPv6), each 32-bit word printed with %08X as a native integer, so each word goes
+// back to memory in the native byte order; the port is plain hex.
+func parseHexAddrPort(s string) (netip.AddrPort, error) {
 	a, p, ok := strings.Cut(s, ":")
-	if !ok || len(a) != 8 {
+	if !ok || (len(a) != 8 && len(a) != 32) {
 		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
 	}
-	b, err := hex.DecodeString(a)
-	if err != nil {
-		return netip.AddrPort{}, err
+	raw := make([]byte, len(a)/2)
+	for w := 0; w < len(raw); w += 4 {
+		v, err := strconv.ParseUint(a[2*w:2*w+8], 16, 32)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+		}
+		binary.NativeEndian.PutUint32(raw[w:], uint32(v))
 	}
 	port, err := strconv.ParseUint(p, 16, 16)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return netip.AddrPort{}, fmt.Errorf("bad port in %q", s)
 	}
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{b[3], b[2], b[1], b[0]}), uint16(port)), nil
+	addr, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(addr, uint16(port)), nil
 }
 
 // Sockstat is the TCP line of /proc/net/sockstat: sockets in use in this namespace

@@ -1,11 +1,12 @@
-// Package procfs reads what the benchmark needs to know about another process, and about
-// the network namespace, from /proc: a server's CPU time, resident memory and descriptors,
-// and the kernel's own count of TCP sockets.
+// Package procfs reads what the tests, the specs and the benchmark want to know from /proc:
+// a process's CPU time, memory and descriptors, the kernel's own table of TCP sockets, and
+// where a sysctl lives. Each file is parsed here once, for all of them.
 package procfs
 
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,24 +22,34 @@ const userHZ = 100
 // threads that have exited too (utime and stime, fields 14 and 15 of /proc/PID/stat). The
 // kernel keeps it in ticks of 10 ms.
 func CPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) is in parentheses and may hold spaces: split after it.
+	d, err := parseCPU(b)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, nil
+}
+
+func parseCPU(b []byte) (time.Duration, error) {
+	// The command name (field 2) is in parentheses and may hold spaces and parentheses of
+	// its own: split after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, errors.New("no command name")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		return 0, fmt.Errorf("%d fields after the command name", len(f))
 	}
 	// f[0] is field 3 (state), so field 14 is f[11] and field 15 is f[12].
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
+		return 0, fmt.Errorf("utime %q, stime %q", f[11], f[12])
 	}
 	return time.Duration(utime+stime) * time.Second / userHZ, nil
 }
@@ -116,9 +127,14 @@ func CPUModel() string {
 	return "?"
 }
 
+// SysctlPath is the file of the setting a sysctl name names: "net.core.somaxconn" is
+// /proc/sys/net/core/somaxconn. Under /proc/sys/net the file shows, and writes, the setting
+// of the network namespace of the thread that opens it.
+func SysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
+
 // KernelRelease is uname -r.
 func KernelRelease() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	b, err := os.ReadFile(SysctlPath("kernel.osrelease"))
 	if err != nil {
 		return "?"
 	}

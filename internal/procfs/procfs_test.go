@@ -1,0 +1,108 @@
+//go:build linux
+
+package procfs
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseCPU(t *testing.T) {
+	// A command name with spaces and a parenthesis of its own; utime 250, stime 50 ticks.
+	stat := "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 800 0 0 0 250 50 0 0 20 0 3 0 12345 1000000 200 18446744073709551615"
+	if d, err := parseCPU([]byte(stat)); d != 3*time.Second || err != nil {
+		t.Errorf("parseCPU = %v, %v; want 3s", d, err)
+	}
+	for _, bad := range []string{"4242 no parentheses", "4242 (short) S 1 2 3"} {
+		if _, err := parseCPU([]byte(bad)); err == nil {
+			t.Errorf("parseCPU(%q) took it", bad)
+		}
+	}
+	if d, err := CPU(os.Getpid()); err != nil || d < 0 {
+		t.Errorf("CPU(self) = %v, %v", d, err)
+	}
+}
+
+// The table as a little-endian kernel prints it: 127.0.0.1:7000 listening, a connection to
+// it from 127.0.0.2, and over IPv6 ::1 and ::ffff:127.0.0.1.
+const (
+	tcp4Table = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1B58 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1234 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1B58 0200007F:8A3C 01 00000000:00000000 00:00000000 00000000     0        0 1235 1 0000000000000000 20 4 30 10 -1
+`
+	tcp6Table = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D431 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0 20 4 30 10 -1
+   1: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000200007F:D432 06 00000000:00000000 00:00000000 00000000     0        0 0 3 0
+`
+)
+
+func TestEachTCPParses(t *testing.T) {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		t.Skip("the fixtures are a little-endian kernel's")
+	}
+	for _, tc := range []struct {
+		table string
+		want  []TCPRow
+	}{
+		{tcp4Table, []TCPRow{
+			{netip.MustParseAddrPort("127.0.0.1:7000"), netip.MustParseAddrPort("0.0.0.0:0"), TCPListen},
+			{netip.MustParseAddrPort("127.0.0.1:7000"), netip.MustParseAddrPort("127.0.0.2:35388"), TCPEstablished},
+		}},
+		{tcp6Table, []TCPRow{
+			{netip.MustParseAddrPort("[::1]:8080"), netip.MustParseAddrPort("[::1]:54321"), TCPEstablished},
+			{netip.MustParseAddrPort("[::ffff:127.0.0.1]:8080"), netip.MustParseAddrPort("[::ffff:127.0.0.2]:54322"), TCPTimeWait},
+		}},
+	} {
+		var got []TCPRow
+		if err := eachTCP(strings.NewReader(tc.table), func(r TCPRow) { got = append(got, r) }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("got %v, want %v", got, tc.want)
+		}
+	}
+	if err := eachTCP(strings.NewReader("header\n   0: 0100007F 00000000:0000 0A\n"), func(TCPRow) {}); err == nil {
+		t.Error("a row without a port was taken")
+	}
+}
+
+// TestEachTCPFindsAListener: the kernel's own table holds a listener this process opened,
+// over each family this machine has.
+func TestEachTCPFindsAListener(t *testing.T) {
+	for _, tc := range []struct {
+		domain int
+		at     string
+	}{{unix.AF_INET, "127.0.0.1:0"}, {unix.AF_INET6, "[::1]:0"}} {
+		ln, err := net.Listen("tcp", tc.at)
+		if err != nil {
+			t.Logf("%s: %v", tc.at, err)
+			continue
+		}
+		defer ln.Close()
+		at := ln.Addr().(*net.TCPAddr).AddrPort()
+		found := false
+		if err := EachTCP(tc.domain, func(r TCPRow) { found = found || (r.Local == at && r.State == TCPListen) }); err != nil {
+			t.Fatal(err)
+		}
+		if !found {
+			t.Errorf("no LISTEN row for %s", at)
+		}
+	}
+}
+
+func TestSysctlPath(t *testing.T) {
+	if p := SysctlPath("net.ipv4.ip_local_port_range"); p != "/proc/sys/net/ipv4/ip_local_port_range" {
+		t.Errorf("SysctlPath = %q", p)
+	}
+	if _, err := os.Stat(SysctlPath("net.core.somaxconn")); err != nil {
+		t.Error(err)
+	}
+}
