@@ -13,6 +13,8 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+
+	"portproof/internal/netns"
 )
 
 // RunChildIfAsked is called first thing by the specs' TestMain. When the test binary was
@@ -72,12 +74,7 @@ func setUpSandbox(req childRequest) error {
 	if own == req.HostNetNS {
 		return fmt.Errorf("still in the host's network namespace (net:[%d]): refusing to write a sysctl or touch lo", own.Ino)
 	}
-	for _, s := range req.Sysctls {
-		if err := writeSysctl(s); err != nil {
-			return err
-		}
-	}
-	if err := loopbackUp(); err != nil {
+	if err := netns.Setup(req.Sysctls); err != nil {
 		return err
 	}
 	if req.NoFile > 0 {

@@ -11,26 +11,23 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"regexp"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/internal/netns"
 )
 
-// The sandbox runs a proof in a child process of its own, in a network namespace of its own.
-// A namespace is a property of a thread, and the Go scheduler moves goroutines between
-// threads, while /proc/sys/net shows the namespace of the thread that reads it and /proc/net
-// (/proc/self/net) that of the main thread; the one arrangement where every goroutine, every
-// counter and every sysctl agree is a whole process created inside the new namespace. So the test binary re-executes itself
-// (/proc/self/exe), TestMain calls RunChildIfAsked, and the child runs one registered
-// function and hands its result back as JSON on a pipe of its own.
+// The sandbox runs a proof in a child process of its own, in a network namespace of its own
+// (internal/netns says why a whole process): the test binary re-executes itself, TestMain
+// calls RunChildIfAsked, and the child runs one registered function and hands its result
+// back as JSON on a pipe of its own.
 
 // SandboxOptions is how the child's world differs from the host's.
 type SandboxOptions struct {
@@ -137,7 +134,7 @@ func SandboxKind() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return kind.name, nil
+	return kind.Name, nil
 }
 
 // The child's end of the protocol: an environment variable tells the re-executed binary it
@@ -150,16 +147,11 @@ const (
 )
 
 type childRequest struct {
-	Name      string          `json:"name"`
-	Arg       json.RawMessage `json:"arg"`
-	Sysctls   []sysctlSetting `json:"sysctls,omitempty"`
-	NoFile    uint64          `json:"nofile,omitempty"`
-	HostNetNS nsID            `json:"host_netns"`
-}
-
-type sysctlSetting struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name      string            `json:"name"`
+	Arg       json.RawMessage   `json:"arg"`
+	Sysctls   map[string]string `json:"sysctls,omitempty"`
+	NoFile    uint64            `json:"nofile,omitempty"`
+	HostNetNS nsID              `json:"host_netns"`
 }
 
 type childResponse struct {
@@ -177,71 +169,30 @@ var (
 	}{fns: map[string]func(json.RawMessage) (any, error){}}
 )
 
-// sandboxKind is one way to get a private network namespace.
-type sandboxKind struct {
-	name string
-	attr func() *syscall.SysProcAttr
-}
-
-var sandboxKinds = []sandboxKind{
-	{"netns", func() *syscall.SysProcAttr {
-		// clone(CLONE_NEWNET) needs CAP_SYS_ADMIN in the current user namespace: root, and
-		// not a container's root that was denied it. EPERM otherwise.
-		return &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET}
-	}},
-	{"userns+netns", func() *syscall.SysProcAttr {
-		// A new user namespace first, where the caller's uid becomes 0 with every
-		// capability over namespaces the new one owns: the network namespace created in
-		// the same clone is one. setgroups must be denied before an unprivileged gid_map
-		// write (user_namespaces(7)); Go does it when GidMappingsEnableSetgroups is false.
-		// Disabled user namespaces fail the clone with EPERM (kernel.unprivileged_userns_clone=0)
-		// or ENOSPC (user.max_user_namespaces=0).
-		return &syscall.SysProcAttr{
-			Cloneflags:  unix.CLONE_NEWUSER | unix.CLONE_NEWNET,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
-		}
-	}},
-}
-
 var sandboxProbe = RegisterChild("lab.probe", func(struct{}) (struct{}, error) { return struct{}{}, nil })
 
 // chosenKind finds, once per process, the first kind whose probe child starts, sets up its
 // namespace and returns.
-var chosenKind = sync.OnceValues(func() (*sandboxKind, error) {
-	var refusals []string
-	for i := range sandboxKinds {
-		k := &sandboxKinds[i]
-		err := runChild(k, sandboxProbe.name, struct{}{}, SandboxOptions{Timeout: 10 * time.Second}, nil)
-		if err == nil {
-			return k, nil
-		}
-		var errno unix.Errno
-		if !errors.As(err, &errno) || !namespaceRefused(errno) {
-			return nil, fmt.Errorf("sandbox probe (%s): %w", k.name, err)
-		}
-		refusals = append(refusals, fmt.Sprintf("%s: %s", k.name, unix.ErrnoName(errno)))
+var chosenKind = sync.OnceValues(func() (netns.Kind, error) {
+	kind, err := netns.First(func(k netns.Kind) error {
+		return runChild(k, sandboxProbe.name, struct{}{}, SandboxOptions{Timeout: 10 * time.Second}, nil)
+	})
+	var refused *netns.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return kind, fmt.Errorf("%w (%s): run as root (sudo -E go test ./specs/...), or allow unprivileged user namespaces (user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0)",
+			ErrNoSandbox, strings.Join(refused.Refusals, "; "))
+	case err != nil:
+		return kind, fmt.Errorf("sandbox probe (%s): %w", kind.Name, err)
 	}
-	return nil, fmt.Errorf("%w (%s): run as root (sudo -E go test ./specs/...), or allow unprivileged user namespaces (user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0)",
-		ErrNoSandbox, strings.Join(refusals, "; "))
+	return kind, nil
 })
-
-// refusal tells the errnos by which a kernel, a security module or a container runtime says
-// no to a namespace: EPERM and EACCES (a capability or a policy), ENOSPC and EUSERS (a
-// namespace count limit), EINVAL (a kernel built without the namespace).
-func namespaceRefused(errno unix.Errno) bool {
-	switch errno {
-	case unix.EPERM, unix.EACCES, unix.ENOSPC, unix.EUSERS, unix.EINVAL:
-		return true
-	}
-	return false
-}
 
 // netSysctlName is what SandboxOptions.Sysctls may name: net.* only, as dots, so that nothing
 // reaches outside /proc/sys/net.
 var netSysctlName = regexp.MustCompile(`^net(\.[A-Za-z0-9_-]+)+$`)
 
-func runChild(kind *sandboxKind, name string, arg any, opts SandboxOptions, out any) error {
+func runChild(kind netns.Kind, name string, arg any, opts SandboxOptions, out any) error {
 	childRegistry.Lock()
 	_, known := childRegistry.fns[name]
 	childRegistry.Unlock()
@@ -252,22 +203,19 @@ func runChild(kind *sandboxKind, name string, arg any, opts SandboxOptions, out 
 	if err != nil {
 		return fmt.Errorf("lab.InSandbox(%q): encoding the argument: %w", name, err)
 	}
-	req := childRequest{Name: name, Arg: rawArg, NoFile: opts.NoFile}
+	req := childRequest{Name: name, Arg: rawArg, NoFile: opts.NoFile, Sysctls: opts.Sysctls}
 	for _, n := range slices.Sorted(maps.Keys(opts.Sysctls)) {
 		if !netSysctlName.MatchString(n) {
 			return fmt.Errorf("lab.InSandbox(%q): sysctl %q: only net.* settings belong to a network namespace", name, n)
 		}
-		req.Sysctls = append(req.Sysctls, sysctlSetting{Name: n, Value: opts.Sysctls[n]})
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = DefaultSandboxTimeout
 	}
 
-	// Pdeathsig is sent when the thread that forked the child exits, not the process: the
-	// thread stays locked to this goroutine until the child is gone, so that the runtime
-	// cannot retire it under the child. It also pins the namespace read below to the thread
-	// that forks.
+	// The thread stays locked to this goroutine until the child is gone, for Pdeathsig (see
+	// netns.Kind.Command); it also pins the namespace read below to the thread that forks.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if req.HostNetNS, err = netnsOf("/proc/thread-self/ns/net"); err != nil {
@@ -285,10 +233,7 @@ func runChild(kind *sandboxKind, name string, arg any, opts SandboxOptions, out 
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	// /proc/self/exe rather than os.Args[0]: go test starts the binary by a path that may
-	// be relative to a directory the test has since left.
-	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^$")
-	cmd.Args[0] = os.Args[0]
+	cmd := kind.Command(ctx, "-test.run=^$")
 	// A binary built with -race sleeps atexit_sleep_ms (1 s by default) on its way out, so
 	// that a race report can be flushed; the child's results travel on their pipe instead.
 	cmd.Env = append(os.Environ(), childEnv+"="+name, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
@@ -296,13 +241,11 @@ func runChild(kind *sandboxKind, name string, arg any, opts SandboxOptions, out 
 	output := &outputTail{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = output, output
 	cmd.ExtraFiles = []*os.File{resultsW}
-	cmd.SysProcAttr = kind.attr()
-	cmd.SysProcAttr.Pdeathsig = unix.SIGKILL
 	cmd.WaitDelay = time.Second
 	err = cmd.Start()
 	resultsW.Close()
 	if err != nil {
-		return fmt.Errorf("sandbox child %q (%s): %w", name, kind.name, err)
+		return fmt.Errorf("sandbox child %q (%s): %w", name, kind.Name, err)
 	}
 
 	type read struct {
@@ -342,8 +285,6 @@ func runChild(kind *sandboxKind, name string, arg any, opts SandboxOptions, out 
 	}
 	return nil
 }
-
-func sysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
 
 // nsID names a namespace as stat(2) of /proc/.../ns/* shows it: nsfs device and inode.
 type nsID struct {

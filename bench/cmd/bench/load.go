@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"portproof/bench/internal/netns"
+	"portproof/internal/netns"
 	"portproof/internal/procfs"
 )
 

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"portproof/bench/internal/netns"
+	"portproof/internal/netns"
 	"portproof/internal/procfs"
 )
 

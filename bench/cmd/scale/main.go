@@ -27,8 +27,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/bench/internal/netns"
 	"portproof/bench/internal/page"
+	"portproof/internal/netns"
 	"portproof/internal/procfs"
 )
 
