@@ -189,27 +189,13 @@ func BindTCPAndUDP(f Family) (tcp, udp *Sock, at netip.AddrPort) {
 	return nil, nil, netip.AddrPort{}
 }
 
-// TryAccept waits, at most within, for a connection in the accept queue and takes it with
-// refserver.Accept. The listener is non-blocking (SOCK_NONBLOCK), so accept4 on an empty
-// queue is EAGAIN at once; poll(POLLIN) is how it waits for a finished handshake.
+// TryAccept is AcceptOn for a spec: the accepted socket is the spec's, closed when it ends.
 func (l *Listener) TryAccept(within time.Duration) (*Sock, error) {
-	deadline := time.Now().Add(within)
-	for attempt := 0; attempt < 1000; attempt++ {
-		if err := WaitFor(l.FD(), unix.POLLIN, time.Until(deadline)); err != nil {
-			return nil, err
-		}
-		fd, _, err := refserver.Accept(l.FD())
-		if errors.Is(err, unix.EAGAIN) {
-			// Readable, yet empty by the time accept4 ran: another accept took it, or the
-			// client reset it meanwhile. Wait again, within the same deadline.
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return ownSocket(fd), nil
+	fd, _, err := AcceptOn(l.FD(), within)
+	if err != nil {
+		return nil, fmt.Errorf("accept on %s: %w", l.Addr, err)
 	}
-	return nil, fmt.Errorf("accept on %s: EAGAIN 1000 times in a row", l.Addr)
+	return ownSocket(fd), nil
 }
 
 // Accept is TryAccept, which must succeed within AcceptWithin.
@@ -283,34 +269,41 @@ func (s *Sock) ReceiveFrom() ([]byte, netip.AddrPort) {
 // timeout. (A reset socket also reports POLLIN, so a wait for input returns nil and the
 // read that follows meets the errno.)
 func WaitFor(fd int, events int16, within time.Duration) error {
+	revents, err := pollFor(fd, events, within)
+	if err != nil {
+		return err
+	}
+	if revents&(unix.POLLERR|unix.POLLNVAL) != 0 && revents&events == 0 {
+		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && soerr != 0 {
+			return os.NewSyscallError("poll", unix.Errno(soerr))
+		}
+		return fmt.Errorf("poll: revents %#x on descriptor %d", revents, fd)
+	}
+	return nil
+}
+
+// pollFor is poll(2) on one descriptor until one of events comes (or POLLERR, POLLHUP or
+// POLLNVAL, which poll reports unasked), at most within: ETIMEDOUT then. It returns what
+// came (revents). refserver.Connect waits for its handshake with the same loop.
+func pollFor(fd int, events int16, within time.Duration) (int16, error) {
 	deadline := time.Now().Add(within)
-	for attempt := 0; attempt < 1000; attempt++ {
+	for {
 		ms := int(time.Until(deadline).Milliseconds())
 		if ms <= 0 {
-			return os.NewSyscallError("poll", unix.ETIMEDOUT)
+			return 0, os.NewSyscallError("poll", unix.ETIMEDOUT)
 		}
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
 		n, err := unix.Poll(pfd, ms)
-		if errors.Is(err, unix.EINTR) {
+		switch {
+		case errors.Is(err, unix.EINTR):
 			// The Go runtime preempts threads with signals; poll is simply restarted.
-			continue
+		case err != nil:
+			return 0, os.NewSyscallError("poll", err)
+		case n > 0:
+			return pfd[0].Revents, nil
 		}
-		if err != nil {
-			return os.NewSyscallError("poll", err)
-		}
-		if n == 0 {
-			continue
-		}
-		if pfd[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 && pfd[0].Revents&events == 0 {
-			soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			if err == nil && soerr != 0 {
-				return os.NewSyscallError("poll", unix.Errno(soerr))
-			}
-			return fmt.Errorf("poll: revents %#x on descriptor %d", pfd[0].Revents, fd)
-		}
-		return nil
 	}
-	return errors.New("poll: interrupted 1000 times in a row")
 }
 
 func familyOf(ap netip.AddrPort) Family {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -52,23 +51,22 @@ func DialTo(to netip.AddrPort) (int, error) {
 	return fd, nil
 }
 
-// AcceptOn waits for the listener to be readable, at most within, then accepts. The
-// final ACK of a handshake may still be on its way when connect returns, so accept4 right
-// after connect can say EAGAIN: poll first.
+// AcceptOn takes a connection off the listener l with refserver.Accept, waiting at most
+// within for one. The listener is non-blocking (SOCK_NONBLOCK), so accept4 on an empty queue
+// is EAGAIN at once, and the final ACK of a handshake may still be on its way when connect
+// returns: poll(POLLIN) is how it waits for a finished handshake.
 func AcceptOn(l int, within time.Duration) (int, netip.AddrPort, error) {
 	deadline := time.Now().Add(within)
-	for range 100 {
+	for range 1000 {
 		fd, peer, err := refserver.Accept(l)
 		if !errors.Is(err, unix.EAGAIN) {
 			return fd, peer, err
 		}
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			break
-		}
-		if _, err := unix.Poll([]unix.PollFd{{Fd: int32(l), Events: unix.POLLIN}}, ms); err != nil && !errors.Is(err, unix.EINTR) {
-			return -1, netip.AddrPort{}, os.NewSyscallError("poll", err)
+		// Empty: nothing yet, or readable yet empty by the time accept4 ran (another accept
+		// took it, or the client reset it meanwhile). Wait again, within the same deadline.
+		if err := WaitFor(l, unix.POLLIN, time.Until(deadline)); err != nil {
+			return -1, netip.AddrPort{}, fmt.Errorf("accept4: nothing queued within %v: %w", within, err)
 		}
 	}
-	return -1, netip.AddrPort{}, fmt.Errorf("accept4: nothing queued within %v", within)
+	return -1, netip.AddrPort{}, errors.New("accept4: EAGAIN 1000 times in a row")
 }
