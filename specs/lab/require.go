@@ -3,7 +3,10 @@
 package lab
 
 import (
+	"errors"
+
 	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
 
 	"portproof/internal/testkit"
 )
@@ -26,4 +29,17 @@ func Require(ok bool, why string) {
 		ginkgo.Fail("CI never skips, and this proof could not run: " + why)
 	}
 	ginkgo.Skip(why)
+}
+
+// RunInSandbox runs the child in a sandbox (Child.Run) for a spec and returns its result.
+// Where this machine allows no private network namespace the spec stops through Require,
+// with the one line that says why and what to run instead; any other error fails it.
+func RunInSandbox[A, R any](c Child[A, R], arg A, opts SandboxOptions) R {
+	ginkgo.GinkgoHelper()
+	r, err := c.Run(arg, opts)
+	if errors.Is(err, ErrNoSandbox) {
+		Require(false, err.Error())
+	}
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	return r
 }
