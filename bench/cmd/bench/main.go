@@ -41,89 +41,15 @@ type config struct {
 }
 
 func main() {
-	cfg := &config{}
-	var servers, scens string
-	flag.IntVar(&cfg.rounds, "rounds", 5, "`rounds`: each scenario runs against every server this many times, in alternation")
-	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured `time` of one timed run")
-	flag.DurationVar(&cfg.warmup, "warmup", 0, "load before the measured window (0: a quarter of -duration, 200ms to 1s)")
-	flag.IntVar(&cfg.procs, "procs", runtime.NumCPU(), "GOMAXPROCS of every server, and the event loops of gnet and refserver")
-	flag.IntVar(&cfg.idleConns, "idle-conns", 15000, "connections of the idle scenario")
-	flag.StringVar(&cfg.bin, "bin", "", "`directory` of the server binaries (default: this program's own)")
-	flag.StringVar(&cfg.page, "page", "", "docs `page` whose generated section gets the results (empty: none)")
-	flag.StringVar(&cfg.svg, "svg", "", "where to write the chart, an SVG `file` (empty: none)")
-	flag.StringVar(&cfg.jsonOut, "json", "", "write every round's figures as JSON to `file`")
-	flag.StringVar(&cfg.profile, "profile", "", "`directory`: have each server write a CPU profile per run there")
-	flag.StringVar(&servers, "servers", strings.Join(serverNames, ","), "servers to run: gonet, gnet, refserver, or another binary in -bin")
-	flag.StringVar(&scens, "scenarios", "pingpong50,pingpong1000,bulk,connrate,idle", "scenarios to run")
-	flag.BoolVar(&cfg.host, "host", false, "run on the host's loopback, not in a private network namespace")
-	replay := flag.String("replay", "", "measure nothing: print and write the tables, chart and page from a -json `file` of an earlier run")
-	flag.Parse()
-	if *replay != "" {
-		os.Exit(replayReport(cfg, *replay))
+	cfg, servers, scens, replay := parseFlags()
+	if replay != "" {
+		os.Exit(replayReport(cfg, replay))
 	}
-
-	if !cfg.host && !netns.Inside() {
-		code, _, err := netns.Reexec()
-		if err == nil {
-			os.Exit(code)
-		}
-		if !errors.Is(err, netns.ErrRefused) {
-			fatal(err)
-		}
-		fmt.Fprintf(os.Stderr, "bench: %v; running on the host's loopback\n", err)
-		cfg.netns = "none (" + err.Error() + ")"
+	enterNamespace(cfg)
+	if err := cfg.resolve(servers, scens); err != nil {
+		fatal(err)
 	}
-	if netns.Inside() {
-		// A wide port range, so that connect(2) never nears half of it (see the docs page).
-		if err := netns.Setup(map[string]string{"net.ipv4.ip_local_port_range": "1024 65535"}); err != nil {
-			fatal(err)
-		}
-		cfg.netns = "private"
-	} else if cfg.netns == "" {
-		cfg.netns = "none (-host)"
-	}
-
-	if cfg.warmup == 0 {
-		cfg.warmup = min(max(cfg.duration/4, 200*time.Millisecond), time.Second)
-	}
-	if cfg.bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			fatal(err)
-		}
-		cfg.bin = filepath.Dir(exe)
-	}
-	cfg.servers = strings.Split(servers, ",")
-	for _, s := range cfg.servers {
-		// Any other binary in -bin that takes the same flags may join, a patched refserver
-		// say: go build -o bin/refserver-next ./servers/refserver against a changed copy.
-		if _, err := os.Stat(filepath.Join(cfg.bin, s)); serverLabels[s] == "" && err != nil {
-			fatal(fmt.Errorf("-servers: unknown %q (want some of %s, or a binary in %s)", s, strings.Join(serverNames, ","), cfg.bin))
-		}
-	}
-	for _, k := range strings.Split(scens, ",") {
-		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.key == k })
-		if i < 0 {
-			fatal(fmt.Errorf("-scenarios: unknown %q", k))
-		}
-		cfg.scenarios = append(cfg.scenarios, scenarios[i])
-	}
-	if cfg.profile != "" {
-		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
-			fatal(err)
-		}
-	}
-
-	rep := &report{
-		Machine: machine(cfg),
-		Config: reportConfig{Rounds: cfg.rounds, Duration: cfg.duration.String(), Warmup: cfg.warmup.String(),
-			Procs: cfg.procs, IdleConns: cfg.idleConns, Netns: cfg.netns, PortRange: netns.Sysctl("net.ipv4.ip_local_port_range"),
-			Servers: cfg.servers},
-		Runs: map[string]map[string][]measure{},
-	}
-	for _, sc := range cfg.scenarios {
-		rep.Config.Scenarios = append(rep.Config.Scenarios, sc.key)
-	}
+	rep := newReport(cfg)
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "bench: %d rounds of %v (+%v warm-up), servers %s, GOMAXPROCS %d, network namespace: %s\n",
 		cfg.rounds, cfg.duration, cfg.warmup, strings.Join(cfg.servers, ", "), cfg.procs, cfg.netns)
@@ -131,23 +57,7 @@ func main() {
 	for _, sc := range cfg.scenarios {
 		rep.Runs[sc.key] = map[string][]measure{}
 		for r := range cfg.rounds {
-			// Alternate, and rotate who goes first, so that a slow spell of a shared machine
-			// does not always fall on the same server.
-			order := slices.Clone(cfg.servers)
-			k := r % len(order)
-			order = append(order[k:], order[:k]...)
-			for _, name := range order {
-				m, err := runOne(cfg, sc, name, r)
-				line := describe(sc, m)
-				if err != nil {
-					failed = true
-					line += "  ERROR: " + err.Error()
-				}
-				fmt.Fprintf(os.Stderr, "  %-13s round %d/%d  %-9s %s\n", sc.key, r+1, cfg.rounds, name, line)
-				if err == nil || sc.key == "idle" {
-					rep.Runs[sc.key][name] = append(rep.Runs[sc.key][name], m)
-				}
-			}
+			failed = runRound(cfg, rep, sc, r) || failed
 		}
 	}
 	rep.Machine.Elapsed = time.Since(start).Round(time.Second).String()
@@ -159,6 +69,126 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: some runs failed (see ERROR above)")
 		os.Exit(1)
 	}
+}
+
+// parseFlags reads the command line; the lists of servers and scenarios come back as given,
+// for resolve, and so does -replay.
+func parseFlags() (cfg *config, servers, scens, replay string) {
+	cfg = &config{}
+	flag.IntVar(&cfg.rounds, "rounds", 5, "`rounds`: each scenario runs against every server this many times, in alternation")
+	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured `time` of one timed run")
+	flag.DurationVar(&cfg.warmup, "warmup", 0, "load before the measured window (0: a quarter of -duration, 200ms to 1s)")
+	flag.IntVar(&cfg.procs, "procs", runtime.NumCPU(), "GOMAXPROCS of every server, and the event loops of gnet and refserver")
+	flag.IntVar(&cfg.idleConns, "idle-conns", 15000, "connections of the idle scenario")
+	flag.StringVar(&cfg.bin, "bin", "", "`directory` of the server binaries (default: this program's own)")
+	flag.StringVar(&cfg.page, "page", "", "docs `page` whose generated section gets the results (empty: none)")
+	flag.StringVar(&cfg.svg, "svg", "", "where to write the chart, an SVG `file` (empty: none)")
+	flag.StringVar(&cfg.jsonOut, "json", "", "write every round's figures as JSON to `file`")
+	flag.StringVar(&cfg.profile, "profile", "", "`directory`: have each server write a CPU profile per run there")
+	flag.StringVar(&servers, "servers", strings.Join(serverNames, ","), "servers to run: "+strings.Join(serverNames, ", ")+", or another binary in -bin")
+	flag.StringVar(&scens, "scenarios", "pingpong50,pingpong1000,bulk,connrate,idle", "scenarios to run")
+	flag.BoolVar(&cfg.host, "host", false, "run on the host's loopback, not in a private network namespace")
+	flag.StringVar(&replay, "replay", "", "measure nothing: print and write the tables, chart and page from a -json `file` of an earlier run")
+	flag.Parse()
+	return cfg, servers, scens, replay
+}
+
+// enterNamespace runs the benchmark again in a private network namespace and exits with
+// its code, unless -host says not to or this machine refuses (then it goes on, on the host's
+// loopback, and says why). Inside, it widens the port range, so that connect(2) never nears
+// half of it (see the docs page).
+func enterNamespace(cfg *config) {
+	if !cfg.host && !netns.Inside() {
+		code, _, err := netns.Reexec()
+		if err == nil {
+			os.Exit(code)
+		}
+		if !errors.Is(err, netns.ErrRefused) {
+			fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %v; running on the host's loopback\n", err)
+		cfg.netns = "none (" + err.Error() + ")"
+	}
+	switch {
+	case netns.Inside():
+		if err := netns.Setup(map[string]string{"net.ipv4.ip_local_port_range": "1024 65535"}); err != nil {
+			fatal(err)
+		}
+		cfg.netns = "private"
+	case cfg.netns == "":
+		cfg.netns = "none (-host)"
+	}
+}
+
+// resolve fills in the defaults that depend on others (-warmup, -bin) and checks the
+// servers and scenarios asked for.
+func (cfg *config) resolve(servers, scens string) error {
+	if cfg.warmup == 0 {
+		cfg.warmup = min(max(cfg.duration/4, 200*time.Millisecond), time.Second)
+	}
+	if cfg.bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.bin = filepath.Dir(exe)
+	}
+	cfg.servers = strings.Split(servers, ",")
+	for _, s := range cfg.servers {
+		// Any other binary in -bin that takes the same flags may join, a patched refserver
+		// say: go build -o bin/refserver-next ./servers/refserver against a changed copy.
+		if _, err := os.Stat(filepath.Join(cfg.bin, s)); serverLabels[s] == "" && err != nil {
+			return fmt.Errorf("-servers: unknown %q (want some of %s, or a binary in %s)", s, strings.Join(serverNames, ","), cfg.bin)
+		}
+	}
+	for _, k := range strings.Split(scens, ",") {
+		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.key == k })
+		if i < 0 {
+			return fmt.Errorf("-scenarios: unknown %q", k)
+		}
+		cfg.scenarios = append(cfg.scenarios, scenarios[i])
+	}
+	if cfg.profile != "" {
+		return os.MkdirAll(cfg.profile, 0o755)
+	}
+	return nil
+}
+
+// newReport starts the report with the machine and the run's settings.
+func newReport(cfg *config) *report {
+	rep := &report{
+		Machine: machine(cfg),
+		Config: reportConfig{Rounds: cfg.rounds, Duration: cfg.duration.String(), Warmup: cfg.warmup.String(),
+			Procs: cfg.procs, IdleConns: cfg.idleConns, Netns: cfg.netns, PortRange: netns.Sysctl("net.ipv4.ip_local_port_range"),
+			Servers: cfg.servers},
+		Runs: map[string]map[string][]measure{},
+	}
+	for _, sc := range cfg.scenarios {
+		rep.Config.Scenarios = append(rep.Config.Scenarios, sc.key)
+	}
+	return rep
+}
+
+// runRound runs scenario sc once against every server and reports whether a run failed.
+// The servers alternate, and who goes first rotates with the round, so that a slow spell of
+// a shared machine does not always fall on the same server.
+func runRound(cfg *config, rep *report, sc scenario, round int) (failed bool) {
+	order := slices.Clone(cfg.servers)
+	k := round % len(order)
+	order = append(order[k:], order[:k]...)
+	for _, name := range order {
+		m, err := runOne(cfg, sc, name, round)
+		line := describe(sc, m)
+		if err != nil {
+			failed = true
+			line += "  ERROR: " + err.Error()
+		}
+		fmt.Fprintf(os.Stderr, "  %-13s round %d/%d  %-9s %s\n", sc.key, round+1, cfg.rounds, name, line)
+		if err == nil || sc.key == "idle" {
+			rep.Runs[sc.key][name] = append(rep.Runs[sc.key][name], m)
+		}
+	}
+	return failed
 }
 
 // emit summarizes the rounds, prints the tables and writes what was asked: JSON, chart, page.
