@@ -34,10 +34,11 @@ browsertest:
 	cd docs/browsertest && go test -count=1 -v ./...
 
 # Performance: bench/ is a Go module of its own (gnet stays out of the main go.mod).
-# `make bench` runs the echo servers (Go net, gnet, refserver) side by side, every scenario
-# against every server in alternation, and writes the tables and the chart into
-# chapters/performance.md; `make bench ROUNDS=1 DURATION=1s` is the quick look. `make scale`
-# opens more than 65,536 connections to one address and port in a private network namespace.
+# `make bench` runs the echo servers (Go net, gnet, refserver, and refserver with a splice(2)
+# echo of its own) side by side, every scenario against every server in alternation, and
+# writes the tables and the chart into chapters/performance.md; `make bench ROUNDS=1
+# DURATION=1s` is the quick look. `make scale` opens more than 65,536 connections to one
+# address and port in a private network namespace.
 # Both want root or unprivileged user namespaces (bench falls back to the host's loopback).
 ROUNDS ?= 5
 DURATION ?= 3s

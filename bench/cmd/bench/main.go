@@ -183,7 +183,7 @@ func runRound(cfg *config, rep *report, sc scenario, round int) (failed bool) {
 			failed = true
 			line += "  ERROR: " + err.Error()
 		}
-		fmt.Fprintf(os.Stderr, "  %-13s round %d/%d  %-9s %s\n", sc.key, round+1, cfg.rounds, name, line)
+		fmt.Fprintf(os.Stderr, "  %-13s round %d/%d  %-16s %s\n", sc.key, round+1, cfg.rounds, name, line)
 		if err == nil || sc.key == "idle" {
 			rep.Runs[sc.key][name] = append(rep.Runs[sc.key][name], m)
 		}

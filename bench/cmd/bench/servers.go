@@ -15,12 +15,14 @@ import (
 // The servers under test, in the order of the tables. Each is a binary of its own, started
 // fresh for every measurement: /proc/PID/stat then counts that server's CPU time alone, and
 // the idle scenario's memory starts from a process that has served nothing.
-var serverNames = []string{"gonet", "gnet", "refserver"}
+// refserver-splice is refserver with a Handler of its own that echoes through splice(2).
+var serverNames = []string{"gonet", "gnet", "refserver", "refserver-splice"}
 
 var serverLabels = map[string]string{
-	"gonet":     "Go net",
-	"gnet":      "gnet",
-	"refserver": "refserver",
+	"gonet":            "Go net",
+	"gnet":             "gnet",
+	"refserver":        "refserver",
+	"refserver-splice": "refserver, splice",
 }
 
 // label is how the tables name a server.
