@@ -25,8 +25,9 @@ func reset(c *net.TCPConn) error {
 }
 
 // TestResetNarrated: with a line per connection, a client that resets is narrated with
-// the errno's name, and the server goes on. (The reason was once built from errors.Unwrap of
-// a bare unix.Errno, which is nil: the first reset crashed the server.)
+// the errno's name, and the server goes on: the close line's reason must not come from
+// errors.Unwrap of a bare unix.Errno, which is nil, and would crash the server at the first
+// reset.
 func TestResetNarrated(t *testing.T) {
 	noLeaks(t)
 	var logged testkit.Lines
