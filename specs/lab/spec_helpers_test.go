@@ -26,9 +26,9 @@ func TestSpecHelpers(t *testing.T) {
 }
 
 var (
-	doubles  = RegisterChild("lab-test.double", func(n int) (int, error) { return 2 * n, nil })
-	refuses  = RegisterChild("lab-test.refuse", func(struct{}) (struct{}, error) { return struct{}{}, errors.New("the child's own words") })
-	noSuchNS = fmt.Errorf("%w (netns: EPERM; userns+netns: EPERM): run as root", ErrNoSandbox)
+	doubles        = RegisterChild("lab-test.double", func(n int) (int, error) { return 2 * n, nil })
+	refuses        = RegisterChild("lab-test.refuse", func(struct{}) (struct{}, error) { return struct{}{}, errors.New("the child's own words") })
+	errNoNamespace = fmt.Errorf("%w (netns: EPERM; userns+netns: EPERM): run as root", ErrNoSandbox)
 )
 
 const noSandboxSpec = "stops the spec through Require, with the reason in one line"
@@ -47,7 +47,7 @@ var _ = Describe("RunInSandbox", func() {
 	Context("where the machine allows no namespace", func() {
 		It(noSandboxSpec, func() {
 			saved := chosenKind
-			chosenKind = func() (netns.Kind, error) { return netns.Kind{}, noSuchNS }
+			chosenKind = func() (netns.Kind, error) { return netns.Kind{}, errNoNamespace }
 			DeferCleanup(func() { chosenKind = saved })
 			// Off CI, Require skips; under CI it would fail the spec, which is Require's rule.
 			ci, set := os.LookupEnv("CI")
@@ -68,8 +68,8 @@ var _ = Describe("RunInSandbox", func() {
 // A skipped spec cannot be failed after its skip, so the suite checks the skip once done.
 var _ = ReportAfterSuite("RunInSandbox skipped with the reason", func(rep Report) {
 	for _, r := range rep.SpecReports {
-		if r.LeafNodeText == noSandboxSpec && (r.State != types.SpecStateSkipped || r.Failure.Message != noSuchNS.Error()) {
-			Fail(fmt.Sprintf("want a skip that says %q; got %s: %q", noSuchNS, r.State, r.Failure.Message))
+		if r.LeafNodeText == noSandboxSpec && (r.State != types.SpecStateSkipped || r.Failure.Message != errNoNamespace.Error()) {
+			Fail(fmt.Sprintf("want a skip that says %q; got %s: %q", errNoNamespace, r.State, r.Failure.Message))
 		}
 	}
 })
