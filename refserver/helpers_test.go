@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 )
 
 // The helpers the server's tests share. Every test sends traffic to loopback only and lets
@@ -43,15 +45,15 @@ func (f family) any() netip.AddrPort { return netip.AddrPortFrom(f.loopback, 0) 
 // missing family is a failure, not a skip, as in the specs.
 func (f family) require(t *testing.T) {
 	t.Helper()
-	fd, err := Socket(Family(f.any()))
+	fd, err := sock.Socket(sock.Family(f.any()))
 	if err == nil {
-		err = Bind(fd, f.any())
+		err = sock.Bind(fd, f.any())
 		unix.Close(fd)
 	}
 	if err == nil {
 		return
 	}
-	msg := fmt.Sprintf("%s loopback %s is not usable here: %v (%s)", f.name, f.loopback, err, ErrnoName(err))
+	msg := fmt.Sprintf("%s loopback %s is not usable here: %v (%s)", f.name, f.loopback, err, sock.ErrnoName(err))
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
@@ -152,11 +154,11 @@ func control(c *net.TCPConn, f func(fd int)) error {
 }
 
 // clientTuple is the 5-tuple of the client's end of c, from the kernel.
-func clientTuple(c *net.TCPConn) (Tuple, error) {
-	var tup Tuple
+func clientTuple(c *net.TCPConn) (sock.Tuple, error) {
+	var tup sock.Tuple
 	var terr error
-	if err := control(c, func(fd int) { tup, terr = TupleOf(fd) }); err != nil {
-		return Tuple{}, err
+	if err := control(c, func(fd int) { tup, terr = sock.TupleOf(fd) }); err != nil {
+		return sock.Tuple{}, err
 	}
 	return tup, terr
 }
@@ -223,7 +225,7 @@ func takeBaseline(t testing.TB) baseline {
 		t.Fatal(err)
 	}
 	ln.Close()
-	fds, err := OpenDescriptors()
+	fds, err := sock.OpenDescriptors()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func (b baseline) check(t testing.TB) {
 	err := poll(5*time.Second, func() (bool, error) {
 		var err error
 		g = runtime.NumGoroutine()
-		fds, err = OpenDescriptors()
+		fds, err = sock.OpenDescriptors()
 		return g <= b.goroutines && fds <= b.fds, err
 	})
 	if err != nil {

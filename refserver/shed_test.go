@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"portproof/refserver/internal/testkit"
+	"portproof/refserver/sock"
 )
 
 // child is a server in a process of its own (helperServe), so that it can have its own
@@ -145,7 +146,7 @@ func TestShedOnEMFILE(t *testing.T) {
 	type client struct {
 		c     *net.TCPConn
 		r     *bufio.Reader
-		tup   Tuple         // from the tuple line, when admitted
+		tup   sock.Tuple    // from the tuple line, when admitted
 		shed  time.Duration // connect to end of stream, when shed
 		trips int           // round trips while the others came, when admitted
 		worst time.Duration // the slowest of them

@@ -22,9 +22,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
-
 	"portproof/refserver/internal/testkit"
+	"portproof/refserver/sock"
 )
 
 // The CLI's tests run the test binary itself as refserver: with REFSERVER_AS_CLI=1, TestMain
@@ -169,9 +168,9 @@ func (f family) any() netip.AddrPort { return netip.AddrPortFrom(f.loopback, 0) 
 // CI=true, as in the specs).
 func (f family) require(t *testing.T) {
 	t.Helper()
-	fd, err := refserver.Socket(refserver.Family(f.any()))
+	fd, err := sock.Socket(sock.Family(f.any()))
 	if err == nil {
-		err = refserver.Bind(fd, f.any())
+		err = sock.Bind(fd, f.any())
 		unix.Close(fd)
 	}
 	if err == nil {
@@ -188,7 +187,7 @@ func (f family) require(t *testing.T) {
 // net.core.somaxconn).
 func acceptQueueMax(t *testing.T, backlog int) int {
 	t.Helper()
-	s, err := refserver.Sysctl("net.core.somaxconn")
+	s, err := sock.Sysctl("net.core.somaxconn")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +375,7 @@ func TestShutdownCut(t *testing.T) {
 // TestBadInput: a bad flag or argument is one line on stderr that names it, nothing on
 // stdout, exit 2; a port in use is one line naming EADDRINUSE, exit 1; -h is usage, exit 0.
 func TestBadInput(t *testing.T) {
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +478,7 @@ func TestExposure(t *testing.T) {
 // TestNofile: -nofile lowers RLIMIT_NOFILE and says so with the kernel's answer; the stats
 // line shows the new limit, and past it clients are shed.
 func TestNofile(t *testing.T) {
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		t.Fatal(err)
 	}
