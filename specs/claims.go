@@ -75,7 +75,8 @@ var Claims = []Claim{
 		ID: "port.ephemeral", Chapter: OnePort, Verdict: Qualified,
 		Quote: "It’s the client OS that must generate different random source ports, so that server can see them as unique connections",
 		Why: "The client's kernel picks each source port at connect(), a distinct one from net.ipv4.ip_local_port_range, " +
-			"but not uniformly at random: it walks the range from a per-destination offset in small random steps, even ports first.",
+			"but not uniformly at random: it walks the range from a per-destination offset in small random steps, " +
+			"ports of the parity of the range's low end first, and bind() to port 0 takes the other parity first.",
 	},
 	{
 		ID: "limit.many-per-port", Chapter: Limits, Verdict: True,
