@@ -10,7 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -24,8 +24,8 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				clients := []*lab.Sock{lab.Dial(l.Addr), lab.Dial(l.Addr)}
 				servers := []*lab.Sock{l.Accept(), l.Accept()}
 
-				c := []refserver.Tuple{clients[0].Tuple(), clients[1].Tuple()}
-				s := []refserver.Tuple{servers[0].Tuple(), servers[1].Tuple()}
+				c := []sock.Tuple{clients[0].Tuple(), clients[1].Tuple()}
+				s := []sock.Tuple{servers[0].Tuple(), servers[1].Tuple()}
 				lab.Record(lab.EntryTuples, []lab.TupleSeen{
 					{Conn: "first", Client: c[0].String(), Server: s[0].String()},
 					{Conn: "second", Client: c[1].String(), Server: s[1].String()},
@@ -37,7 +37,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// its own descriptor: the accepted sockets hold exactly the clients' tuples,
 				// ends swapped. Pairing is left to ConsistOf, since the order of accept() is
 				// the order handshakes finished, not the order connect() was called.
-				Expect([]refserver.Tuple{s[0].Mirror(), s[1].Mirror()}).To(ConsistOf(c[0], c[1]))
+				Expect([]sock.Tuple{s[0].Mirror(), s[1].Mirror()}).To(ConsistOf(c[0], c[1]))
 
 				// Both connections go to the listener's own address and port (its
 				// getsockname), from the same client address, in the same protocol
@@ -72,11 +72,11 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// listener (LISTEN) with EADDRINUSE: inet_csk_bind_conflict lets sockets with
 				// SO_REUSEADDR share unless one of them listens. So the kernel does not refuse
 				// the duplicate at bind; it waits to see where each connects.
-				held, err := refserver.TCPState(a.FD())
+				held, err := sock.TCPState(a.FD())
 				Expect(err).NotTo(HaveOccurred())
 				b := lab.TCPSocket(fam).ReuseAddr()
 				besideConnected := b.TryBind(shared)
-				listening, err := refserver.TCPState(first.FD())
+				listening, err := sock.TCPState(first.FD())
 				Expect(err).NotTo(HaveOccurred())
 				besideListener := lab.TCPSocket(fam).ReuseAddr().TryBind(first.Addr)
 				lab.Record(ch1EntryBinds, []ch1Bind{
@@ -93,7 +93,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// EADDRNOTAVAIL itself, not EINPROGRESS. It found the 4-tuple already
 				// established (__inet_check_established, __inet6_check_established) before
 				// it sent any SYN.
-				to, err := refserver.Sockaddr(first.Addr)
+				to, err := sock.Sockaddr(first.Addr)
 				Expect(err).NotTo(HaveOccurred())
 				refused := os.NewSyscallError("connect", unix.Connect(b.FD(), to))
 				lab.Record(lab.EntryErrno, lab.Refused("connect", refused, b.LocalAddr(), first.Addr))
@@ -112,7 +112,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(sa.Mirror()).To(Equal(ta))
 				Expect(sb.Mirror()).To(Equal(tb))
 				lab.Cite(lab.Figures{"shared": shared.String(), "held": held, "listening": listening,
-					"bind_errno": refserver.ErrnoName(besideListener), "connect_errno": refserver.ErrnoName(refused),
+					"bind_errno": sock.ErrnoName(besideListener), "connect_errno": sock.ErrnoName(refused),
 					"first": ta.String(), "second": tb.String()})
 			})
 		// --8<-- [end:tuple-unique]
@@ -178,7 +178,7 @@ func ch1BindResult(err error) string {
 	if err == nil {
 		return "bound"
 	}
-	if name := refserver.ErrnoName(err); name != "" {
+	if name := sock.ErrnoName(err); name != "" {
 		return name
 	}
 	return err.Error()

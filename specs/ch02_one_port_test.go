@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -190,16 +190,16 @@ var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", func(server 
 	var fds []int
 	defer func() { ch2CloseAll(fds) }()
 	for range r.Size {
-		fd, err := refserver.Socket(refserver.Family(server))
+		fd, err := sock.Socket(sock.Family(server))
 		if err != nil {
 			return seen, err
 		}
 		fds = append(fds, fd)
 		// Each socket stays open, so that bind(2) has to find a new port every time.
-		if err := refserver.Bind(fd, netip.AddrPortFrom(server.Addr(), 0)); err != nil {
+		if err := sock.Bind(fd, netip.AddrPortFrom(server.Addr(), 0)); err != nil {
 			return seen, fmt.Errorf("bind number %d: %w", len(seen.Bind)+1, err)
 		}
-		at, err := refserver.LocalAddr(fd)
+		at, err := sock.LocalAddr(fd)
 		if err != nil {
 			return seen, err
 		}
@@ -216,7 +216,7 @@ var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", func(server 
 			return seen, fmt.Errorf("connect number %d: %w", len(seen.Connect)+1, err)
 		}
 		fds = append(fds, fd)
-		at, err := refserver.LocalAddr(fd)
+		at, err := sock.LocalAddr(fd)
 		if err != nil {
 			return seen, err
 		}
@@ -247,7 +247,7 @@ func ch2ParityOf(port uint16) string {
 
 // ch2ReadPortRange reads net.ipv4.ip_local_port_range in the child's own namespace.
 func ch2ReadPortRange() (lab.PortRange, error) {
-	v, err := refserver.Sysctl(lab.PortRangeSysctl)
+	v, err := sock.Sysctl(lab.PortRangeSysctl)
 	if err != nil {
 		return lab.PortRange{}, err
 	}
