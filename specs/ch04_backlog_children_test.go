@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -96,7 +97,7 @@ const ch4Article = "about 5-10"
 // ch4SomaxconnHere reads net.core.somaxconn from /proc/sys: in a sandbox child, its own
 // namespace's.
 func ch4SomaxconnHere() (int, error) {
-	v, err := refserver.Sysctl("net.core.somaxconn")
+	v, err := sock.Sysctl("net.core.somaxconn")
 	if err != nil {
 		return 0, err
 	}
@@ -126,7 +127,7 @@ var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", func(arg ch4SizeArg) (ch4
 		return seen, err
 	}
 	defer unix.Close(l)
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	seen.Max = q.Max
 	return seen, err
 })
@@ -146,7 +147,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 		return seen, err
 	}
 	defer unix.Close(l)
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	if err != nil {
 		return seen, err
 	}
@@ -175,7 +176,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 	if err != nil {
 		return seen, err
 	}
-	next, err := refserver.Socket(refserver.Family(addr))
+	next, err := sock.Socket(sock.Family(addr))
 	if err != nil {
 		return seen, err
 	}
@@ -194,7 +195,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 		return seen, err
 	}
 	fill.Next.Client, fill.Next.State = st.Client, st.State
-	if q, err = refserver.AcceptQueueOf(l); err != nil {
+	if q, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	fill.Next.Queued = q.Len
@@ -229,7 +230,7 @@ var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", func(loopback
 		defer cancel()
 		srv.Shutdown(ctx) // nothing was accepted: the loop drains at once
 	}()
-	q, err := refserver.AcceptQueueOf(srv.Listeners()[0])
+	q, err := sock.AcceptQueueOf(srv.Listeners()[0])
 	seen.Max = q.Max
 	return seen, err
 })
@@ -249,7 +250,7 @@ type ch4OverflowSeen struct {
 	AcceptedFirst   string `json:"accepted"`              // the peer the server's accept() returned
 	AcceptAtUS      int64  `json:"accept_at_us"`          // when, after the client's connect() began
 	StateAccepted   string `json:"state_accepted"`        // the client's tcpi_state right after that accept()
-	ConnectErr      string `json:"connect_err,omitempty"` // what refserver.Connect returned; "" for success
+	ConnectErr      string `json:"connect_err,omitempty"` // what sock.Connect returned; "" for success
 	EstablishedUS   int64  `json:"established_us"`        // when connect() returned, after it began
 	StateAfter      string `json:"state_after"`           // the client's tcpi_state then
 	// Retransmits is the client's tcpi_total_retrans then: how often its kernel sent a
@@ -285,7 +286,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	var seen ch4FullSeen
 	o := &seen.Overflow
 	var err error
-	if o.AbortOnOverflow, err = refserver.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
+	if o.AbortOnOverflow, err = sock.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 0)
@@ -318,7 +319,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	if err != nil {
 		return seen, err
 	}
-	client, err := refserver.Socket(refserver.Family(addr))
+	client, err := sock.Socket(sock.Family(addr))
 	if err != nil {
 		return seen, err
 	}
@@ -340,7 +341,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
 	}
 	o.RTOUS = ti.Rto
-	if o.StateFull, err = refserver.TCPState(client); err != nil {
+	if o.StateFull, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	if o.Client, err = ch4LocalAddr(client); err != nil {
@@ -360,7 +361,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	defer unix.Close(accepted)
 	o.AcceptAtUS = time.Since(pending.start).Microseconds()
 	o.AcceptedFirst = peer.String()
-	if o.StateAccepted, err = refserver.TCPState(client); err != nil {
+	if o.StateAccepted, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 
@@ -375,7 +376,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
 	}
 	o.Retransmits = ti.Total_retrans
-	if o.StateAfter, err = refserver.TCPState(client); err != nil {
+	if o.StateAfter, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	second, peer, err := lab.AcceptOn(l, lab.AcceptWithin)
@@ -399,7 +400,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 
 // --8<-- [end:backlog-full-child]
 
-// ch4Pending is a refserver.Connect running in a goroutine of its own, so that the proof can
+// ch4Pending is a sock.Connect running in a goroutine of its own, so that the proof can
 // watch the socket and the listener while the handshake is, or is not, under way.
 type ch4Pending struct {
 	start time.Time
@@ -412,7 +413,7 @@ func ch4ConnectInBackground(fd int, to netip.AddrPort, within time.Duration) *ch
 	p := &ch4Pending{start: time.Now(), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.err = refserver.Connect(fd, to, within)
+		p.err = sock.Connect(fd, to, within)
 		p.took = time.Since(p.start)
 	}()
 	return p
@@ -425,10 +426,10 @@ func (p *ch4Pending) wait() { <-p.done }
 // connections, at most within, and returns the last reading: the caller judges it. A
 // client's connect() returns once it has sent the final ACK; the listener queues the
 // connection when that ACK has crossed lo, a moment later (tcp_check_req).
-func ch4AwaitQueue(l int, want uint32, within time.Duration) (refserver.AcceptQueue, error) {
+func ch4AwaitQueue(l int, want uint32, within time.Duration) (sock.AcceptQueue, error) {
 	deadline := time.Now().Add(within)
 	for attempt := 0; ; attempt++ {
-		q, err := refserver.AcceptQueueOf(l)
+		q, err := sock.AcceptQueueOf(l)
 		if err != nil || q.Len >= want || attempt >= 10000 || time.Now().After(deadline) {
 			return q, err
 		}
@@ -461,12 +462,12 @@ func ch4StateOf(fd int) (ch4StateSeen, error) {
 	if err != nil {
 		return ch4StateSeen{}, err
 	}
-	state, err := refserver.TCPState(fd)
+	state, err := sock.TCPState(fd)
 	return ch4StateSeen{Client: addr, State: state}, err
 }
 
 func ch4LocalAddr(fd int) (string, error) {
-	ap, err := refserver.LocalAddr(fd)
+	ap, err := sock.LocalAddr(fd)
 	if err != nil {
 		return "", err
 	}
