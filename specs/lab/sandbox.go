@@ -47,9 +47,11 @@ type SandboxOptions struct {
 }
 
 // DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions on a loaded machine
-// running under -race. The initial RTO is 1 s; where the kernel has
-// net.ipv4.tcp_syn_linear_timeouts (4 on the project's 6.18 machines), that many SYN
-// retransmissions keep it at 1 s before it starts doubling.
+// running under -race. The initial RTO is 1 s (TCP_TIMEOUT_INIT, include/net/tcp.h). Since
+// Linux 6.5, tcp_retransmit_timer (net/ipv4/tcp_timer.c) doubles a SYN_SENT socket's RTO only
+// once it has timed out more than net.ipv4.tcp_syn_linear_timeouts times (4 by default, and
+// in every new namespace: tcp_sk_init), so a SYN nobody answers is resent after five 1 s
+// intervals, then 2 s, 4 s... (Documentation/networking/ip-sysctl.rst: "1, 1, 1, 1, 1, 2, 4").
 const DefaultSandboxTimeout = 30 * time.Second
 
 // ErrNoSandbox is what InSandbox returns, wrapped with the reason, when this process can
