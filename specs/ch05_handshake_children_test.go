@@ -500,7 +500,10 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 	} else {
 		c.Read = n
 	}
-	c.State, _ = refserver.TCPState(fd)
+	if c.State, err = refserver.TCPState(fd); err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
 	if n > 0 {
 		return c, fd, nil
 	}
@@ -689,7 +692,9 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	buf := make([]byte, 64)
 	seen.ReadN, err = unix.Read(client, buf)
 	seen.ReadErr = ch5ErrnoOf(err)
-	seen.State, _ = refserver.TCPState(client)
+	if seen.State, err = refserver.TCPState(client); err != nil {
+		return seen, err
+	}
 	reset := func(segs []lab.Segment) bool {
 		for _, s := range segs {
 			if strings.Contains(s.Flags, "RST") {

@@ -384,7 +384,9 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 
 				// The contrast: SO_LINGER {on, 0 s} makes close(2) abort the connection
 				// (tcp_disconnect sends RST), and the client's read fails with ECONNRESET.
+				// The RST ends the client's socket too: tcp_reset -> tcp_done sets TCP_CLOSE.
 				Expect(errors.Is(seen.Linger.ReadErr, unix.ECONNRESET)).To(BeTrue(), "read: want ECONNRESET, got %s", ch5ErrnoName(seen.Linger.ReadErr))
+				Expect(seen.Linger.State).To(Equal("CLOSE"))
 				Expect(lingerTimeline.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("RST")))))
 			})
 		// --8<-- [end:handshake-shed]
