@@ -428,7 +428,8 @@ type ch5ShedSeen struct {
 	Clients         []ch5Client
 	Table           ch5Descriptors // the table the server and its clients share
 	CPU             ch5CPU
-	Stats           refserver.Stats
+	Serving         refserver.Stats // right after the CPU window, still serving
+	Stopped         refserver.Stats // after Serve returned: every loop's counting done
 	Log             []string
 	ShedClient      netip.AddrPort // the first client shed
 	ShedClientState string
@@ -522,11 +523,18 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 		unix.Close(fd)
 		return c, -1, err
 	}
-	if n > 0 {
-		return c, fd, nil
+	if n <= 0 {
+		unix.Close(fd)
+		return c, -1, nil
 	}
-	unix.Close(fd)
-	return c, -1, nil
+	c.Greeting = string(buf[:n])
+	t, err := refserver.TupleOf(fd)
+	if err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
+	c.Tuple = t.String()
+	return c, fd, nil
 }
 
 // --8<-- [start:handshake-shed-child]
@@ -649,7 +657,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		return seen, err
 	}
 	seen.CPU.measured(time.Since(start), cpu1-cpu0)
-	seen.Stats = srv.Stats()
+	seen.Serving = srv.Stats()
 
 	shedPort := seen.ShedClient.Port()
 	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
@@ -664,7 +672,11 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	if seen.ShedSegments, err = ch5CaptureUntil(capture, mine, finned, ch5CaptureWithin); err != nil {
 		return seen, err
 	}
+	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
+	// end-of-stream a moment before the count moves: the counts to compare with the
+	// clients' are the ones left when every loop has returned.
 	err = stop()
+	seen.Stopped = srv.Stats()
 	seen.Log = logged.all()
 	return seen, err
 })

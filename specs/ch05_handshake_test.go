@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -126,6 +127,10 @@ type ch5Client struct {
 	// SocketEMFILE counts the client's own socket() calls that met EMFILE for an instant,
 	// while the server's accept4 held a descriptor number.
 	SocketEMFILE int `json:"socket_emfile,omitempty"`
+	// A served client: what its first read returned, and its connection as its own kernel
+	// names it (getsockname -> getpeername), which the greeting should repeat.
+	Greeting string `json:"greeting,omitempty"`
+	Tuple    string `json:"tuple,omitempty"`
 }
 
 type ch5CPU struct {
@@ -150,8 +155,9 @@ type ch5Spin struct {
 }
 
 type ch5ServerSeen struct {
-	Stats refserver.Stats `json:"stats"`
-	Log   []string        `json:"log"`
+	Serving refserver.Stats `json:"serving"` // right after the CPU window
+	Stopped refserver.Stats `json:"stopped"` // once Serve had returned
+	Log     []string        `json:"log"`
 }
 
 // ch5Run runs a child and hands back its result; a machine with no namespace to give stops
@@ -353,7 +359,7 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 
 				lab.Record(ch5EntryClients, seen.Clients)
 				lab.Record(ch5EntryCPU, seen.CPU)
-				lab.Record(ch5EntryServer, ch5ServerSeen{Stats: seen.Stats, Log: seen.Log})
+				lab.Record(ch5EntryServer, ch5ServerSeen{Serving: seen.Serving, Stopped: seen.Stopped, Log: seen.Log})
 				shedTimeline, _ := ch5TimelineOf("a client the server shed", seen.ShedSegments, seen.ShedClient)
 				lab.Record(ch5EntryPackets, shedTimeline)
 				lingerTimeline, _ := ch5TimelineOf("a client closed with SO_LINGER {1, 0}", seen.Linger.Segments, seen.Linger.Client)
@@ -379,6 +385,11 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 					free--
 				}
 				Expect(firstShed).To(Equal(free/2), "clients served, of %d free descriptors", free)
+				// A served client's first read is refserver's greeting: its own connection, as
+				// its kernel names it (getsockname -> getpeername), first on the line.
+				for _, c := range seen.Clients[:firstShed] {
+					Expect(c.Greeting).To(HavePrefix(c.Tuple+" "), "client %d", c.Port)
+				}
 				for _, c := range seen.Clients[firstShed:] {
 					Expect(c.Errno).To(BeEmpty(), "client %d: read failed", c.Port)
 					Expect(c.Read).To(BeZero(), "client %d: once the descriptors ran out, end-of-stream", c.Port)
@@ -388,9 +399,29 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 				window := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Phase == "window" })
 				Expect(window).To(BeNumerically(">", firstShed), "clients knocked during the CPU window")
 
-				// On the wire: the shed client's connection ends with the server's FIN, and
-				// no RST.
-				Expect(shedTimeline.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("FIN")))))
+				// The FIN is refserver's doing: its own counts, once every loop had returned,
+				// say shedOne accepted and closed one connection for each client that read
+				// end-of-stream, and admit let in exactly the clients served. Its first shed
+				// line names the first client shed.
+				shed := len(seen.Clients) - firstShed
+				Expect(seen.Stopped.Shed).To(BeEquivalentTo(shed), "refserver's Stats: %s", seen.Stopped)
+				Expect(seen.Stopped.Accepted).To(BeEquivalentTo(firstShed), "refserver's Stats: %s", seen.Stopped)
+				Expect(seen.Stopped.Refused).To(BeZero(), "refserver's Stats: %s", seen.Stopped)
+				shedLine := slices.IndexFunc(seen.Log, func(l string) bool { return strings.HasPrefix(l, "shed ") })
+				Expect(shedLine).To(BeNumerically(">=", 0), "refserver's log: %q", seen.Log)
+				Expect(seen.Log[shedLine]).To(HavePrefix("shed %s: ", seen.ShedClient))
+				// And while it served, nothing waited in the listener's queue (TCP_INFO, read
+				// by Stats; a max of 0 would mean it could not be read): level-triggered epoll
+				// had nothing to report again.
+				Expect(seen.Serving.Open).To(BeEquivalentTo(firstShed), "refserver's Stats: %s", seen.Serving)
+				Expect(seen.Serving.Queue.Max).To(BeNumerically(">", 0), "refserver's Stats: %s", seen.Serving)
+				Expect(seen.Serving.Queue.Len).To(BeZero(), "refserver's Stats: %s", seen.Serving)
+
+				// On the wire: the shed client's handshake, then the server's FIN, nothing
+				// between (no greeting), and no RST anywhere.
+				Expect(len(shedTimeline.Packets)).To(BeNumerically(">=", 4), "%v", seen.ShedSegments)
+				Expect(lab.FlagsOf(seen.ShedSegments)[:4]).To(Equal([]string{"SYN", "SYN,ACK", "ACK", "FIN,ACK"}), "%v", seen.ShedSegments)
+				Expect(shedTimeline.Packets[3].From).To(Equal("server"))
 				Expect(shedTimeline.Packets).NotTo(ContainElement(HaveField("Flags", ContainSubstring("RST"))))
 
 				// While clients kept arriving at a full table, the process (server and
