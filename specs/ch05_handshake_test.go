@@ -212,11 +212,11 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 				seen := ch5Run(ch5BeforeAccept, fam.Loopback.String(), lab.SandboxOptions{})
 
 				timeline, syn := ch5TimelineOf("the client, accepted after its data", seen.Segments, seen.Client)
-				acceptAt := seen.AcceptAt.Sub(syn).Microseconds()
+				acceptAt, connectAt := seen.AcceptAt.Sub(syn).Microseconds(), seen.ConnectReturned.Sub(syn).Microseconds()
 				lab.Record(ch5EntryPackets, timeline)
 				lab.Record(ch5EntryAcceptAt, acceptAt)
 				lab.Record(ch5EntrySyscalls, []ch5Call{
-					{Call: "connect returned", AtUS: seen.ConnectReturned.Sub(syn).Microseconds(), Result: "0"},
+					{Call: "connect returned", AtUS: connectAt, Result: "0"},
 					{Call: "write returned", AtUS: seen.WriteReturned.Sub(syn).Microseconds(), Result: strconv.Itoa(seen.Written)},
 					{Call: "accept4 called", AtUS: acceptAt, Result: seen.Peer.String()},
 				})
@@ -262,6 +262,12 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 				Expect(seen.Read).To(Equal(seen.Payload))
 				Expect(errors.Is(seen.ReadAgain, unix.EAGAIN)).To(BeTrue(), "recv after the data: want EAGAIN, got %s", ch5ErrnoName(seen.ReadAgain))
 				Expect(seen.QueueAfter.Len).To(BeZero())
+
+				// The chapter's figures, from the timeline its picture draws.
+				lab.Cite(lab.Figures{"written": seen.Written, "client_state": seen.ClientState, "queue_before": seen.QueueBefore.Len,
+					"synack_us": timeline.Packets[1].AtUS, "ack_us": timeline.Packets[2].AtUS, "connect_us": connectAt,
+					"data_us": timeline.Packets[3].AtUS, "data_seq": hs[3].Seq, "data_acked_us": timeline.Packets[4].AtUS,
+					"data_ack": hs[4].Ack, "accept_us": acceptAt, "read": len(seen.Read), "payload": string(seen.Read)})
 			})
 		// --8<-- [end:handshake-before-accept]
 
@@ -348,6 +354,16 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 				Expect(seen.AcceptedFD).To(Equal(seen.Freed), "accept4 takes the lowest free number: the one just closed")
 				Expect(seen.Read).To(Equal(seen.Marker))
 				Expect(seen.QueueAfterAccept.Len).To(BeZero())
+
+				// The chapter's figures. The CPU share is evidence of what never sleeping
+				// costs, not a bound: the scheduler decides it.
+				lab.Cite(lab.Figures{"limit": seen.Limit, "filled": seen.Filled, "fill_errno": ch5ErrnoName(seen.FillErr),
+					"accept_errno": ch5ErrnoName(seen.AcceptErr), "queue_before": seen.QueueBefore.Len,
+					"queue_after": seen.QueueAfterEMFILE.Len, "client_state": seen.ClientState, "recv_errno": ch5ErrnoName(seen.RecvErr),
+					"epoll_rounds": len(seen.Epoll), "spin_epoll_waits": seen.Spin.EpollWaits, "spin_accept_emfile": seen.Spin.AcceptEMFILE,
+					"spin_window_s": float64(seen.Spin.WindowUS) / 1e6, "spin_cpu_percent": seen.Spin.Percent,
+					"late_bytes": len(seen.Marker), "freed_fd": seen.Freed, "accepted_fd": seen.AcceptedFD,
+					"client_port": seen.Client.Port(), "peer_port": seen.Peer.Port()})
 			})
 		// --8<-- [end:handshake-emfile-queued]
 
@@ -436,6 +452,15 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 				Expect(errors.Is(seen.Linger.ReadErr, unix.ECONNRESET)).To(BeTrue(), "read: want ECONNRESET, got %s", ch5ErrnoName(seen.Linger.ReadErr))
 				Expect(seen.Linger.State).To(Equal("CLOSE"))
 				Expect(lingerTimeline.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("RST")))))
+
+				// The chapter's figures.
+				lab.Cite(lab.Figures{"limit": seen.Table.Limit, "served": firstShed, "shed": shed,
+					"greeting_bytes": seen.Clients[0].Read, "greeting": strings.TrimSpace(seen.Clients[0].Greeting),
+					"shed_state": seen.ShedClientState, "fin_after_ack_us": shedTimeline.Packets[3].AtUS - shedTimeline.Packets[2].AtUS,
+					"window_clients": len(seen.Clients) - window, "window_s": float64(seen.CPU.WindowUS) / 1e6,
+					"cpu_percent": seen.CPU.Percent, "log_line": seen.Log[shedLine],
+					"stats_accepted": seen.Stopped.Accepted, "stats_shed": seen.Stopped.Shed,
+					"linger_errno": ch5ErrnoName(seen.Linger.ReadErr), "linger_state": seen.Linger.State})
 			})
 		// --8<-- [end:handshake-shed]
 	}
