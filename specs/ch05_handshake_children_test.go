@@ -32,8 +32,10 @@ const (
 	ch5EmfileNoFile = 32
 	// ch5EpollRounds is how many epoll_wait calls in a row must report the listener.
 	ch5EpollRounds = 5
-	// ch5SpinFor is how long the busy loop of the EMFILE proof runs, to measure its CPU.
-	ch5SpinFor = 200 * time.Millisecond
+	// ch5SpinFor is how long the busy loop of the EMFILE proof runs, to measure its CPU;
+	// ch5SpinTimeout is the timeout of each of its epoll_wait calls, far longer.
+	ch5SpinFor     = 200 * time.Millisecond
+	ch5SpinTimeout = time.Second
 	// ch5ShedNoFile is RLIMIT_NOFILE for refserver in the shedding proof, shared with its
 	// clients: the table runs out after a dozen connections.
 	ch5ShedNoFile = 40
@@ -217,7 +219,7 @@ type ch5EmfileSeen struct {
 	RecvErr          unix.Errno // recv(MSG_DONTWAIT) on the client while the server cannot accept
 	RecvN            int
 	Epoll            []ch5EpollRound
-	Spin             ch5CPU        // the same epoll_wait and accept4, left to loop
+	Spin             ch5Spin       // the same epoll_wait and accept4, left to loop
 	Marker           []byte        // sent by the client after the failed accepts
 	MarkerAt         time.Time     // when its write returned
 	AcceptedAt       time.Time     // just before the accept4 that succeeded
@@ -327,21 +329,37 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	}
 
 	// The same loop left to run, as a server without a spare descriptor would: epoll_wait
-	// may sleep up to a second, yet returns at once each time, and the process burns CPU
-	// for as long as the client waits. ch5SpinFor of it, measured with getrusage.
+	// may sleep up to ch5SpinTimeout, and would return 0 if it did. For ch5SpinFor the
+	// proof counts what each call answered, and getrusage measures the CPU it took.
+	seen.Spin = ch5Spin{TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
 	seen.Spin.Loop = "epoll_wait + accept4, nothing shed"
 	cpu0, err := ch5CPUTime()
 	if err != nil {
 		return seen, err
 	}
 	start := time.Now()
-	for time.Since(start) < ch5SpinFor && seen.Spin.Calls < 10_000_000 {
-		if _, err := unix.EpollWait(epfd, events, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+	for time.Since(start) < ch5SpinFor && seen.Spin.EpollWaits < 10_000_000 {
+		n, err := unix.EpollWait(epfd, events, int(seen.Spin.TimeoutMS))
+		seen.Spin.EpollWaits++
+		switch {
+		case errors.Is(err, unix.EINTR):
+			seen.Spin.Interrupted++
+		case err != nil:
 			return seen, os.NewSyscallError("epoll_wait", err)
+		case n == 0:
+			seen.Spin.TimedOut++
+		case n == 1 && int(events[0].Fd) == l && events[0].Events&unix.EPOLLIN != 0:
+			seen.Spin.ListenerReady++
 		}
-		seen.Spin.Calls++
-		if _, _, err := sock.Accept(l); !errors.Is(err, unix.EMFILE) {
-			return seen, fmt.Errorf("accept4 in the busy loop: want EMFILE, got %v", err)
+		fd, _, err := sock.Accept(l)
+		switch {
+		case err == nil:
+			unix.Close(fd)
+			seen.Spin.AcceptOther["none"]++
+		case errors.Is(err, unix.EMFILE):
+			seen.Spin.AcceptEMFILE++
+		default:
+			seen.Spin.AcceptOther[ch5ErrnoName(ch5ErrnoOf(err))]++
 		}
 	}
 	cpu1, err := ch5CPUTime()
@@ -411,7 +429,8 @@ type ch5ShedSeen struct {
 	Clients         []ch5Client
 	Table           ch5Descriptors // the table the server and its clients share
 	CPU             ch5CPU
-	Stats           refserver.Stats
+	Serving         refserver.Stats // right after the CPU window, still serving
+	Stopped         refserver.Stats // after Serve returned: every loop's counting done
 	Log             []string
 	ShedClient      netip.AddrPort // the first client shed
 	ShedClientState string
@@ -501,12 +520,22 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 	} else {
 		c.Read = n
 	}
-	c.State, _ = sock.TCPState(fd)
-	if n > 0 {
-		return c, fd, nil
+	if c.State, err = sock.TCPState(fd); err != nil {
+		unix.Close(fd)
+		return c, -1, err
 	}
-	unix.Close(fd)
-	return c, -1, nil
+	if n <= 0 {
+		unix.Close(fd)
+		return c, -1, nil
+	}
+	c.Greeting = string(buf[:n])
+	t, err := sock.TupleOf(fd)
+	if err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
+	c.Tuple = t.String()
+	return c, fd, nil
 }
 
 // --8<-- [start:handshake-shed-child]
@@ -629,7 +658,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		return seen, err
 	}
 	seen.CPU.measured(time.Since(start), cpu1-cpu0)
-	seen.Stats = srv.Stats()
+	seen.Serving = srv.Stats()
 
 	shedPort := seen.ShedClient.Port()
 	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
@@ -644,7 +673,11 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	if seen.ShedSegments, err = ch5CaptureUntil(capture, mine, finned, ch5CaptureWithin); err != nil {
 		return seen, err
 	}
+	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
+	// end-of-stream a moment before the count moves: the counts to compare with the
+	// clients' are the ones left when every loop has returned.
 	err = stop()
+	seen.Stopped = srv.Stats()
 	seen.Log = logged.all()
 	return seen, err
 })
@@ -690,7 +723,9 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	buf := make([]byte, 64)
 	seen.ReadN, err = unix.Read(client, buf)
 	seen.ReadErr = ch5ErrnoOf(err)
-	seen.State, _ = sock.TCPState(client)
+	if seen.State, err = sock.TCPState(client); err != nil {
+		return seen, err
+	}
 	reset := func(segs []lab.Segment) bool {
 		for _, s := range segs {
 			if strings.Contains(s.Flags, "RST") {
