@@ -120,17 +120,21 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = os.NewSyscallError("read", err)
 				lab.Record(lab.EntryErrno, lab.Refused("read", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "read on the listener: want ENOTCONN, got %v", err)
+				errnos := lab.Figures{"read_errno": refserver.ErrnoName(err)}
 
 				_, _, err = unix.Recvfrom(l.FD(), buf, 0)
 				err = os.NewSyscallError("recvfrom", err)
 				lab.Record(lab.EntryErrno, lab.Refused("recv", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "recv on the listener: want ENOTCONN, got %v", err)
+				errnos["recv_errno"] = refserver.ErrnoName(err)
 
-				// getpeername(2): a passive socket has no other end (inet_getname checks
-				// for a connected state).
+				// getpeername(2): a passive socket has no other end. inet_getname (and
+				// inet6_getname) answers ENOTCONN for a socket with no peer port, and a
+				// listener's inet_dport is 0.
 				_, err = refserver.PeerAddr(l.FD())
 				lab.Record(lab.EntryErrno, lab.Refused("getpeername", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "getpeername on the listener: want ENOTCONN, got %v", err)
+				errnos["getpeername_errno"] = refserver.ErrnoName(err)
 
 				// send(2): tcp_sendmsg waits for a connection only in SYN_SENT or SYN_RECV;
 				// in LISTEN sk_stream_wait_connect answers EPIPE, and MSG_NOSIGNAL spares
@@ -138,6 +142,10 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = os.NewSyscallError("sendto", unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil))
 				lab.Record(lab.EntryErrno, lab.Refused("send", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.EPIPE)).To(BeTrue(), "send on the listener: want EPIPE, got %v", err)
+				errnos["send_errno"] = refserver.ErrnoName(err)
+				// Every call above met a listener with a connection and its data queued.
+				errnos["queued"] = ch6Queue(l.FD()).Len
+				lab.Cite(errnos)
 
 				// The connection the listener spawns is the one with the peer and the data.
 				a := l.Accept()
@@ -158,6 +166,13 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Expect(active.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on the %s", active.Role)
 					Expect(active.State).To(Equal("ESTABLISHED"), "the %s", active.Role)
 				}
+				lab.Cite(lab.Figures{
+					"bound_fd": sockets[0].FD, "bound_acceptconn": sockets[0].AcceptConn, "bound_state": sockets[0].State,
+					"listener_fd": sockets[1].FD, "listener_acceptconn": sockets[1].AcceptConn, "listener_state": sockets[1].State,
+					"client_acceptconn": sockets[2].AcceptConn, "client_state": sockets[2].State,
+					"accepted_acceptconn": sockets[3].AcceptConn, "accepted_state": sockets[3].State,
+					"accepted_read": string(got), "accepted_peer": sockets[3].Peer,
+				})
 			})
 		// --8<-- [end:passive-no-data]
 
@@ -206,7 +221,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				lab.Record(ch6EntrySockets, sockets)
 				lab.Record(lab.EntryTuples, tuples)
 
-				Expect(clientFDs).To(BeNumerically(">", 0))
+				// The descriptors the connect() calls added are the client sockets, one each.
+				Expect(clientFDs).To(Equal(len(clients)), "descriptors added by %d connect() calls", len(clients))
 				// One new descriptor per accept4: N connections, N+1 descriptors on the
 				// server's side, the listener's and one per connection.
 				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
@@ -230,6 +246,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(sockets[0].AcceptConn).To(Equal(1))
 				next := lab.Dial(l.Addr)
 				Expect(l.Accept().PeerAddr()).To(Equal(next.LocalAddr()), "a connection after the others")
+				lab.Cite(lab.Figures{
+					"listener_fd": seen.Listener, "listener_state": sockets[0].State,
+					"before": seen.Before, "after_connect": seen.AfterConnect, "after_accept": seen.AfterAccept,
+					"clients": clientFDs, "queued": seen.QueuedBefore, "queued_after": seen.QueuedAfter,
+					"accepted": seen.Accepted,
+				})
 			})
 		// --8<-- [end:passive-spawns-active]
 
@@ -251,11 +273,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				defer func() { lab.Record(ch6EntryBinds, binds) }()
 
 				// No options: the second bind(2) finds the port's owner in the bind hash
-				// (inet_csk_bind_conflict) and fails.
+				// (inet_csk_get_port, inet_csk_bind_conflict) and fails.
 				first := lab.Listen(fam.At(0), 8)
 				binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: first.Addr.String()})
 				err := try("second socket", lab.TCPSocket(fam), first.Addr)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a listener: want EADDRINUSE, got %v", err)
+				cited := lab.Figures{"plain_errno": refserver.ErrnoName(err)}
 
 				// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
 				// listen (a TIME_WAIT, say), never with a listener.
@@ -267,23 +290,31 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				b := lab.TCPSocket(fam).ReuseAddr()
 				err = try("socket B", b, at, reuse)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, got %v", err)
+				cited["reuseaddr_errno"] = refserver.ErrnoName(err)
 
 				// Two SO_REUSEADDR sockets may both bind while neither listens; then the
-				// first listen(2) wins, and the second fails: inet_csk_listen_start checks
-				// the port again, so the rule is about passive sockets, not about bind.
+				// first listen(2) wins, and the second fails: inet_csk_listen_start asks
+				// inet_csk_get_port for the port again, now as a listener, so the rule is
+				// about passive sockets, not about bind.
 				c := lab.TCPSocket(fam).ReuseAddr()
 				Expect(try("socket C", c, fam.At(0), reuse)).To(Succeed())
 				shared := c.LocalAddr()
 				d := lab.TCPSocket(fam).ReuseAddr()
 				Expect(try("socket D", d, shared, reuse)).To(Succeed())
+				Expect(d.LocalAddr()).To(Equal(shared), "getsockname on D: both bound to one address and port")
 				Expect(listen("socket C", c, reuse)).To(Succeed())
 				err = listen("socket D", d, reuse)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "listen on a second socket bound to %s: want EADDRINUSE, got %v", shared, err)
+				cited["both_bound"] = shared.String()
+				cited["second_listen_errno"] = refserver.ErrnoName(err)
 
 				// The conflict was the listener: once A is closed, B's bind goes through.
 				Expect(a.Close()).To(Succeed())
 				Expect(try("socket B, after A's close", b, at, reuse)).To(Succeed())
 				Expect(listen("socket B, after A's close", b, reuse)).To(Succeed())
+				Expect(ch6AcceptConn(b.FD())).To(Equal(1), "SO_ACCEPTCONN on B")
+				cited["after_close"] = b.LocalAddr().String()
+				lab.Cite(cited)
 			})
 		// --8<-- [end:passive-one-per-port]
 
@@ -331,7 +362,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// address: the other listener's accept queue stays empty.
 				c1 := lab.Dial(one.Addr)
 				a1 := one.Accept()
-				Expect(ch6Queue(two.FD()).Len).To(BeZero(), "the second listener's queue after a connection to the first")
+				otherQueue := ch6Queue(two.FD()).Len
+				Expect(otherQueue).To(BeZero(), "the second listener's queue after a connection to the first")
 				c2 := lab.Dial(two.Addr)
 				a2 := two.Accept()
 				Expect(ch6Queue(one.FD()).Len).To(BeZero(), "the first listener's queue after a connection to the second")
@@ -344,6 +376,11 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(t2.Local).To(Equal(two.Addr))
 				Expect(t1.Remote).To(Equal(c1.LocalAddr()))
 				Expect(t2.Remote).To(Equal(c2.LocalAddr()))
+				lab.Cite(lab.Figures{
+					"shared_first": one.Addr.String(), "shared_second": two.Addr.String(),
+					"shared_first_accepted": t1.String(), "shared_second_accepted": t2.String(),
+					"shared_other_queue": otherQueue,
+				})
 			})
 		// --8<-- [end:passive-shared-port]
 
@@ -365,12 +402,19 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// listener on loopback:P...
 				Expect(binds[0].Errno).To(BeEmpty(), "%+v", binds[0])
 				Expect(binds[1].Errno).To(Equal("EADDRINUSE"), "%+v", binds[1])
+				Expect(binds[1].Call).To(Equal("bind"), "%+v", binds[1])
 				// ...and refuses loopback:Q beside a wildcard listener on Q.
 				Expect(binds[2].Errno).To(BeEmpty(), "%+v", binds[2])
 				Expect(binds[3].Errno).To(Equal("EADDRINUSE"), "%+v", binds[3])
+				Expect(binds[3].Call).To(Equal("bind"), "%+v", binds[3])
 				// Once loopback:P's listener is closed, the wildcard binds P and listens.
 				Expect(binds[4].Errno).To(BeEmpty(), "%+v", binds[4])
 				Expect(binds[5].Errno).To(BeEmpty(), "%+v", binds[5])
+				lab.Cite(lab.Figures{
+					"wildcard_specific": binds[0].Addr, "wildcard_refused": binds[1].Addr, "wildcard_errno": binds[1].Errno,
+					"wildcard_listener": binds[2].Addr, "wildcard_specific_refused": binds[3].Addr, "wildcard_specific_errno": binds[3].Errno,
+					"wildcard_after_close": binds[5].Addr,
+				})
 			})
 		// --8<-- [end:passive-shared-port-wildcard]
 
@@ -429,8 +473,10 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					spread.Listeners = append(spread.Listeners, ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
 				}
 
-				// The same 4-tuple lands on the same listener, whatever the queues hold: the
-				// choice is reuseport_select_sock's hash of the tuple, not a load balancer.
+				// The same 4-tuple lands on the same listener, whatever the queues hold: for
+				// each SYN, inet_lookup_reuseport hashes the 4-tuple (inet_ehashfn, keyed with
+				// a secret drawn once per boot) and reuseport_select_sock scales the hash to
+				// the group's size; no queue length, and no turn, enters it.
 				// Two SO_REUSEADDR sockets bind one client port (allowed while neither
 				// listens), so that no other program's connect() can take it in between;
 				// the first connects, and its close with SO_LINGER 0 sends RST, which
@@ -493,6 +539,20 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(st.Accepted).To(BeNumerically(">=", uint64(sum)))
 				Expect(st.Closed).To(Equal(st.Accepted))
 				Expect(st.Open).To(BeZero())
+				var queues []uint32
+				for _, l := range spread.Listeners {
+					queues = append(queues, l.Queued)
+				}
+				var landed []int
+				for _, r := range repeats {
+					landed = append(landed, r.First)
+				}
+				lab.Cite(lab.Figures{
+					"reuseport_addr": spread.Addr, "reuseport_listeners": len(spread.Listeners),
+					"reuseport_connected": spread.Connected, "reuseport_queues": queues,
+					"reuseport_probes": len(repeats), "reuseport_probe_listeners": landed,
+					"reuseport_echoed": spread.Echoed, "reuseport_accepted": st.Accepted,
+				})
 			})
 		// --8<-- [end:passive-shared-port-reuseport]
 	}
@@ -513,13 +573,18 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	record := func(who, call string, at netip.AddrPort, err error) {
 		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: refserver.ErrnoName(err)})
 	}
-	// tryListen binds and listens on a new socket; it keeps the socket only on success.
+	// tryListen binds and listens on a new socket; it keeps the socket only on success. It
+	// records the call that failed (bind or listen), or "listen" when both succeeded.
 	tryListen := func(who string, at netip.AddrPort) (int, netip.AddrPort, error) {
 		fd, got, err := lab.ListenOn(at, 8)
+		call := "listen"
+		if sys := (*os.SyscallError)(nil); errors.As(err, &sys) {
+			call = sys.Syscall
+		}
 		if err == nil {
 			at = got
 		}
-		record(who, "listen", at, err)
+		record(who, call, at, err)
 		return fd, at, err
 	}
 
