@@ -4,10 +4,14 @@ package specs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -318,6 +322,70 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			})
 		// --8<-- [end:passive-one-per-port]
 
+		// --8<-- [start:passive-reuseaddr-timewait]
+		It("lets SO_REUSEADDR bind a port that a TIME_WAIT connection holds, when the old listener set it too, over "+fam.String(),
+			Label("claim:passive.one-per-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				var binds []ch6BindSeen
+				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				cited := lab.Figures{}
+				for _, oldReuse := range []bool{true, false} {
+					var opts []string
+					old := lab.TCPSocket(fam)
+					if oldReuse {
+						old.ReuseAddr()
+						opts = []string{"SO_REUSEADDR"}
+					}
+					old.Bind(fam.At(0))
+					l := old.Listen(8)
+					binds = append(binds, ch6BindSeen{Socket: "old listener", Call: "listen", Addr: l.Addr.String(), Options: opts})
+					c := lab.Dial(l.Addr)
+					a := l.Accept()
+					client := c.LocalAddr()
+					// The server closes first: its end sends FIN, and once the client's FIN
+					// comes back it is TIME_WAIT (tcp_time_wait), a socket with no descriptor
+					// that keeps the port for 60 s (TCP_TIMEWAIT_LEN, include/net/tcp.h).
+					Expect(a.Close()).To(Succeed())
+					Eventually(func() string { return ch6State(c.FD()) }).WithTimeout(lab.ReadWithin).
+						Should(Equal("CLOSE_WAIT"), "the client, after the server's FIN")
+					Expect(c.Close()).To(Succeed())
+					var tw string
+					Eventually(func() string { tw = ch6TimeWait(fam, l.Addr.Port(), client.Port()); return tw }).
+						WithTimeout(lab.ReadWithin).ShouldNot(BeEmpty(), "the server's end in TIME_WAIT in /proc/net/tcp")
+					Expect(l.Close()).To(Succeed())
+					binds = append(binds, ch6BindSeen{Socket: "old listener, closed; its connection in TIME_WAIT", Call: "close", Addr: l.Addr.String(), Options: opts})
+
+					// No listener and no descriptor holds the port now, only the TIME_WAIT: a
+					// socket without SO_REUSEADDR is refused by it.
+					plain := lab.TCPSocket(fam)
+					err := plain.TryBind(l.Addr)
+					plainErrno := refserver.ErrnoName(err)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Errno: plainErrno})
+					Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a TIME_WAIT, no SO_REUSEADDR: want EADDRINUSE, got %v", err)
+
+					// With SO_REUSEADDR: inet_bind_conflict lets a socket by only when both
+					// have sk_reuse and the other is not listening, and a TIME_WAIT has its
+					// connection's flag, which the connection got from its listener.
+					again := lab.TCPSocket(fam).ReuseAddr()
+					err = again.TryBind(l.Addr)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Options: []string{"SO_REUSEADDR"}, Errno: refserver.ErrnoName(err)})
+					if !oldReuse {
+						Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEADDR beside the TIME_WAIT of a listener without it: want EADDRINUSE, got %v", err)
+						cited["tw_old_without_errno"] = refserver.ErrnoName(err)
+						continue
+					}
+					Expect(err).NotTo(HaveOccurred(), "SO_REUSEADDR beside the TIME_WAIT of a listener with it")
+					err = refserver.Listen(again.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "listen", Addr: again.LocalAddr().String(), Options: []string{"SO_REUSEADDR"}, Errno: refserver.ErrnoName(err)})
+					Expect(err).NotTo(HaveOccurred())
+					cited["tw_connection"] = tw
+					cited["tw_plain_errno"] = plainErrno
+					cited["tw_relisten"] = again.LocalAddr().String()
+				}
+				lab.Cite(cited)
+			})
+		// --8<-- [end:passive-reuseaddr-timewait]
+
 		// --8<-- [start:passive-shared-port]
 		It("shares a port number between listeners on different local addresses, each taking its own connections, over "+fam.String(),
 			Label("claim:passive.shared-port", fam.Name), func() {
@@ -555,6 +623,94 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				})
 			})
 		// --8<-- [end:passive-shared-port-reuseport]
+
+		// --8<-- [start:passive-reuseport-every-socket]
+		It("lets listeners share one address and port only when every socket of them set SO_REUSEPORT, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				var binds []ch6BindSeen
+				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				rp := "SO_REUSEPORT"
+				// listener binds and listens a socket, with SO_REUSEPORT when reusePort.
+				listener := func(who string, at netip.AddrPort, reusePort bool) (*lab.Sock, error) {
+					s := lab.TCPSocket(fam)
+					var opts []string
+					if reusePort {
+						Expect(refserver.SetReusePort(s.FD())).To(Succeed())
+						opts = []string{rp}
+					}
+					err := s.TryBind(at)
+					call := "bind"
+					if err == nil {
+						at = s.LocalAddr()
+						call, err = "listen", refserver.Listen(s.FD(), 8)
+					}
+					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					return s, err
+				}
+
+				// A listener without the option, then a socket with it: inet_bind_conflict
+				// wants sk_reuseport on both sockets, and refuses the bind.
+				plain, err := listener("listener without SO_REUSEPORT", fam.At(0), false)
+				Expect(err).NotTo(HaveOccurred())
+				_, err = listener("socket with SO_REUSEPORT", plain.LocalAddr(), true)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEPORT beside a listener without it: want EADDRINUSE, got %v", err)
+				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
+				cited := lab.Figures{"every_second_only_errno": refserver.ErrnoName(err)}
+
+				// A listener with the option, then a socket without it: refused the same way.
+				group, err := listener("listener with SO_REUSEPORT", fam.At(0), true)
+				Expect(err).NotTo(HaveOccurred())
+				at := group.LocalAddr()
+				_, err = listener("socket without SO_REUSEPORT", at, false)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "a socket without SO_REUSEPORT beside a listener with it: want EADDRINUSE, got %v", err)
+				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
+				cited["every_first_only_errno"] = refserver.ErrnoName(err)
+
+				// The control: with the option on both, the second binds and listens, and the
+				// two are passive on one address and port.
+				second, err := listener("second socket with SO_REUSEPORT", at, true)
+				Expect(err).NotTo(HaveOccurred(), "SO_REUSEPORT on both sockets")
+				Expect(second.LocalAddr()).To(Equal(at))
+				Expect(ch6AcceptConn(group.FD())).To(Equal(1))
+				Expect(ch6AcceptConn(second.FD())).To(Equal(1))
+				cited["every_group"] = at.String()
+				lab.Cite(cited)
+			})
+		// --8<-- [end:passive-reuseport-every-socket]
+
+		// --8<-- [start:passive-reuseport-owner]
+		It("refuses an SO_REUSEPORT socket of another owner beside a listener, in a sandbox, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// The child changes its own filesystem UID to make a socket another user owns:
+				// a process of its own, so that no thread of this one ever runs as someone else.
+				seen, err := ch6OwnerChild.Run(fam.Name, lab.SandboxOptions{})
+				if errors.Is(err, lab.ErrNoSandbox) {
+					lab.Require(false, err.Error())
+				}
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(ch6EntryBinds, seen.Binds)
+				lab.Require(seen.Other == ch6OtherUID,
+					fmt.Sprintf("a socket of another owner needs CAP_SETUID over uid %d (run as root): setfsuid left the socket's owner at uid %d", ch6OtherUID, seen.Other))
+
+				Expect(seen.Binds).To(HaveLen(3))
+				// The owners as fstat(2) reads them: the socket's inode, whose uid the kernel
+				// also keeps in the sock (sk_uid) and compares.
+				Expect(seen.Other).NotTo(Equal(seen.First))
+				Expect(seen.Same).To(Equal(seen.First))
+				// Another owner's socket, SO_REUSEPORT and all, is refused at bind...
+				Expect(seen.Binds[1].Call).To(Equal("bind"), "%+v", seen.Binds[1])
+				Expect(seen.Binds[1].Errno).To(Equal("EADDRINUSE"), "%+v", seen.Binds[1])
+				// ...and the same owner's joins the group.
+				Expect(seen.Binds[2].Errno).To(BeEmpty(), "%+v", seen.Binds[2])
+				Expect(seen.Binds[2].Call).To(Equal("listen"), "%+v", seen.Binds[2])
+				lab.Cite(lab.Figures{
+					"owner_first": seen.First, "owner_other": seen.Other, "owner_errno": seen.Binds[1].Errno,
+					"owner_same": seen.Same, "owner_addr": seen.Binds[0].Addr,
+				})
+			})
+		// --8<-- [end:passive-reuseport-owner]
 	}
 })
 
@@ -626,6 +782,110 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 })
 
 // --8<-- [end:passive-shared-port-child]
+
+// --8<-- [start:passive-reuseport-owner-child]
+
+// ch6OtherUID is the other owner: nobody, on most systems.
+const ch6OtherUID = 65534
+
+// ch6OwnerSeen is what the owner child saw: three sockets' owners (fstat st_uid) and their
+// bind and listen calls on one address and port.
+type ch6OwnerSeen struct {
+	First int           `json:"first"` // the listener's owner
+	Other int           `json:"other"` // the socket made under setfsuid(ch6OtherUID)
+	Same  int           `json:"same"`  // a third socket, made as the listener was
+	Binds []ch6BindSeen `json:"binds"`
+}
+
+// ch6OwnerChild runs in a process of its own (and a network namespace of its own). It opens
+// an SO_REUSEPORT listener, then an SO_REUSEPORT socket owned by another user, and one
+// owned by the listener's owner, each bound to the listener's address and port.
+var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family string) (ch6OwnerSeen, error) {
+	loopback := lab.IPv4.Loopback
+	if family == lab.IPv6.Name {
+		loopback = lab.IPv6.Loopback
+	}
+	var seen ch6OwnerSeen
+	reusePortSocket := func() (int, int, error) {
+		fd, err := refserver.Socket(refserver.Family(netip.AddrPortFrom(loopback, 0)))
+		if err != nil {
+			return -1, 0, err
+		}
+		if err := refserver.SetReusePort(fd); err != nil {
+			unix.Close(fd)
+			return -1, 0, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, 0, os.NewSyscallError("fstat", err)
+		}
+		return fd, int(st.Uid), nil
+	}
+	// try binds fd to at and, when that works, listens.
+	try := func(who string, fd int, at netip.AddrPort) (netip.AddrPort, error) {
+		err := refserver.Bind(fd, at)
+		call := "bind"
+		if err == nil {
+			at, _ = refserver.LocalAddr(fd)
+			call, err = "listen", refserver.Listen(fd, 8)
+		}
+		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: []string{"SO_REUSEPORT"}, Errno: refserver.ErrnoName(err)})
+		return at, err
+	}
+
+	first, uid, err := reusePortSocket()
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(first)
+	seen.First = uid
+	at, err := try(fmt.Sprintf("listener of uid %d", uid), first, netip.AddrPortFrom(loopback, 0))
+	if err != nil {
+		return seen, err
+	}
+
+	// socket(2) gives the socket's inode the creating thread's filesystem UID (sock_alloc),
+	// which follows the effective one; setfsuid changes it for this thread alone, so the
+	// socket is made on a thread locked to a goroutine that ends with it: the runtime then
+	// retires the thread, and its credentials with it.
+	type made struct {
+		fd, uid int
+		err     error
+	}
+	done := make(chan made, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes when the goroutine does
+		prev, _ := unix.SetfsuidRetUid(ch6OtherUID)
+		fd, uid, err := reusePortSocket()
+		unix.SetfsuidRetUid(prev)
+		done <- made{fd, uid, err}
+	}()
+	other := <-done
+	if other.err != nil {
+		return seen, other.err
+	}
+	defer unix.Close(other.fd)
+	seen.Other = other.uid
+	if other.uid != ch6OtherUID {
+		return seen, nil // no CAP_SETUID here: the parent says so
+	}
+	// bind(2) runs with this process's own credentials, the listener owner's: what counts
+	// is the socket's owner, which inet_bind_conflict compares (sk_uid) before it lets
+	// SO_REUSEPORT share a port.
+	try(fmt.Sprintf("socket of uid %d", other.uid), other.fd, at)
+
+	same, uid, err := reusePortSocket()
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(same)
+	seen.Same = uid
+	try(fmt.Sprintf("socket of uid %d", uid), same, at)
+	return seen, nil
+})
+
+// --8<-- [end:passive-reuseport-owner-child]
 
 // ch6Describe reads a socket's kind back from the kernel.
 func ch6Describe(role string, fd int) ch6SocketSeen {
@@ -704,4 +964,55 @@ func ch6QueuedOn(listeners []int, connect func()) int {
 	}
 	Expect(grew).NotTo(Equal(-1))
 	return grew
+}
+
+// ch6TimeWait finds the connection from local port to remote port among the TIME_WAIT
+// sockets of /proc/net/tcp (tcp6 for IPv6): a TIME_WAIT has no descriptor to ask with
+// getsockopt, and the kernel lists it there with state 06 (tcp4_seq_show, get_timewait4_sock).
+// It returns the connection as "local -> remote", the kernel's hexadecimal turned back into
+// addresses, or "" when there is none.
+func ch6TimeWait(fam lab.Family, local, remote uint16) string {
+	GinkgoHelper()
+	file := "/proc/thread-self/net/tcp"
+	if fam.Domain == unix.AF_INET6 {
+		file += "6"
+	}
+	b, err := os.ReadFile(file)
+	Expect(err).NotTo(HaveOccurred())
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" {
+			continue
+		}
+		l, lerr := ch6ProcAddr(f[1])
+		r, rerr := ch6ProcAddr(f[2])
+		if lerr == nil && rerr == nil && l.Port() == local && r.Port() == remote {
+			return fmt.Sprintf("%s -> %s", l, r)
+		}
+	}
+	return ""
+}
+
+// ch6ProcAddr reads an address of /proc/net/tcp: the address as the kernel holds it, printed
+// as 32-bit words in hexadecimal in the machine's byte order, then ":" and the port in
+// hexadecimal.
+func ch6ProcAddr(s string) (netip.AddrPort, error) {
+	hexAddr, hexPort, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(hexPort, 16, 16)
+	if !ok || err != nil || len(hexAddr)%8 != 0 {
+		return netip.AddrPort{}, fmt.Errorf("not an address of /proc/net/tcp: %q", s)
+	}
+	raw := make([]byte, 0, len(hexAddr)/2)
+	for i := 0; i < len(hexAddr); i += 8 {
+		w, err := strconv.ParseUint(hexAddr[i:i+8], 16, 32)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("not an address of /proc/net/tcp: %q", s)
+		}
+		raw = binary.NativeEndian.AppendUint32(raw, uint32(w))
+	}
+	addr, ok := netip.AddrFromSlice(raw)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("not an address of /proc/net/tcp: %q", s)
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), nil
 }
