@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -58,7 +58,7 @@ func ch3ConnectUntilRefused(name string, from netip.Addr, to netip.AddrPort, lim
 		b.From = netip.AddrPortFrom(from, 0).String()
 	}
 	for range limit {
-		fd, err := refserver.Socket(refserver.Family(to))
+		fd, err := sock.Socket(sock.Family(to))
 		if err != nil {
 			return b, err
 		}
@@ -72,23 +72,23 @@ func ch3ConnectUntilRefused(name string, from netip.Addr, to netip.AddrPort, lim
 			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
 				return b, os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
 			}
-			if err := refserver.Bind(fd, netip.AddrPortFrom(from, 0)); err != nil {
+			if err := sock.Bind(fd, netip.AddrPortFrom(from, 0)); err != nil {
 				return b, err
 			}
 		}
-		if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
-			local, _ := refserver.LocalAddr(fd)
+		if err := sock.Connect(fd, to, lab.ConnectWithin); err != nil {
+			local, _ := sock.LocalAddr(fd)
 			b.Refused = lab.Refused("connect", err, local, to)
 			errors.As(err, &b.Errno)
 			return b, nil
 		}
-		t, err := refserver.TupleOf(fd)
+		t, err := sock.TupleOf(fd)
 		if err != nil {
 			return b, err
 		}
 		b.Ports = append(b.Ports, t.Local.Port())
 		b.Tuples = append(b.Tuples, t.String())
-		if st, err := refserver.TCPState(fd); err == nil && st == "ESTABLISHED" {
+		if st, err := sock.TCPState(fd); err == nil && st == "ESTABLISHED" {
 			b.Established++
 		}
 	}
@@ -101,7 +101,7 @@ func ch3ConnectUntilRefused(name string, from netip.Addr, to netip.AddrPort, lim
 // ch3ReadPortRange reads net.ipv4.ip_local_port_range in the child's namespace, as the
 // kernel writes it back: "40000\t40009".
 func ch3ReadPortRange() (lab.PortRange, error) {
-	v, err := refserver.Sysctl(lab.PortRangeSysctl)
+	v, err := sock.Sysctl(lab.PortRangeSysctl)
 	if err != nil {
 		return lab.PortRange{}, err
 	}
@@ -245,28 +245,28 @@ type ch3FDStep struct {
 
 // ch3DescriptorsSeen is what limit.fd's child saw under a low RLIMIT_NOFILE.
 type ch3DescriptorsSeen struct {
-	Soft           uint64                `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
-	Hard           uint64                `json:"hard"`                  //
-	Listener       string                `json:"listener"`              // its getsockname
-	OpenAtStart    int                   `json:"open_at_start"`         // /proc/self/fd with the listener open, before any client
-	Clients        int                   `json:"clients"`               // client connections made before the first accept
-	QueueBefore    refserver.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
-	Accepted       int                   `json:"accepted"`              // accept4 calls that returned a descriptor
-	Steps          []ch3FDStep           `json:"steps"`                 // descriptors around each accept4 whose after could be read
-	Refused        lab.ErrnoSeen         `json:"refused"`               // the accept4 that failed
-	Errno          unix.Errno            `json:"errno_value,omitempty"` //
-	AllOpen        bool                  `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
-	QueueAtRefusal refserver.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
-	PortsUsed      int                   `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
-	Range          lab.PortRange         `json:"range"`                 // the ephemeral range in the child
+	Soft           uint64           `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
+	Hard           uint64           `json:"hard"`                  //
+	Listener       string           `json:"listener"`              // its getsockname
+	OpenAtStart    int              `json:"open_at_start"`         // /proc/self/fd with the listener open, before any client
+	Clients        int              `json:"clients"`               // client connections made before the first accept
+	QueueBefore    sock.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
+	Accepted       int              `json:"accepted"`              // accept4 calls that returned a descriptor
+	Steps          []ch3FDStep      `json:"steps"`                 // descriptors around each accept4 whose after could be read
+	Refused        lab.ErrnoSeen    `json:"refused"`               // the accept4 that failed
+	Errno          unix.Errno       `json:"errno_value,omitempty"` //
+	AllOpen        bool             `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
+	QueueAtRefusal sock.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
+	PortsUsed      int              `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
+	Range          lab.PortRange    `json:"range"`                 // the ephemeral range in the child
 }
 
 // ch3DescriptorsChild connects clients to its own listener first, then accepts with
-// refserver.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
+// sock.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
 var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	var seen ch3DescriptorsSeen
 	var err error
-	if seen.Soft, seen.Hard, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Soft, seen.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	if seen.Range, err = ch3ReadPortRange(); err != nil {
@@ -280,7 +280,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	seen.Listener = addr.String()
 	var fds []int
 	defer func() { ch3CloseAll(fds) }()
-	if seen.OpenAtStart, err = refserver.OpenDescriptors(); err != nil {
+	if seen.OpenAtStart, err = sock.OpenDescriptors(); err != nil {
 		return seen, err
 	}
 
@@ -294,7 +294,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 			return seen, err
 		}
 		fds = append(fds, c)
-		local, err := refserver.LocalAddr(c)
+		local, err := sock.LocalAddr(c)
 		if err != nil {
 			return seen, err
 		}
@@ -306,7 +306,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	// still be finishing the last one. Wait, bounded, for the queue to hold every client.
 	deadline := time.Now().Add(lab.AcceptWithin)
 	for attempt := 0; attempt < 5000; attempt++ {
-		if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+		if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 			return seen, err
 		}
 		if int(seen.QueueBefore.Len) >= seen.Clients || time.Now().After(deadline) {
@@ -316,8 +316,8 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	}
 
 	for range seen.Clients + 1 {
-		before, berr := refserver.OpenDescriptors()
-		fd, _, err := refserver.Accept(l)
+		before, berr := sock.OpenDescriptors()
+		fd, _, err := sock.Accept(l)
 		if err != nil {
 			seen.Refused = lab.Refused("accept4", err, addr, netip.AddrPort{})
 			errors.As(err, &seen.Errno)
@@ -327,7 +327,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 		seen.Accepted++
 		// Reading /proc/self/fd takes a descriptor of its own: after the accept4 that took
 		// the last free number, the count itself fails with EMFILE, and is left out.
-		after, aerr := refserver.OpenDescriptors()
+		after, aerr := sock.OpenDescriptors()
 		if berr == nil && aerr == nil {
 			seen.Steps = append(seen.Steps, ch3FDStep{Before: before, After: after})
 		}
@@ -340,7 +340,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 		}
 	}
 	// getsockopt on the listener needs no new descriptor.
-	seen.QueueAtRefusal, err = refserver.AcceptQueueOf(l)
+	seen.QueueAtRefusal, err = sock.AcceptQueueOf(l)
 	return seen, err
 })
 
@@ -401,9 +401,9 @@ func ch3Setrlimit(call string, soft, hard uint64) ch3SetrlimitSeen {
 	err := lab.SetDescriptorLimit(soft, hard)
 	if err != nil {
 		errors.As(err, &s.Errno)
-		s.Name, s.Error = refserver.ErrnoName(err), err.Error()
+		s.Name, s.Error = sock.ErrnoName(err), err.Error()
 	}
-	s.After.Soft, s.After.Hard, _ = refserver.DescriptorLimit()
+	s.After.Soft, s.After.Hard, _ = sock.DescriptorLimit()
 	return s
 }
 
@@ -412,7 +412,7 @@ func ch3Setrlimit(call string, soft, hard uint64) ch3SetrlimitSeen {
 var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start", func(struct{}) (ch3Limit, error) {
 	var l ch3Limit
 	var err error
-	l.Soft, l.Hard, err = refserver.DescriptorLimit()
+	l.Soft, l.Hard, err = sock.DescriptorLimit()
 	return l, err
 })
 
@@ -420,7 +420,7 @@ var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start", func(str
 var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch3RlimitSeen, error) {
 	var seen ch3RlimitSeen
 	var err error
-	if seen.Start.Soft, seen.Start.Hard, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Start.Soft, seen.Start.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	hard := seen.Start.Hard

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -45,7 +46,7 @@ const (
 type ch6SocketSeen struct {
 	Role       string `json:"role"`       // "listener", "client", "accepted", ...
 	FD         int    `json:"fd"`         // the descriptor number socket(2) or accept4(2) returned
-	State      string `json:"state"`      // refserver.TCPState: tcpi_state from TCP_INFO
+	State      string `json:"state"`      // sock.TCPState: tcpi_state from TCP_INFO
 	AcceptConn int    `json:"acceptconn"` // getsockopt SO_ACCEPTCONN: 1 on a passive socket
 	Local      string `json:"local"`      // getsockname
 	Peer       string `json:"peer"`       // getpeername, or the errno name it failed with
@@ -69,7 +70,7 @@ type ch6BindSeen struct {
 	Call    string   `json:"call"`              // "bind" or "listen"
 	Addr    string   `json:"addr"`              // the address and port it was given, or holds
 	Options []string `json:"options,omitempty"` // socket options set before bind: "SO_REUSEADDR"
-	Errno   string   `json:"errno,omitempty"`   // refserver.ErrnoName of the failure; empty: it succeeded
+	Errno   string   `json:"errno,omitempty"`   // sock.ErrnoName of the failure; empty: it succeeded
 }
 
 // ch6Share is one listener of an SO_REUSEPORT group.
@@ -124,21 +125,21 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = os.NewSyscallError("read", err)
 				lab.Record(lab.EntryErrno, lab.Refused("read", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "read on the listener: want ENOTCONN, got %v", err)
-				errnos := lab.Figures{"read_errno": refserver.ErrnoName(err)}
+				errnos := lab.Figures{"read_errno": sock.ErrnoName(err)}
 
 				_, _, err = unix.Recvfrom(l.FD(), buf, 0)
 				err = os.NewSyscallError("recvfrom", err)
 				lab.Record(lab.EntryErrno, lab.Refused("recv", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "recv on the listener: want ENOTCONN, got %v", err)
-				errnos["recv_errno"] = refserver.ErrnoName(err)
+				errnos["recv_errno"] = sock.ErrnoName(err)
 
 				// getpeername(2): a passive socket has no other end. inet_getname (and
 				// inet6_getname) answers ENOTCONN for a socket with no peer port, and a
 				// listener's inet_dport is 0.
-				_, err = refserver.PeerAddr(l.FD())
+				_, err = sock.PeerAddr(l.FD())
 				lab.Record(lab.EntryErrno, lab.Refused("getpeername", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "getpeername on the listener: want ENOTCONN, got %v", err)
-				errnos["getpeername_errno"] = refserver.ErrnoName(err)
+				errnos["getpeername_errno"] = sock.ErrnoName(err)
 
 				// send(2): tcp_sendmsg waits for a connection only in SYN_SENT or SYN_RECV;
 				// in LISTEN sk_stream_wait_connect answers EPIPE, and MSG_NOSIGNAL spares
@@ -146,7 +147,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = os.NewSyscallError("sendto", unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil))
 				lab.Record(lab.EntryErrno, lab.Refused("send", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.EPIPE)).To(BeTrue(), "send on the listener: want EPIPE, got %v", err)
-				errnos["send_errno"] = refserver.ErrnoName(err)
+				errnos["send_errno"] = sock.ErrnoName(err)
 				// Every call above met a listener with a connection and its data queued.
 				errnos["queued"] = ch6Queue(l.FD()).Len
 				lab.Cite(errnos)
@@ -266,12 +267,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				var binds []ch6BindSeen
 				try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return err
 				}
 				listen := func(who string, s *lab.Sock, opts ...string) error {
-					err := refserver.Listen(s.FD(), 8)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					err := sock.Listen(s.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return err
 				}
 				defer func() { lab.Record(ch6EntryBinds, binds) }()
@@ -282,7 +283,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: first.Addr.String()})
 				err := try("second socket", lab.TCPSocket(fam), first.Addr)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a listener: want EADDRINUSE, got %v", err)
-				cited := lab.Figures{"plain_errno": refserver.ErrnoName(err)}
+				cited := lab.Figures{"plain_errno": sock.ErrnoName(err)}
 
 				// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
 				// listen (a TIME_WAIT, say), never with a listener.
@@ -294,7 +295,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				b := lab.TCPSocket(fam).ReuseAddr()
 				err = try("socket B", b, at, reuse)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, got %v", err)
-				cited["reuseaddr_errno"] = refserver.ErrnoName(err)
+				cited["reuseaddr_errno"] = sock.ErrnoName(err)
 
 				// Two SO_REUSEADDR sockets may both bind while neither listens; then the
 				// first listen(2) wins, and the second fails: inet_csk_listen_start asks
@@ -310,7 +311,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = listen("socket D", d, reuse)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "listen on a second socket bound to %s: want EADDRINUSE, got %v", shared, err)
 				cited["both_bound"] = shared.String()
-				cited["second_listen_errno"] = refserver.ErrnoName(err)
+				cited["second_listen_errno"] = sock.ErrnoName(err)
 
 				// The conflict was the listener: once A is closed, B's bind goes through.
 				Expect(a.Close()).To(Succeed())
@@ -359,7 +360,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					// socket without SO_REUSEADDR is refused by it.
 					plain := lab.TCPSocket(fam)
 					err := plain.TryBind(l.Addr)
-					plainErrno := refserver.ErrnoName(err)
+					plainErrno := sock.ErrnoName(err)
 					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Errno: plainErrno})
 					Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a TIME_WAIT, no SO_REUSEADDR: want EADDRINUSE, got %v", err)
 
@@ -368,15 +369,15 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					// connection's flag, which the connection got from its listener.
 					again := lab.TCPSocket(fam).ReuseAddr()
 					err = again.TryBind(l.Addr)
-					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Options: []string{"SO_REUSEADDR"}, Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Options: []string{"SO_REUSEADDR"}, Errno: sock.ErrnoName(err)})
 					if !oldReuse {
 						Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEADDR beside the TIME_WAIT of a listener without it: want EADDRINUSE, got %v", err)
-						cited["tw_old_without_errno"] = refserver.ErrnoName(err)
+						cited["tw_old_without_errno"] = sock.ErrnoName(err)
 						continue
 					}
 					Expect(err).NotTo(HaveOccurred(), "SO_REUSEADDR beside the TIME_WAIT of a listener with it")
-					err = refserver.Listen(again.FD(), 8)
-					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "listen", Addr: again.LocalAddr().String(), Options: []string{"SO_REUSEADDR"}, Errno: refserver.ErrnoName(err)})
+					err = sock.Listen(again.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "listen", Addr: again.LocalAddr().String(), Options: []string{"SO_REUSEADDR"}, Errno: sock.ErrnoName(err)})
 					Expect(err).NotTo(HaveOccurred())
 					cited["tw_connection"] = tw
 					cited["tw_plain_errno"] = plainErrno
@@ -408,7 +409,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					s := lab.TCPSocket(lab.IPv4)
 					at := netip.AddrPortFrom(other, one.Addr.Port())
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: sock.ErrnoName(err)})
 					if err == nil {
 						two = s.Listen(8)
 						break
@@ -507,7 +508,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				var spread ch6Spread
 				spread.Addr = srv.Addr().String()
 				for _, fd := range listeners {
-					local, err := refserver.LocalAddr(fd)
+					local, err := sock.LocalAddr(fd)
 					Expect(err).NotTo(HaveOccurred())
 					// The same address and port for the whole group, each socket passive,
 					// each with SO_REUSEPORT as the kernel reads it back.
@@ -537,7 +538,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Should(BeEquivalentTo(spread.Connected), "the listeners' accept queues against the clients connected")
 				for _, fd := range listeners {
 					q := ch6Queue(fd)
-					local, _ := refserver.LocalAddr(fd)
+					local, _ := sock.LocalAddr(fd)
 					spread.Listeners = append(spread.Listeners, ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
 				}
 
@@ -636,16 +637,16 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					s := lab.TCPSocket(fam)
 					var opts []string
 					if reusePort {
-						Expect(refserver.SetReusePort(s.FD())).To(Succeed())
+						Expect(sock.SetReusePort(s.FD())).To(Succeed())
 						opts = []string{rp}
 					}
 					err := s.TryBind(at)
 					call := "bind"
 					if err == nil {
 						at = s.LocalAddr()
-						call, err = "listen", refserver.Listen(s.FD(), 8)
+						call, err = "listen", sock.Listen(s.FD(), 8)
 					}
-					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return s, err
 				}
 
@@ -656,7 +657,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				_, err = listener("socket with SO_REUSEPORT", plain.LocalAddr(), true)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEPORT beside a listener without it: want EADDRINUSE, got %v", err)
 				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
-				cited := lab.Figures{"every_second_only_errno": refserver.ErrnoName(err)}
+				cited := lab.Figures{"every_second_only_errno": sock.ErrnoName(err)}
 
 				// A listener with the option, then a socket without it: refused the same way.
 				group, err := listener("listener with SO_REUSEPORT", fam.At(0), true)
@@ -665,7 +666,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				_, err = listener("socket without SO_REUSEPORT", at, false)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "a socket without SO_REUSEPORT beside a listener with it: want EADDRINUSE, got %v", err)
 				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
-				cited["every_first_only_errno"] = refserver.ErrnoName(err)
+				cited["every_first_only_errno"] = sock.ErrnoName(err)
 
 				// The control: with the option on both, the second binds and listens, and the
 				// two are passive on one address and port.
@@ -727,7 +728,7 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	}
 	var seen []ch6BindSeen
 	record := func(who, call string, at netip.AddrPort, err error) {
-		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: refserver.ErrnoName(err)})
+		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: sock.ErrnoName(err)})
 	}
 	// tryListen binds and listens on a new socket; it keeps the socket only on success. It
 	// records the call that failed (bind or listen), or "listen" when both succeeded.
@@ -766,16 +767,16 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	if err := unix.Close(specific); err != nil {
 		return seen, os.NewSyscallError("close", err)
 	}
-	fd, err := refserver.Socket(refserver.Family(p))
+	fd, err := sock.Socket(sock.Family(p))
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(fd)
 	at := netip.AddrPortFrom(wildcard, p.Port())
-	err = refserver.Bind(fd, at)
+	err = sock.Bind(fd, at)
 	record("wildcard, after loopback's close", "bind", at, err)
 	if err == nil {
-		err = refserver.Listen(fd, 8)
+		err = sock.Listen(fd, 8)
 		record("wildcard, after loopback's close", "listen", at, err)
 	}
 	return seen, nil
@@ -807,11 +808,11 @@ var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family
 	}
 	var seen ch6OwnerSeen
 	reusePortSocket := func() (int, int, error) {
-		fd, err := refserver.Socket(refserver.Family(netip.AddrPortFrom(loopback, 0)))
+		fd, err := sock.Socket(sock.Family(netip.AddrPortFrom(loopback, 0)))
 		if err != nil {
 			return -1, 0, err
 		}
-		if err := refserver.SetReusePort(fd); err != nil {
+		if err := sock.SetReusePort(fd); err != nil {
 			unix.Close(fd)
 			return -1, 0, err
 		}
@@ -824,13 +825,13 @@ var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family
 	}
 	// try binds fd to at and, when that works, listens.
 	try := func(who string, fd int, at netip.AddrPort) (netip.AddrPort, error) {
-		err := refserver.Bind(fd, at)
+		err := sock.Bind(fd, at)
 		call := "bind"
 		if err == nil {
-			at, _ = refserver.LocalAddr(fd)
-			call, err = "listen", refserver.Listen(fd, 8)
+			at, _ = sock.LocalAddr(fd)
+			call, err = "listen", sock.Listen(fd, 8)
 		}
-		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: []string{"SO_REUSEPORT"}, Errno: refserver.ErrnoName(err)})
+		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: []string{"SO_REUSEPORT"}, Errno: sock.ErrnoName(err)})
 		return at, err
 	}
 
@@ -891,11 +892,11 @@ var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family
 func ch6Describe(role string, fd int) ch6SocketSeen {
 	GinkgoHelper()
 	s := ch6SocketSeen{Role: role, FD: fd, State: ch6State(fd), AcceptConn: ch6AcceptConn(fd)}
-	local, err := refserver.LocalAddr(fd)
+	local, err := sock.LocalAddr(fd)
 	Expect(err).NotTo(HaveOccurred())
 	s.Local = local.String()
-	if peer, err := refserver.PeerAddr(fd); err != nil {
-		s.Peer = refserver.ErrnoName(err)
+	if peer, err := sock.PeerAddr(fd); err != nil {
+		s.Peer = sock.ErrnoName(err)
 	} else {
 		s.Peer = peer.String()
 	}
@@ -912,14 +913,14 @@ func ch6AcceptConn(fd int) int {
 
 func ch6State(fd int) string {
 	GinkgoHelper()
-	s, err := refserver.TCPState(fd)
+	s, err := sock.TCPState(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return s
 }
 
-func ch6Queue(fd int) refserver.AcceptQueue {
+func ch6Queue(fd int) sock.AcceptQueue {
 	GinkgoHelper()
-	q, err := refserver.AcceptQueueOf(fd)
+	q, err := sock.AcceptQueueOf(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return q
 }
@@ -935,7 +936,7 @@ func ch6QueueSum(listeners []int) uint32 {
 
 func ch6Descriptors() int {
 	GinkgoHelper()
-	n, err := refserver.OpenDescriptors()
+	n, err := sock.OpenDescriptors()
 	Expect(err).NotTo(HaveOccurred())
 	return n
 }
