@@ -165,8 +165,9 @@ var Claims = []Claim{
 	{
 		ID: "passive.one-per-port", Chapter: ActivePassive, Verdict: True,
 		Quote: "Each port can have a single passive socket binded to it",
-		Why: "For one local address and port, without SO_REUSEPORT, a second listener's bind fails with " +
-			"EADDRINUSE, even with SO_REUSEADDR on both.",
+		Why: "For one local address and port, without SO_REUSEPORT, a second listener is refused with EADDRINUSE, " +
+			"even with SO_REUSEADDR on both: its bind fails beside a listener, and its listen fails when both sockets " +
+			"bound before either listened.",
 	},
 	{
 		ID: "passive.shared-port", Chapter: ActivePassive, Verdict: Qualified,
