@@ -32,10 +32,12 @@ func OpenDescriptorNumbers() ([]int, error) {
 	return fds, nil
 }
 
+// --8<-- [start:descriptors-below]
+
 // DescriptorsBelow counts the open descriptors numbered below limit: the ones that take
 // room in the table. EMFILE means no free number below RLIMIT_NOFILE (alloc_fd, in
-// fs/file.c), so a descriptor inherited above it, like a pipe at 251 that the shell running
-// go test left without close-on-exec, takes none.
+// fs/file.c), so a descriptor numbered above it takes none: one inherited, say, from
+// whatever started go test and left it open without close-on-exec.
 func DescriptorsBelow(limit int) (int, error) {
 	fds, err := OpenDescriptorNumbers()
 	if err != nil {
@@ -44,3 +46,5 @@ func DescriptorsBelow(limit int) (int, error) {
 	n, _ := slices.BinarySearch(fds, limit)
 	return n, nil
 }
+
+// --8<-- [end:descriptors-below]
