@@ -102,7 +102,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					distinct[p] = true
 				}
 				seen.ClientPorts = len(distinct)
-				// The kernel's own table, /proc/net/tcp or tcp6 (what ss -tn reads): the
+				// The kernel's own table, /proc/net/tcp or tcp6 (what netstat -tn reads): the
 				// sockets in state ESTABLISHED whose local end is the listener's address and
 				// port. Counted there, not by us, so a socket we hold but the kernel does not
 				// cannot pass.
@@ -305,8 +305,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					"last_before": last.Before, "last_after": last.After,
 					"refused": seen.Refused.Errno, "highest": seen.Soft - 1,
 					"above_limit": above, "above_limit_count": len(seen.Above),
-					"still_queued": seen.QueueAtRefusal.Len,
-					"ports_used":   seen.PortsUsed, "range_size": seen.Range.Size,
+					"still_queued": seen.QueueAtRefusal.Len, "ports_used": seen.PortsUsed, "range_size": seen.Range.Size,
 				})
 
 				Expect(seen.Soft).To(Equal(uint64(ch3NoFile)), "the child's RLIMIT_NOFILE (getrlimit)")
@@ -322,12 +321,13 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				Expect(errors.Is(seen.Errno, unix.EMFILE)).To(BeTrue(), "accept4: want EMFILE, got %s", seen.Refused.Error)
 				Expect(seen.AllOpen).To(BeTrue(), "descriptors 0..%d all open at EMFILE", seen.Soft-1)
 				// ...and each of them is accounted for: those open before the first client,
-				// the clients, and the accepted ones. None numbered above the limit is among
-				// them: it was inherited, and takes no room below the limit.
+				// the clients, and the accepted ones. A descriptor numbered above the limit is
+				// not among them: it takes no room below the limit.
 				Expect(seen.OpenAtStart+seen.Clients+seen.Accepted).To(Equal(int(seen.Soft)), "descriptors below the limit: %d at start, %d clients, %d accepted", seen.OpenAtStart, seen.Clients, seen.Accepted)
-				// ...with connections still in the accept queue (TCP_INFO): the kernel had
-				// them, the process had no number to give them. The queue lost exactly the
-				// connections accepted.
+				// ...with connections still in the accept queue (TCP_INFO), which had held every
+				// client before the first accept4: the kernel had them, the process had no
+				// number to give them. The queue lost exactly the connections accepted.
+				Expect(int(seen.QueueBefore.Len)).To(Equal(seen.Clients))
 				Expect(seen.QueueAtRefusal.Len).To(BeNumerically(">", 0))
 				Expect(int(seen.QueueBefore.Len)).To(Equal(seen.Accepted + int(seen.QueueAtRefusal.Len)))
 				// And the ports were nowhere near used: what is left of the range (read in the
@@ -372,9 +372,9 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				"host_soft": soft, "host_hard": hard, "start_soft": seen.Start.Soft, "start_hard": h,
 				"lowered_soft": low.After.Soft, "raised_soft": back.After.Soft,
 				"over_soft": over.Soft, "over_refused": over.Name,
-				"hard_lowered": down.After.Hard, "hard_asked": denied.Hard, "hard_refused": denied.Name,
-				"hard_after_refusal": denied.After.Hard,
-				"kept_initial_ns":    seen.Kept.InitialUserNS, "kept_cap": seen.Kept.CapResource,
+				"hard_lowered": down.After.Hard, "hard_asked": denied.Hard,
+				"hard_refused": denied.Name, "hard_after_refusal": denied.After.Hard,
+				"kept_initial_ns": seen.Kept.InitialUserNS, "kept_cap": seen.Kept.CapResource,
 				"kept_answer": ch3Answer(kept), "kept_after": kept.After.Hard,
 				"nr_open": seen.NrOpen, "file_max": seen.FileMax,
 				"go_handed_soft": seen.GoStart[0].Handed.Soft, "go_handed_hard": seen.GoStart[0].Handed.Hard,
