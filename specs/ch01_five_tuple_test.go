@@ -9,7 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -23,8 +23,8 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				clients := []*lab.Sock{lab.Dial(l.Addr), lab.Dial(l.Addr)}
 				servers := []*lab.Sock{l.Accept(), l.Accept()}
 
-				c := []refserver.Tuple{clients[0].Tuple(), clients[1].Tuple()}
-				s := []refserver.Tuple{servers[0].Tuple(), servers[1].Tuple()}
+				c := []sock.Tuple{clients[0].Tuple(), clients[1].Tuple()}
+				s := []sock.Tuple{servers[0].Tuple(), servers[1].Tuple()}
 				lab.Record(lab.EntryTuples, []lab.TupleSeen{
 					{Conn: "first", Client: c[0].String(), Server: s[0].String()},
 					{Conn: "second", Client: c[1].String(), Server: s[1].String()},
@@ -34,7 +34,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// its own descriptor: the accepted sockets hold exactly the clients' tuples,
 				// ends swapped. Pairing is left to ConsistOf, since the order of accept() is
 				// the order handshakes finished, not the order connect() was called.
-				Expect([]refserver.Tuple{s[0].Mirror(), s[1].Mirror()}).To(ConsistOf(c[0], c[1]))
+				Expect([]sock.Tuple{s[0].Mirror(), s[1].Mirror()}).To(ConsistOf(c[0], c[1]))
 
 				// Both connections go to the listener's own address and port (its
 				// getsockname), from the same client address, in the same protocol

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -69,7 +69,7 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 		}
 	}
 	for range limit {
-		fd, err := refserver.Socket(refserver.Family(to))
+		fd, err := sock.Socket(sock.Family(to))
 		if err != nil {
 			return b, err
 		}
@@ -86,23 +86,23 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 					return b, os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
 				}
 			}
-			if err := refserver.Bind(fd, netip.AddrPortFrom(from.Addr, 0)); err != nil {
+			if err := sock.Bind(fd, netip.AddrPortFrom(from.Addr, 0)); err != nil {
 				b.Refused = lab.Refused("bind", err, netip.AddrPort{}, netip.AddrPortFrom(from.Addr, 0))
 				errors.As(err, &b.Errno)
 				return b, nil
 			}
 		}
-		if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
-			local, _ := refserver.LocalAddr(fd) // left out of the evidence when it fails
+		if err := sock.Connect(fd, to, lab.ConnectWithin); err != nil {
+			local, _ := sock.LocalAddr(fd) // left out of the evidence when it fails
 			b.Refused = lab.Refused("connect", err, local, to)
 			errors.As(err, &b.Errno)
 			return b, nil
 		}
-		t, err := refserver.TupleOf(fd)
+		t, err := sock.TupleOf(fd)
 		if err != nil {
 			return b, err
 		}
-		st, err := refserver.TCPState(fd)
+		st, err := sock.TCPState(fd)
 		if err != nil {
 			return b, err
 		}
@@ -121,7 +121,7 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 // ch3ReadPortRange reads net.ipv4.ip_local_port_range in the child's namespace, as the
 // kernel writes it back: "40000\t40009".
 func ch3ReadPortRange() (lab.PortRange, error) {
-	v, err := refserver.Sysctl(lab.PortRangeSysctl)
+	v, err := sock.Sysctl(lab.PortRangeSysctl)
 	if err != nil {
 		return lab.PortRange{}, err
 	}
@@ -295,29 +295,29 @@ type ch3FDSeen struct {
 
 // ch3DescriptorsSeen is what limit.fd's child saw under a low RLIMIT_NOFILE.
 type ch3DescriptorsSeen struct {
-	Soft           uint64                `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
-	Hard           uint64                `json:"hard"`                  //
-	Listener       string                `json:"listener"`              // its getsockname
-	OpenAtStart    int                   `json:"open_at_start"`         // descriptors below Soft with the listener open, before any client
-	Above          []ch3FDSeen           `json:"above_limit"`           // descriptors numbered Soft or more: inherited, they take no room below it
-	Clients        int                   `json:"clients"`               // client connections made before the first accept
-	QueueBefore    refserver.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
-	Accepted       int                   `json:"accepted"`              // accept4 calls that returned a descriptor
-	Steps          []ch3FDStep           `json:"steps"`                 // descriptors around each accept4 whose after could be read
-	Refused        lab.ErrnoSeen         `json:"refused"`               // the accept4 that failed
-	Errno          unix.Errno            `json:"errno_value,omitempty"` //
-	AllOpen        bool                  `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
-	QueueAtRefusal refserver.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
-	PortsUsed      int                   `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
-	Range          lab.PortRange         `json:"range"`                 // the ephemeral range in the child
+	Soft           uint64           `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
+	Hard           uint64           `json:"hard"`                  //
+	Listener       string           `json:"listener"`              // its getsockname
+	OpenAtStart    int              `json:"open_at_start"`         // descriptors below Soft with the listener open, before any client
+	Above          []ch3FDSeen      `json:"above_limit"`           // descriptors numbered Soft or more: inherited, they take no room below it
+	Clients        int              `json:"clients"`               // client connections made before the first accept
+	QueueBefore    sock.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
+	Accepted       int              `json:"accepted"`              // accept4 calls that returned a descriptor
+	Steps          []ch3FDStep      `json:"steps"`                 // descriptors around each accept4 whose after could be read
+	Refused        lab.ErrnoSeen    `json:"refused"`               // the accept4 that failed
+	Errno          unix.Errno       `json:"errno_value,omitempty"` //
+	AllOpen        bool             `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
+	QueueAtRefusal sock.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
+	PortsUsed      int              `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
+	Range          lab.PortRange    `json:"range"`                 // the ephemeral range in the child
 }
 
 // ch3DescriptorsChild connects clients to its own listener first, then accepts with
-// refserver.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
+// sock.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
 var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	var seen ch3DescriptorsSeen
 	var err error
-	if seen.Soft, seen.Hard, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Soft, seen.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	if seen.Range, err = ch3ReadPortRange(); err != nil {
@@ -363,7 +363,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 			return seen, err
 		}
 		fds = append(fds, c)
-		local, err := refserver.LocalAddr(c)
+		local, err := sock.LocalAddr(c)
 		if err != nil {
 			return seen, err
 		}
@@ -375,7 +375,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	// still be finishing the last one. Wait, bounded, for the queue to hold every client.
 	deadline := time.Now().Add(lab.AcceptWithin)
 	for attempt := 0; attempt < 5000; attempt++ {
-		if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+		if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 			return seen, err
 		}
 		if int(seen.QueueBefore.Len) >= seen.Clients || time.Now().After(deadline) {
@@ -386,7 +386,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 
 	for range seen.Clients + 1 {
 		before, berr := lab.DescriptorsBelow(limit)
-		fd, _, err := refserver.Accept(l)
+		fd, _, err := sock.Accept(l)
 		if err != nil {
 			seen.Refused = lab.Refused("accept4", err, addr, netip.AddrPort{})
 			errors.As(err, &seen.Errno)
@@ -409,7 +409,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 		}
 	}
 	// getsockopt on the listener needs no new descriptor.
-	seen.QueueAtRefusal, err = refserver.AcceptQueueOf(l)
+	seen.QueueAtRefusal, err = sock.AcceptQueueOf(l)
 	return seen, err
 })
 
@@ -482,10 +482,10 @@ func ch3Setrlimit(call string, soft, hard uint64) (ch3SetrlimitSeen, error) {
 	s := ch3SetrlimitSeen{Call: call, Soft: soft, Hard: hard}
 	if err := lab.SetDescriptorLimit(soft, hard); err != nil {
 		errors.As(err, &s.Errno)
-		s.Name, s.Error = refserver.ErrnoName(err), err.Error()
+		s.Name, s.Error = sock.ErrnoName(err), err.Error()
 	}
 	var err error
-	s.After.Soft, s.After.Hard, err = refserver.DescriptorLimit()
+	s.After.Soft, s.After.Hard, err = sock.DescriptorLimit()
 	return s, err
 }
 
@@ -521,7 +521,7 @@ func ch3RaiseHard(thread string, drop, lower bool, hard uint64) (ch3HardSeen, er
 			if seen.NrOpen, err = ch3ReadUint("fs.nr_open"); err != nil {
 				return err
 			}
-			soft, _, err := refserver.DescriptorLimit()
+			soft, _, err := sock.DescriptorLimit()
 			if err != nil {
 				return err
 			}
@@ -563,7 +563,7 @@ func ch3CapEff() (string, bool, error) {
 }
 
 func ch3ReadUint(sysctl string) (uint64, error) {
-	v, err := refserver.Sysctl(sysctl)
+	v, err := sock.Sysctl(sysctl)
 	if err != nil {
 		return 0, err
 	}
@@ -575,14 +575,14 @@ func ch3ReadUint(sysctl string) (uint64, error) {
 var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start", func(struct{}) (ch3Limit, error) {
 	var l ch3Limit
 	var err error
-	l.Soft, l.Hard, err = refserver.DescriptorLimit()
+	l.Soft, l.Hard, err = sock.DescriptorLimit()
 	return l, err
 })
 
 // ch3UserNSChild lowers its hard limit and raises it back in a user namespace of its own,
 // where it is root with every capability, CAP_SYS_RESOURCE among them.
 var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns", func(struct{}) (ch3HardSeen, error) {
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		return ch3HardSeen{}, err
 	}
@@ -593,7 +593,7 @@ var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns", func(struct
 var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch3RlimitSeen, error) {
 	var seen ch3RlimitSeen
 	var err error
-	if seen.Start.Soft, seen.Start.Hard, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Start.Soft, seen.Start.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	hard := seen.Start.Hard
@@ -624,7 +624,7 @@ var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch
 			return seen, err
 		}
 		var handed ch3Limit
-		if handed.Soft, handed.Hard, err = refserver.DescriptorLimit(); err != nil {
+		if handed.Soft, handed.Hard, err = sock.DescriptorLimit(); err != nil {
 			return seen, err
 		}
 		at, err := ch3GoStartChild.Run(struct{}{}, lab.SandboxOptions{Timeout: 20 * time.Second})

@@ -17,7 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -71,15 +71,15 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// Every one is open now. Read each from the kernel: its state (TCP_INFO)
 				// and both ends' 4-tuples (getsockname, getpeername).
 				seen := ch3ManySeen{Listener: l.Addr.String()}
-				tuples := map[refserver.Tuple]bool{}
+				tuples := map[sock.Tuple]bool{}
 				locals := map[netip.AddrPort]bool{}
 				var clientPorts []uint16
 				var samples []lab.TupleSeen
 				sampleNames := map[int]string{0: "first", 1: "second", len(servers) - 1: "last"}
 				for i, s := range servers {
-					st, err := refserver.TupleOf(s)
+					st, err := sock.TupleOf(s)
 					Expect(err).NotTo(HaveOccurred())
-					ct, err := refserver.TupleOf(clients[i])
+					ct, err := sock.TupleOf(clients[i])
 					Expect(err).NotTo(HaveOccurred())
 					tuples[st] = true
 					locals[st.Local] = true
@@ -341,7 +341,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 	// --8<-- [start:limit-fd-config]
 	It("lets setrlimit move the soft descriptor limit up to the hard limit and no further, and reads the kernel's ceilings",
 		Label("claim:limit.fd-config"), func() {
-			soft, hard, err := refserver.DescriptorLimit()
+			soft, hard, err := sock.DescriptorLimit()
 			Expect(err).NotTo(HaveOccurred())
 			seen, err := ch3RlimitChild.Run(struct{}{}, lab.SandboxOptions{})
 			ch3RequireSandbox(err)
@@ -488,7 +488,7 @@ func ch3SameParityRun(ports []uint16, like uint16) int {
 
 func ch3State(fd int) string {
 	GinkgoHelper()
-	st, err := refserver.TCPState(fd)
+	st, err := sock.TCPState(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return st
 }
@@ -572,7 +572,7 @@ func ch3ParseProcAddr(s string) (netip.AddrPort, error) {
 
 func ch3SysctlInt(name string) uint64 {
 	GinkgoHelper()
-	v, err := refserver.Sysctl(name)
+	v, err := sock.Sysctl(name)
 	Expect(err).NotTo(HaveOccurred(), "read %s", name)
 	n, err := strconv.ParseUint(v, 10, 64)
 	Expect(err).NotTo(HaveOccurred(), "%s = %q", name, v)

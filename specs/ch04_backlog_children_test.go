@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -104,7 +104,7 @@ type ch4SizeArg struct {
 // happens, with no timer to wait for.
 var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (ch4CapSeen, error) {
 	seen := ch4CapSeen{Where: "sandbox", Backlog: arg.Backlog, DefaultSince54: ch4SomaxconnDefault, Article: ch4Article}
-	v, err := refserver.Sysctl("net.core.somaxconn")
+	v, err := sock.Sysctl("net.core.somaxconn")
 	if err != nil {
 		return seen, err
 	}
@@ -116,7 +116,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 		return seen, err
 	}
 	defer unix.Close(l)
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	if err != nil {
 		return seen, err
 	}
@@ -145,7 +145,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 	if err != nil {
 		return seen, err
 	}
-	next, err := refserver.Socket(refserver.Family(addr))
+	next, err := sock.Socket(sock.Family(addr))
 	if err != nil {
 		return seen, err
 	}
@@ -164,7 +164,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 		return seen, err
 	}
 	fill.Next.Client, fill.Next.State = st.Client, st.State
-	if q, err = refserver.AcceptQueueOf(l); err != nil {
+	if q, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	fill.Next.Queued = q.Len
@@ -192,7 +192,7 @@ type ch4OverflowSeen struct {
 	AcceptedFirst   string `json:"accepted"`              // the peer the server's accept() returned
 	AcceptAtUS      int64  `json:"accept_at_us"`          // when, after the client's connect() began
 	StateAccepted   string `json:"state_accepted"`        // the client's tcpi_state right after that accept()
-	ConnectErr      string `json:"connect_err,omitempty"` // what refserver.Connect returned; "" for success
+	ConnectErr      string `json:"connect_err,omitempty"` // what sock.Connect returned; "" for success
 	EstablishedUS   int64  `json:"established_us"`        // when connect() returned, after it began
 	StateAfter      string `json:"state_after"`           // the client's tcpi_state then
 	// Retransmits is the client's tcpi_total_retrans then: how often its kernel sent a
@@ -226,7 +226,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	var seen ch4FullSeen
 	o := &seen.Overflow
 	var err error
-	if o.AbortOnOverflow, err = refserver.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
+	if o.AbortOnOverflow, err = sock.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 0)
@@ -259,7 +259,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	if err != nil {
 		return seen, err
 	}
-	client, err := refserver.Socket(refserver.Family(addr))
+	client, err := sock.Socket(sock.Family(addr))
 	if err != nil {
 		return seen, err
 	}
@@ -281,7 +281,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
 	}
 	o.RTOUS = ti.Rto
-	if o.StateFull, err = refserver.TCPState(client); err != nil {
+	if o.StateFull, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	if o.Client, err = ch4LocalAddr(client); err != nil {
@@ -301,7 +301,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	defer unix.Close(accepted)
 	o.AcceptAtUS = time.Since(pending.start).Microseconds()
 	o.AcceptedFirst = peer.String()
-	if o.StateAccepted, err = refserver.TCPState(client); err != nil {
+	if o.StateAccepted, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 
@@ -316,7 +316,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
 	}
 	o.Retransmits = ti.Total_retrans
-	if o.StateAfter, err = refserver.TCPState(client); err != nil {
+	if o.StateAfter, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	second, peer, err := lab.AcceptOn(l, lab.AcceptWithin)
@@ -340,7 +340,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 
 // --8<-- [end:backlog-full-child]
 
-// ch4Pending is a refserver.Connect running in a goroutine of its own, so that the proof can
+// ch4Pending is a sock.Connect running in a goroutine of its own, so that the proof can
 // watch the socket and the listener while the handshake is, or is not, under way.
 type ch4Pending struct {
 	start time.Time
@@ -353,7 +353,7 @@ func ch4ConnectInBackground(fd int, to netip.AddrPort, within time.Duration) *ch
 	p := &ch4Pending{start: time.Now(), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.err = refserver.Connect(fd, to, within)
+		p.err = sock.Connect(fd, to, within)
 		p.took = time.Since(p.start)
 	}()
 	return p
@@ -366,10 +366,10 @@ func (p *ch4Pending) wait() { <-p.done }
 // connections, at most within, and returns the last reading: the caller judges it. A
 // client's connect() returns once it has sent the final ACK; the listener queues the
 // connection when that ACK has crossed lo, a moment later (tcp_check_req).
-func ch4AwaitQueue(l int, want uint32, within time.Duration) (refserver.AcceptQueue, error) {
+func ch4AwaitQueue(l int, want uint32, within time.Duration) (sock.AcceptQueue, error) {
 	deadline := time.Now().Add(within)
 	for attempt := 0; ; attempt++ {
-		q, err := refserver.AcceptQueueOf(l)
+		q, err := sock.AcceptQueueOf(l)
 		if err != nil || q.Len >= want || attempt >= 10000 || time.Now().After(deadline) {
 			return q, err
 		}
@@ -402,12 +402,12 @@ func ch4StateOf(fd int) (ch4StateSeen, error) {
 	if err != nil {
 		return ch4StateSeen{}, err
 	}
-	state, err := refserver.TCPState(fd)
+	state, err := sock.TCPState(fd)
 	return ch4StateSeen{Client: addr, State: state}, err
 }
 
 func ch4LocalAddr(fd int) (string, error) {
-	ap, err := refserver.LocalAddr(fd)
+	ap, err := sock.LocalAddr(fd)
 	if err != nil {
 		return "", err
 	}

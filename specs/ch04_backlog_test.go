@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -192,7 +193,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				for i, d := range next {
 					n := &fills[i].Next
 					d.pending.wait()
-					n.Errno = refserver.ErrnoName(d.pending.err)
+					n.Errno = sock.ErrnoName(d.pending.err)
 					n.AfterUS = d.pending.took.Microseconds()
 					n.StateAfter = ch4State(d.sock).State
 				}
@@ -335,7 +336,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				})
 				lfd := srv.Listeners()[0]
 				seen := ch4OpenSeen{Listener: srv.Addr().String(), Backlog: backlog}
-				seen.DescriptorsBefore, err = refserver.OpenDescriptors()
+				seen.DescriptorsBefore, err = sock.OpenDescriptors()
 				Expect(err).NotTo(HaveOccurred())
 
 				start := time.Now()
@@ -358,7 +359,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				}
 				q := ch4Queue(lfd)
 				seen.QueueMax, seen.QueueLen = q.Max, q.Len
-				seen.DescriptorsAfter, err = refserver.OpenDescriptors()
+				seen.DescriptorsAfter, err = sock.OpenDescriptors()
 				Expect(err).NotTo(HaveOccurred())
 				seen.PerConnection = float64(seen.DescriptorsAfter-seen.DescriptorsBefore) / float64(seen.Established)
 				st := srv.Stats()
@@ -391,16 +392,16 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 	}
 })
 
-// ch4Queue is refserver.AcceptQueueOf, which must succeed.
-func ch4Queue(l int) refserver.AcceptQueue {
+// ch4Queue is sock.AcceptQueueOf, which must succeed.
+func ch4Queue(l int) sock.AcceptQueue {
 	GinkgoHelper()
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	Expect(err).NotTo(HaveOccurred())
 	return q
 }
 
 // ch4AwaitQueueLen is ch4AwaitQueue within lab.AcceptWithin, which must read the queue.
-func ch4AwaitQueueLen(l int, want uint32) refserver.AcceptQueue {
+func ch4AwaitQueueLen(l int, want uint32) sock.AcceptQueue {
 	GinkgoHelper()
 	q, err := ch4AwaitQueue(l, want, lab.AcceptWithin)
 	Expect(err).NotTo(HaveOccurred())
@@ -418,7 +419,7 @@ func ch4State(c *lab.Sock) ch4StateSeen {
 // ch4Somaxconn reads net.core.somaxconn from /proc/sys: this namespace's, the host's here.
 func ch4Somaxconn() int {
 	GinkgoHelper()
-	v, err := refserver.Sysctl("net.core.somaxconn")
+	v, err := sock.Sysctl("net.core.somaxconn")
 	Expect(err).NotTo(HaveOccurred())
 	n, err := strconv.Atoi(v)
 	Expect(err).NotTo(HaveOccurred())

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -116,8 +117,8 @@ type ch5BeforeAcceptSeen struct {
 	Payload          []byte
 	ClientState      string // TCP_INFO on the client before accept
 	ClientUnacked    int    // SIOCOUTQ on the client: bytes not yet acknowledged
-	QueueBefore      refserver.AcceptQueue
-	QueueAfter       refserver.AcceptQueue
+	QueueBefore      sock.AcceptQueue
+	QueueAfter       sock.AcceptQueue
 	Peer             netip.AddrPort // accept4's peer address
 	Read             []byte         // the accepted socket's first read
 	ReadAgain        unix.Errno     // a second recv(MSG_DONTWAIT)
@@ -144,7 +145,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 	}
 	defer unix.Close(client)
 	seen.ConnectReturned = time.Now()
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	// The client writes at once, to a server that has not accepted: write(2) copies the
@@ -158,7 +159,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 	if seen.Segments, err = capture.Read(5, ch5CaptureWithin); err != nil {
 		return seen, err
 	}
-	if seen.ClientState, err = refserver.TCPState(client); err != nil {
+	if seen.ClientState, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	// SIOCOUTQ: what the client's send queue still holds, sent or not, until acknowledged.
@@ -172,19 +173,19 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 			break
 		}
 	}
-	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 
 	// Only now does the server take the connection.
 	seen.AcceptAt = time.Now()
-	s, peer, err := refserver.Accept(l)
+	s, peer, err := sock.Accept(l)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(s)
 	seen.Peer = peer
-	if seen.QueueAfter, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueAfter, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	// The data is in the accepted socket's receive queue already: no wait.
@@ -209,8 +210,8 @@ type ch5EmfileSeen struct {
 	FillErr          unix.Errno // what the open that did not fit got
 	FirstAcceptAt    time.Time
 	AcceptErr        unix.Errno
-	QueueBefore      refserver.AcceptQueue
-	QueueAfterEMFILE refserver.AcceptQueue
+	QueueBefore      sock.AcceptQueue
+	QueueAfterEMFILE sock.AcceptQueue
 	ClientState      string
 	RecvErr          unix.Errno // recv(MSG_DONTWAIT) on the client while the server cannot accept
 	RecvN            int
@@ -223,7 +224,7 @@ type ch5EmfileSeen struct {
 	Freed            int           // the descriptor closed to make room
 	AcceptedFD       int
 	Peer             netip.AddrPort
-	QueueAfterAccept refserver.AcceptQueue
+	QueueAfterAccept sock.AcceptQueue
 	Read             []byte // the accepted socket's first read
 }
 
@@ -231,7 +232,7 @@ type ch5EmfileSeen struct {
 var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
 	var seen ch5EmfileSeen
 	var err error
-	if seen.Limit, _, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
@@ -261,7 +262,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		return seen, err
 	}
 	defer unix.Close(client)
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	// connect returns on the SYN-ACK; the final ACK that queues the connection may still be
@@ -269,7 +270,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	if err := lab.WaitFor(l, unix.POLLIN, lab.AcceptWithin); err != nil {
 		return seen, err
 	}
-	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 
@@ -295,12 +296,12 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	}
 
 	seen.FirstAcceptAt = time.Now()
-	_, _, err = refserver.Accept(l)
+	_, _, err = sock.Accept(l)
 	seen.AcceptErr = ch5ErrnoOf(err)
-	if seen.QueueAfterEMFILE, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueAfterEMFILE, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
-	if seen.ClientState, err = refserver.TCPState(client); err != nil {
+	if seen.ClientState, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	buf := make([]byte, 64)
@@ -319,7 +320,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		for _, ev := range events[:n] {
 			r.Listener = r.Listener || (int(ev.Fd) == l && ev.Events&unix.EPOLLIN != 0)
 		}
-		_, _, err = refserver.Accept(l)
+		_, _, err = sock.Accept(l)
 		r.AcceptErrno = ch5ErrnoName(ch5ErrnoOf(err))
 		seen.Epoll = append(seen.Epoll, r)
 	}
@@ -338,7 +339,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 			return seen, os.NewSyscallError("epoll_wait", err)
 		}
 		seen.Spin.Calls++
-		if _, _, err := refserver.Accept(l); !errors.Is(err, unix.EMFILE) {
+		if _, _, err := sock.Accept(l); !errors.Is(err, unix.EMFILE) {
 			return seen, fmt.Errorf("accept4 in the busy loop: want EMFILE, got %v", err)
 		}
 	}
@@ -374,13 +375,13 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		return seen, os.NewSyscallError("close", err)
 	}
 	seen.AcceptedAt = time.Now()
-	s, peer, err := refserver.Accept(l)
+	s, peer, err := sock.Accept(l)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(s)
 	seen.AcceptedFD, seen.Peer = s, peer
-	if seen.QueueAfterAccept, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueAfterAccept, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	n, err := unix.Read(s, buf)
@@ -444,21 +445,21 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 	// The server's accept4 reserves a descriptor number before it looks at the queue
 	// (get_unused_fd_flags, then EAGAIN and put_unused_fd): while the table is nearly full,
 	// the client's socket() can meet EMFILE for that instant. Ask again, for at most a second.
-	fd, err := refserver.Socket(refserver.Family(to))
+	fd, err := sock.Socket(sock.Family(to))
 	for deadline := time.Now().Add(time.Second); errors.Is(err, unix.EMFILE) && time.Now().Before(deadline); {
 		c.SocketEMFILE++
 		time.Sleep(100 * time.Microsecond)
-		fd, err = refserver.Socket(refserver.Family(to))
+		fd, err = sock.Socket(sock.Family(to))
 	}
 	if err != nil {
 		return c, -1, err
 	}
-	if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
+	if err := sock.Connect(fd, to, lab.ConnectWithin); err != nil {
 		unix.Close(fd)
 		return c, -1, err
 	}
 	returned := time.Now()
-	local, err := refserver.LocalAddr(fd)
+	local, err := sock.LocalAddr(fd)
 	if err != nil {
 		unix.Close(fd)
 		return c, -1, err
@@ -476,7 +477,7 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 	} else {
 		c.Read = n
 	}
-	c.State, _ = refserver.TCPState(fd)
+	c.State, _ = sock.TCPState(fd)
 	if n > 0 {
 		return c, fd, nil
 	}
@@ -512,7 +513,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	// would find the table full: it could only succeed by taking, at the instant shedOne
 	// has closed it, the server's spare. So the proof makes the number odd: then a client's
 	// socket() takes the last free descriptor, and the server's accept4 meets EMFILE.
-	if seen.Table.Limit, _, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	if seen.Table.Open, err = lab.DescriptorsBelow(int(seen.Table.Limit)); err != nil {
@@ -624,7 +625,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	return seen, err
 })
 
-// ch5AbortiveClose accepts a connection with refserver.Accept and closes it with SO_LINGER
+// ch5AbortiveClose accepts a connection with sock.Accept and closes it with SO_LINGER
 // {1, 0}, which refserver never sets, and reports what its client read.
 func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	var seen ch5LingerSeen
@@ -643,7 +644,7 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 		return seen, err
 	}
 	defer unix.Close(client)
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	s, _, err := lab.AcceptOn(l, lab.AcceptWithin)
@@ -665,7 +666,7 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	buf := make([]byte, 64)
 	seen.ReadN, err = unix.Read(client, buf)
 	seen.ReadErr = ch5ErrnoOf(err)
-	seen.State, _ = refserver.TCPState(client)
+	seen.State, _ = sock.TCPState(client)
 	reset := func(segs []lab.Segment) bool {
 		for _, s := range segs {
 			if strings.Contains(s.Flags, "RST") {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -41,7 +42,7 @@ const (
 type ch6SocketSeen struct {
 	Role       string `json:"role"`       // "listener", "client", "accepted", ...
 	FD         int    `json:"fd"`         // the descriptor number socket(2) or accept4(2) returned
-	State      string `json:"state"`      // refserver.TCPState: tcpi_state from TCP_INFO
+	State      string `json:"state"`      // sock.TCPState: tcpi_state from TCP_INFO
 	AcceptConn int    `json:"acceptconn"` // getsockopt SO_ACCEPTCONN: 1 on a passive socket
 	Local      string `json:"local"`      // getsockname
 	Peer       string `json:"peer"`       // getpeername, or the errno name it failed with
@@ -65,7 +66,7 @@ type ch6BindSeen struct {
 	Call    string   `json:"call"`              // "bind" or "listen"
 	Addr    string   `json:"addr"`              // the address and port it was given, or holds
 	Options []string `json:"options,omitempty"` // socket options set before bind: "SO_REUSEADDR"
-	Errno   string   `json:"errno,omitempty"`   // refserver.ErrnoName of the failure; empty: it succeeded
+	Errno   string   `json:"errno,omitempty"`   // sock.ErrnoName of the failure; empty: it succeeded
 }
 
 // ch6Share is one listener of an SO_REUSEPORT group.
@@ -128,7 +129,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 
 				// getpeername(2): a passive socket has no other end (inet_getname checks
 				// for a connected state).
-				_, err = refserver.PeerAddr(l.FD())
+				_, err = sock.PeerAddr(l.FD())
 				lab.Record(lab.EntryErrno, lab.Refused("getpeername", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "getpeername on the listener: want ENOTCONN, got %v", err)
 
@@ -240,12 +241,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				var binds []ch6BindSeen
 				try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return err
 				}
 				listen := func(who string, s *lab.Sock, opts ...string) error {
-					err := refserver.Listen(s.FD(), 8)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					err := sock.Listen(s.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return err
 				}
 				defer func() { lab.Record(ch6EntryBinds, binds) }()
@@ -309,7 +310,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					s := lab.TCPSocket(lab.IPv4)
 					at := netip.AddrPortFrom(other, one.Addr.Port())
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: sock.ErrnoName(err)})
 					if err == nil {
 						two = s.Listen(8)
 						break
@@ -395,7 +396,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				var spread ch6Spread
 				spread.Addr = srv.Addr().String()
 				for _, fd := range listeners {
-					local, err := refserver.LocalAddr(fd)
+					local, err := sock.LocalAddr(fd)
 					Expect(err).NotTo(HaveOccurred())
 					// The same address and port for the whole group, each socket passive,
 					// each with SO_REUSEPORT as the kernel reads it back.
@@ -425,7 +426,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Should(BeEquivalentTo(spread.Connected), "the listeners' accept queues against the clients connected")
 				for _, fd := range listeners {
 					q := ch6Queue(fd)
-					local, _ := refserver.LocalAddr(fd)
+					local, _ := sock.LocalAddr(fd)
 					spread.Listeners = append(spread.Listeners, ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
 				}
 
@@ -511,7 +512,7 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	}
 	var seen []ch6BindSeen
 	record := func(who, call string, at netip.AddrPort, err error) {
-		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: refserver.ErrnoName(err)})
+		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: sock.ErrnoName(err)})
 	}
 	// tryListen binds and listens on a new socket; it keeps the socket only on success.
 	tryListen := func(who string, at netip.AddrPort) (int, netip.AddrPort, error) {
@@ -545,16 +546,16 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	if err := unix.Close(specific); err != nil {
 		return seen, os.NewSyscallError("close", err)
 	}
-	fd, err := refserver.Socket(refserver.Family(p))
+	fd, err := sock.Socket(sock.Family(p))
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(fd)
 	at := netip.AddrPortFrom(wildcard, p.Port())
-	err = refserver.Bind(fd, at)
+	err = sock.Bind(fd, at)
 	record("wildcard, after loopback's close", "bind", at, err)
 	if err == nil {
-		err = refserver.Listen(fd, 8)
+		err = sock.Listen(fd, 8)
 		record("wildcard, after loopback's close", "listen", at, err)
 	}
 	return seen, nil
@@ -566,11 +567,11 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 func ch6Describe(role string, fd int) ch6SocketSeen {
 	GinkgoHelper()
 	s := ch6SocketSeen{Role: role, FD: fd, State: ch6State(fd), AcceptConn: ch6AcceptConn(fd)}
-	local, err := refserver.LocalAddr(fd)
+	local, err := sock.LocalAddr(fd)
 	Expect(err).NotTo(HaveOccurred())
 	s.Local = local.String()
-	if peer, err := refserver.PeerAddr(fd); err != nil {
-		s.Peer = refserver.ErrnoName(err)
+	if peer, err := sock.PeerAddr(fd); err != nil {
+		s.Peer = sock.ErrnoName(err)
 	} else {
 		s.Peer = peer.String()
 	}
@@ -587,14 +588,14 @@ func ch6AcceptConn(fd int) int {
 
 func ch6State(fd int) string {
 	GinkgoHelper()
-	s, err := refserver.TCPState(fd)
+	s, err := sock.TCPState(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return s
 }
 
-func ch6Queue(fd int) refserver.AcceptQueue {
+func ch6Queue(fd int) sock.AcceptQueue {
 	GinkgoHelper()
-	q, err := refserver.AcceptQueueOf(fd)
+	q, err := sock.AcceptQueueOf(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return q
 }
@@ -610,7 +611,7 @@ func ch6QueueSum(listeners []int) uint32 {
 
 func ch6Descriptors() int {
 	GinkgoHelper()
-	n, err := refserver.OpenDescriptors()
+	n, err := sock.OpenDescriptors()
 	Expect(err).NotTo(HaveOccurred())
 	return n
 }

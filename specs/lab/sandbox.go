@@ -64,7 +64,7 @@ var ErrNoSandbox = errors.New("no private network namespace for the proof")
 
 // ChildError is an error the child's function returned, or the child's setup met, brought
 // back across the process boundary. When the child's error carried an errno, Unwrap returns
-// it, so errors.Is(err, unix.EADDRNOTAVAIL) and refserver.ErrnoName(err) work in the parent.
+// it, so errors.Is(err, unix.EADDRNOTAVAIL) and sock.ErrnoName(err) work in the parent.
 type ChildError struct {
 	Child string     // the registered name
 	Msg   string     // the child's err.Error()

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // What the child does to its own network namespace: lo up, and the sysctls of the proof.
@@ -59,7 +59,7 @@ func writeSysctl(s sysctlSetting) error {
 		// end above the high one, or below net.ipv4.ip_unprivileged_port_start.
 		return fmt.Errorf("sysctl %s = %q: %w", s.Name, s.Value, err)
 	}
-	got, err := refserver.Sysctl(s.Name)
+	got, err := sock.Sysctl(s.Name)
 	if err != nil {
 		return err
 	}
