@@ -9,7 +9,6 @@ import (
 	"log"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -457,29 +456,6 @@ func (w *ch5Lines) all() []string {
 	return append([]string(nil), w.lines...)
 }
 
-// ch5DescriptorsBelow counts the open descriptors numbered below limit: the ones that take
-// room in the table. EMFILE means no free number below RLIMIT_NOFILE (alloc_fd), so a
-// descriptor inherited above it, like the test binary's pipe at 251, takes none.
-func ch5DescriptorsBelow(limit int) (int, error) {
-	d, err := os.Open("/proc/self/fd")
-	if err != nil {
-		return 0, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return 0, err
-	}
-	self := int(d.Fd())
-	n := 0
-	for _, name := range names {
-		if fd, err := strconv.Atoi(name); err == nil && fd < limit && fd != self {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // ch5Knock connects one client and reads what comes first: the server's greeting, or
 // end-of-stream. The descriptor stays open when the server greeted it (the caller holds
 // it), and is closed otherwise. A socket() that fails is returned as is, before any client.
@@ -569,7 +545,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	if seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
-	if seen.Table.Open, err = ch5DescriptorsBelow(int(seen.Table.Limit)); err != nil {
+	if seen.Table.Open, err = lab.DescriptorsBelow(int(seen.Table.Limit)); err != nil {
 		return seen, err
 	}
 	if (int(seen.Table.Limit)-seen.Table.Open)%2 == 0 {

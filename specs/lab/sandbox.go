@@ -44,6 +44,11 @@ type SandboxOptions struct {
 	// Timeout bounds the child from start to exit; 0 means DefaultSandboxTimeout. At the
 	// deadline the child is killed (SIGKILL), and its namespace goes with it.
 	Timeout time.Duration
+	// UserNS, when true, puts the child in a user namespace of its own too ("userns+netns"),
+	// even where a network namespace alone was allowed: for a proof of what the root of a
+	// user namespace may not do. An error wraps ErrNoSandbox where user namespaces are not
+	// allowed.
+	UserNS bool
 }
 
 // DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions on a loaded machine
@@ -125,6 +130,9 @@ func InSandbox(name string, arg any, opts SandboxOptions, out any) error {
 		return errors.New("lab.InSandbox: TestMain must call lab.RunChildIfAsked() first: the re-executed child starts there")
 	}
 	kind, err := chosenKind()
+	if err == nil && opts.UserNS {
+		kind, err = userNSKind()
+	}
 	if err != nil {
 		return err
 	}
@@ -226,6 +234,20 @@ var chosenKind = sync.OnceValues(func() (*sandboxKind, error) {
 	}
 	return nil, fmt.Errorf("%w (%s): run as root (sudo -E go test ./specs/...), or allow unprivileged user namespaces (user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, kernel.apparmor_restrict_unprivileged_userns=0)",
 		ErrNoSandbox, strings.Join(refusals, "; "))
+})
+
+// userNSKind is "userns+netns" where its probe child starts, for SandboxOptions.UserNS.
+var userNSKind = sync.OnceValues(func() (*sandboxKind, error) {
+	k := &sandboxKinds[slices.IndexFunc(sandboxKinds, func(k sandboxKind) bool { return k.name == "userns+netns" })]
+	err := runChild(k, sandboxProbe.name, struct{}{}, SandboxOptions{Timeout: 10 * time.Second}, nil)
+	if err == nil {
+		return k, nil
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) && namespaceRefused(errno) {
+		return nil, fmt.Errorf("%w: no user namespace (%s: %s)", ErrNoSandbox, k.name, unix.ErrnoName(errno))
+	}
+	return nil, fmt.Errorf("sandbox probe (%s): %w", k.name, err)
 })
 
 // refusal tells the errnos by which a kernel, a security module or a container runtime says

@@ -265,3 +265,24 @@ func TestSandboxTimeoutKillsTheChild(t *testing.T) {
 
 // acceptFD drops the peer address that AcceptWithin also returns.
 func acceptFD(fd int, _ netip.AddrPort, err error) (int, error) { return fd, err }
+
+// readUserNS reads the child's uid_map: the initial user namespace maps every uid to itself,
+// "0 0 4294967295"; a user namespace of the sandbox maps one.
+var readUserNS = lab.RegisterChild("test.userns", func(struct{}) (string, error) {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return strings.Join(strings.Fields(string(b)), " "), err
+})
+
+func TestSandboxUserNSGivesAUserNamespace(t *testing.T) {
+	requireSandbox(t)
+	uidMap, err := readUserNS.Run(struct{}{}, lab.SandboxOptions{UserNS: true})
+	if errors.Is(err, lab.ErrNoSandbox) && !lab.InCI() {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uidMap == "0 0 4294967295" {
+		t.Errorf("with UserNS the child is in the initial user namespace (uid_map %q)", uidMap)
+	}
+}
