@@ -33,8 +33,9 @@ var _ = Describe("The claims registry", Label("registry"), func() {
 			seen[c.ID] = true
 			got = append(got, catalogued{ID: c.ID, Chapter: c.Chapter})
 		}
-		// The registry covers a prefix of claims.md's chapters: a chapter joins with all its
-		// claims and their specs. What it does not cover yet is said, not passed over.
+		// The registry covers claims.md's chapters, or while Part II is being written some of
+		// them: a chapter joins with all its claims and their specs. What it does not cover
+		// yet is said, not passed over.
 		var covered []catalogued
 		var pending []string
 		for _, c := range want {
@@ -45,8 +46,7 @@ var _ = Describe("The claims registry", Label("registry"), func() {
 			}
 		}
 		Expect(got).To(Equal(covered))
-		Expect(Chapters).To(Equal(chaptersOf(covered)))
-		Expect(Chapters).To(Equal(chaptersOf(want)[:len(Chapters)]), "the registry covers claims.md's chapters in order, from the first")
+		Expect(Chapters).To(Equal(chaptersOf(covered)), "the registry's chapters, in claims.md's order")
 		AddReportEntry("chapters of claims.md the registry does not cover yet", pending)
 	})
 
