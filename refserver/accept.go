@@ -7,21 +7,15 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 )
 
-// acceptBatch bounds the accepts of one wake-up, so that a flood of new connections cannot
-// starve the loop's established ones.
-const acceptBatch = 64
-
-// listenerPause is how long a loop stops watching the listener when it can neither accept
-// nor shed (no spare descriptor): long enough not to spin, short enough to serve again soon.
-const listenerPause = 50 * time.Millisecond
-
-// admission is the server's policy at the door, shared by all loops.
+// admission is the server's policy at the door, shared by all loops: for the connection at
+// the head of an accept queue it decides whether the loop gets it, and answers the ones it
+// keeps out with FIN. It keeps the open count exact and has the spare descriptor for EMFILE.
 type admission struct {
 	// maxConns caps open connections (0: no cap). Past it a connection is accepted and closed
 	// at once: the client gets FIN rather than waiting in a full accept queue.
@@ -35,86 +29,86 @@ type admission struct {
 	// releases on its own goroutine.
 	perIP   map[netip.Addr]int
 	perIPMu sync.Mutex
-	// open counts connections held by all loops; admit and release keep it exact.
-	open atomic.Int64
 	// spare is a descriptor (/dev/null) held in reserve for EMFILE; -1 while spent.
-	// spareMu guards it, and every accept4 holds it for reading (accept): the number
-	// shedOne frees must go to shedOne's own accept4, not to another loop's.
+	// spareMu guards it, and every accept4 holds it for reading (acceptBesideSpare): the
+	// number shed frees must go to shed's own accept4, not to another loop's.
 	spare   int
 	spareMu sync.RWMutex
-	// The counters the stats line prints: a flood of sheds, refusals or resets shows up here,
-	// and in at most one log line a second.
-	accepted, closed, shed, refused, resets atomic.Uint64
+	count   *counters // what it admits, refuses and sheds is counted here
+	log     *logbook  // and told here, at most a line a second per kind
 }
 
-// A connection the admission policy keeps out, and why.
-type refusal int
+func newAdmission(cfg Config, count *counters, log *logbook) *admission {
+	a := &admission{maxConns: int64(cfg.MaxConns), spare: -1, count: count, log: log}
+	if cfg.MaxConnsPerIP > 0 {
+		a.maxPerIP = cfg.MaxConnsPerIP
+		a.perIP = make(map[netip.Addr]int)
+	}
+	return a
+}
+
+// verdict is what the admission policy did with the head of an accept queue.
+type verdict uint8
 
 const (
-	admitted refusal = iota
+	admitted   verdict = iota // accepted and counted in: the loop registers it
+	turnedAway                // accepted and closed at once (a cap, or shed on EMFILE): FIN
+	again                     // nothing to do with this one (EINTR, ECONNABORTED): next
+	queueEmpty                // the queue is empty (EAGAIN): wait for epoll
+	stuck                     // EMFILE, and no spare to spend: the connection stays queued
+	failed                    // another error, logged
+)
+
+// --8<-- [start:admit]
+
+// next takes the connection at the head of the listener's accept queue and decides on it.
+func (a *admission) next(lfd int) (int, netip.AddrPort, verdict) {
+	fd, peer, err := a.acceptBesideSpare(lfd)
+	switch {
+	case err == nil:
+		switch a.admit(clientKey(peer)) {
+		case overMaxConns:
+			// The handshake is long done, so the polite answer is FIN.
+			unix.Close(fd)
+			a.log.every(&a.log.refused, "refused %s: %d connections open (-max-conns)",
+				peer, a.maxConns)
+			return -1, peer, turnedAway
+		case overPerIP:
+			unix.Close(fd)
+			a.log.every(&a.log.perIP, "refused %s: %d connections open from %s (-max-conns-per-ip)",
+				peer, a.maxPerIP, clientKey(peer))
+			return -1, peer, turnedAway
+		}
+		return fd, peer, admitted
+	case errors.Is(err, unix.EAGAIN):
+		return -1, peer, queueEmpty
+	case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+		// ECONNABORTED: the client reset while queued; take the next one.
+		return -1, peer, again
+	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
+		// accept4 reserves a descriptor number before it looks at the queue
+		// (__sys_accept4_file), so EMFILE comes even when nothing is queued. TCP_INFO
+		// needs no descriptor: ask it, or every full-table wake-up would spend the spare,
+		// and another thread could take its number while it is free.
+		if q, err := sock.AcceptQueueOf(lfd); err == nil && q.Len == 0 {
+			return -1, peer, queueEmpty
+		}
+		return -1, peer, a.shed(lfd)
+	}
+	a.log.every(&a.log.errs, "%v", err)
+	return -1, peer, failed
+}
+
+// --8<-- [end:admit]
+
+// A connection the caps keep out, and why.
+type refusal uint8
+
+const (
+	allowed refusal = iota
 	overMaxConns
 	overPerIP
 )
-
-// --8<-- [start:accept]
-
-// acceptFrom drains a readable listener: accept4 until the queue is empty (EAGAIN) or the
-// batch is done; level-triggered epoll reports the listener again if more wait.
-func (l *loop) acceptFrom(lfd int) {
-	s := l.srv
-	for range acceptBatch {
-		if s.shuttingDown() {
-			// Shutdown has begun, and its wake-up may still be on its way: not one more.
-			l.drain()
-			return
-		}
-		fd, peer, err := s.adm.accept(lfd)
-		switch {
-		case err == nil:
-			switch s.adm.admit(clientKey(peer)) {
-			case admitted:
-				l.register(fd, peer)
-				continue
-			case overMaxConns:
-				// The handshake is long done, so the polite answer is FIN.
-				unix.Close(fd)
-				s.logEvery(&s.rlRefused, "refused %s: %d connections open (-max-conns)", peer, s.adm.maxConns)
-			case overPerIP:
-				unix.Close(fd)
-				s.logEvery(&s.rlPerIP, "refused %s: %d connections open from %s (-max-conns-per-ip)", peer, s.adm.maxPerIP, clientKey(peer))
-			}
-		case errors.Is(err, unix.EAGAIN):
-			return
-		case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
-			// ECONNABORTED: the client reset while queued; take the next one.
-		case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
-			// accept4 reserves a descriptor number before it looks at the queue
-			// (__sys_accept4_file), so EMFILE comes even when nothing is queued. TCP_INFO
-			// needs no descriptor: ask it, or every full-table wake-up would spend the spare,
-			// and another thread could take its number while it is free.
-			if q, err := AcceptQueueOf(lfd); err == nil && q.Len == 0 {
-				return
-			}
-			switch s.adm.shedOne(lfd, s) {
-			case shedEmpty:
-				return
-			case shedStuck:
-				// No spare to spend: leave the connection queued and stop watching the
-				// listener for a moment, or level-triggered epoll would report it readable
-				// again at once and the loop would spin.
-				if err := l.listen(false); err == nil {
-					l.resumeAt = l.now + int64(listenerPause)
-				}
-				return
-			}
-		default:
-			s.logEvery(&s.rlErr, "%v", err)
-			return
-		}
-	}
-}
-
-// --8<-- [end:accept]
 
 // clientKey is what -max-conns-per-ip counts by: the peer's address, an IPv4 client on an
 // IPv6 listener (::ffff:a.b.c.d) as its IPv4 self. An IPv6 client often holds a whole /64;
@@ -123,9 +117,9 @@ func clientKey(peer netip.AddrPort) netip.Addr { return peer.Addr().Unmap() }
 
 // admit counts a new connection from ip in, unless a cap is reached.
 func (a *admission) admit(ip netip.Addr) refusal {
-	if n := a.open.Add(1); a.maxConns > 0 && n > a.maxConns {
-		a.open.Add(-1)
-		a.refused.Add(1)
+	if n := a.count.open.Add(1); a.maxConns > 0 && n > a.maxConns {
+		a.count.open.Add(-1)
+		a.count.refused.Add(1)
 		return overMaxConns
 	}
 	if a.maxPerIP > 0 {
@@ -133,19 +127,21 @@ func (a *admission) admit(ip netip.Addr) refusal {
 		n := a.perIP[ip]
 		if n >= a.maxPerIP {
 			a.perIPMu.Unlock()
-			a.open.Add(-1)
-			a.refused.Add(1)
+			a.count.open.Add(-1)
+			a.count.refused.Add(1)
 			return overPerIP
 		}
 		a.perIP[ip] = n + 1
 		a.perIPMu.Unlock()
 	}
-	a.accepted.Add(1)
-	return admitted
+	a.count.accepted.Add(1)
+	return allowed
 }
 
-func (a *admission) release(ip netip.Addr) {
+// release counts a closed connection out.
+func (a *admission) release(peer netip.AddrPort) {
 	if a.maxPerIP > 0 {
+		ip := clientKey(peer)
 		a.perIPMu.Lock()
 		if n := a.perIP[ip] - 1; n > 0 {
 			a.perIP[ip] = n
@@ -154,48 +150,42 @@ func (a *admission) release(ip netip.Addr) {
 		}
 		a.perIPMu.Unlock()
 	}
-	a.open.Add(-1)
-	a.closed.Add(1)
+	a.count.open.Add(-1)
+	a.count.closed.Add(1)
 }
-
-// What shedOne did.
-const (
-	shedDone  = iota // a connection was accepted on the spare and closed
-	shedEmpty        // the queue was empty after all (another loop took the connection)
-	shedStuck        // no spare descriptor to spend: nothing could be done
-)
 
 // --8<-- [start:spare]
 
-// shedOne answers EMFILE the way the article thinks the kernel does. The kernel does not:
+// shed answers EMFILE the way the article thinks the kernel does. The kernel does not:
 // accept4 failed, the connection is still queued, and the client has heard nothing. So we
 // free the spare descriptor, accept the connection with it, close it (the client reads FIN,
-// end of stream), and take the spare back. It reports what it managed.
-func (a *admission) shedOne(lfd int, s *Server) int {
+// end of stream), and take the spare back.
+func (a *admission) shed(lfd int) verdict {
 	a.spareMu.Lock()
 	defer a.spareMu.Unlock()
 	if a.spare < 0 && !a.takeSpareLocked() {
-		return shedStuck
+		return stuck
 	}
 	unix.Close(a.spare)
 	a.spare = -1
-	fd, peer, err := Accept(lfd)
+	fd, peer, err := sock.Accept(lfd)
 	if err == nil {
 		unix.Close(fd)
-		a.shed.Add(1)
-		soft, _, _ := DescriptorLimit()
-		s.logEvery(&s.rlShed, "shed %s: accept4 failed with EMFILE (RLIMIT_NOFILE %d in use); accepted it on the spare descriptor and closed it, so the client sees FIN", peer, soft)
+		a.count.shed.Add(1)
+		soft, _, _ := sock.DescriptorLimit()
+		a.log.every(&a.log.shed, "shed %s: accept4 failed with EMFILE (RLIMIT_NOFILE %d in use); "+
+			"accepted it on the spare descriptor and closed it, so the client sees FIN", peer, soft)
 	}
-	// Another thread of the process (not a loop's accept4: see accept) may take the freed
-	// number first; then the spare waits for retakeSpare.
+	// Another thread of the process (not a loop's accept4: see acceptBesideSpare) may take
+	// the freed number first; then the spare waits for retakeSpare.
 	a.takeSpareLocked()
 	switch {
 	case err == nil:
-		return shedDone
+		return turnedAway
 	case errors.Is(err, unix.EAGAIN):
-		return shedEmpty
+		return queueEmpty // another loop took the connection
 	}
-	return shedStuck // a second EMFILE: the spare's number was not enough
+	return stuck // a second EMFILE: the spare's number was not enough
 }
 
 func (a *admission) takeSpareLocked() bool {
@@ -209,15 +199,15 @@ func (a *admission) takeSpareLocked() bool {
 
 // --8<-- [end:spare]
 
-// accept is Accept under spareMu's read lock. Without it, another loop's accept4 could run
-// between shedOne's close of the spare and shedOne's own accept4, and take the freed
-// number: that loop admitted one connection more than the descriptors allow, shedOne met
-// EMFILE again, the spare could not be taken back, and from then on no loop could shed:
-// new clients waited in the accept queue until some connection ended.
-func (a *admission) accept(lfd int) (int, netip.AddrPort, error) {
+// acceptBesideSpare is sock.Accept under spareMu's read lock. Without it, another loop's
+// accept4 could run between shed's close of the spare and shed's own accept4, and take the
+// freed number: that loop admitted one connection more than the descriptors allow, shed met
+// EMFILE again, the spare could not be taken back, and from then on no loop could shed: new
+// clients waited in the accept queue until some connection ended.
+func (a *admission) acceptBesideSpare(lfd int) (int, netip.AddrPort, error) {
 	a.spareMu.RLock()
 	defer a.spareMu.RUnlock()
-	return Accept(lfd)
+	return sock.Accept(lfd)
 }
 
 // retakeSpare tries again to hold a spare descriptor, after one was lost to a race.
@@ -226,5 +216,15 @@ func (a *admission) retakeSpare() {
 	defer a.spareMu.Unlock()
 	if a.spare < 0 {
 		a.takeSpareLocked()
+	}
+}
+
+// closeSpare gives the spare back at the end.
+func (a *admission) closeSpare() {
+	a.spareMu.Lock()
+	defer a.spareMu.Unlock()
+	if a.spare >= 0 {
+		unix.Close(a.spare)
+		a.spare = -1
 	}
 }

@@ -5,9 +5,10 @@ package refserver
 import (
 	"errors"
 	"net/netip"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 )
 
 // Errors a Handler sees in OnClose, beside the kernel's own (ECONNRESET, ETIMEDOUT, ...).
@@ -25,7 +26,7 @@ type connState uint8
 const (
 	stPeerDone connState = 1 << iota // read returned 0: the peer sent FIN and will send no more
 	stClosing                        // close once the output drains (Close, or the peer's FIN)
-	stWrShut                         // we sent our FIN with shutdown(SHUT_WR) and only wait for the peer's
+	stWrShut                         // our FIN went out (shutdown SHUT_WR); we wait for the peer's
 	stWantOut                        // registered for EPOLLOUT instead of EPOLLIN: backpressure
 	stClosed                         // the descriptor is closed; the Conn is only a memory
 )
@@ -65,7 +66,7 @@ func (c *Conn) Fd() int { return c.fd }
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.peer }
 
 // Tuple asks the kernel for the connection's 5-tuple, this (the server's) end first.
-func (c *Conn) Tuple() (Tuple, error) { return TupleOf(c.fd) }
+func (c *Conn) Tuple() (sock.Tuple, error) { return sock.TupleOf(c.fd) }
 
 // --8<-- [start:write]
 
@@ -87,7 +88,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return n, err
 		}
 		if n > 0 {
-			c.loop.touch(c) // progress: to the idle list's tail, as in flush
+			c.lastActive = c.loop.now // progress; the loop moves c on its idle list
 		}
 		if n == len(p) {
 			return n, nil
@@ -97,8 +98,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.fail(ErrOutputLimit)
 		return n, ErrOutputLimit
 	}
+	// The send buffer is full: keep the rest. When the callback returns, the loop sees
+	// c.out and waits for EPOLLOUT instead of EPOLLIN.
 	c.out = append(c.out, p[n:]...)
-	c.loop.wantWritable(c)
 	return len(p), nil
 }
 
@@ -124,7 +126,7 @@ func (c *Conn) fail(err error) {
 func writeSome(fd int, p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := rawWrite(fd, p[n:])
+		m, err := sock.Write(fd, p[n:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -148,11 +150,11 @@ func (c *Conn) flush() bool {
 		return false
 	}
 	if n > 0 {
-		// Progress is activity. touch, not lastActive alone: it also moves c to the idle
-		// list's tail. Left at the head, a connection that only takes bytes (it sends
-		// nothing, so read never touches it) stops expire there, and every silent
-		// connection behind it outlives IdleTimeout for as long as this one keeps taking.
-		c.loop.touch(c)
+		// Progress is activity, and the loop moves c to its idle list's tail for it. Left at
+		// the head, a connection that only takes bytes (it sends nothing, so read never
+		// marks it) would stop expire there, and every silent connection behind it would
+		// outlive IdleTimeout for as long as this one keeps taking.
+		c.lastActive = c.loop.now
 	}
 	if n < len(c.out) {
 		// Keep the unsent tail at the front; the buffer is reused, not regrown.
@@ -161,23 +163,4 @@ func (c *Conn) flush() bool {
 	}
 	c.out = nil // drop the buffer: an idle connection should hold no memory
 	return true
-}
-
-// rawRead and rawWrite are read(2) and write(2) without the scheduler's entersyscall and
-// exitsyscall: on a non-blocking socket they never block, so there is no P to hand off,
-// and no thread to wake to take it back.
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"portproof/internal/testkit"
+	"portproof/refserver/sock"
 )
 
 // TestEchoRandomChunks: 250 clients, all connected before any sends, each send a random payload (0 to 1 MiB) in
@@ -45,7 +46,7 @@ func TestEchoRandomChunks(t *testing.T) {
 					t.Fatalf("%d listeners with SO_REUSEPORT and 2 loops; want 2", len(lfds))
 				}
 				for _, fd := range lfds {
-					if ap, err := LocalAddr(fd); err != nil || ap != srv.Addr() {
+					if ap, err := sock.LocalAddr(fd); err != nil || ap != srv.Addr() {
 						t.Errorf("listener %d: getsockname %s, %v; want %s", fd, ap, err, srv.Addr())
 					}
 				}
@@ -190,7 +191,7 @@ func TestTupleLine(t *testing.T) {
 			f.Require(t)
 			noLeaks(t)
 			srv := startServer(t, Config{Addr: f.Any()}) // nil Handler: TupleHandler
-			var seen []Tuple
+			var seen []sock.Tuple
 			for i := range 3 {
 				c := dial(t, srv.Addr())
 				r := bufio.NewReader(c)
@@ -236,15 +237,15 @@ func TestTupleLine(t *testing.T) {
 }
 
 // parseTupleLine reads "tcp CLIENT -> SERVER  (comment...)" as the client's Tuple.
-func parseTupleLine(line string) (Tuple, error) {
+func parseTupleLine(line string) (sock.Tuple, error) {
 	f := strings.Fields(line)
 	if len(f) < 5 || f[2] != "->" || !strings.HasPrefix(f[4], "(") {
-		return Tuple{}, fmt.Errorf("tuple line %q: want \"tcp CLIENT -> SERVER  (...)\"", line)
+		return sock.Tuple{}, fmt.Errorf("tuple line %q: want \"tcp CLIENT -> SERVER  (...)\"", line)
 	}
 	local, err1 := netip.ParseAddrPort(f[1])
 	remote, err2 := netip.ParseAddrPort(f[3])
 	if err1 != nil || err2 != nil {
-		return Tuple{}, fmt.Errorf("tuple line %q: %v %v", line, err1, err2)
+		return sock.Tuple{}, fmt.Errorf("tuple line %q: %v %v", line, err1, err2)
 	}
-	return Tuple{Proto: f[0], Local: local, Remote: remote}, nil
+	return sock.Tuple{Proto: f[0], Local: local, Remote: remote}, nil
 }

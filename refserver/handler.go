@@ -43,7 +43,8 @@ func (TupleHandler) OnOpen(c *Conn) {
 		return
 	}
 	// The server's tuple mirrored is the client's own: its address first.
-	fmt.Fprintf(c, "%s  (protocol, you, me: your connection as the server sees it; now echoing)\n", t.Mirror())
+	fmt.Fprintf(c, "%s  (protocol, you, me: your connection as the server sees it; "+
+		"now echoing)\n", t.Mirror())
 }
 
 // --8<-- [end:tuplehandler]

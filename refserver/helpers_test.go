@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"portproof/refserver/sock"
 )
 
 // The helpers the server's tests share. Every test sends traffic to loopback only and lets
@@ -117,11 +118,11 @@ func control(c *net.TCPConn, f func(fd int)) error {
 }
 
 // clientTuple is the 5-tuple of the client's end of c, from the kernel.
-func clientTuple(c *net.TCPConn) (Tuple, error) {
-	var tup Tuple
+func clientTuple(c *net.TCPConn) (sock.Tuple, error) {
+	var tup sock.Tuple
 	var terr error
-	if err := control(c, func(fd int) { tup, terr = TupleOf(fd) }); err != nil {
-		return Tuple{}, err
+	if err := control(c, func(fd int) { tup, terr = sock.TupleOf(fd) }); err != nil {
+		return sock.Tuple{}, err
 	}
 	return tup, terr
 }
@@ -188,7 +189,7 @@ func takeBaseline(t testing.TB) baseline {
 		t.Fatal(err)
 	}
 	ln.Close()
-	fds, err := OpenDescriptors()
+	fds, err := sock.OpenDescriptors()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func (b baseline) check(t testing.TB) {
 	err := poll(5*time.Second, func() (bool, error) {
 		var err error
 		g = runtime.NumGoroutine()
-		fds, err = OpenDescriptors()
+		fds, err = sock.OpenDescriptors()
 		return g <= b.goroutines && fds <= b.fds, err
 	})
 	if err != nil {

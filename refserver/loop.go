@@ -9,24 +9,28 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 )
 
 // loop is one epoll instance and the goroutine that waits on it. A connection lives its
-// whole life on the loop that accepted it, so nothing here needs a lock.
+// whole life on the loop that accepted it, from accept4 to close, so nothing here needs a
+// lock. The loop hands what happens one way: to the admission policy (accept.go), to the
+// Handler (handler.go), to the counters (stats.go) and to the log (log.go).
 type loop struct {
 	id  int
 	srv *Server
 	// epfd is the epoll instance: one descriptor whose readiness list the kernel keeps for
 	// every socket registered with it, so one epoll_wait serves thousands of connections.
 	epfd int
-	// wakefd is an eventfd in the epoll set; Shutdown writes it so that epoll_wait returns.
+	// wakefd is an eventfd in the epoll set; wake writes it so that epoll_wait returns.
 	wakefd int
 	// listener is the passive socket this loop accepts from: the server's one listener,
 	// shared by every loop, or with SO_REUSEPORT a listener of the loop's own.
 	listener int
-	// listening says whether the listener is in the epoll set. It leaves it on EMFILE
+	// watching says whether the listener is in the epoll set. It leaves it on EMFILE
 	// when no spare descriptor is left (see accept.go) and at shutdown.
-	listening bool
+	watching bool
 	// resumeAt is when a paused listener goes back into the epoll set (loop clock).
 	resumeAt int64
 	// conns is indexed by descriptor: the kernel hands out the lowest free number, so the
@@ -51,6 +55,13 @@ type loop struct {
 const (
 	readBufferSize = 64 << 10 // one read(2) at most; also the most a loop reads before answering
 	eventBatch     = 256      // events taken per epoll_wait
+	// acceptBatch bounds the accepts of one wake-up, so that a flood of new connections
+	// cannot starve the loop's established ones.
+	acceptBatch = 64
+	// listenerPause is how long a loop stops watching the listener when it can neither
+	// accept nor shed (no spare descriptor): long enough not to spin, short enough to serve
+	// again soon.
+	listenerPause = 50 * time.Millisecond
 )
 
 func newLoop(id int, srv *Server, listener int) (*loop, error) {
@@ -68,7 +79,7 @@ func newLoop(id int, srv *Server, listener int) (*loop, error) {
 		l.close()
 		return nil, err
 	}
-	if err = l.listen(true); err != nil {
+	if err = l.watchListener(true); err != nil {
 		l.close()
 		return nil, err
 	}
@@ -82,9 +93,9 @@ func (l *loop) ctl(op, fd int, events uint32) error {
 
 // --8<-- [start:listenerevents]
 
-// listen puts the listener into the epoll set or takes it out.
-func (l *loop) listen(on bool) error {
-	if on == l.listening {
+// watchListener puts the listener into the epoll set or takes it out.
+func (l *loop) watchListener(on bool) error {
+	if on == l.watching {
 		return nil
 	}
 	var err error
@@ -104,7 +115,7 @@ func (l *loop) listen(on bool) error {
 	if err != nil {
 		return err
 	}
-	l.listening = on
+	l.watching = on
 	return nil
 }
 
@@ -115,9 +126,6 @@ func (l *loop) listen(on bool) error {
 // run is the event loop: wait, dispatch, expire, repeat, until a shutdown has drained
 // every connection of the loop.
 func (l *loop) run() error {
-	// No runtime.LockOSThread: a locked goroutine whose P was retaken during a long system
-	// call (sysmon does it after 20 µs) cannot run on another thread, and each such wake-up
-	// costs a hand-off between two threads (stoplockedm, startlockedm: futex).
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
 		if err != nil && err != unix.EINTR {
@@ -134,9 +142,9 @@ func (l *loop) run() error {
 			fd := int(ev.Fd)
 			switch {
 			case fd == l.wakefd:
-				l.wake()
+				l.onWake()
 			case fd == l.listener:
-				l.acceptFrom(fd)
+				l.acceptQueued()
 			case fd < len(l.conns) && l.conns[fd] != nil:
 				l.serve(l.conns[fd], ev.Events)
 			}
@@ -152,11 +160,9 @@ func (l *loop) run() error {
 // registered for EPOLLOUT only, and reading resumes once what it owes the peer is sent.
 func (l *loop) serve(c *Conn, events uint32) {
 	if len(c.out) > 0 && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		if c.flush() {
-			l.wantReadable(c)
-		}
+		c.flush()
 	}
-	if c.state&stWantOut == 0 && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+	if len(c.out) == 0 && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		l.read(c)
 	}
 	l.settle(c)
@@ -171,7 +177,7 @@ func (l *loop) read(c *Conn) {
 	if c.drainLeft > 0 {
 		buf = buf[:min(len(buf), c.drainLeft)] // no further than what came before the drain
 	}
-	n, err := rawRead(c.fd, buf)
+	n, err := sock.Read(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		// Another loop cannot have taken it, but a wake-up without data is legal.
@@ -182,9 +188,9 @@ func (l *loop) read(c *Conn) {
 		// and the kernel sends our FIN.
 		c.state |= stPeerDone | stClosing
 	case c.state&stWrShut != 0:
-		l.touch(c) // we already said goodbye; the peer's late bytes are read and dropped
+		c.lastActive = l.now // we already said goodbye; the peer's late bytes are read and dropped
 	default:
-		l.touch(c)
+		c.lastActive = l.now
 		l.srv.cfg.Handler.OnData(c, buf[:n])
 		if c.drainLeft > 0 {
 			if c.drainLeft -= n; c.drainLeft == 0 {
@@ -196,14 +202,20 @@ func (l *loop) read(c *Conn) {
 
 // --8<-- [end:read]
 
-// settle closes what is finished after a callback: a failed connection at once, a closing
-// one once its output is sent.
+// settle is the loop's part after every callback: it closes what is finished (a failed
+// connection at once, a closing one once its output is sent), reads or waits for room
+// depending on what the Handler left queued, and moves an active connection to the idle
+// list's tail.
 func (l *loop) settle(c *Conn) {
 	switch {
 	case c.state&stClosed != 0:
+		return
 	case c.err != nil:
 		l.closeConn(c, c.err)
-	case c.state&stClosing != 0 && len(c.out) == 0:
+		return
+	case len(c.out) > 0:
+		l.wantWritable(c)
+	case c.state&stClosing != 0:
 		if c.state&stPeerDone != 0 {
 			l.closeConn(c, nil)
 			return
@@ -218,8 +230,18 @@ func (l *loop) settle(c *Conn) {
 				return
 			}
 			c.state |= stWrShut
-			l.wantReadable(c)
 		}
+		l.wantReadable(c)
+	default:
+		l.wantReadable(c)
+	}
+	if c.err != nil { // epoll_ctl failed
+		l.closeConn(c, c.err)
+		return
+	}
+	if c.lastActive == l.now && l.idleTail != c {
+		l.unlinkIdle(c)
+		l.linkIdle(c)
 	}
 }
 
@@ -251,16 +273,50 @@ func (l *loop) wantReadable(c *Conn) {
 
 // --8<-- [end:backpressure]
 
+// --8<-- [start:accept]
+
+// acceptQueued drains a readable listener: the admission policy takes the connection at the
+// head of the queue and decides, until the queue is empty (EAGAIN) or the batch is done;
+// level-triggered epoll reports the listener again if more wait.
+func (l *loop) acceptQueued() {
+	for range acceptBatch {
+		if l.srv.shuttingDown() {
+			// Shutdown has begun, and its wake-up may still be on its way: not one more.
+			l.drain()
+			return
+		}
+		fd, peer, v := l.srv.adm.next(l.listener)
+		switch v {
+		case admitted:
+			l.register(fd, peer)
+		case turnedAway, again:
+		case stuck:
+			// No spare to spend: leave the connection queued and stop watching the
+			// listener for a moment, or level-triggered epoll would report it readable
+			// again at once and the loop would spin.
+			if err := l.watchListener(false); err == nil {
+				l.resumeAt = l.now + int64(listenerPause)
+			}
+			return
+		case queueEmpty, failed:
+			return
+		}
+	}
+}
+
+// --8<-- [end:accept]
+
 // register adopts an accepted descriptor.
 func (l *loop) register(fd int, peer netip.AddrPort) {
 	c := &Conn{fd: fd, loop: l, peer: peer, lastActive: l.now}
 	// Its error is ignored: Linux sets TCP_NODELAY even on a connection the peer has already
 	// reset (BSD answers EINVAL), and the first read reports the reset.
-	SetNoDelay(fd)
+	sock.SetNoDelay(fd)
 	if err := l.ctl(unix.EPOLL_CTL_ADD, fd, unix.EPOLLIN); err != nil {
 		unix.Close(fd)
-		l.srv.adm.release(clientKey(peer))
-		l.srv.logEvery(&l.srv.rlErr, "epoll_ctl(ADD, %d): %v; connection from %s closed", fd, err, peer)
+		l.srv.adm.release(peer)
+		l.srv.log.every(&l.srv.log.errs, "epoll_ctl(ADD, %d): %v; connection from %s closed",
+			fd, err, peer)
 		return
 	}
 	for fd >= len(l.conns) {
@@ -269,7 +325,7 @@ func (l *loop) register(fd int, peer netip.AddrPort) {
 	l.conns[fd] = c
 	l.nconns++
 	l.linkIdle(c)
-	l.srv.opened(c)
+	l.srv.log.opened(fd, peer)
 	l.srv.cfg.Handler.OnOpen(c)
 	if l.draining {
 		c.state |= stClosing
@@ -286,25 +342,19 @@ func (l *loop) closeConn(c *Conn, err error) {
 	l.unlinkIdle(c)
 	l.conns[c.fd] = nil
 	l.nconns--
-	l.srv.closing(c, err) // logs the tuple while getsockname still answers
+	reset := isReset(err)
+	if reset {
+		l.srv.count.resets.Add(1)
+	}
+	l.srv.log.closed(c.fd, c.peer, closeReason(err, c.state&stPeerDone != 0), reset)
 	unix.Close(c.fd)
 	c.state |= stClosed
 	c.out = nil
-	l.srv.adm.release(clientKey(c.peer))
+	l.srv.adm.release(c.peer)
 	l.srv.cfg.Handler.OnClose(c, err)
 }
 
 // --8<-- [start:idle]
-
-// touch marks c active now: it moves to the tail of the idle list, so the head is always
-// the connection that has been quiet longest.
-func (l *loop) touch(c *Conn) {
-	c.lastActive = l.now
-	if l.idleTail != c {
-		l.unlinkIdle(c)
-		l.linkIdle(c)
-	}
-}
 
 // expire closes connections idle for longer than Config.IdleTimeout, puts paused
 // listeners back, and at the shutdown deadline closes what is left.
@@ -318,10 +368,11 @@ func (l *loop) expire() {
 		}
 		return
 	}
-	if !l.listening && !l.draining && l.now >= l.resumeAt {
+	if !l.watching && !l.draining && l.now >= l.resumeAt {
 		l.srv.adm.retakeSpare()
-		if err := l.listen(true); err != nil {
-			l.srv.logEvery(&l.srv.rlErr, "loop %d: cannot watch the listener again: %v", l.id, err)
+		if err := l.watchListener(true); err != nil {
+			l.srv.log.every(&l.srv.log.errs, "loop %d: cannot watch the listener again: %v",
+				l.id, err)
 			l.resumeAt = l.now + int64(listenerPause)
 		}
 	}
@@ -343,7 +394,7 @@ func (l *loop) timeout() int {
 	if idle := int64(l.srv.cfg.IdleTimeout); idle > 0 && l.idleHead != nil {
 		due(l.idleHead.lastActive + idle)
 	}
-	if !l.listening && !l.draining {
+	if !l.watching && !l.draining {
 		due(l.resumeAt)
 	}
 	if l.draining {
@@ -385,8 +436,16 @@ func (l *loop) unlinkIdle(c *Conn) {
 	c.prev, c.next = nil, nil
 }
 
-// wake reads the eventfd and starts the drain when the server is shutting down.
+// wake makes the loop's epoll_wait return, from any goroutine: eventfd(2) becomes readable
+// once its counter is not 0.
 func (l *loop) wake() {
+	var b [8]byte
+	binary.NativeEndian.PutUint64(b[:], 1)
+	unix.Write(l.wakefd, b[:])
+}
+
+// onWake reads the eventfd back to 0 and starts the drain when the server is shutting down.
+func (l *loop) onWake() {
 	var b [8]byte
 	unix.Read(l.wakefd, b[:])
 	if l.srv.shuttingDown() {
@@ -401,8 +460,8 @@ func (l *loop) drain() {
 		return
 	}
 	l.draining = true
-	if err := l.listen(false); err != nil {
-		l.srv.logEvery(&l.srv.rlErr, "loop %d: %v", l.id, err)
+	if err := l.watchListener(false); err != nil {
+		l.srv.log.every(&l.srv.log.errs, "loop %d: %v", l.id, err)
 	}
 	// The number will be closed and reused for a connection: forget it.
 	l.listener = -1
@@ -425,12 +484,6 @@ func (l *loop) drain() {
 		}
 		l.settle(c)
 	}
-}
-
-func (l *loop) wakeup() {
-	var b [8]byte
-	binary.NativeEndian.PutUint64(b[:], 1)
-	unix.Write(l.wakefd, b[:])
 }
 
 func (l *loop) close() {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 )
 
 // helperEnv makes the test binary a server instead of a test run. RLIMIT_NOFILE is
@@ -38,7 +40,7 @@ func helperServe() int {
 	logger := log.New(os.Stdout, "", 0)
 	if n, err := strconv.ParseUint(os.Getenv(helperNofileEnv), 10, 64); err == nil {
 		rl := unix.Rlimit{Cur: n}
-		_, rl.Max, _ = DescriptorLimit()
+		_, rl.Max, _ = sock.DescriptorLimit()
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 			fmt.Fprintln(os.Stderr, "setrlimit:", err)
 			return 1
@@ -49,8 +51,8 @@ func helperServe() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fds, _ := OpenDescriptors()
-	soft, _, _ := DescriptorLimit()
+	fds, _ := sock.OpenDescriptors()
+	soft, _, _ := sock.DescriptorLimit()
 	logger.Printf("listening on %s; descriptors %d/%d", srv.Addr(), fds, soft)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()

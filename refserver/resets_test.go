@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"portproof/refserver/sock"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +64,7 @@ func TestResets(t *testing.T) {
 	// A line per connection is what LogConns asks for; without it, resets are one kind of
 	// event among the rate-limited ones.
 	srv := startServer(t, Config{Handler: Echo{}, Log: log.New(&logged, "", 0)})
-	before, err := OpenDescriptors()
+	before, err := sock.OpenDescriptors()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestResets(t *testing.T) {
 	var after int
 	err = poll(5*time.Second, func() (bool, error) {
 		var err error
-		after, err = OpenDescriptors()
+		after, err = sock.OpenDescriptors()
 		return after <= before, err
 	})
 	if err != nil {

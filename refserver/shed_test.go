@@ -20,6 +20,7 @@ import (
 
 	"portproof/internal/procfs"
 	"portproof/internal/testkit"
+	"portproof/refserver/sock"
 )
 
 // child is a server in a process of its own (helperServe), so that it can have its own
@@ -124,7 +125,7 @@ func TestShedOnEMFILE(t *testing.T) {
 	type client struct {
 		c     *net.TCPConn
 		r     *bufio.Reader
-		tup   Tuple         // from the tuple line, when admitted
+		tup   sock.Tuple    // from the tuple line, when admitted
 		shed  time.Duration // connect to end of stream, when shed
 		trips int           // round trips while the others came, when admitted
 		worst time.Duration // the slowest of them

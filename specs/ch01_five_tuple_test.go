@@ -4,12 +4,13 @@ package specs
 
 import (
 	"errors"
+	"os"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -23,18 +24,20 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				clients := []*lab.Sock{lab.Dial(l.Addr), lab.Dial(l.Addr)}
 				servers := []*lab.Sock{l.Accept(), l.Accept()}
 
-				c := []refserver.Tuple{clients[0].Tuple(), clients[1].Tuple()}
-				s := []refserver.Tuple{servers[0].Tuple(), servers[1].Tuple()}
+				c := []sock.Tuple{clients[0].Tuple(), clients[1].Tuple()}
+				s := []sock.Tuple{servers[0].Tuple(), servers[1].Tuple()}
 				lab.Record(lab.EntryTuples, []lab.TupleSeen{
 					{Conn: "first", Client: c[0].String(), Server: s[0].String()},
 					{Conn: "second", Client: c[1].String(), Server: s[1].String()},
 				})
+				lab.Cite(lab.Figures{"first": c[0].String(), "second": c[1].String(), "listener": l.Addr.String(),
+					"client_ports": []uint16{c[0].Local.Port(), c[1].Local.Port()}})
 
 				// Each end asks the kernel for its own view, getsockname and getpeername on
 				// its own descriptor: the accepted sockets hold exactly the clients' tuples,
 				// ends swapped. Pairing is left to ConsistOf, since the order of accept() is
 				// the order handshakes finished, not the order connect() was called.
-				Expect([]refserver.Tuple{s[0].Mirror(), s[1].Mirror()}).To(ConsistOf(c[0], c[1]))
+				Expect([]sock.Tuple{s[0].Mirror(), s[1].Mirror()}).To(ConsistOf(c[0], c[1]))
 
 				// Both connections go to the listener's own address and port (its
 				// getsockname), from the same client address, in the same protocol
@@ -53,25 +56,48 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 		It("refuses a second connection with the same 4-tuple, and takes it to another port, over "+fam.String(),
 			Label("claim:tuple.unique", fam.Name), func() {
 				lab.RequireFamily(fam)
-				first := lab.Listen(fam.At(0), 8)
+				// SO_REUSEADDR on the first listener too: the bind refused beside it below is
+				// refused because it listens, not for want of the option.
+				listener := lab.TCPSocket(fam).ReuseAddr()
+				listener.Bind(fam.At(0))
+				first := listener.Listen(8)
 				second := lab.Listen(fam.At(0), 8)
 
-				// SO_REUSEADDR on both lets two sockets bind one address and port as long as
-				// neither listens (inet_csk_bind_conflict): the kernel does not refuse the
-				// duplicate at bind, it waits to see where each connects.
 				a := lab.TCPSocket(fam).ReuseAddr()
 				shared := a.Bind(fam.At(0))
-				b := lab.TCPSocket(fam).ReuseAddr()
-				Expect(b.Bind(shared)).To(Equal(shared))
-
 				ta := a.Connect(first.Addr)
 
-				// The same four elements again: connect(2) itself fails with EADDRNOTAVAIL
-				// when it finds the 4-tuple already established (__inet_check_established),
-				// and sends no SYN.
-				err := b.TryConnect(first.Addr)
-				lab.Record(lab.EntryErrno, lab.Refused("connect", err, b.LocalAddr(), first.Addr))
-				Expect(errors.Is(err, unix.EADDRNOTAVAIL)).To(BeTrue(), "connect: want EADDRNOTAVAIL, got %v", err)
+				// With SO_REUSEADDR on both, a second socket binds the address and port of one
+				// that is connected (TCP_INFO: ESTABLISHED), and a third is refused beside a
+				// listener (LISTEN) with EADDRINUSE: inet_csk_bind_conflict lets sockets with
+				// SO_REUSEADDR share unless one of them listens. So the kernel does not refuse
+				// the duplicate at bind; it waits to see where each connects.
+				held, err := sock.TCPState(a.FD())
+				Expect(err).NotTo(HaveOccurred())
+				b := lab.TCPSocket(fam).ReuseAddr()
+				besideConnected := b.TryBind(shared)
+				listening, err := sock.TCPState(first.FD())
+				Expect(err).NotTo(HaveOccurred())
+				besideListener := lab.TCPSocket(fam).ReuseAddr().TryBind(first.Addr)
+				lab.Record(ch1EntryBinds, []ch1Bind{
+					{Addr: shared.String(), Holder: held, Result: ch1BindResult(besideConnected)},
+					{Addr: first.Addr.String(), Holder: listening, Result: ch1BindResult(besideListener)},
+				})
+				Expect(held).To(Equal("ESTABLISHED"))
+				Expect(besideConnected).To(Succeed(), "bind %s beside a connected socket", shared)
+				Expect(b.LocalAddr()).To(Equal(shared))
+				Expect(listening).To(Equal("LISTEN"))
+				Expect(errors.Is(besideListener, unix.EADDRINUSE)).To(BeTrue(), "bind %s beside a listener: want EADDRINUSE, got %v", first.Addr, besideListener)
+
+				// The same four elements again: the non-blocking connect(2) returns
+				// EADDRNOTAVAIL itself, not EINPROGRESS. It found the 4-tuple already
+				// established (__inet_check_established, __inet6_check_established) before
+				// it sent any SYN.
+				to, err := sock.Sockaddr(first.Addr)
+				Expect(err).NotTo(HaveOccurred())
+				refused := os.NewSyscallError("connect", unix.Connect(b.FD(), to))
+				lab.Record(lab.EntryErrno, lab.Refused("connect", refused, b.LocalAddr(), first.Addr))
+				Expect(errors.Is(refused, unix.EADDRNOTAVAIL)).To(BeTrue(), "connect: want EADDRNOTAVAIL at once, got %v", refused)
 
 				// Change one element, the destination port, and the same socket, still on
 				// the same local address and port, makes a new connection.
@@ -85,6 +111,9 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(tb.Remote).NotTo(Equal(ta.Remote))
 				Expect(sa.Mirror()).To(Equal(ta))
 				Expect(sb.Mirror()).To(Equal(tb))
+				lab.Cite(lab.Figures{"shared": shared.String(), "held": held, "listening": listening,
+					"bind_errno": sock.ErrnoName(besideListener), "connect_errno": sock.ErrnoName(refused),
+					"first": ta.String(), "second": tb.String()})
 			})
 		// --8<-- [end:tuple-unique]
 
@@ -128,7 +157,29 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(string(gotUDP)).To(Equal("over udp"))
 				Expect(conn.PeerAddr()).To(Equal(tcp.Local))
 				Expect(from).To(Equal(udp.Local))
+				lab.Cite(lab.Figures{"port": l.Addr.Port(), "client_port": tcp.Local.Port(), "tcp": tcp.String(), "udp": udp.String()})
 			})
 		// --8<-- [end:tuple-protocol]
 	}
 })
+
+// ch1EntryBinds names tuple.unique's evidence of bind(2) with SO_REUSEADDR onto an address
+// and port another socket holds.
+const ch1EntryBinds = "binds"
+
+// ch1Bind is one such bind: where, beside a socket in which state, and what the kernel said.
+type ch1Bind struct {
+	Addr   string `json:"addr"`   // the address and port asked for
+	Holder string `json:"holder"` // the state of the socket already on it, from TCP_INFO
+	Result string `json:"result"` // "bound", or bind(2)'s errno
+}
+
+func ch1BindResult(err error) string {
+	if err == nil {
+		return "bound"
+	}
+	if name := sock.ErrnoName(err); name != "" {
+		return name
+	}
+	return err.Error()
+}

@@ -3,11 +3,17 @@
 package specs
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -45,6 +51,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// With one server port for all, the connections are told apart by the
 				// clients' ports, all different.
 				Expect(duplicates(ports["clients"])).To(BeEmpty())
+				lab.Cite(lab.Figures{"connections": len(ports["accepted"]), "listener": l.Addr.Port(),
+					"accepted_ports": ch2Distinct(ports["accepted"]), "client_ports": len(ch2Distinct(ports["clients"])),
+					"lowest_client_port": slices.Min(ports["clients"]), "highest_client_port": slices.Max(ports["clients"])})
 			})
 		// --8<-- [end:port-same]
 
@@ -72,10 +81,12 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					Expect(l.Accept().PeerAddr()).To(Equal(t.Local), "connection %d", i)
 				}
 
-				// Observed, not asserted: bind(ip:0) draws from the same range, odd ports
-				// first (inet_csk_find_open_port), where connect() tries even ports first
-				// and steps up from a per-destination offset (__inet_hash_connect, RFC 6056).
-				// Each socket stays open so that the kernel cannot hand out its port again.
+				// Observed here, proven in a sandbox below: bind(ip:0) draws from the same
+				// range, the parity opposite to its low end's first (inet_csk_find_open_port),
+				// where connect() takes the low end's parity first. Shown, never asserted:
+				// connect() steps from a per-destination offset by small random amounts
+				// (table_perturb in __inet_hash_connect, after RFC 6056). Each socket stays
+				// open so that the kernel cannot hand out its port again.
 				var bound []uint16
 				for range connections {
 					bound = append(bound, lab.TCPSocket(fam).Bind(fam.At(0)).Port())
@@ -89,10 +100,188 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// Different ports for connections that are open at once: no two of them
 				// share a 4-tuple.
 				Expect(duplicates(connected)).To(BeEmpty())
+				lab.Cite(lab.Figures{"range_low": r.Low, "range_high": r.High, "connections": len(connected),
+					"connect_ports": connected, "steps": lab.StepsOf(connected), "bind_ports": bound})
 			})
 		// --8<-- [end:port-ephemeral]
+
+		// --8<-- [start:port-parity]
+		It("gives connect() the ports of the parity of the range's low end first, and bind(ip:0) the other parity, over "+fam.String(),
+			Label("claim:port.ephemeral", fam.Name), func() {
+				lab.RequireFamily(fam)
+				var rows []ch2ParityRow
+				figures := lab.Figures{}
+				lows := map[string]bool{}
+				for _, narrowed := range ch2ParityRanges {
+					seen, err := ch2ParityChild.Run(fam.At(ch2ServerPort), lab.SandboxOptions{
+						Sysctls: map[string]string{lab.PortRangeSysctl: narrowed},
+					})
+					ch2RequireSandbox(err)
+					Expect(err).NotTo(HaveOccurred())
+					r, low := seen.Range, ch2ParityOf(seen.Range.Low)
+					lows[low] = true
+					rows = append(rows, ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
+					lab.Record(ch2EntryParity, rows[len(rows)-1])
+
+					// Every port of the range, once each, to connect() and to bind(ip:0) alike,
+					// as the child's getsockname read them...
+					Expect(r.Size%2).To(BeZero(), "%s %s: as many ports of each parity", r.Sysctl, r)
+					half := r.Size / 2
+					for role, ports := range map[string][]uint16{"connect": seen.Connect, "bind": seen.Bind} {
+						Expect(ports).To(HaveLen(r.Size), role)
+						Expect(duplicates(ports)).To(BeEmpty(), role)
+						Expect(ports).To(HaveEach(WithTransform(r.Contains, BeTrue())), "%s: ports %v outside %s", role, ports, r)
+					}
+					// ...connect() all those of the low end's parity before any other
+					// (__inet_hash_connect starts from an offset with its low bit cleared)...
+					Expect(seen.Connect[:half]).To(HaveEach(WithTransform(ch2ParityOf, Equal(low))), "connect() in %s: %v", r, seen.Connect)
+					Expect(seen.Connect[half:]).NotTo(ContainElement(WithTransform(ch2ParityOf, Equal(low))), "connect() in %s: %v", r, seen.Connect)
+					// ...and bind(ip:0) the other way round (inet_csk_find_open_port sets that
+					// bit), so that the two rarely take the same ports.
+					Expect(seen.Bind[:half]).NotTo(ContainElement(WithTransform(ch2ParityOf, Equal(low))), "bind(0) in %s: %v", r, seen.Bind)
+					Expect(seen.Bind[half:]).To(HaveEach(WithTransform(ch2ParityOf, Equal(low))), "bind(0) in %s: %v", r, seen.Bind)
+
+					figures[low+"_range"] = fmt.Sprintf("%d-%d", r.Low, r.High)
+					figures[low+"_connect"] = seen.Connect[:half]
+					figures[low+"_bind"] = seen.Bind[:half]
+					figures["half"] = half
+				}
+				// The rule follows the low end, not a fixed parity: the two ranges, as their
+				// kernels read them back, start on an even and on an odd port.
+				Expect(lows).To(HaveLen(2), "low ends of %v", rows)
+				lab.Cite(figures)
+			})
+		// --8<-- [end:port-parity]
 	}
 })
+
+// --8<-- [start:port-parity-child]
+
+// ch2ParityRanges are net.ipv4.ip_local_port_range in port.ephemeral's parity proof, one
+// sandbox each: ten ports, five of each parity, starting on an even port and on an odd one.
+var ch2ParityRanges = []string{"40000 40009", "40001 40010"}
+
+// ch2ServerPort is where the parity child listens: outside both ranges, so that the listener
+// holds none of their ports.
+const ch2ServerPort = 20000
+
+// ch2ParitySeen is what the parity child read from its kernel.
+type ch2ParitySeen struct {
+	Range   lab.PortRange // net.ipv4.ip_local_port_range, read back in the child's namespace
+	Bind    []uint16      // bind(ip:0) of new sockets, in order, until the range was full
+	Connect []uint16      // then connect() of new, unbound sockets to one listener, in order
+}
+
+// ch2ParityChild fills the range twice, in a namespace of its own where no other socket
+// holds a port: first with bind(ip:0), then, those sockets closed, with connect().
+var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", func(server netip.AddrPort) (ch2ParitySeen, error) {
+	var seen ch2ParitySeen
+	r, err := ch2ReadPortRange()
+	if err != nil {
+		return seen, err
+	}
+	seen.Range = r
+	l, _, err := lab.ListenOn(server, 64)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+
+	var fds []int
+	defer func() { ch2CloseAll(fds) }()
+	for range r.Size {
+		fd, err := sock.Socket(sock.Family(server))
+		if err != nil {
+			return seen, err
+		}
+		fds = append(fds, fd)
+		// Each socket stays open, so that bind(2) has to find a new port every time.
+		if err := sock.Bind(fd, netip.AddrPortFrom(server.Addr(), 0)); err != nil {
+			return seen, fmt.Errorf("bind number %d: %w", len(seen.Bind)+1, err)
+		}
+		at, err := sock.LocalAddr(fd)
+		if err != nil {
+			return seen, err
+		}
+		seen.Bind = append(seen.Bind, at.Port())
+	}
+	// A socket that was only bound gives its port back at close(2): connect() then finds the
+	// whole range free.
+	ch2CloseAll(fds)
+	fds = nil
+
+	for range r.Size {
+		fd, err := lab.DialTo(server)
+		if err != nil {
+			return seen, fmt.Errorf("connect number %d: %w", len(seen.Connect)+1, err)
+		}
+		fds = append(fds, fd)
+		at, err := sock.LocalAddr(fd)
+		if err != nil {
+			return seen, err
+		}
+		seen.Connect = append(seen.Connect, at.Port())
+	}
+	return seen, nil
+})
+
+// --8<-- [end:port-parity-child]
+
+// ch2EntryParity names a parity sandbox's evidence: its range and the ports in the order the
+// kernel gave them.
+const ch2EntryParity = "port_parity"
+
+type ch2ParityRow struct {
+	Range   string   `json:"range"`   // as the child's kernel read it back
+	Low     string   `json:"low_end"` // the parity of its low end
+	Connect []uint16 `json:"connect"` // connect()'s ports, in order
+	Bind    []uint16 `json:"bind"`    // bind(ip:0)'s ports, in order
+}
+
+func ch2ParityOf(port uint16) string {
+	if port%2 == 0 {
+		return "even"
+	}
+	return "odd"
+}
+
+// ch2ReadPortRange reads net.ipv4.ip_local_port_range in the child's own namespace.
+func ch2ReadPortRange() (lab.PortRange, error) {
+	v, err := sock.Sysctl(lab.PortRangeSysctl)
+	if err != nil {
+		return lab.PortRange{}, err
+	}
+	var r lab.PortRange
+	if _, err := fmt.Sscan(v, &r.Low, &r.High); err != nil || r.Low > r.High {
+		return r, fmt.Errorf("%s = %q: not a range", lab.PortRangeSysctl, v)
+	}
+	r.Size, r.Sysctl = int(r.High-r.Low)+1, lab.PortRangeSysctl
+	return r, nil
+}
+
+func ch2CloseAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+func ch2RequireSandbox(err error) {
+	GinkgoHelper()
+	if errors.Is(err, lab.ErrNoSandbox) {
+		lab.Require(false, err.Error())
+	}
+}
+
+// ch2Distinct lists each port once, in the order first seen.
+func ch2Distinct(ports []uint16) []uint16 {
+	var d []uint16
+	for _, p := range ports {
+		if !slices.Contains(d, p) {
+			d = append(d, p)
+		}
+	}
+	return d
+}
 
 // duplicates lists the ports that occur more than once.
 func duplicates(ports []uint16) []uint16 {

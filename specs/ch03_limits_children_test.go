@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -41,54 +41,74 @@ const (
 type ch3Batch struct {
 	Batch       string        `json:"batch"`                 // which destination or source, in the spec's words
 	From        string        `json:"from,omitempty"`        // the address bound before connect (port 0); empty when connect chose it
+	PortBy      string        `json:"port_by"`               // the call that chose each source port: "connect" or "bind"
 	To          string        `json:"to"`                    // the server's address and port
 	Ports       []uint16      `json:"ports"`                 // each connection's source port, getsockname, in order
 	Established int           `json:"established"`           // of those, how many TCP_INFO showed ESTABLISHED
 	Tuples      []string      `json:"tuples"`                // each connection, as the client's kernel holds it
-	Refused     lab.ErrnoSeen `json:"refused"`               // the connect after the last success
+	Refused     lab.ErrnoSeen `json:"refused"`               // the bind or connect after the last success
 	Errno       unix.Errno    `json:"errno_value,omitempty"` // its errno, for errors.Is in the parent
 }
 
-// ch3ConnectUntilRefused connects new sockets to `to` until one fails, at most limit times,
-// keeping every connection open (the caller closes fds). With from valid, each socket is
-// bound to from:0 first, with IP_BIND_ADDRESS_NO_PORT.
-func ch3ConnectUntilRefused(name string, from netip.Addr, to netip.AddrPort, limit int, fds *[]int) (ch3Batch, error) {
-	b := ch3Batch{Batch: name, To: to.String(), Ports: []uint16{}, Tuples: []string{}}
-	if from.IsValid() {
-		b.From = netip.AddrPortFrom(from, 0).String()
+// ch3Source is where a batch's sockets start from: unbound, when Addr is not valid, so that
+// connect() chooses the address and the port; or bound to Addr:0 first, with the port chosen
+// by bind(2), or by connect(2) when NoPort sets IP_BIND_ADDRESS_NO_PORT.
+type ch3Source struct {
+	Addr   netip.Addr
+	NoPort bool
+}
+
+// ch3ConnectUntilRefused connects new sockets from `from` to `to` until a bind or connect
+// fails, at most limit times, keeping every connection open (the caller closes fds).
+func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limit int, fds *[]int) (ch3Batch, error) {
+	b := ch3Batch{Batch: name, PortBy: "connect", To: to.String(), Ports: []uint16{}, Tuples: []string{}}
+	if from.Addr.IsValid() {
+		b.From = netip.AddrPortFrom(from.Addr, 0).String()
+		if !from.NoPort {
+			b.PortBy = "bind"
+		}
 	}
 	for range limit {
-		fd, err := refserver.Socket(refserver.Family(to))
+		fd, err := sock.Socket(sock.Family(to))
 		if err != nil {
 			return b, err
 		}
 		*fds = append(*fds, fd)
-		if from.IsValid() {
-			// bind(2) to port 0 would reserve a port then, before the destination is known
-			// (inet_csk_get_port), and a port reserved by bind is one connect() does not
-			// share. IP_BIND_ADDRESS_NO_PORT makes bind fix the address alone and leaves the
+		if from.Addr.IsValid() {
+			// bind(2) to port 0 picks the port now, before the destination is known
+			// (inet_csk_get_port), and takes one that no other socket holds on this
+			// address, whatever that socket's peer: EADDRINUSE when none is left.
+			// IP_BIND_ADDRESS_NO_PORT makes bind fix the address alone and leaves the
 			// port to connect(2), which picks it per 4-tuple (__inet_hash_connect), as for
 			// an unbound socket.
-			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
-				return b, os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
+			if from.NoPort {
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+					return b, os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
+				}
 			}
-			if err := refserver.Bind(fd, netip.AddrPortFrom(from, 0)); err != nil {
-				return b, err
+			if err := sock.Bind(fd, netip.AddrPortFrom(from.Addr, 0)); err != nil {
+				b.Refused = lab.Refused("bind", err, netip.AddrPort{}, netip.AddrPortFrom(from.Addr, 0))
+				errors.As(err, &b.Errno)
+				return b, nil
 			}
 		}
-		if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
-			local, _ := refserver.LocalAddr(fd)
+		if err := sock.Connect(fd, to, lab.ConnectWithin); err != nil {
+			local, _ := sock.LocalAddr(fd) // left out of the evidence when it fails
 			b.Refused = lab.Refused("connect", err, local, to)
 			errors.As(err, &b.Errno)
 			return b, nil
 		}
-		t, err := refserver.TupleOf(fd)
+		t, err := sock.TupleOf(fd)
+		if err != nil {
+			return b, err
+		}
+		st, err := sock.TCPState(fd)
 		if err != nil {
 			return b, err
 		}
 		b.Ports = append(b.Ports, t.Local.Port())
 		b.Tuples = append(b.Tuples, t.String())
-		if st, err := refserver.TCPState(fd); err == nil && st == "ESTABLISHED" {
+		if st == "ESTABLISHED" {
 			b.Established++
 		}
 	}
@@ -101,7 +121,7 @@ func ch3ConnectUntilRefused(name string, from netip.Addr, to netip.AddrPort, lim
 // ch3ReadPortRange reads net.ipv4.ip_local_port_range in the child's namespace, as the
 // kernel writes it back: "40000\t40009".
 func ch3ReadPortRange() (lab.PortRange, error) {
-	v, err := refserver.Sysctl(lab.PortRangeSysctl)
+	v, err := sock.Sysctl(lab.PortRangeSysctl)
 	if err != nil {
 		return lab.PortRange{}, err
 	}
@@ -160,7 +180,7 @@ var ch3FillChild = lab.RegisterChild("ch3.limit.per-destination", func(arg ch3Fi
 	var fds []int
 	defer func() { ch3CloseAll(fds) }()
 	// The handshakes complete without accept(): the kernel queues them (backlog 64).
-	seen.Batch, err = ch3ConnectUntilRefused("to one server port", netip.Addr{}, addr, ch3Exhaust(seen.Range), &fds)
+	seen.Batch, err = ch3ConnectUntilRefused("to one server port", ch3Source{}, addr, ch3Exhaust(seen.Range), &fds)
 	return seen, err
 })
 
@@ -172,6 +192,10 @@ type ch3MultiplySeen struct {
 	Range   lab.PortRange
 	Batches []ch3Batch // the first destination, a second port, a second server address, a second client address
 	Again   ch3Batch   // the first destination once more, afterwards
+	// Bound are the batches whose sockets bind a client address first, once its ports are
+	// spent toward the first destination: toward another destination with bind choosing the
+	// port, then with IP_BIND_ADDRESS_NO_PORT; and from a third address with bind choosing.
+	Bound []ch3Batch
 }
 
 // ch3MultiplyChild exhausts the range toward one destination, then spends it again toward
@@ -183,9 +207,10 @@ var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", func(struct{}) (c
 		return seen, err
 	}
 	one := netip.MustParseAddr("127.0.0.1")
-	// 127.0.0.2 needs no configuring: bringing lo up gave it 127.0.0.1/8, and the kernel's
-	// local route answers for the whole block.
+	// 127.0.0.2 and .3 need no configuring: bringing lo up gave it 127.0.0.1/8, and the
+	// kernel's local route answers for the whole block.
 	two := netip.MustParseAddr("127.0.0.2")
+	three := netip.MustParseAddr("127.0.0.3")
 	var listeners, fds []int
 	defer func() { ch3CloseAll(fds); ch3CloseAll(listeners) }()
 	listen := func(at netip.AddrPort) (netip.AddrPort, error) {
@@ -208,24 +233,42 @@ var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", func(struct{}) (c
 		return seen, err
 	}
 	limit := ch3Exhaust(seen.Range)
-	for _, b := range []struct {
+	type batch struct {
 		name string
-		from netip.Addr
+		from ch3Source
 		to   netip.AddrPort
-	}{
-		{"to the first server port", netip.Addr{}, first},
-		{"to a second server port", netip.Addr{}, otherPort},
-		// Unbound, so the source address is the route's: 127.0.0.1 for all of 127/8.
-		{"to a second server address", netip.Addr{}, otherAddr},
-		{"from a second client address", two, first},
-	} {
-		batch, err := ch3ConnectUntilRefused(b.name, b.from, b.to, limit, &fds)
-		if err != nil {
-			return seen, err
-		}
-		seen.Batches = append(seen.Batches, batch)
 	}
-	seen.Again, err = ch3ConnectUntilRefused("to the first server port again", netip.Addr{}, first, limit, &fds)
+	run := func(bs []batch) ([]ch3Batch, error) {
+		var out []ch3Batch
+		for _, b := range bs {
+			got, err := ch3ConnectUntilRefused(b.name, b.from, b.to, limit, &fds)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, got)
+		}
+		return out, nil
+	}
+	if seen.Batches, err = run([]batch{
+		{"to the first server port", ch3Source{}, first},
+		{"to a second server port", ch3Source{}, otherPort},
+		// Unbound, so the source address is the route's: 127.0.0.1 for all of 127/8.
+		{"to a second server address", ch3Source{}, otherAddr},
+		{"from a second client address", ch3Source{Addr: two, NoPort: true}, first},
+	}); err != nil {
+		return seen, err
+	}
+	if seen.Again, err = ch3ConnectUntilRefused("to the first server port again", ch3Source{}, first, limit, &fds); err != nil {
+		return seen, err
+	}
+	// Last, because while a socket that bind(2) gave a port holds it, every connect() that
+	// picks its own skips that port (__inet_hash_connect), whatever the address. Each name
+	// ends with the call that chose the source port.
+	seen.Bound, err = run([]batch{
+		{"second address → second port, bind", ch3Source{Addr: two}, otherPort},
+		{"second address → second port, connect", ch3Source{Addr: two, NoPort: true}, otherPort},
+		{"third address → first port, bind", ch3Source{Addr: three}, first},
+	})
 	return seen, err
 })
 
@@ -237,36 +280,44 @@ type ch3FDArg struct {
 	Listen netip.AddrPort // the listener's address; port 0, the kernel chooses
 }
 
-// ch3FDStep is /proc/self/fd counted just before and just after one accept4.
+// ch3FDStep is the descriptors numbered below the soft limit, counted just before and just
+// after one accept4.
 type ch3FDStep struct {
 	Before int `json:"before"`
 	After  int `json:"after"`
 }
 
+// ch3FDSeen is one open descriptor: its number and what /proc/self/fd links it to.
+type ch3FDSeen struct {
+	FD     int    `json:"fd"`
+	Target string `json:"target"` // "pipe:[112572]", "/dev/null"
+}
+
 // ch3DescriptorsSeen is what limit.fd's child saw under a low RLIMIT_NOFILE.
 type ch3DescriptorsSeen struct {
-	Soft           uint64                `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
-	Hard           uint64                `json:"hard"`                  //
-	Listener       string                `json:"listener"`              // its getsockname
-	OpenAtStart    int                   `json:"open_at_start"`         // /proc/self/fd with the listener open, before any client
-	Clients        int                   `json:"clients"`               // client connections made before the first accept
-	QueueBefore    refserver.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
-	Accepted       int                   `json:"accepted"`              // accept4 calls that returned a descriptor
-	Steps          []ch3FDStep           `json:"steps"`                 // descriptors around each accept4 whose after could be read
-	Refused        lab.ErrnoSeen         `json:"refused"`               // the accept4 that failed
-	Errno          unix.Errno            `json:"errno_value,omitempty"` //
-	AllOpen        bool                  `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
-	QueueAtRefusal refserver.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
-	PortsUsed      int                   `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
-	Range          lab.PortRange         `json:"range"`                 // the ephemeral range in the child
+	Soft           uint64           `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
+	Hard           uint64           `json:"hard"`                  //
+	Listener       string           `json:"listener"`              // its getsockname
+	OpenAtStart    int              `json:"open_at_start"`         // descriptors below Soft with the listener open, before any client
+	Above          []ch3FDSeen      `json:"above_limit"`           // descriptors numbered Soft or more: inherited, they take no room below it
+	Clients        int              `json:"clients"`               // client connections made before the first accept
+	QueueBefore    sock.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
+	Accepted       int              `json:"accepted"`              // accept4 calls that returned a descriptor
+	Steps          []ch3FDStep      `json:"steps"`                 // descriptors around each accept4 whose after could be read
+	Refused        lab.ErrnoSeen    `json:"refused"`               // the accept4 that failed
+	Errno          unix.Errno       `json:"errno_value,omitempty"` //
+	AllOpen        bool             `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
+	QueueAtRefusal sock.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
+	PortsUsed      int              `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
+	Range          lab.PortRange    `json:"range"`                 // the ephemeral range in the child
 }
 
 // ch3DescriptorsChild connects clients to its own listener first, then accepts with
-// refserver.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
+// sock.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
 var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	var seen ch3DescriptorsSeen
 	var err error
-	if seen.Soft, seen.Hard, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Soft, seen.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	if seen.Range, err = ch3ReadPortRange(); err != nil {
@@ -280,13 +331,31 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	seen.Listener = addr.String()
 	var fds []int
 	defer func() { ch3CloseAll(fds) }()
-	if seen.OpenAtStart, err = refserver.OpenDescriptors(); err != nil {
+	// EMFILE means no free number below the soft limit (alloc_fd): only the descriptors
+	// below it count. One numbered above it was inherited, left open without close-on-exec
+	// by whatever started go test, and is listed apart.
+	limit := int(seen.Soft)
+	if seen.OpenAtStart, err = lab.DescriptorsBelow(limit); err != nil {
 		return seen, err
+	}
+	open, err := lab.OpenDescriptorNumbers()
+	if err != nil {
+		return seen, err
+	}
+	seen.Above = []ch3FDSeen{}
+	for _, fd := range open {
+		if fd >= limit {
+			target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+			if err != nil {
+				return seen, err
+			}
+			seen.Above = append(seen.Above, ch3FDSeen{FD: fd, Target: target})
+		}
 	}
 
 	// Two thirds of the free descriptors go to clients, the rest is left for accept4: more
 	// clients than that, so that some are still queued when the descriptors run out.
-	free := int(seen.Soft) - seen.OpenAtStart
+	free := limit - seen.OpenAtStart
 	ports := map[uint16]bool{addr.Port(): true}
 	for range free * 2 / 3 {
 		c, err := lab.DialTo(addr)
@@ -294,7 +363,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 			return seen, err
 		}
 		fds = append(fds, c)
-		local, err := refserver.LocalAddr(c)
+		local, err := sock.LocalAddr(c)
 		if err != nil {
 			return seen, err
 		}
@@ -306,7 +375,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	// still be finishing the last one. Wait, bounded, for the queue to hold every client.
 	deadline := time.Now().Add(lab.AcceptWithin)
 	for attempt := 0; attempt < 5000; attempt++ {
-		if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+		if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 			return seen, err
 		}
 		if int(seen.QueueBefore.Len) >= seen.Clients || time.Now().After(deadline) {
@@ -316,8 +385,8 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	}
 
 	for range seen.Clients + 1 {
-		before, berr := refserver.OpenDescriptors()
-		fd, _, err := refserver.Accept(l)
+		before, berr := lab.DescriptorsBelow(limit)
+		fd, _, err := sock.Accept(l)
 		if err != nil {
 			seen.Refused = lab.Refused("accept4", err, addr, netip.AddrPort{})
 			errors.As(err, &seen.Errno)
@@ -327,20 +396,20 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 		seen.Accepted++
 		// Reading /proc/self/fd takes a descriptor of its own: after the accept4 that took
 		// the last free number, the count itself fails with EMFILE, and is left out.
-		after, aerr := refserver.OpenDescriptors()
+		after, aerr := lab.DescriptorsBelow(limit)
 		if berr == nil && aerr == nil {
 			seen.Steps = append(seen.Steps, ch3FDStep{Before: before, After: after})
 		}
 	}
 	// Every number below the soft limit in use: fcntl(F_GETFD) answers EBADF for a free one.
 	seen.AllOpen = true
-	for fd := range int(seen.Soft) {
+	for fd := range limit {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
 			seen.AllOpen = false
 		}
 	}
 	// getsockopt on the listener needs no new descriptor.
-	seen.QueueAtRefusal, err = refserver.AcceptQueueOf(l)
+	seen.QueueAtRefusal, err = sock.AcceptQueueOf(l)
 	return seen, err
 })
 
@@ -352,7 +421,8 @@ const (
 	ch3CallLower         = "lower the soft limit"
 	ch3CallRaise         = "raise the soft limit back to the hard limit"
 	ch3CallSoftAboveHard = "soft limit above the hard limit"
-	ch3CallHardUp        = "raise the hard limit by one"
+	ch3CallHardDown      = "lower the hard limit by one"
+	ch3CallHardBack      = "raise the hard limit back"
 )
 
 type ch3Limit struct {
@@ -371,15 +441,18 @@ type ch3SetrlimitSeen struct {
 	After ch3Limit   `json:"after"` // getrlimit right after
 }
 
-// ch3CapSeen is CAP_SYS_RESOURCE around the attempt to raise the hard limit.
-type ch3CapSeen struct {
-	InitialUserNS bool `json:"initial_user_ns"` // the child runs in the initial user namespace, where setrlimit checks it
-	HeldBefore    bool `json:"held_before"`     // in the thread's effective set before (in a user namespace it counts for nothing here)
-	Effective     bool `json:"effective"`       // in the effective set of the thread that called setrlimit
+// ch3HardSeen is one thread's attempt to raise the hard limit, and what that thread was.
+type ch3HardSeen struct {
+	Thread        string             `json:"thread"`          // in the spec's words
+	InitialUserNS bool               `json:"initial_user_ns"` // the process is in the initial user namespace, where capable() looks
+	CapEff        string             `json:"cap_eff"`         // the thread's effective capabilities, /proc/thread-self/status, in hex
+	CapResource   bool               `json:"cap_sys_resource"`
+	NrOpen        uint64             `json:"nr_open"` // fs.nr_open, read just before
+	Calls         []ch3SetrlimitSeen `json:"calls"`
 }
 
 // ch3GoStartSeen is a Go program's RLIMIT_NOFILE as its first code reads it, against what
-// its parent handed it across execve.
+// getrlimit read in its parent just before starting it.
 type ch3GoStartSeen struct {
 	Handed  ch3Limit `json:"handed"`
 	AtStart ch3Limit `json:"at_start"`
@@ -387,24 +460,114 @@ type ch3GoStartSeen struct {
 
 // ch3RlimitSeen is limit.fd-config's evidence.
 type ch3RlimitSeen struct {
-	Host       ch3Limit           `json:"host"`     // the test process's own, read only
-	NrOpen     uint64             `json:"nr_open"`  // fs.nr_open: no hard limit above it
-	FileMax    uint64             `json:"file_max"` // fs.file-max: open files in the whole system
-	Start      ch3Limit           `json:"start"`    // the child's at the start
-	Calls      []ch3SetrlimitSeen `json:"calls"`
-	Capability ch3CapSeen         `json:"cap_sys_resource"`
-	GoStart    []ch3GoStartSeen   `json:"go_start"`
+	Host    ch3Limit           `json:"host"`     // the test process's own, read only
+	NrOpen  uint64             `json:"nr_open"`  // fs.nr_open: no hard limit above it
+	FileMax uint64             `json:"file_max"` // fs.file-max: open files in the whole system
+	Start   ch3Limit           `json:"start"`    // the child's at the start
+	Calls   []ch3SetrlimitSeen `json:"calls"`    // the soft limit moved
+	GoStart []ch3GoStartSeen   `json:"go_start"`
+	// Dropped lowers the hard limit and raises it back from a thread without
+	// CAP_SYS_RESOURCE; Kept raises it again from a thread with the process's own
+	// capabilities; UserNS does both in a user namespace, whose root holds every capability
+	// in it. UserNSRefused says why there was no UserNS, where none was allowed.
+	Dropped       ch3HardSeen  `json:"hard_cap_dropped"`
+	Kept          ch3HardSeen  `json:"hard_cap_kept"`
+	UserNS        *ch3HardSeen `json:"hard_user_ns,omitempty"`
+	UserNSRefused string       `json:"user_ns_refused,omitempty"`
+	// CapNote says, where it is so, that no thread held CAP_SYS_RESOURCE where it counts.
+	CapNote string `json:"cap_sys_resource_note,omitempty"`
 }
 
-func ch3Setrlimit(call string, soft, hard uint64) ch3SetrlimitSeen {
+func ch3Setrlimit(call string, soft, hard uint64) (ch3SetrlimitSeen, error) {
 	s := ch3SetrlimitSeen{Call: call, Soft: soft, Hard: hard}
-	err := lab.SetDescriptorLimit(soft, hard)
-	if err != nil {
+	if err := lab.SetDescriptorLimit(soft, hard); err != nil {
 		errors.As(err, &s.Errno)
-		s.Name, s.Error = refserver.ErrnoName(err), err.Error()
+		s.Name, s.Error = sock.ErrnoName(err), err.Error()
 	}
-	s.After.Soft, s.After.Hard, _ = refserver.DescriptorLimit()
-	return s
+	var err error
+	s.After.Soft, s.After.Hard, err = sock.DescriptorLimit()
+	return s, err
+}
+
+// ch3RaiseHard, on a thread of its own, lowers the hard limit by one when lower is set,
+// then asks for `hard` again. A capability belongs to a thread: with drop, the thread first
+// takes CAP_SYS_RESOURCE out of its effective set (lowering one's effective set needs no
+// privilege), so that the proof shows what an ordinary process gets even where the process
+// holds it. The goroutine ends locked, so the runtime discards the thread with its set.
+func ch3RaiseHard(thread string, drop, lower bool, hard uint64) (ch3HardSeen, error) {
+	seen := ch3HardSeen{Thread: thread}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		done <- func() error {
+			if drop {
+				hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+				var caps [2]unix.CapUserData
+				if err := unix.Capget(&hdr, &caps[0]); err != nil {
+					return os.NewSyscallError("capget", err)
+				}
+				caps[0].Effective &^= 1 << unix.CAP_SYS_RESOURCE
+				if err := unix.Capset(&hdr, &caps[0]); err != nil {
+					return os.NewSyscallError("capset", err)
+				}
+			}
+			var err error
+			if seen.CapEff, seen.CapResource, err = ch3CapEff(); err != nil {
+				return err
+			}
+			if seen.InitialUserNS, err = ch3InInitialUserNS(); err != nil {
+				return err
+			}
+			if seen.NrOpen, err = ch3ReadUint("fs.nr_open"); err != nil {
+				return err
+			}
+			soft, _, err := sock.DescriptorLimit()
+			if err != nil {
+				return err
+			}
+			if lower {
+				s, err := ch3Setrlimit(ch3CallHardDown, min(soft, hard-1), hard-1)
+				if err != nil {
+					return err
+				}
+				seen.Calls = append(seen.Calls, s)
+			}
+			// Raising the hard limit takes CAP_SYS_RESOURCE in the initial user namespace
+			// (capable(), in do_prlimit, kernel/sys.c): EPERM without it.
+			s, err := ch3Setrlimit(ch3CallHardBack, min(soft, hard-1), hard)
+			seen.Calls = append(seen.Calls, s)
+			return err
+		}()
+	}()
+	return seen, <-done
+}
+
+// ch3CapEff reads the calling thread's effective capabilities from /proc/thread-self/status
+// ("CapEff:\t000001fffeffffff"), and whether CAP_SYS_RESOURCE is among them.
+func ch3CapEff() (string, bool, error) {
+	b, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		return "", false, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			v = strings.TrimSpace(v)
+			bits, err := strconv.ParseUint(v, 16, 64)
+			if err != nil {
+				return v, false, fmt.Errorf("CapEff %q: %w", v, err)
+			}
+			return v, bits&(1<<unix.CAP_SYS_RESOURCE) != 0, nil
+		}
+	}
+	return "", false, errors.New("/proc/thread-self/status: no CapEff line")
+}
+
+func ch3ReadUint(sysctl string) (uint64, error) {
+	v, err := sock.Sysctl(sysctl)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 }
 
 // ch3GoStartChild reports RLIMIT_NOFILE as it finds it: nothing ran before it but the Go
@@ -412,63 +575,44 @@ func ch3Setrlimit(call string, soft, hard uint64) ch3SetrlimitSeen {
 var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start", func(struct{}) (ch3Limit, error) {
 	var l ch3Limit
 	var err error
-	l.Soft, l.Hard, err = refserver.DescriptorLimit()
+	l.Soft, l.Hard, err = sock.DescriptorLimit()
 	return l, err
+})
+
+// ch3UserNSChild lowers its hard limit and raises it back in a user namespace of its own,
+// where it is root with every capability, CAP_SYS_RESOURCE among them.
+var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns", func(struct{}) (ch3HardSeen, error) {
+	_, hard, err := sock.DescriptorLimit()
+	if err != nil {
+		return ch3HardSeen{}, err
+	}
+	return ch3RaiseHard("root of a user namespace", false, true, hard)
 })
 
 // ch3RlimitChild moves its own RLIMIT_NOFILE, which no other process shares.
 var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch3RlimitSeen, error) {
 	var seen ch3RlimitSeen
 	var err error
-	if seen.Start.Soft, seen.Start.Hard, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Start.Soft, seen.Start.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	hard := seen.Start.Hard
 	// setrlimit needs no privilege to lower the soft limit, nor to raise it again up to the
 	// hard limit: the hard limit is the ceiling an unprivileged process moves under.
-	seen.Calls = append(seen.Calls,
-		ch3Setrlimit(ch3CallLower, 64, hard),
-		ch3Setrlimit(ch3CallRaise, hard, hard),
+	for _, c := range []struct {
+		call       string
+		soft, hard uint64
+	}{
+		{ch3CallLower, 64, hard},
+		{ch3CallRaise, hard, hard},
 		// do_prlimit checks soft <= hard before anything else: EINVAL.
-		ch3Setrlimit(ch3CallSoftAboveHard, hard+1, hard))
-
-	// Raising the hard limit takes CAP_SYS_RESOURCE in the initial user namespace
-	// (capable(), in do_prlimit): EPERM without it. A capability belongs to a thread, so
-	// the call is made on a thread of its own, locked to this goroutine, that first drops
-	// CAP_SYS_RESOURCE from its effective set (lowering one's effective set needs no
-	// privilege). Where the process never had it, the drop changes nothing; where it had
-	// (root on a developer's machine), the proof still shows what an ordinary process gets.
-	// The goroutine ends locked, so the runtime discards the thread with its reduced set.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-		var caps [2]unix.CapUserData
-		if err := unix.Capget(&hdr, &caps[0]); err != nil {
-			done <- os.NewSyscallError("capget", err)
-			return
+		{ch3CallSoftAboveHard, hard + 1, hard},
+	} {
+		s, err := ch3Setrlimit(c.call, c.soft, c.hard)
+		if err != nil {
+			return seen, err
 		}
-		bit := uint32(1) << unix.CAP_SYS_RESOURCE
-		seen.Capability.HeldBefore = caps[0].Effective&bit != 0
-		caps[0].Effective &^= bit
-		if err := unix.Capset(&hdr, &caps[0]); err != nil {
-			done <- os.NewSyscallError("capset", err)
-			return
-		}
-		if err := unix.Capget(&hdr, &caps[0]); err != nil {
-			done <- os.NewSyscallError("capget", err)
-			return
-		}
-		seen.Capability.Effective = caps[0].Effective&bit != 0
-		seen.Calls = append(seen.Calls, ch3Setrlimit(ch3CallHardUp, hard, hard+1))
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		return seen, err
-	}
-	seen.Capability.InitialUserNS, err = ch3InInitialUserNS()
-	if err != nil {
-		return seen, err
+		seen.Calls = append(seen.Calls, s)
 	}
 
 	// The Go runtime at start-up (syscall/rlimit.go) raises a soft limit below hard-1 to
@@ -479,11 +623,37 @@ var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch
 		if err := lab.SetDescriptorLimit(soft, hard); err != nil {
 			return seen, err
 		}
+		var handed ch3Limit
+		if handed.Soft, handed.Hard, err = sock.DescriptorLimit(); err != nil {
+			return seen, err
+		}
 		at, err := ch3GoStartChild.Run(struct{}{}, lab.SandboxOptions{Timeout: 20 * time.Second})
 		if err != nil {
 			return seen, fmt.Errorf("the Go program handed soft limit %d: %w", soft, err)
 		}
-		seen.GoStart = append(seen.GoStart, ch3GoStartSeen{Handed: ch3Limit{Soft: soft, Hard: hard}, AtStart: at})
+		seen.GoStart = append(seen.GoStart, ch3GoStartSeen{Handed: handed, AtStart: at})
+	}
+
+	// A user namespace's root, started while the hard limit is still the one this child
+	// began with.
+	userNS, err := ch3UserNSChild.Run(struct{}{}, lab.SandboxOptions{UserNS: true, Timeout: 20 * time.Second})
+	switch {
+	case errors.Is(err, lab.ErrNoSandbox):
+		seen.UserNSRefused = err.Error()
+	case err != nil:
+		return seen, err
+	default:
+		seen.UserNS = &userNS
+	}
+
+	// The hard limit last: once lowered, it stays lowered where nothing may raise it.
+	// do_prlimit answers EPERM for a hard limit above fs.nr_open before it looks at any
+	// capability, so the limit is lowered first and asked back: no higher than it was.
+	if seen.Dropped, err = ch3RaiseHard("without CAP_SYS_RESOURCE", true, true, hard); err != nil {
+		return seen, err
+	}
+	if seen.Kept, err = ch3RaiseHard("with the process's capabilities", false, false, hard); err != nil {
+		return seen, err
 	}
 	return seen, nil
 })

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,7 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -70,15 +71,15 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// Every one is open now. Read each from the kernel: its state (TCP_INFO)
 				// and both ends' 4-tuples (getsockname, getpeername).
 				seen := ch3ManySeen{Listener: l.Addr.String()}
-				tuples := map[refserver.Tuple]bool{}
+				tuples := map[sock.Tuple]bool{}
 				locals := map[netip.AddrPort]bool{}
 				var clientPorts []uint16
 				var samples []lab.TupleSeen
 				sampleNames := map[int]string{0: "first", 1: "second", len(servers) - 1: "last"}
 				for i, s := range servers {
-					st, err := refserver.TupleOf(s)
+					st, err := sock.TupleOf(s)
 					Expect(err).NotTo(HaveOccurred())
-					ct, err := refserver.TupleOf(clients[i])
+					ct, err := sock.TupleOf(clients[i])
 					Expect(err).NotTo(HaveOccurred())
 					tuples[st] = true
 					locals[st.Local] = true
@@ -96,7 +97,12 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					seen.ServerLocal = append(seen.ServerLocal, a.String())
 				}
 				seen.ClientPortsLow, seen.ClientPortsHigh = ch3MinMax(clientPorts)
-				// The kernel's own table, /proc/net/tcp or tcp6 (what ss -tn reads): the
+				distinct := map[uint16]bool{}
+				for _, p := range clientPorts {
+					distinct[p] = true
+				}
+				seen.ClientPorts = len(distinct)
+				// The kernel's own table, /proc/net/tcp or tcp6 (what netstat -tn reads): the
 				// sockets in state ESTABLISHED whose local end is the listener's address and
 				// port. Counted there, not by us, so a socket we hold but the kernel does not
 				// cannot pass.
@@ -107,6 +113,19 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				lab.Record(ch3EntryConnections, seen)
 				lab.Record(lab.EntryPorts, lab.Ports{"listener": {l.Addr.Port()}, "accepted": ch3PortsOf(locals)})
 				lab.Record(lab.EntryTuples, samples)
+				hostRange := lab.LocalPortRange()
+				lab.Cite(lab.Figures{
+					"accepted":          len(servers),
+					"established":       seen.Established,
+					"kernel_table":      seen.KernelTable,
+					"distinct_tuples":   seen.DistinctTuples,
+					"listener":          seen.Listener,
+					"client_ports":      seen.ClientPorts,
+					"client_ports_low":  seen.ClientPortsLow,
+					"client_ports_high": seen.ClientPortsHigh,
+					"range_low":         hostRange.Low,
+					"range_high":        hostRange.High,
+				})
 
 				// One local address and port for every accepted socket, the listener's:
 				// getsockname on the new descriptors from accept4(2) never answered another.
@@ -119,6 +138,11 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// end fixed, the client's port tells them apart (__inet_lookup_established
 				// hashes all four).
 				Expect(seen.DistinctTuples).To(Equal(len(servers)))
+				// The client's end is where they differ: every source port (getsockname on
+				// the clients) is the client's kernel's pick from the ephemeral range.
+				for _, p := range clientPorts {
+					Expect(hostRange.Contains(p)).To(BeTrue(), "client port %d outside %s", p, hostRange)
+				}
 			})
 		// --8<-- [end:limit-many-per-port]
 	}
@@ -129,7 +153,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			Label("claim:limit.per-destination", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// The correction first, read only: the host's range, and the range the kernel
-				// gives every new network namespace (inet_init_net), its compiled-in default.
+				// gives a new network namespace, where nobody has tuned it.
 				host := lab.LocalPortRange()
 				def, err := ch3DefaultRangeChild.Run(struct{}{}, lab.SandboxOptions{})
 				ch3RequireSandbox(err)
@@ -144,11 +168,24 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				})
 				ch3RequireSandbox(err)
 				Expect(err).NotTo(HaveOccurred())
-				lab.Record(lab.EntryPortRange, seen.Range)
-				lab.Record(ch3EntryBatches, []ch3Batch{seen.Batch})
-				lab.Record(lab.EntryErrno, seen.Batch.Refused)
-
 				b := seen.Batch
+				lab.Record(lab.EntryPortRange, seen.Range)
+				lab.Record(ch3EntryBatches, []ch3Batch{b})
+				lab.Record(lab.EntryErrno, b.Refused)
+				lab.Record(lab.EntryPortPattern, lab.PortPattern{
+					Parity: map[string]lab.Parity{"connect": lab.ParityOf(b.Ports)},
+					Steps:  lab.StepsOf(b.Ports),
+				})
+				lab.Cite(lab.Figures{
+					"host_low": host.Low, "host_high": host.High, "host_size": host.Size,
+					"default_low": def.Low, "default_high": def.High, "default_size": def.Size,
+					"narrow_low": seen.Range.Low, "narrow_high": seen.Range.High, "narrow_size": seen.Range.Size,
+					"connected": len(b.Ports), "refused": b.Refused.Errno, "ports": b.Ports,
+					// connect() walks the ports of the range's low end's parity first
+					// (__inet_hash_connect): how many came out before the other parity's first.
+					"low_parity": ch3ParityName(seen.Range.Low), "low_parity_first": ch3SameParityRun(b.Ports, seen.Range.Low),
+				})
+
 				// As many connections as the range the kernel read back holds, every one
 				// ESTABLISHED, each from a port of the range (getsockname), no port twice...
 				Expect(b.Ports).To(HaveLen(seen.Range.Size), "connections to %s with %s %s", b.To, seen.Range.Sysctl, seen.Range)
@@ -158,10 +195,12 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				}
 				Expect(duplicates(b.Ports)).To(BeEmpty())
 				// ...and the next connect(2) fails at once with EADDRNOTAVAIL: no source port
-				// is left for this destination (__inet_hash_connect). The limit is the range,
-				// not 64K: 28,232 ports by default (32768-60999).
+				// is left for this destination (__inet_hash_connect).
 				Expect(errors.Is(b.Errno, unix.EADDRNOTAVAIL)).To(BeTrue(), "connect number %d: want EADDRNOTAVAIL, got %s", len(b.Ports)+1, b.Refused.Error)
-				Expect(def.Size).To(BeNumerically("<", 1<<16), "the kernel's default range %s", def)
+				// The limit is the range, not 64K: a new namespace starts with the range
+				// inet_init_net (net/ipv4/af_inet.c) sets, 32768-60999, as
+				// Documentation/networking/ip-sysctl.rst documents for ip_local_port_range.
+				Expect(def).To(Equal(lab.PortRange{Low: 32768, High: 60999, Size: 28232, Sysctl: lab.PortRangeSysctl}), "a new network namespace's %s", lab.PortRangeSysctl)
 			})
 		// --8<-- [end:limit-per-destination]
 	}
@@ -178,9 +217,24 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			ch3RequireSandbox(err)
 			Expect(err).NotTo(HaveOccurred())
 			lab.Record(lab.EntryPortRange, seen.Range)
-			lab.Record(ch3EntryBatches, append(seen.Batches, seen.Again))
-
+			lab.Record(ch3EntryBatches, slices.Concat(seen.Batches, []ch3Batch{seen.Again}, seen.Bound))
 			Expect(seen.Batches).To(HaveLen(4))
+			Expect(seen.Bound).To(HaveLen(3))
+			figures := lab.Figures{
+				"narrow_low": seen.Range.Low, "narrow_high": seen.Range.High, "narrow_size": seen.Range.Size,
+				"again_connected": len(seen.Again.Ports), "again_refused": seen.Again.Refused.Errno,
+			}
+			// Each batch's figures by a short name: first_connected, bind_refused_by...
+			names := []string{"first", "port2", "addr2", "client2", "bind", "noport", "fresh"}
+			for i, b := range slices.Concat(seen.Batches, seen.Bound) {
+				figures[names[i]+"_to"] = b.To
+				figures[names[i]+"_from"] = b.From
+				figures[names[i]+"_connected"] = len(b.Ports)
+				figures[names[i]+"_refused"] = b.Refused.Errno
+				figures[names[i]+"_refused_by"] = b.Refused.Call
+			}
+			lab.Cite(figures)
+
 			for _, b := range seen.Batches {
 				// Each destination, or source address, takes the whole range again: as many
 				// connections as the range the kernel read back, all ESTABLISHED, each on a
@@ -203,6 +257,25 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			// for the new tuples.
 			Expect(seen.Again.Ports).To(BeEmpty())
 			Expect(errors.Is(seen.Again.Errno, unix.EADDRNOTAVAIL)).To(BeTrue(), "again to the first destination: %s", seen.Again.Refused.Error)
+
+			// Where IP_BIND_ADDRESS_NO_PORT matters: the second client address has spent the
+			// range toward the first server port, and now talks to the second. A port chosen
+			// by bind(2) must be free on that address whatever the peer: none is, and the
+			// first bind fails with EADDRINUSE (inet_csk_get_port). With the option,
+			// connect(2) chooses per 4-tuple, and the whole range is there again.
+			byBind, byConnect, fresh := seen.Bound[0], seen.Bound[1], seen.Bound[2]
+			Expect(byBind.Ports).To(BeEmpty(), byBind.Batch)
+			Expect(byBind.Refused.Call).To(Equal("bind"), byBind.Batch)
+			Expect(errors.Is(byBind.Errno, unix.EADDRINUSE)).To(BeTrue(), "%s: want EADDRINUSE, got %s", byBind.Batch, byBind.Refused.Error)
+			Expect(byConnect.Ports).To(ConsistOf(first), byConnect.Batch)
+			Expect(byConnect.Established).To(Equal(len(byConnect.Ports)), byConnect.Batch)
+			Expect(errors.Is(byConnect.Errno, unix.EADDRNOTAVAIL)).To(BeTrue(), "%s: want EADDRNOTAVAIL, got %s", byConnect.Batch, byConnect.Refused.Error)
+			// From an address that has spent nothing, bind choosing does as well as connect
+			// toward one destination: the whole range, then EADDRINUSE from bind.
+			Expect(fresh.Ports).To(ConsistOf(first), fresh.Batch)
+			Expect(fresh.Established).To(Equal(len(fresh.Ports)), fresh.Batch)
+			Expect(fresh.Refused.Call).To(Equal("bind"), fresh.Batch)
+			Expect(errors.Is(fresh.Errno, unix.EADDRINUSE)).To(BeTrue(), "%s: want EADDRINUSE, got %s", fresh.Batch, fresh.Refused.Error)
 		})
 	// --8<-- [end:limit-multiply]
 
@@ -216,6 +289,24 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				Expect(err).NotTo(HaveOccurred())
 				lab.Record(ch3EntryDescriptors, seen)
 				lab.Record(lab.EntryErrno, seen.Refused)
+				Expect(seen.Steps).NotTo(BeEmpty(), "no accept4 whose descriptors could be counted")
+				first, last := seen.Steps[0], seen.Steps[len(seen.Steps)-1]
+				above := []string{}
+				for _, d := range seen.Above {
+					above = append(above, fmt.Sprintf("%d (%s)", d.FD, d.Target))
+				}
+				if len(above) == 0 {
+					above = append(above, "none")
+				}
+				lab.Cite(lab.Figures{
+					"soft": seen.Soft, "open_at_start": seen.OpenAtStart, "clients": seen.Clients,
+					"queued": seen.QueueBefore.Len, "accepted": seen.Accepted,
+					"first_before": first.Before, "first_after": first.After,
+					"last_before": last.Before, "last_after": last.After,
+					"refused": seen.Refused.Errno, "highest": seen.Soft - 1,
+					"above_limit": above, "above_limit_count": len(seen.Above),
+					"still_queued": seen.QueueAtRefusal.Len, "ports_used": seen.PortsUsed, "range_size": seen.Range.Size,
+				})
 
 				Expect(seen.Soft).To(Equal(uint64(ch3NoFile)), "the child's RLIMIT_NOFILE (getrlimit)")
 				Expect(seen.Accepted).To(BeNumerically(">=", 2))
@@ -229,9 +320,14 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// was open (fcntl F_GETFD answered for each)...
 				Expect(errors.Is(seen.Errno, unix.EMFILE)).To(BeTrue(), "accept4: want EMFILE, got %s", seen.Refused.Error)
 				Expect(seen.AllOpen).To(BeTrue(), "descriptors 0..%d all open at EMFILE", seen.Soft-1)
-				// ...with connections still in the accept queue (TCP_INFO): the kernel had
-				// them, the process had no number to give them. The queue lost exactly the
-				// connections accepted.
+				// ...and each of them is accounted for: those open before the first client,
+				// the clients, and the accepted ones. A descriptor numbered above the limit is
+				// not among them: it takes no room below the limit.
+				Expect(seen.OpenAtStart+seen.Clients+seen.Accepted).To(Equal(int(seen.Soft)), "descriptors below the limit: %d at start, %d clients, %d accepted", seen.OpenAtStart, seen.Clients, seen.Accepted)
+				// ...with connections still in the accept queue (TCP_INFO), which had held every
+				// client before the first accept4: the kernel had them, the process had no
+				// number to give them. The queue lost exactly the connections accepted.
+				Expect(int(seen.QueueBefore.Len)).To(Equal(seen.Clients))
 				Expect(seen.QueueAtRefusal.Len).To(BeNumerically(">", 0))
 				Expect(int(seen.QueueBefore.Len)).To(Equal(seen.Accepted + int(seen.QueueAtRefusal.Len)))
 				// And the ports were nowhere near used: what is left of the range (read in the
@@ -245,17 +341,20 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 	// --8<-- [start:limit-fd-config]
 	It("lets setrlimit move the soft descriptor limit up to the hard limit and no further, and reads the kernel's ceilings",
 		Label("claim:limit.fd-config"), func() {
-			soft, hard, err := refserver.DescriptorLimit()
+			soft, hard, err := sock.DescriptorLimit()
 			Expect(err).NotTo(HaveOccurred())
 			seen, err := ch3RlimitChild.Run(struct{}{}, lab.SandboxOptions{})
 			ch3RequireSandbox(err)
 			Expect(err).NotTo(HaveOccurred())
-			// The ceilings, read only: fs.nr_open bounds any process's hard limit (even with
-			// CAP_SYS_RESOURCE, setrlimit above it is EPERM), fs.file-max the whole system's
-			// open files (ENFILE past it).
+			// The ceilings, read only: fs.nr_open bounds any process's hard limit (do_prlimit
+			// answers EPERM above it, whatever the capabilities), fs.file-max the whole
+			// system's open files (ENFILE past it, alloc_empty_file in fs/file_table.c).
 			seen.Host = ch3Limit{Soft: soft, Hard: hard}
 			seen.NrOpen = ch3SysctlInt("fs.nr_open")
 			seen.FileMax = ch3SysctlInt("fs.file-max")
+			if !seen.Kept.InitialUserNS || !seen.Kept.CapResource {
+				seen.CapNote = fmt.Sprintf("CAP_SYS_RESOURCE is held in the initial user namespace nowhere this run reaches (CapEff %s, initial user namespace: %t): the raise that succeeds with it is not shown", seen.Kept.CapEff, seen.Kept.InitialUserNS)
+			}
 			lab.Record(ch3EntryRlimit, seen)
 
 			byCall := map[string]ch3SetrlimitSeen{}
@@ -263,34 +362,81 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				byCall[s.Call] = s
 			}
 			h := seen.Start.Hard
-			// Down and back up to the hard limit: getrlimit reads back what setrlimit set.
-			low, back := byCall[ch3CallLower], byCall[ch3CallRaise]
+			low, back, over := byCall[ch3CallLower], byCall[ch3CallRaise], byCall[ch3CallSoftAboveHard]
+			Expect(seen.Dropped.Calls).To(HaveLen(2))
+			down, denied := seen.Dropped.Calls[0], seen.Dropped.Calls[1]
+			Expect(seen.Kept.Calls).To(HaveLen(1))
+			kept := seen.Kept.Calls[0]
+			Expect(seen.GoStart).To(HaveLen(2))
+			figures := lab.Figures{
+				"host_soft": soft, "host_hard": hard, "start_soft": seen.Start.Soft, "start_hard": h,
+				"lowered_soft": low.After.Soft, "raised_soft": back.After.Soft,
+				"over_soft": over.Soft, "over_refused": over.Name,
+				"hard_lowered": down.After.Hard, "hard_asked": denied.Hard,
+				"hard_refused": denied.Name, "hard_after_refusal": denied.After.Hard,
+				"kept_initial_ns": seen.Kept.InitialUserNS, "kept_cap": seen.Kept.CapResource,
+				"kept_answer": ch3Answer(kept), "kept_after": kept.After.Hard,
+				"nr_open": seen.NrOpen, "file_max": seen.FileMax,
+				"go_handed_soft": seen.GoStart[0].Handed.Soft, "go_handed_hard": seen.GoStart[0].Handed.Hard,
+				"go_start_soft": seen.GoStart[0].AtStart.Soft, "go_start_hard": seen.GoStart[0].AtStart.Hard,
+				"go_handed_full": seen.GoStart[1].Handed.Soft, "go_start_full": seen.GoStart[1].AtStart.Soft,
+				"userns_cap": false, "userns_answer": "none: " + seen.UserNSRefused,
+			}
+			if u := seen.UserNS; u != nil && len(u.Calls) == 2 {
+				figures["userns_cap"] = u.CapResource
+				figures["userns_answer"] = ch3Answer(u.Calls[1])
+			}
+			lab.Cite(figures)
+
+			// Down and back up to the hard limit, no privilege needed: getrlimit reads back
+			// what setrlimit set.
 			Expect(low.Errno).To(BeZero(), low.Error)
 			Expect(low.After).To(Equal(ch3Limit{Soft: low.Soft, Hard: h}))
 			Expect(back.Errno).To(BeZero(), back.Error)
 			Expect(back.After).To(Equal(ch3Limit{Soft: h, Hard: h}))
 			// Soft above hard: EINVAL (do_prlimit), nothing changed.
-			over := byCall[ch3CallSoftAboveHard]
 			Expect(errors.Is(over.Errno, unix.EINVAL)).To(BeTrue(), "soft above hard: %s", over.Error)
 			Expect(over.After).To(Equal(back.After))
-			// The hard limit up by one, by a thread without CAP_SYS_RESOURCE in the initial
-			// user namespace: EPERM, nothing changed.
-			up := byCall[ch3CallHardUp]
-			Expect(seen.Capability.Effective).To(BeFalse(), "the thread that raised the hard limit had CAP_SYS_RESOURCE: %+v", seen.Capability)
-			Expect(errors.Is(up.Errno, unix.EPERM)).To(BeTrue(), "hard limit raised: %s", up.Error)
-			Expect(up.After).To(Equal(back.After))
-			// No process's hard limit is above fs.nr_open.
-			Expect(h).To(BeNumerically("<=", seen.NrOpen))
-			Expect(hard).To(BeNumerically("<=", seen.NrOpen))
+
+			// The hard limit lowered by a thread without CAP_SYS_RESOURCE (CapEff, from
+			// /proc/thread-self/status), then asked back: not above fs.nr_open, so the EPERM
+			// is do_prlimit's capable(CAP_SYS_RESOURCE) answering, not its nr_open check.
+			Expect(seen.Dropped.CapResource).To(BeFalse(), "CapEff %s", seen.Dropped.CapEff)
+			Expect(down.Errno).To(BeZero(), down.Error)
+			Expect(down.After.Hard).To(Equal(h - 1))
+			Expect(denied.Hard).To(BeNumerically("<=", seen.Dropped.NrOpen))
+			Expect(errors.Is(denied.Errno, unix.EPERM)).To(BeTrue(), "hard limit raised back: %s", denied.Error)
+			Expect(denied.After).To(Equal(down.After))
+			// Asked back by a thread with the process's own capabilities: capable() looks in
+			// the initial user namespace, so it succeeds only where CAP_SYS_RESOURCE is in
+			// the effective set there.
+			if seen.Kept.InitialUserNS && seen.Kept.CapResource {
+				Expect(kept.Errno).To(BeZero(), kept.Error)
+				Expect(kept.After.Hard).To(Equal(h))
+			} else {
+				Expect(errors.Is(kept.Errno, unix.EPERM)).To(BeTrue(), "hard limit raised back, CapEff %s: %s", seen.Kept.CapEff, kept.Error)
+				Expect(kept.After.Hard).To(Equal(h - 1))
+			}
+			// The root of a user namespace holds CAP_SYS_RESOURCE in it, and is refused all
+			// the same: capable() asks about the initial user namespace.
+			if u := seen.UserNS; u != nil {
+				Expect(u.InitialUserNS).To(BeFalse())
+				Expect(u.CapResource).To(BeTrue(), "CapEff %s in the user namespace", u.CapEff)
+				Expect(u.Calls).To(HaveLen(2))
+				Expect(u.Calls[0].Errno).To(BeZero(), u.Calls[0].Error)
+				Expect(u.Calls[1].Hard).To(BeNumerically("<=", u.NrOpen))
+				Expect(errors.Is(u.Calls[1].Errno, unix.EPERM)).To(BeTrue(), "hard limit raised back in a user namespace: %s", u.Calls[1].Error)
+				Expect(u.Calls[1].After).To(Equal(u.Calls[0].After))
+			}
 
 			// What the Go runtime does at start-up (syscall/rlimit.go), seen in the child's
-			// own child: handed a soft limit below hard-1, it starts at hard-1; handed the
-			// hard limit, it leaves it.
-			Expect(seen.GoStart).To(HaveLen(2))
-			Expect(seen.GoStart[0].Handed.Soft).To(BeNumerically("<", h-1))
-			Expect(seen.GoStart[0].AtStart).To(Equal(ch3Limit{Soft: h - 1, Hard: h}))
-			Expect(seen.GoStart[1].Handed.Soft).To(Equal(h))
-			Expect(seen.GoStart[1].AtStart).To(Equal(ch3Limit{Soft: h, Hard: h}))
+			// own child: handed a soft limit below hard-1 (getrlimit in the parent), it starts
+			// at hard-1; handed the hard limit, it leaves it.
+			handed, full := seen.GoStart[0], seen.GoStart[1]
+			Expect(handed.Handed.Soft).To(BeNumerically("<", handed.Handed.Hard-1))
+			Expect(handed.AtStart).To(Equal(ch3Limit{Soft: handed.Handed.Hard - 1, Hard: handed.Handed.Hard}))
+			Expect(full.Handed.Soft).To(Equal(full.Handed.Hard))
+			Expect(full.AtStart).To(Equal(full.Handed))
 		})
 	// --8<-- [end:limit-fd-config]
 })
@@ -302,6 +448,7 @@ type ch3ManySeen struct {
 	KernelTable     int      `json:"kernel_table"`      // ESTABLISHED sockets on the listener's address and port in /proc/net/tcp(6)
 	DistinctTuples  int      `json:"distinct_tuples"`   // different 4-tuples among the accepted sockets
 	ServerLocal     []string `json:"server_local"`      // every distinct getsockname of the accepted sockets
+	ClientPorts     int      `json:"client_ports"`      // different source ports among the clients
 	ClientPortsLow  uint16   `json:"client_ports_low"`  // the lowest source port the clients' kernel chose
 	ClientPortsHigh uint16   `json:"client_ports_high"` // and the highest
 }
@@ -313,9 +460,35 @@ type ch3DefaultRange struct {
 	Article       int           `json:"article"`        // "64K": every 16-bit port
 }
 
+// ch3Answer is what the kernel answered a setrlimit: "success", or the errno's name.
+func ch3Answer(s ch3SetrlimitSeen) string {
+	if s.Errno == 0 {
+		return "success"
+	}
+	return s.Name
+}
+
+// ch3ParityName is "even" or "odd", as port is.
+func ch3ParityName(port uint16) string {
+	if port%2 == 0 {
+		return "even"
+	}
+	return "odd"
+}
+
+// ch3SameParityRun counts the ports at the start of ports that have the parity of like.
+func ch3SameParityRun(ports []uint16, like uint16) int {
+	for i, p := range ports {
+		if p%2 != like%2 {
+			return i
+		}
+	}
+	return len(ports)
+}
+
 func ch3State(fd int) string {
 	GinkgoHelper()
-	st, err := refserver.TCPState(fd)
+	st, err := sock.TCPState(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return st
 }
@@ -399,7 +572,7 @@ func ch3ParseProcAddr(s string) (netip.AddrPort, error) {
 
 func ch3SysctlInt(name string) uint64 {
 	GinkgoHelper()
-	v, err := refserver.Sysctl(name)
+	v, err := sock.Sysctl(name)
 	Expect(err).NotTo(HaveOccurred(), "read %s", name)
 	n, err := strconv.ParseUint(v, 10, 64)
 	Expect(err).NotTo(HaveOccurred(), "%s = %q", name, v)

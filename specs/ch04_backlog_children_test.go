@@ -3,6 +3,7 @@
 package specs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -53,10 +55,14 @@ type ch4NextSeen struct {
 	State  string `json:"state"`  // tcpi_state while the queue stayed full: SYN_SENT
 	Queued uint32 `json:"queued"` // the listener's tcpi_unacked meanwhile
 	// How its connect() ended where the proof waited for that: the errno (ETIMEDOUT, once
-	// TCP_USER_TIMEOUT expired with no answer), when, and the state it left the socket in.
-	Errno      string `json:"errno,omitempty"`
-	AfterUS    int64  `json:"after_us,omitempty"`
-	StateAfter string `json:"state_after,omitempty"`
+	// TCP_USER_TIMEOUT expired with no answer), when, the state it left the socket in, and
+	// how often its kernel had sent the SYN again by then (tcpi_total_retrans).
+	Errno       string `json:"errno,omitempty"`
+	AfterUS     int64  `json:"after_us,omitempty"`
+	StateAfter  string `json:"state_after,omitempty"`
+	Retransmits uint32 `json:"retransmits,omitempty"`
+	// UserTimeoutMS is TCP_USER_TIMEOUT as getsockopt read it back, where the proof set it.
+	UserTimeoutMS int `json:"user_timeout_ms,omitempty"`
 }
 
 // ch4FillSeen is one listener filled to the brim: the clients whose connect() completed,
@@ -70,25 +76,33 @@ type ch4FillSeen struct {
 	Next      ch4NextSeen    `json:"next"`
 }
 
-// ch4CapSeen is a listen() backlog above net.core.somaxconn and the maximum the kernel
-// applied instead, set against the article's figure and the kernel's default.
+// ch4CapSeen is a listen() backlog and the maximum the kernel applied, under the
+// net.core.somaxconn of the namespace the listener was in, set against the article's figure.
 type ch4CapSeen struct {
-	Where          string           `json:"where"`     // "host" (read only), or "sandbox" (somaxconn set there)
-	Somaxconn      int              `json:"somaxconn"` // /proc/sys/net/core/somaxconn, where the listener was
-	Backlog        int              `json:"backlog"`   // listen()'s argument
-	Max            uint32           `json:"max"`       // tcpi_sacked
-	DefaultSince54 int              `json:"default_since_linux_5_4"`
-	Article        string           `json:"article"`
-	Fill           *ch4FillSeen     `json:"fill,omitempty"`     // the sandbox fills the capped queue
-	Counters       *ch4CountersSeen `json:"counters,omitempty"` // and counts the SYN it drops
+	// Where: "host" (somaxconn read only); "new namespace" (somaxconn as the kernel set up
+	// the namespace, untouched: its default); "sandbox" (somaxconn lowered there);
+	// "refserver" (refserver's own listener, with somaxconn raised there).
+	Where     string           `json:"where"`
+	Somaxconn int              `json:"somaxconn"` // /proc/sys/net/core/somaxconn, where the listener was
+	Backlog   int              `json:"backlog"`   // listen()'s argument; for refserver, Config.Backlog
+	Max       uint32           `json:"max"`       // tcpi_sacked
+	Article   string           `json:"article"`
+	Fill      *ch4FillSeen     `json:"fill,omitempty"`     // the sandbox fills the capped queue
+	Counters  *ch4CountersSeen `json:"counters,omitempty"` // and counts the SYN it drops
 }
 
-// ch4Article is the article's figure for the queue's size; ch4SomaxconnDefault the kernel's
-// SOMAXCONN, net.core.somaxconn's default since Linux 5.4 (it was 128 before).
-const (
-	ch4Article          = "about 5-10"
-	ch4SomaxconnDefault = unix.SOMAXCONN
-)
+// ch4Article is the article's figure for the queue's size.
+const ch4Article = "about 5-10"
+
+// ch4SomaxconnHere reads net.core.somaxconn from /proc/sys: in a sandbox child, its own
+// namespace's.
+func ch4SomaxconnHere() (int, error) {
+	v, err := sock.Sysctl("net.core.somaxconn")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}
 
 // ch4SizeArg asks the child for a listener on Loopback with listen(fd, Backlog).
 type ch4SizeArg struct {
@@ -98,17 +112,34 @@ type ch4SizeArg struct {
 
 // --8<-- [start:backlog-size-child]
 
+// ch4CapChild listens with arg.Backlog and reads back the limit the kernel applied. Its
+// sandbox sets no sysctl: a new network namespace starts with the kernel's own default
+// net.core.somaxconn (preinit_net_sysctl in net/core/net_namespace.c sets SOMAXCONN), which
+// no setting of the host's reaches.
+var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", func(arg ch4SizeArg) (ch4CapSeen, error) {
+	seen := ch4CapSeen{Where: "new namespace", Backlog: arg.Backlog, Article: ch4Article}
+	var err error
+	if seen.Somaxconn, err = ch4SomaxconnHere(); err != nil {
+		return seen, err
+	}
+	l, _, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(l)
+	q, err := sock.AcceptQueueOf(l)
+	seen.Max = q.Max
+	return seen, err
+})
+
 // ch4SizeChild listens with a backlog above the sandbox's net.core.somaxconn, then connects
 // clients one at a time, each once the last is queued, as many as the kernel's maximum plus
 // one; then one more, whose SYN the listener drops: the TcpExt counters show the drop as it
 // happens, with no timer to wait for.
 var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (ch4CapSeen, error) {
-	seen := ch4CapSeen{Where: "sandbox", Backlog: arg.Backlog, DefaultSince54: ch4SomaxconnDefault, Article: ch4Article}
-	v, err := refserver.Sysctl("net.core.somaxconn")
-	if err != nil {
-		return seen, err
-	}
-	if seen.Somaxconn, err = strconv.Atoi(v); err != nil {
+	seen := ch4CapSeen{Where: "sandbox", Backlog: arg.Backlog, Article: ch4Article}
+	var err error
+	if seen.Somaxconn, err = ch4SomaxconnHere(); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
@@ -116,7 +147,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 		return seen, err
 	}
 	defer unix.Close(l)
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	if err != nil {
 		return seen, err
 	}
@@ -145,7 +176,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 	if err != nil {
 		return seen, err
 	}
-	next, err := refserver.Socket(refserver.Family(addr))
+	next, err := sock.Socket(sock.Family(addr))
 	if err != nil {
 		return seen, err
 	}
@@ -164,7 +195,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 		return seen, err
 	}
 	fill.Next.Client, fill.Next.State = st.Client, st.State
-	if q, err = refserver.AcceptQueueOf(l); err != nil {
+	if q, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	fill.Next.Queued = q.Len
@@ -179,6 +210,33 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 
 // --8<-- [end:backlog-size-child]
 
+// --8<-- [start:backlog-refserver-child]
+
+// ch4RefserverChild starts refserver with its default backlog (Config.Backlog 0) where
+// net.core.somaxconn is far above any backlog it could ask for: nothing caps its listen(), and
+// the limit its listener reads back is what it asked.
+var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", func(loopback string) (ch4CapSeen, error) {
+	seen := ch4CapSeen{Where: "refserver", Article: ch4Article}
+	var err error
+	if seen.Somaxconn, err = ch4SomaxconnHere(); err != nil {
+		return seen, err
+	}
+	srv, err := refserver.New(refserver.Config{Addr: netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), Loops: 1})
+	if err != nil {
+		return seen, err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx) // nothing was accepted: the loop drains at once
+	}()
+	q, err := sock.AcceptQueueOf(srv.Listeners()[0])
+	seen.Max = q.Max
+	return seen, err
+})
+
+// --8<-- [end:backlog-refserver-child]
+
 // ch4OverflowSeen is one client's connect() to a listener whose queue was full, over time.
 type ch4OverflowSeen struct {
 	AbortOnOverflow string `json:"tcp_abort_on_overflow"` // read back in the sandbox
@@ -192,7 +250,7 @@ type ch4OverflowSeen struct {
 	AcceptedFirst   string `json:"accepted"`              // the peer the server's accept() returned
 	AcceptAtUS      int64  `json:"accept_at_us"`          // when, after the client's connect() began
 	StateAccepted   string `json:"state_accepted"`        // the client's tcpi_state right after that accept()
-	ConnectErr      string `json:"connect_err,omitempty"` // what refserver.Connect returned; "" for success
+	ConnectErr      string `json:"connect_err,omitempty"` // what sock.Connect returned; "" for success
 	EstablishedUS   int64  `json:"established_us"`        // when connect() returned, after it began
 	StateAfter      string `json:"state_after"`           // the client's tcpi_state then
 	// Retransmits is the client's tcpi_total_retrans then: how often its kernel sent a
@@ -213,8 +271,10 @@ type ch4FullSeen struct {
 	AfterAccept  []lab.Segment   `json:"after_accept"`
 }
 
-// ch4SynCount bounds the doomed connect: TCP_SYNCNT retransmissions of the SYN, then
-// ETIMEDOUT, a few seconds at most even if the server never accepted.
+// ch4SynCount bounds the connect in case the server never accepted: TCP_SYNCNT 2 has the
+// kernel give up (ETIMEDOUT) once the time two doubling retransmissions take has passed,
+// 1 + 2 + 4 s (retransmits_timed_out, tcp_model_timeout), instead of the two minutes of
+// tcp_syn_retries. Connect's own deadline, lab.ConnectWithin, comes first.
 const ch4SynCount = 2
 
 // --8<-- [start:backlog-full-child]
@@ -226,7 +286,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	var seen ch4FullSeen
 	o := &seen.Overflow
 	var err error
-	if o.AbortOnOverflow, err = refserver.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
+	if o.AbortOnOverflow, err = sock.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 0)
@@ -259,7 +319,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	if err != nil {
 		return seen, err
 	}
-	client, err := refserver.Socket(refserver.Family(addr))
+	client, err := sock.Socket(sock.Family(addr))
 	if err != nil {
 		return seen, err
 	}
@@ -281,7 +341,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
 	}
 	o.RTOUS = ti.Rto
-	if o.StateFull, err = refserver.TCPState(client); err != nil {
+	if o.StateFull, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	if o.Client, err = ch4LocalAddr(client); err != nil {
@@ -301,7 +361,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	defer unix.Close(accepted)
 	o.AcceptAtUS = time.Since(pending.start).Microseconds()
 	o.AcceptedFirst = peer.String()
-	if o.StateAccepted, err = refserver.TCPState(client); err != nil {
+	if o.StateAccepted, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 
@@ -316,7 +376,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
 	}
 	o.Retransmits = ti.Total_retrans
-	if o.StateAfter, err = refserver.TCPState(client); err != nil {
+	if o.StateAfter, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	second, peer, err := lab.AcceptOn(l, lab.AcceptWithin)
@@ -340,7 +400,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 
 // --8<-- [end:backlog-full-child]
 
-// ch4Pending is a refserver.Connect running in a goroutine of its own, so that the proof can
+// ch4Pending is a sock.Connect running in a goroutine of its own, so that the proof can
 // watch the socket and the listener while the handshake is, or is not, under way.
 type ch4Pending struct {
 	start time.Time
@@ -353,7 +413,7 @@ func ch4ConnectInBackground(fd int, to netip.AddrPort, within time.Duration) *ch
 	p := &ch4Pending{start: time.Now(), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.err = refserver.Connect(fd, to, within)
+		p.err = sock.Connect(fd, to, within)
 		p.took = time.Since(p.start)
 	}()
 	return p
@@ -366,10 +426,10 @@ func (p *ch4Pending) wait() { <-p.done }
 // connections, at most within, and returns the last reading: the caller judges it. A
 // client's connect() returns once it has sent the final ACK; the listener queues the
 // connection when that ACK has crossed lo, a moment later (tcp_check_req).
-func ch4AwaitQueue(l int, want uint32, within time.Duration) (refserver.AcceptQueue, error) {
+func ch4AwaitQueue(l int, want uint32, within time.Duration) (sock.AcceptQueue, error) {
 	deadline := time.Now().Add(within)
 	for attempt := 0; ; attempt++ {
-		q, err := refserver.AcceptQueueOf(l)
+		q, err := sock.AcceptQueueOf(l)
 		if err != nil || q.Len >= want || attempt >= 10000 || time.Now().After(deadline) {
 			return q, err
 		}
@@ -402,12 +462,12 @@ func ch4StateOf(fd int) (ch4StateSeen, error) {
 	if err != nil {
 		return ch4StateSeen{}, err
 	}
-	state, err := refserver.TCPState(fd)
+	state, err := sock.TCPState(fd)
 	return ch4StateSeen{Client: addr, State: state}, err
 }
 
 func ch4LocalAddr(fd int) (string, error) {
-	ap, err := refserver.LocalAddr(fd)
+	ap, err := sock.LocalAddr(fd)
 	if err != nil {
 		return "", err
 	}

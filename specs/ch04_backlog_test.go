@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -86,13 +87,18 @@ type ch4OpenSeen struct {
 }
 
 // ch4UserTimeout ends a connect() that nobody answers: with TCP_USER_TIMEOUT below the
-// initial RTO, the user timeout has passed when the retransmission timer first expires (1 s),
-// and tcp_write_timeout ends the attempt with ETIMEDOUT.
+// initial RTO (1 s), the retransmission timer's first expiry resends the SYN and re-arms the
+// timer for what is left of the user timeout, nothing (tcp_clamp_rto_to_user_timeout); at
+// that next tick tcp_write_timeout ends the attempt with ETIMEDOUT.
 const ch4UserTimeout = 500 * time.Millisecond
 
 // ch4SandboxSomaxconn is net.core.somaxconn in the sandbox of the backlog.size proof: small,
 // so the capped queue is filled in a moment.
 const ch4SandboxSomaxconn = 8
+
+// ch4RaisedSomaxconn is net.core.somaxconn where refserver's own backlog is read: far above
+// SOMAXCONN, so that it caps nothing refserver asks by default.
+const ch4RaisedSomaxconn = 1 << 20
 
 // ch4OpenClients is how many connections the backlog-1 server is made to hold at once.
 const ch4OpenClients = 1000
@@ -134,17 +140,19 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				seen.AfterAccept = ch4Queue(l.FD()).Len
 				lab.Record(ch4EntryQueue, seen)
 				lab.Record(ch4EntryStates, states)
+				lab.Cite(lab.Figures{"lens": seen.Lens, "limit": q.Max, "established": established,
+					"accepted": seen.Accepted, "after_accept": seen.AfterAccept})
 
 				for _, st := range states {
 					Expect(st.State).To(Equal("ESTABLISHED"), "client %s", st.Client)
 				}
 				// tcpi_unacked, on a listener the accept queue's length, is every client
 				// whose kernel says ESTABLISHED: they wait in the queue.
-				Expect(q.Len).To(BeEquivalentTo(established))
+				Expect(q.Len).To(BeEquivalentTo(established), "the queue's length after %d clients, before any accept()", clients)
 				// tcpi_sacked is the queue's limit: the backlog asked, under somaxconn.
-				Expect(q.Max).To(BeEquivalentTo(min(backlog, seen.Somaxconn)))
+				Expect(q.Max).To(BeEquivalentTo(min(backlog, seen.Somaxconn)), "the queue's limit for listen(fd, %d) under net.core.somaxconn %d", backlog, seen.Somaxconn)
 				Expect(a.PeerAddr()).To(Equal(socks[0].LocalAddr()), "accept() returns the first connection queued")
-				Expect(seen.AfterAccept).To(Equal(q.Len - 1))
+				Expect(seen.AfterAccept).To(Equal(q.Len-1), "the queue's length after one accept()")
 			})
 		// --8<-- [end:backlog-queue]
 
@@ -178,6 +186,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					// up at the first retransmission timeout, not after tcp_syn_retries tries.
 					c := lab.TCPSocket(fam)
 					Expect(unix.SetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(ch4UserTimeout.Milliseconds()))).To(Succeed())
+					fills[len(fills)-1].Next.UserTimeoutMS, _ = unix.GetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
 					next = append(next, doomed{sock: c, l: l, pending: ch4ConnectInBackground(c.FD(), l.Addr, lab.ConnectWithin)})
 				}
 				// The three doomed clients wait out their one timer together.
@@ -192,11 +201,22 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				for i, d := range next {
 					n := &fills[i].Next
 					d.pending.wait()
-					n.Errno = refserver.ErrnoName(d.pending.err)
+					n.Errno = sock.ErrnoName(d.pending.err)
 					n.AfterUS = d.pending.took.Microseconds()
 					n.StateAfter = ch4State(d.sock).State
+					if ti, err := unix.GetsockoptTCPInfo(d.sock.FD(), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+						n.Retransmits = ti.Total_retrans
+					}
 				}
 				lab.Record(ch4EntryFill, fills)
+				var limits, queued, resent []uint32
+				var gaveUp []float64
+				for _, f := range fills {
+					limits, queued = append(limits, f.Max), append(queued, f.Queued)
+					resent, gaveUp = append(resent, f.Next.Retransmits), append(gaveUp, float64(f.Next.AfterUS)/1e6)
+				}
+				lab.Cite(lab.Figures{"limits": limits, "queued": queued, "user_timeout_ms": fills[0].Next.UserTimeoutMS,
+					"gave_up_s": gaveUp, "resent": resent})
 
 				for _, f := range fills {
 					// tcpi_sacked is the backlog as asked: all are below somaxconn.
@@ -207,9 +227,9 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					// The queue holds one more than its limit: the kernel calls it full only
 					// when it holds more than sk_max_ack_backlog. listen(fd, 0) queues one.
 					Expect(f.Queued).To(Equal(f.Max+1), "listen(fd, %d)", f.Backlog)
-					Expect(f.Completed).To(HaveLen(int(f.Queued)))
+					Expect(f.Completed).To(HaveLen(int(f.Queued)), "listen(fd, %d): clients whose connect() completed", f.Backlog)
 					// The next client: its SYN went out and nothing came back.
-					Expect(f.Next.State).To(Equal("SYN_SENT"), "listen(fd, %d): the next client", f.Backlog)
+					Expect(f.Next.State).To(Equal("SYN_SENT"), "listen(fd, %d): the next client, %s, while the queue was full", f.Backlog, f.Next.Client)
 					Expect(f.Next.Queued).To(Equal(f.Queued), "listen(fd, %d): the queue while the next client waits", f.Backlog)
 					// Not ECONNREFUSED, which an RST would have given at once: the kernel's
 					// TCP_USER_TIMEOUT gave up on a SYN that was never answered, and left the
@@ -221,44 +241,81 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 		// --8<-- [end:backlog-size]
 
 		// --8<-- [start:backlog-size-somaxconn]
-		It("caps a larger backlog at net.core.somaxconn, 4096 by default, not the article's 5-10, over "+fam.String(),
+		It("caps a larger backlog at net.core.somaxconn, SOMAXCONN in a new namespace, not the article's 5-10, over "+fam.String(),
 			Label("claim:backlog.size", fam.Name), func() {
 				lab.RequireFamily(fam)
-				// The host's setting is read, never written.
-				somaxconn := ch4Somaxconn()
 				// listen(2)'s backlog is an int; any value above net.core.somaxconn is cut to
 				// it without an error (__sys_listen).
 				const backlog = math.MaxInt32
+
+				// The host's setting is read, never written.
+				host := ch4CapSeen{Where: "host", Somaxconn: ch4Somaxconn(), Backlog: backlog, Article: ch4Article}
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
-				lab.Record(ch4EntryCap, ch4CapSeen{Where: "host", Somaxconn: somaxconn, Backlog: backlog, Max: q.Max,
-					DefaultSince54: ch4SomaxconnDefault, Article: ch4Article})
-				Expect(q.Max).To(BeEquivalentTo(somaxconn))
-				Expect(q.Len).To(BeZero())
+				host.Max = q.Max
+				lab.Record(ch4EntryCap, host)
 
-				// In a sandbox of its own, net.core.somaxconn is lowered: a listen(fd, 100)
-				// is capped to it, and its queue takes exactly that many plus one.
-				seen, err := ch4SizeChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
-					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}, Timeout: 15 * time.Second})
+				// A new network namespace has the kernel's own default, whatever the host set:
+				// net.core.somaxconn is SOMAXCONN there (preinit_net_sysctl).
+				fresh, err := ch4CapChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: backlog}, lab.SandboxOptions{Timeout: 15 * time.Second})
 				if errors.Is(err, lab.ErrNoSandbox) {
 					lab.Require(false, err.Error())
 				}
-				Expect(err).NotTo(HaveOccurred())
-				lab.Record(ch4EntryCap, seen)
-				Expect(seen.Max).To(BeEquivalentTo(seen.Somaxconn), "listen(fd, %d) under net.core.somaxconn %d", seen.Backlog, seen.Somaxconn)
-				Expect(seen.Max).To(BeNumerically("<", seen.Backlog))
-				f := seen.Fill
+				Expect(err).NotTo(HaveOccurred(), "listen(fd, %d) in a new namespace", backlog)
+				lab.Record(ch4EntryCap, fresh)
+
+				// In a sandbox of its own, net.core.somaxconn is lowered: a listen(fd, 100)
+				// is capped to it, and its queue takes exactly that many plus one.
+				small, err := ch4SizeChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
+					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}, Timeout: 15 * time.Second})
+				Expect(err).NotTo(HaveOccurred(), "listen(fd, 100) in a sandbox with net.core.somaxconn %d", ch4SandboxSomaxconn)
+				lab.Record(ch4EntryCap, small)
+				f := small.Fill
+				lab.Cite(lab.Figures{"asked": backlog, "host_somaxconn": host.Somaxconn, "host_max": host.Max,
+					"default_somaxconn": fresh.Somaxconn, "default_max": fresh.Max,
+					"small_somaxconn": small.Somaxconn, "small_asked": small.Backlog, "small_max": small.Max, "small_queued": f.Queued,
+					"small_overflows_rise": small.Counters.Delta["ListenOverflows"], "small_drops_rise": small.Counters.Delta["ListenDrops"]})
+
+				Expect(host.Max).To(BeEquivalentTo(host.Somaxconn), "the host: listen(fd, %d) under net.core.somaxconn %d", backlog, host.Somaxconn)
+				Expect(q.Len).To(BeZero(), "the host: a new listener's queue")
+				Expect(fresh.Max).To(BeEquivalentTo(fresh.Somaxconn), "a new namespace: listen(fd, %d) under its default net.core.somaxconn %d", backlog, fresh.Somaxconn)
+				Expect(small.Max).To(BeEquivalentTo(small.Somaxconn), "the sandbox: listen(fd, %d) under net.core.somaxconn %d", small.Backlog, small.Somaxconn)
+				Expect(small.Max).To(BeNumerically("<", small.Backlog), "the sandbox: the limit against the backlog asked")
 				for _, c := range f.Completed {
-					Expect(c.State).To(Equal("ESTABLISHED"), "client %s", c.Client)
+					Expect(c.State).To(Equal("ESTABLISHED"), "the sandbox: client %s, one of the %d+1 the queue takes", c.Client, small.Max)
 				}
-				Expect(f.Queued).To(Equal(seen.Max + 1))
-				Expect(f.Completed).To(HaveLen(int(f.Queued)))
+				Expect(f.Queued).To(Equal(small.Max+1), "the sandbox: the queue's length once %d clients had connected", len(f.Completed))
+				Expect(f.Completed).To(HaveLen(int(f.Queued)), "the sandbox: clients whose connect() completed")
 				// The next SYN was dropped, and counted as an overflow: the client waits.
-				Expect(f.Next.State).To(Equal("SYN_SENT"))
-				Expect(f.Next.Queued).To(Equal(f.Queued))
-				Expect(seen.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1))
+				Expect(f.Next.State).To(Equal("SYN_SENT"), "the sandbox: the client after the queue was full, %s, once its SYN was counted as an overflow", f.Next.Client)
+				Expect(f.Next.Queued).To(Equal(f.Queued), "the sandbox: the queue's length while that client waited")
+				Expect(small.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1), "the sandbox: TcpExt ListenOverflows after that client's SYN")
 			})
 		// --8<-- [end:backlog-size-somaxconn]
+
+		// --8<-- [start:backlog-refserver-default]
+		It("has refserver ask for SOMAXCONN, the kernel's default cap, unless told otherwise, over "+fam.String(),
+			Label("claim:backlog.size", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// The kernel's SOMAXCONN, as a new namespace's net.core.somaxconn shows it.
+				fresh, err := ch4CapChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: math.MaxInt32}, lab.SandboxOptions{Timeout: 15 * time.Second})
+				if errors.Is(err, lab.ErrNoSandbox) {
+					lab.Require(false, err.Error())
+				}
+				Expect(err).NotTo(HaveOccurred(), "listen(fd, %d) in a new namespace", math.MaxInt32)
+				lab.Record(ch4EntryCap, fresh)
+				// refserver with Config.Backlog 0, where net.core.somaxconn caps nothing it
+				// could ask: its listener's limit is its own backlog.
+				raised, err := ch4RefserverChild.Run(fam.Loopback.String(),
+					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}, Timeout: 15 * time.Second})
+				Expect(err).NotTo(HaveOccurred(), "refserver.New in a sandbox with net.core.somaxconn %d", ch4RaisedSomaxconn)
+				lab.Record(ch4EntryCap, raised)
+				lab.Cite(lab.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn, "new_namespace_somaxconn": fresh.Somaxconn})
+
+				Expect(raised.Max).To(BeNumerically("<", raised.Somaxconn), "refserver's listener under net.core.somaxconn %d: not capped", raised.Somaxconn)
+				Expect(raised.Max).To(BeEquivalentTo(fresh.Somaxconn), "refserver's default backlog, against a new namespace's net.core.somaxconn")
+			})
+		// --8<-- [end:backlog-refserver-default]
 
 		// --8<-- [start:backlog-full]
 		It("drops a SYN to a full queue without a word, and completes the connection once the SYN is sent again, over "+fam.String(),
@@ -272,46 +329,61 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				if errors.Is(err, lab.ErrNoSandbox) {
 					lab.Require(false, err.Error())
 				}
-				Expect(err).NotTo(HaveOccurred())
+				Expect(err).NotTo(HaveOccurred(), "the sandbox: a filler, then a client meeting the full queue")
 				o := &seen.Overflow
 				packets, syns := ch4Timeline(seen.BeforeAccept, seen.AfterAccept, o)
+				// The resent SYN, and the SYN-ACK and ACK that answered it, on lo's clock.
+				var resent, synAck, ack = -1, -1, -1
 				if len(syns) == 2 {
-					o.SynGapUS = syns[1].Sub(syns[0]).Microseconds()
+					resent = syns[1]
+					o.SynGapUS = packets[resent].AtUS - packets[syns[0]].AtUS
+					synAck = ch4NextPacket(packets, resent, o.Listener, o.Client, "SYN,ACK")
+					ack = ch4NextPacket(packets, max(synAck, resent), o.Client, o.Listener, "ACK")
 				}
 				lab.Record(ch4EntryOverflow, *o)
 				lab.Record(ch4EntryCounters, seen.Counters)
 				lab.Record(ch4EntryPackets, packets)
+				figures := lab.Figures{"abort_on_overflow": o.AbortOnOverflow, "queue_len": o.QueueLen, "queue_limit": o.QueueMax,
+					"overflows_rise": seen.Counters.Delta["ListenOverflows"], "drops_rise": seen.Counters.Delta["ListenDrops"],
+					"rto_ms": float64(o.RTOUS) / 1e3, "accept_ms": float64(o.AcceptAtUS) / 1e3,
+					"resent_after_ms": float64(o.SynGapUS) / 1e3, "connect_ms": float64(o.EstablishedUS) / 1e3,
+					"retransmits": o.Retransmits}
+				if synAck > resent && ack > synAck {
+					figures["synack_us"] = packets[synAck].AtUS - packets[resent].AtUS
+					figures["ack_us"] = packets[ack].AtUS - packets[resent].AtUS
+				}
+				lab.Cite(figures)
 
-				Expect(o.AbortOnOverflow).To(Equal("1"))
+				Expect(o.AbortOnOverflow).To(Equal("1"), "net.ipv4.tcp_abort_on_overflow, read back in the sandbox")
 				Expect(o.QueueLen).To(Equal(o.QueueMax+1), "the filler's connection fills a listen(fd, 0) queue")
 				// The SYN was dropped: both counters moved in a namespace where nothing else
 				// runs, and the client was left waiting, not refused.
-				Expect(seen.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1))
-				Expect(seen.Counters.Delta["ListenDrops"]).To(BeNumerically(">=", 1))
-				Expect(o.StateFull).To(Equal("SYN_SENT"))
+				Expect(seen.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1), "TcpExt ListenOverflows once the client's SYN met the full queue")
+				Expect(seen.Counters.Delta["ListenDrops"]).To(BeNumerically(">=", 1), "TcpExt ListenDrops once the client's SYN met the full queue")
+				Expect(o.StateFull).To(Equal("SYN_SENT"), "the client %s once its SYN was dropped, before the server's accept()", o.Client)
 				// accept() made room, and told the client nothing.
-				Expect(o.AcceptedFirst).To(Equal(o.Filler))
-				Expect(o.StateAccepted).To(Equal("SYN_SENT"))
+				Expect(o.AcceptedFirst).To(Equal(o.Filler), "the server's first accept()")
+				Expect(o.StateAccepted).To(Equal("SYN_SENT"), "the client %s right after the filler was accepted, before its SYN was resent", o.Client)
 				// Then connect() completed, and the next accept() returned this client.
-				Expect(o.ConnectErr).To(BeEmpty())
-				Expect(o.StateAfter).To(Equal("ESTABLISHED"))
-				Expect(o.AcceptedSecond).To(Equal(o.Client))
+				Expect(o.ConnectErr).To(BeEmpty(), "the client's connect(), once its SYN was resent")
+				Expect(o.StateAfter).To(Equal("ESTABLISHED"), "the client %s once connect() returned", o.Client)
+				Expect(o.AcceptedSecond).To(Equal(o.Client), "the server's second accept()")
 				// It took a retransmission, which the client's kernel counted, and so the
 				// retransmission timer: the client's own tcpi_rto (1 s, TCP_TIMEOUT_INIT, for
 				// a SYN with no RTT measured). Kernel timers fire late, never early; a tenth
 				// off covers the timer wheel's rounding.
-				Expect(o.Retransmits).To(BeNumerically(">=", 1))
-				Expect(o.RTOUS).To(BeNumerically(">", 0))
-				Expect(o.EstablishedUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10))
-				Expect(o.EstablishedUS).To(BeNumerically(">", o.AcceptAtUS))
+				Expect(o.Retransmits).To(BeNumerically(">=", 1), "the client's tcpi_total_retrans once connect() returned")
+				Expect(o.RTOUS).To(BeNumerically(">", 0), "the client's tcpi_rto while its SYN was unanswered")
+				Expect(o.EstablishedUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10), "connect()'s time, against tcpi_rto %d µs", o.RTOUS)
+				Expect(o.EstablishedUS).To(BeNumerically(">", o.AcceptAtUS), "connect()'s time, against the server's accept() of the filler")
 
 				// On the wire: before accept(), the client's SYN and no answer; after, a SYN
 				// again from the same client port, SYN-ACK and ACK; no RST anywhere.
 				for _, p := range packets {
 					Expect(p.Flags).NotTo(ContainSubstring("RST"), "%+v", p)
 				}
-				Expect(ch4ClientFlags(packets, "before accept", o.Client)).To(Equal([]string{"SYN"}))
-				Expect(ch4ClientFlags(packets, "after accept", o.Client)).To(Equal([]string{"SYN", "SYN,ACK", "ACK"}))
+				Expect(ch4ClientFlags(packets, "before accept", o.Client)).To(Equal([]string{"SYN"}), "the client's segments on lo before the server's accept()")
+				Expect(ch4ClientFlags(packets, "after accept", o.Client)).To(Equal([]string{"SYN", "SYN,ACK", "ACK"}), "the client's segments on lo after the server's accept()")
 				// And lo's own timestamps put the second SYN a retransmission timeout after the
 				// first: the retransmission timer sent it, not the accept().
 				Expect(syns).To(HaveLen(2), "the client's SYNs on the wire")
@@ -325,7 +397,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				lab.RequireFamily(fam)
 				const backlog = 1
 				srv, err := refserver.New(refserver.Config{Addr: fam.At(0), Backlog: backlog, Handler: refserver.Echo{}})
-				Expect(err).NotTo(HaveOccurred())
+				Expect(err).NotTo(HaveOccurred(), "refserver.New with Config.Backlog %d", backlog)
 				served := make(chan error, 1)
 				go func() { served <- srv.Serve() }()
 				DeferCleanup(func() {
@@ -335,8 +407,8 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				})
 				lfd := srv.Listeners()[0]
 				seen := ch4OpenSeen{Listener: srv.Addr().String(), Backlog: backlog}
-				seen.DescriptorsBefore, err = refserver.OpenDescriptors()
-				Expect(err).NotTo(HaveOccurred())
+				seen.DescriptorsBefore, err = sock.OpenDescriptors()
+				Expect(err).NotTo(HaveOccurred(), "the descriptors open before the first client")
 
 				start := time.Now()
 				clients := make([]*lab.Sock, 0, ch4OpenClients)
@@ -358,24 +430,28 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				}
 				q := ch4Queue(lfd)
 				seen.QueueMax, seen.QueueLen = q.Max, q.Len
-				seen.DescriptorsAfter, err = refserver.OpenDescriptors()
-				Expect(err).NotTo(HaveOccurred())
+				seen.DescriptorsAfter, err = sock.OpenDescriptors()
+				Expect(err).NotTo(HaveOccurred(), "the descriptors open with every client connected")
 				seen.PerConnection = float64(seen.DescriptorsAfter-seen.DescriptorsBefore) / float64(seen.Established)
 				st := srv.Stats()
 				seen.ServerOpen, seen.ServerAccepted = st.Open, st.Accepted
 				lab.Record(ch4EntryOpen, seen)
+				lab.Cite(lab.Figures{"open": seen.Established, "echoed": seen.Echoed, "queue_limit": q.Max, "queue_len": q.Len,
+					"descriptors_before": seen.DescriptorsBefore, "descriptors_after": seen.DescriptorsAfter,
+					"per_connection": seen.PerConnection, "server_open": seen.ServerOpen})
 
 				// The kernel's limit on the listener is 1 pending connection, and with every
 				// client open none is pending (tcpi_unacked)...
-				Expect(q.Max).To(BeEquivalentTo(backlog))
+				Expect(q.Max).To(BeEquivalentTo(backlog), "the limit of refserver's listener, Config.Backlog %d", backlog)
 				Expect(q.Len).To(BeZero(), "the accept queue with %d connections open", seen.Established)
 				// ...while every client is open and was served: far more than the queue holds.
-				Expect(seen.Established).To(Equal(len(clients)))
-				Expect(seen.Echoed).To(Equal(seen.Established))
-				Expect(seen.Established).To(BeNumerically(">", 100*int(q.Max+1)))
+				Expect(seen.Established).To(Equal(len(clients)), "clients in ESTABLISHED, all connected at once")
+				Expect(seen.Echoed).To(Equal(seen.Established), "clients whose byte refserver echoed")
+				Expect(seen.Established).To(BeNumerically(">", 100*int(q.Max+1)), "open connections against the queue's backlog+1")
 				// What each open connection costs is descriptors: the client's and the one
 				// accept4 returned, 2 per connection, give or take what else the process opened.
-				Expect(seen.DescriptorsAfter - seen.DescriptorsBefore).To(BeNumerically("~", 2*seen.Established, 10))
+				Expect(seen.DescriptorsAfter-seen.DescriptorsBefore).To(BeNumerically("~", 2*seen.Established, 10),
+					"descriptors opened with %d connections (from %d to %d)", seen.Established, seen.DescriptorsBefore, seen.DescriptorsAfter)
 
 				// The clients leave first; refserver then ends each connection with FIN and
 				// Shutdown returns once all are closed, long before its deadline.
@@ -391,16 +467,16 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 	}
 })
 
-// ch4Queue is refserver.AcceptQueueOf, which must succeed.
-func ch4Queue(l int) refserver.AcceptQueue {
+// ch4Queue is sock.AcceptQueueOf, which must succeed.
+func ch4Queue(l int) sock.AcceptQueue {
 	GinkgoHelper()
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	Expect(err).NotTo(HaveOccurred())
 	return q
 }
 
 // ch4AwaitQueueLen is ch4AwaitQueue within lab.AcceptWithin, which must read the queue.
-func ch4AwaitQueueLen(l int, want uint32) refserver.AcceptQueue {
+func ch4AwaitQueueLen(l int, want uint32) sock.AcceptQueue {
 	GinkgoHelper()
 	q, err := ch4AwaitQueue(l, want, lab.AcceptWithin)
 	Expect(err).NotTo(HaveOccurred())
@@ -418,7 +494,7 @@ func ch4State(c *lab.Sock) ch4StateSeen {
 // ch4Somaxconn reads net.core.somaxconn from /proc/sys: this namespace's, the host's here.
 func ch4Somaxconn() int {
 	GinkgoHelper()
-	v, err := refserver.Sysctl("net.core.somaxconn")
+	v, err := sock.Sysctl("net.core.somaxconn")
 	Expect(err).NotTo(HaveOccurred())
 	n, err := strconv.Atoi(v)
 	Expect(err).NotTo(HaveOccurred())
@@ -426,10 +502,10 @@ func ch4Somaxconn() int {
 }
 
 // ch4Timeline puts the segments captured before and after accept() on one timeline from the
-// first, names who sent each, and returns the kernel times of the client's SYNs.
-func ch4Timeline(before, after []lab.Segment, o *ch4OverflowSeen) ([]ch4Packet, []time.Time) {
+// first, names who sent each, and returns the indexes of the client's SYNs in it.
+func ch4Timeline(before, after []lab.Segment, o *ch4OverflowSeen) ([]ch4Packet, []int) {
 	var packets []ch4Packet
-	var syns []time.Time
+	var syns []int
 	for i, s := range append(append([]lab.Segment(nil), before...), after...) {
 		phase := "before accept"
 		if i >= len(before) {
@@ -442,13 +518,24 @@ func ch4Timeline(before, after []lab.Segment, o *ch4OverflowSeen) ([]ch4Packet, 
 		case o.Client:
 			from = "client"
 			if s.Flags == "SYN" {
-				syns = append(syns, s.Time)
+				syns = append(syns, len(packets))
 			}
 		}
 		packets = append(packets, ch4Packet{AtUS: s.Time.Sub(before[0].Time).Microseconds(), Phase: phase, From: from,
 			Src: s.Src.String(), Dst: s.Dst.String(), Flags: s.Flags, Seq: s.Seq, Ack: s.Ack, Len: s.Len})
 	}
 	return packets, syns
+}
+
+// ch4NextPacket is the index of the first packet after packets[i] from src to dst with these
+// flags, or -1.
+func ch4NextPacket(packets []ch4Packet, i int, src, dst, flags string) int {
+	for j := i + 1; j < len(packets); j++ {
+		if p := packets[j]; p.Src == src && p.Dst == dst && p.Flags == flags {
+			return j
+		}
+	}
+	return -1
 }
 
 // ch4ClientFlags lists the flags of the segments from or to client in one phase.

@@ -9,7 +9,6 @@ import (
 	"log"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -31,8 +31,10 @@ const (
 	ch5EmfileNoFile = 32
 	// ch5EpollRounds is how many epoll_wait calls in a row must report the listener.
 	ch5EpollRounds = 5
-	// ch5SpinFor is how long the busy loop of the EMFILE proof runs, to measure its CPU.
-	ch5SpinFor = 200 * time.Millisecond
+	// ch5SpinFor is how long the busy loop of the EMFILE proof runs, to measure its CPU;
+	// ch5SpinTimeout is the timeout of each of its epoll_wait calls, far longer.
+	ch5SpinFor     = 200 * time.Millisecond
+	ch5SpinTimeout = time.Second
 	// ch5ShedNoFile is RLIMIT_NOFILE for refserver in the shedding proof, shared with its
 	// clients: the table runs out after a dozen connections.
 	ch5ShedNoFile = 40
@@ -117,8 +119,8 @@ type ch5BeforeAcceptSeen struct {
 	Payload          []byte
 	ClientState      string // TCP_INFO on the client before accept
 	ClientUnacked    int    // SIOCOUTQ on the client: bytes not yet acknowledged
-	QueueBefore      refserver.AcceptQueue
-	QueueAfter       refserver.AcceptQueue
+	QueueBefore      sock.AcceptQueue
+	QueueAfter       sock.AcceptQueue
 	Peer             netip.AddrPort // accept4's peer address
 	Read             []byte         // the accepted socket's first read
 	ReadAgain        unix.Errno     // a second recv(MSG_DONTWAIT)
@@ -145,7 +147,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 	}
 	defer unix.Close(client)
 	seen.ConnectReturned = time.Now()
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	// The client writes at once, to a server that has not accepted: write(2) copies the
@@ -159,7 +161,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 	if seen.Segments, err = capture.Read(5, ch5CaptureWithin); err != nil {
 		return seen, err
 	}
-	if seen.ClientState, err = refserver.TCPState(client); err != nil {
+	if seen.ClientState, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	// SIOCOUTQ: what the client's send queue still holds, sent or not, until acknowledged.
@@ -173,19 +175,19 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 			break
 		}
 	}
-	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 
 	// Only now does the server take the connection.
 	seen.AcceptAt = time.Now()
-	s, peer, err := refserver.Accept(l)
+	s, peer, err := sock.Accept(l)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(s)
 	seen.Peer = peer
-	if seen.QueueAfter, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueAfter, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	// The data is in the accepted socket's receive queue already: no wait.
@@ -210,13 +212,13 @@ type ch5EmfileSeen struct {
 	FillErr          unix.Errno // what the open that did not fit got
 	FirstAcceptAt    time.Time
 	AcceptErr        unix.Errno
-	QueueBefore      refserver.AcceptQueue
-	QueueAfterEMFILE refserver.AcceptQueue
+	QueueBefore      sock.AcceptQueue
+	QueueAfterEMFILE sock.AcceptQueue
 	ClientState      string
 	RecvErr          unix.Errno // recv(MSG_DONTWAIT) on the client while the server cannot accept
 	RecvN            int
 	Epoll            []ch5EpollRound
-	Spin             ch5CPU        // the same epoll_wait and accept4, left to loop
+	Spin             ch5Spin       // the same epoll_wait and accept4, left to loop
 	Marker           []byte        // sent by the client after the failed accepts
 	MarkerAt         time.Time     // when its write returned
 	AcceptedAt       time.Time     // just before the accept4 that succeeded
@@ -224,7 +226,7 @@ type ch5EmfileSeen struct {
 	Freed            int           // the descriptor closed to make room
 	AcceptedFD       int
 	Peer             netip.AddrPort
-	QueueAfterAccept refserver.AcceptQueue
+	QueueAfterAccept sock.AcceptQueue
 	Read             []byte // the accepted socket's first read
 }
 
@@ -232,7 +234,7 @@ type ch5EmfileSeen struct {
 var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
 	var seen ch5EmfileSeen
 	var err error
-	if seen.Limit, _, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
@@ -262,7 +264,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		return seen, err
 	}
 	defer unix.Close(client)
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	// connect returns on the SYN-ACK; the final ACK that queues the connection may still be
@@ -270,7 +272,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	if err := lab.WaitFor(l, unix.POLLIN, lab.AcceptWithin); err != nil {
 		return seen, err
 	}
-	if seen.QueueBefore, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 
@@ -296,12 +298,12 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 	}
 
 	seen.FirstAcceptAt = time.Now()
-	_, _, err = refserver.Accept(l)
+	_, _, err = sock.Accept(l)
 	seen.AcceptErr = ch5ErrnoOf(err)
-	if seen.QueueAfterEMFILE, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueAfterEMFILE, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
-	if seen.ClientState, err = refserver.TCPState(client); err != nil {
+	if seen.ClientState, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
 	buf := make([]byte, 64)
@@ -320,27 +322,43 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		for _, ev := range events[:n] {
 			r.Listener = r.Listener || (int(ev.Fd) == l && ev.Events&unix.EPOLLIN != 0)
 		}
-		_, _, err = refserver.Accept(l)
+		_, _, err = sock.Accept(l)
 		r.AcceptErrno = ch5ErrnoName(ch5ErrnoOf(err))
 		seen.Epoll = append(seen.Epoll, r)
 	}
 
 	// The same loop left to run, as a server without a spare descriptor would: epoll_wait
-	// may sleep up to a second, yet returns at once each time, and the process burns CPU
-	// for as long as the client waits. ch5SpinFor of it, measured with getrusage.
+	// may sleep up to ch5SpinTimeout, and would return 0 if it did. For ch5SpinFor the
+	// proof counts what each call answered, and getrusage measures the CPU it took.
+	seen.Spin = ch5Spin{TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
 	seen.Spin.Loop = "epoll_wait + accept4, nothing shed"
 	cpu0, err := ch5CPUTime()
 	if err != nil {
 		return seen, err
 	}
 	start := time.Now()
-	for time.Since(start) < ch5SpinFor && seen.Spin.Calls < 10_000_000 {
-		if _, err := unix.EpollWait(epfd, events, 1000); err != nil && !errors.Is(err, unix.EINTR) {
+	for time.Since(start) < ch5SpinFor && seen.Spin.EpollWaits < 10_000_000 {
+		n, err := unix.EpollWait(epfd, events, int(seen.Spin.TimeoutMS))
+		seen.Spin.EpollWaits++
+		switch {
+		case errors.Is(err, unix.EINTR):
+			seen.Spin.Interrupted++
+		case err != nil:
 			return seen, os.NewSyscallError("epoll_wait", err)
+		case n == 0:
+			seen.Spin.TimedOut++
+		case n == 1 && int(events[0].Fd) == l && events[0].Events&unix.EPOLLIN != 0:
+			seen.Spin.ListenerReady++
 		}
-		seen.Spin.Calls++
-		if _, _, err := refserver.Accept(l); !errors.Is(err, unix.EMFILE) {
-			return seen, fmt.Errorf("accept4 in the busy loop: want EMFILE, got %v", err)
+		fd, _, err := sock.Accept(l)
+		switch {
+		case err == nil:
+			unix.Close(fd)
+			seen.Spin.AcceptOther["none"]++
+		case errors.Is(err, unix.EMFILE):
+			seen.Spin.AcceptEMFILE++
+		default:
+			seen.Spin.AcceptOther[ch5ErrnoName(ch5ErrnoOf(err))]++
 		}
 	}
 	cpu1, err := ch5CPUTime()
@@ -375,13 +393,13 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		return seen, os.NewSyscallError("close", err)
 	}
 	seen.AcceptedAt = time.Now()
-	s, peer, err := refserver.Accept(l)
+	s, peer, err := sock.Accept(l)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(s)
 	seen.AcceptedFD, seen.Peer = s, peer
-	if seen.QueueAfterAccept, err = refserver.AcceptQueueOf(l); err != nil {
+	if seen.QueueAfterAccept, err = sock.AcceptQueueOf(l); err != nil {
 		return seen, err
 	}
 	n, err := unix.Read(s, buf)
@@ -410,7 +428,8 @@ type ch5ShedSeen struct {
 	Clients         []ch5Client
 	Table           ch5Descriptors // the table the server and its clients share
 	CPU             ch5CPU
-	Stats           refserver.Stats
+	Serving         refserver.Stats // right after the CPU window, still serving
+	Stopped         refserver.Stats // after Serve returned: every loop's counting done
 	Log             []string
 	ShedClient      netip.AddrPort // the first client shed
 	ShedClientState string
@@ -437,29 +456,6 @@ func (w *ch5Lines) all() []string {
 	return append([]string(nil), w.lines...)
 }
 
-// ch5DescriptorsBelow counts the open descriptors numbered below limit: the ones that take
-// room in the table. EMFILE means no free number below RLIMIT_NOFILE (alloc_fd), so a
-// descriptor inherited above it, like the test binary's pipe at 251, takes none.
-func ch5DescriptorsBelow(limit int) (int, error) {
-	d, err := os.Open("/proc/self/fd")
-	if err != nil {
-		return 0, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return 0, err
-	}
-	self := int(d.Fd())
-	n := 0
-	for _, name := range names {
-		if fd, err := strconv.Atoi(name); err == nil && fd < limit && fd != self {
-			n++
-		}
-	}
-	return n, nil
-}
-
 // ch5Knock connects one client and reads what comes first: the server's greeting, or
 // end-of-stream. The descriptor stays open when the server greeted it (the caller holds
 // it), and is closed otherwise. A socket() that fails is returned as is, before any client.
@@ -468,21 +464,21 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 	// The server's accept4 reserves a descriptor number before it looks at the queue
 	// (get_unused_fd_flags, then EAGAIN and put_unused_fd): while the table is nearly full,
 	// the client's socket() can meet EMFILE for that instant. Ask again, for at most a second.
-	fd, err := refserver.Socket(refserver.Family(to))
+	fd, err := sock.Socket(sock.Family(to))
 	for deadline := time.Now().Add(time.Second); errors.Is(err, unix.EMFILE) && time.Now().Before(deadline); {
 		c.SocketEMFILE++
 		time.Sleep(100 * time.Microsecond)
-		fd, err = refserver.Socket(refserver.Family(to))
+		fd, err = sock.Socket(sock.Family(to))
 	}
 	if err != nil {
 		return c, -1, err
 	}
-	if err := refserver.Connect(fd, to, lab.ConnectWithin); err != nil {
+	if err := sock.Connect(fd, to, lab.ConnectWithin); err != nil {
 		unix.Close(fd)
 		return c, -1, err
 	}
 	returned := time.Now()
-	local, err := refserver.LocalAddr(fd)
+	local, err := sock.LocalAddr(fd)
 	if err != nil {
 		unix.Close(fd)
 		return c, -1, err
@@ -500,12 +496,22 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 	} else {
 		c.Read = n
 	}
-	c.State, _ = refserver.TCPState(fd)
-	if n > 0 {
-		return c, fd, nil
+	if c.State, err = sock.TCPState(fd); err != nil {
+		unix.Close(fd)
+		return c, -1, err
 	}
-	unix.Close(fd)
-	return c, -1, nil
+	if n <= 0 {
+		unix.Close(fd)
+		return c, -1, nil
+	}
+	c.Greeting = string(buf[:n])
+	t, err := sock.TupleOf(fd)
+	if err != nil {
+		unix.Close(fd)
+		return c, -1, err
+	}
+	c.Tuple = t.String()
+	return c, fd, nil
 }
 
 // --8<-- [start:handshake-shed-child]
@@ -536,10 +542,10 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	// would find the table full: it could only succeed by taking, at the instant shedOne
 	// has closed it, the server's spare. So the proof makes the number odd: then a client's
 	// socket() takes the last free descriptor, and the server's accept4 meets EMFILE.
-	if seen.Table.Limit, _, err = refserver.DescriptorLimit(); err != nil {
+	if seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
-	if seen.Table.Open, err = ch5DescriptorsBelow(int(seen.Table.Limit)); err != nil {
+	if seen.Table.Open, err = lab.DescriptorsBelow(int(seen.Table.Limit)); err != nil {
 		return seen, err
 	}
 	if (int(seen.Table.Limit)-seen.Table.Open)%2 == 0 {
@@ -628,7 +634,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		return seen, err
 	}
 	seen.CPU.measured(time.Since(start), cpu1-cpu0)
-	seen.Stats = srv.Stats()
+	seen.Serving = srv.Stats()
 
 	shedPort := seen.ShedClient.Port()
 	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
@@ -643,12 +649,16 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	if seen.ShedSegments, err = ch5CaptureUntil(capture, mine, finned, ch5CaptureWithin); err != nil {
 		return seen, err
 	}
+	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
+	// end-of-stream a moment before the count moves: the counts to compare with the
+	// clients' are the ones left when every loop has returned.
 	err = stop()
+	seen.Stopped = srv.Stats()
 	seen.Log = logged.all()
 	return seen, err
 })
 
-// ch5AbortiveClose accepts a connection with refserver.Accept and closes it with SO_LINGER
+// ch5AbortiveClose accepts a connection with sock.Accept and closes it with SO_LINGER
 // {1, 0}, which refserver never sets, and reports what its client read.
 func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	var seen ch5LingerSeen
@@ -667,7 +677,7 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 		return seen, err
 	}
 	defer unix.Close(client)
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	s, _, err := lab.AcceptOn(l, lab.AcceptWithin)
@@ -689,7 +699,9 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	buf := make([]byte, 64)
 	seen.ReadN, err = unix.Read(client, buf)
 	seen.ReadErr = ch5ErrnoOf(err)
-	seen.State, _ = refserver.TCPState(client)
+	if seen.State, err = sock.TCPState(client); err != nil {
+		return seen, err
+	}
 	reset := func(segs []lab.Segment) bool {
 		for _, s := range segs {
 			if strings.Contains(s.Flags, "RST") {

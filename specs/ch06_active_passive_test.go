@@ -4,10 +4,14 @@ package specs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -41,7 +46,7 @@ const (
 type ch6SocketSeen struct {
 	Role       string `json:"role"`       // "listener", "client", "accepted", ...
 	FD         int    `json:"fd"`         // the descriptor number socket(2) or accept4(2) returned
-	State      string `json:"state"`      // refserver.TCPState: tcpi_state from TCP_INFO
+	State      string `json:"state"`      // sock.TCPState: tcpi_state from TCP_INFO
 	AcceptConn int    `json:"acceptconn"` // getsockopt SO_ACCEPTCONN: 1 on a passive socket
 	Local      string `json:"local"`      // getsockname
 	Peer       string `json:"peer"`       // getpeername, or the errno name it failed with
@@ -65,7 +70,7 @@ type ch6BindSeen struct {
 	Call    string   `json:"call"`              // "bind" or "listen"
 	Addr    string   `json:"addr"`              // the address and port it was given, or holds
 	Options []string `json:"options,omitempty"` // socket options set before bind: "SO_REUSEADDR"
-	Errno   string   `json:"errno,omitempty"`   // refserver.ErrnoName of the failure; empty: it succeeded
+	Errno   string   `json:"errno,omitempty"`   // sock.ErrnoName of the failure; empty: it succeeded
 }
 
 // ch6Share is one listener of an SO_REUSEPORT group.
@@ -120,17 +125,21 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = os.NewSyscallError("read", err)
 				lab.Record(lab.EntryErrno, lab.Refused("read", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "read on the listener: want ENOTCONN, got %v", err)
+				errnos := lab.Figures{"read_errno": sock.ErrnoName(err)}
 
 				_, _, err = unix.Recvfrom(l.FD(), buf, 0)
 				err = os.NewSyscallError("recvfrom", err)
 				lab.Record(lab.EntryErrno, lab.Refused("recv", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "recv on the listener: want ENOTCONN, got %v", err)
+				errnos["recv_errno"] = sock.ErrnoName(err)
 
-				// getpeername(2): a passive socket has no other end (inet_getname checks
-				// for a connected state).
-				_, err = refserver.PeerAddr(l.FD())
+				// getpeername(2): a passive socket has no other end. inet_getname (and
+				// inet6_getname) answers ENOTCONN for a socket with no peer port, and a
+				// listener's inet_dport is 0.
+				_, err = sock.PeerAddr(l.FD())
 				lab.Record(lab.EntryErrno, lab.Refused("getpeername", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "getpeername on the listener: want ENOTCONN, got %v", err)
+				errnos["getpeername_errno"] = sock.ErrnoName(err)
 
 				// send(2): tcp_sendmsg waits for a connection only in SYN_SENT or SYN_RECV;
 				// in LISTEN sk_stream_wait_connect answers EPIPE, and MSG_NOSIGNAL spares
@@ -138,6 +147,10 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				err = os.NewSyscallError("sendto", unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil))
 				lab.Record(lab.EntryErrno, lab.Refused("send", err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, unix.EPIPE)).To(BeTrue(), "send on the listener: want EPIPE, got %v", err)
+				errnos["send_errno"] = sock.ErrnoName(err)
+				// Every call above met a listener with a connection and its data queued.
+				errnos["queued"] = ch6Queue(l.FD()).Len
+				lab.Cite(errnos)
 
 				// The connection the listener spawns is the one with the peer and the data.
 				a := l.Accept()
@@ -158,6 +171,13 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Expect(active.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on the %s", active.Role)
 					Expect(active.State).To(Equal("ESTABLISHED"), "the %s", active.Role)
 				}
+				lab.Cite(lab.Figures{
+					"bound_fd": sockets[0].FD, "bound_acceptconn": sockets[0].AcceptConn, "bound_state": sockets[0].State,
+					"listener_fd": sockets[1].FD, "listener_acceptconn": sockets[1].AcceptConn, "listener_state": sockets[1].State,
+					"client_acceptconn": sockets[2].AcceptConn, "client_state": sockets[2].State,
+					"accepted_acceptconn": sockets[3].AcceptConn, "accepted_state": sockets[3].State,
+					"accepted_read": string(got), "accepted_peer": sockets[3].Peer,
+				})
 			})
 		// --8<-- [end:passive-no-data]
 
@@ -206,7 +226,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				lab.Record(ch6EntrySockets, sockets)
 				lab.Record(lab.EntryTuples, tuples)
 
-				Expect(clientFDs).To(BeNumerically(">", 0))
+				// The descriptors the connect() calls added are the client sockets, one each.
+				Expect(clientFDs).To(Equal(len(clients)), "descriptors added by %d connect() calls", len(clients))
 				// One new descriptor per accept4: N connections, N+1 descriptors on the
 				// server's side, the listener's and one per connection.
 				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
@@ -230,6 +251,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(sockets[0].AcceptConn).To(Equal(1))
 				next := lab.Dial(l.Addr)
 				Expect(l.Accept().PeerAddr()).To(Equal(next.LocalAddr()), "a connection after the others")
+				lab.Cite(lab.Figures{
+					"listener_fd": seen.Listener, "listener_state": sockets[0].State,
+					"before": seen.Before, "after_connect": seen.AfterConnect, "after_accept": seen.AfterAccept,
+					"clients": clientFDs, "queued": seen.QueuedBefore, "queued_after": seen.QueuedAfter,
+					"accepted": seen.Accepted,
+				})
 			})
 		// --8<-- [end:passive-spawns-active]
 
@@ -240,22 +267,23 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				var binds []ch6BindSeen
 				try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return err
 				}
 				listen := func(who string, s *lab.Sock, opts ...string) error {
-					err := refserver.Listen(s.FD(), 8)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: refserver.ErrnoName(err)})
+					err := sock.Listen(s.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return err
 				}
 				defer func() { lab.Record(ch6EntryBinds, binds) }()
 
 				// No options: the second bind(2) finds the port's owner in the bind hash
-				// (inet_csk_bind_conflict) and fails.
+				// (inet_csk_get_port, inet_csk_bind_conflict) and fails.
 				first := lab.Listen(fam.At(0), 8)
 				binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: first.Addr.String()})
 				err := try("second socket", lab.TCPSocket(fam), first.Addr)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a listener: want EADDRINUSE, got %v", err)
+				cited := lab.Figures{"plain_errno": sock.ErrnoName(err)}
 
 				// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
 				// listen (a TIME_WAIT, say), never with a listener.
@@ -267,25 +295,97 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				b := lab.TCPSocket(fam).ReuseAddr()
 				err = try("socket B", b, at, reuse)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, got %v", err)
+				cited["reuseaddr_errno"] = sock.ErrnoName(err)
 
 				// Two SO_REUSEADDR sockets may both bind while neither listens; then the
-				// first listen(2) wins, and the second fails: inet_csk_listen_start checks
-				// the port again, so the rule is about passive sockets, not about bind.
+				// first listen(2) wins, and the second fails: inet_csk_listen_start asks
+				// inet_csk_get_port for the port again, now as a listener, so the rule is
+				// about passive sockets, not about bind.
 				c := lab.TCPSocket(fam).ReuseAddr()
 				Expect(try("socket C", c, fam.At(0), reuse)).To(Succeed())
 				shared := c.LocalAddr()
 				d := lab.TCPSocket(fam).ReuseAddr()
 				Expect(try("socket D", d, shared, reuse)).To(Succeed())
+				Expect(d.LocalAddr()).To(Equal(shared), "getsockname on D: both bound to one address and port")
 				Expect(listen("socket C", c, reuse)).To(Succeed())
 				err = listen("socket D", d, reuse)
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "listen on a second socket bound to %s: want EADDRINUSE, got %v", shared, err)
+				cited["both_bound"] = shared.String()
+				cited["second_listen_errno"] = sock.ErrnoName(err)
 
 				// The conflict was the listener: once A is closed, B's bind goes through.
 				Expect(a.Close()).To(Succeed())
 				Expect(try("socket B, after A's close", b, at, reuse)).To(Succeed())
 				Expect(listen("socket B, after A's close", b, reuse)).To(Succeed())
+				Expect(ch6AcceptConn(b.FD())).To(Equal(1), "SO_ACCEPTCONN on B")
+				cited["after_close"] = b.LocalAddr().String()
+				lab.Cite(cited)
 			})
 		// --8<-- [end:passive-one-per-port]
+
+		// --8<-- [start:passive-reuseaddr-timewait]
+		It("lets SO_REUSEADDR bind a port that a TIME_WAIT connection holds, when the old listener set it too, over "+fam.String(),
+			Label("claim:passive.one-per-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				var binds []ch6BindSeen
+				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				cited := lab.Figures{}
+				for _, oldReuse := range []bool{true, false} {
+					var opts []string
+					old := lab.TCPSocket(fam)
+					if oldReuse {
+						old.ReuseAddr()
+						opts = []string{"SO_REUSEADDR"}
+					}
+					old.Bind(fam.At(0))
+					l := old.Listen(8)
+					binds = append(binds, ch6BindSeen{Socket: "old listener", Call: "listen", Addr: l.Addr.String(), Options: opts})
+					c := lab.Dial(l.Addr)
+					a := l.Accept()
+					client := c.LocalAddr()
+					// The server closes first: its end sends FIN, and once the client's FIN
+					// comes back it is TIME_WAIT (tcp_time_wait), a socket with no descriptor
+					// that keeps the port for 60 s (TCP_TIMEWAIT_LEN, include/net/tcp.h).
+					Expect(a.Close()).To(Succeed())
+					Eventually(func() string { return ch6State(c.FD()) }).WithTimeout(lab.ReadWithin).
+						Should(Equal("CLOSE_WAIT"), "the client, after the server's FIN")
+					Expect(c.Close()).To(Succeed())
+					var tw string
+					Eventually(func() string { tw = ch6TimeWait(fam, l.Addr.Port(), client.Port()); return tw }).
+						WithTimeout(lab.ReadWithin).ShouldNot(BeEmpty(), "the server's end in TIME_WAIT in /proc/net/tcp")
+					Expect(l.Close()).To(Succeed())
+					binds = append(binds, ch6BindSeen{Socket: "old listener, closed; its connection in TIME_WAIT", Call: "close", Addr: l.Addr.String(), Options: opts})
+
+					// No listener and no descriptor holds the port now, only the TIME_WAIT: a
+					// socket without SO_REUSEADDR is refused by it.
+					plain := lab.TCPSocket(fam)
+					err := plain.TryBind(l.Addr)
+					plainErrno := sock.ErrnoName(err)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Errno: plainErrno})
+					Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a TIME_WAIT, no SO_REUSEADDR: want EADDRINUSE, got %v", err)
+
+					// With SO_REUSEADDR: inet_bind_conflict lets a socket by only when both
+					// have sk_reuse and the other is not listening, and a TIME_WAIT has its
+					// connection's flag, which the connection got from its listener.
+					again := lab.TCPSocket(fam).ReuseAddr()
+					err = again.TryBind(l.Addr)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Options: []string{"SO_REUSEADDR"}, Errno: sock.ErrnoName(err)})
+					if !oldReuse {
+						Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEADDR beside the TIME_WAIT of a listener without it: want EADDRINUSE, got %v", err)
+						cited["tw_old_without_errno"] = sock.ErrnoName(err)
+						continue
+					}
+					Expect(err).NotTo(HaveOccurred(), "SO_REUSEADDR beside the TIME_WAIT of a listener with it")
+					err = sock.Listen(again.FD(), 8)
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "listen", Addr: again.LocalAddr().String(), Options: []string{"SO_REUSEADDR"}, Errno: sock.ErrnoName(err)})
+					Expect(err).NotTo(HaveOccurred())
+					cited["tw_connection"] = tw
+					cited["tw_plain_errno"] = plainErrno
+					cited["tw_relisten"] = again.LocalAddr().String()
+				}
+				lab.Cite(cited)
+			})
+		// --8<-- [end:passive-reuseaddr-timewait]
 
 		// --8<-- [start:passive-shared-port]
 		It("shares a port number between listeners on different local addresses, each taking its own connections, over "+fam.String(),
@@ -309,7 +409,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					s := lab.TCPSocket(lab.IPv4)
 					at := netip.AddrPortFrom(other, one.Addr.Port())
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: refserver.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: sock.ErrnoName(err)})
 					if err == nil {
 						two = s.Listen(8)
 						break
@@ -331,7 +431,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// address: the other listener's accept queue stays empty.
 				c1 := lab.Dial(one.Addr)
 				a1 := one.Accept()
-				Expect(ch6Queue(two.FD()).Len).To(BeZero(), "the second listener's queue after a connection to the first")
+				otherQueue := ch6Queue(two.FD()).Len
+				Expect(otherQueue).To(BeZero(), "the second listener's queue after a connection to the first")
 				c2 := lab.Dial(two.Addr)
 				a2 := two.Accept()
 				Expect(ch6Queue(one.FD()).Len).To(BeZero(), "the first listener's queue after a connection to the second")
@@ -344,6 +445,11 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(t2.Local).To(Equal(two.Addr))
 				Expect(t1.Remote).To(Equal(c1.LocalAddr()))
 				Expect(t2.Remote).To(Equal(c2.LocalAddr()))
+				lab.Cite(lab.Figures{
+					"shared_first": one.Addr.String(), "shared_second": two.Addr.String(),
+					"shared_first_accepted": t1.String(), "shared_second_accepted": t2.String(),
+					"shared_other_queue": otherQueue,
+				})
 			})
 		// --8<-- [end:passive-shared-port]
 
@@ -365,12 +471,19 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// listener on loopback:P...
 				Expect(binds[0].Errno).To(BeEmpty(), "%+v", binds[0])
 				Expect(binds[1].Errno).To(Equal("EADDRINUSE"), "%+v", binds[1])
+				Expect(binds[1].Call).To(Equal("bind"), "%+v", binds[1])
 				// ...and refuses loopback:Q beside a wildcard listener on Q.
 				Expect(binds[2].Errno).To(BeEmpty(), "%+v", binds[2])
 				Expect(binds[3].Errno).To(Equal("EADDRINUSE"), "%+v", binds[3])
+				Expect(binds[3].Call).To(Equal("bind"), "%+v", binds[3])
 				// Once loopback:P's listener is closed, the wildcard binds P and listens.
 				Expect(binds[4].Errno).To(BeEmpty(), "%+v", binds[4])
 				Expect(binds[5].Errno).To(BeEmpty(), "%+v", binds[5])
+				lab.Cite(lab.Figures{
+					"wildcard_specific": binds[0].Addr, "wildcard_refused": binds[1].Addr, "wildcard_errno": binds[1].Errno,
+					"wildcard_listener": binds[2].Addr, "wildcard_specific_refused": binds[3].Addr, "wildcard_specific_errno": binds[3].Errno,
+					"wildcard_after_close": binds[5].Addr,
+				})
 			})
 		// --8<-- [end:passive-shared-port-wildcard]
 
@@ -395,7 +508,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				var spread ch6Spread
 				spread.Addr = srv.Addr().String()
 				for _, fd := range listeners {
-					local, err := refserver.LocalAddr(fd)
+					local, err := sock.LocalAddr(fd)
 					Expect(err).NotTo(HaveOccurred())
 					// The same address and port for the whole group, each socket passive,
 					// each with SO_REUSEPORT as the kernel reads it back.
@@ -425,12 +538,14 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Should(BeEquivalentTo(spread.Connected), "the listeners' accept queues against the clients connected")
 				for _, fd := range listeners {
 					q := ch6Queue(fd)
-					local, _ := refserver.LocalAddr(fd)
+					local, _ := sock.LocalAddr(fd)
 					spread.Listeners = append(spread.Listeners, ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
 				}
 
-				// The same 4-tuple lands on the same listener, whatever the queues hold: the
-				// choice is reuseport_select_sock's hash of the tuple, not a load balancer.
+				// The same 4-tuple lands on the same listener, whatever the queues hold: for
+				// each SYN, inet_lookup_reuseport hashes the 4-tuple (inet_ehashfn, keyed with
+				// a secret drawn once per boot) and reuseport_select_sock scales the hash to
+				// the group's size; no queue length, and no turn, enters it.
 				// Two SO_REUSEADDR sockets bind one client port (allowed while neither
 				// listens), so that no other program's connect() can take it in between;
 				// the first connects, and its close with SO_LINGER 0 sends RST, which
@@ -493,8 +608,110 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(st.Accepted).To(BeNumerically(">=", uint64(sum)))
 				Expect(st.Closed).To(Equal(st.Accepted))
 				Expect(st.Open).To(BeZero())
+				var queues []uint32
+				for _, l := range spread.Listeners {
+					queues = append(queues, l.Queued)
+				}
+				var landed []int
+				for _, r := range repeats {
+					landed = append(landed, r.First)
+				}
+				lab.Cite(lab.Figures{
+					"reuseport_addr": spread.Addr, "reuseport_listeners": len(spread.Listeners),
+					"reuseport_connected": spread.Connected, "reuseport_queues": queues,
+					"reuseport_probes": len(repeats), "reuseport_probe_listeners": landed,
+					"reuseport_echoed": spread.Echoed, "reuseport_accepted": st.Accepted,
+				})
 			})
 		// --8<-- [end:passive-shared-port-reuseport]
+
+		// --8<-- [start:passive-reuseport-every-socket]
+		It("lets listeners share one address and port only when every socket of them set SO_REUSEPORT, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				var binds []ch6BindSeen
+				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				rp := "SO_REUSEPORT"
+				// listener binds and listens a socket, with SO_REUSEPORT when reusePort.
+				listener := func(who string, at netip.AddrPort, reusePort bool) (*lab.Sock, error) {
+					s := lab.TCPSocket(fam)
+					var opts []string
+					if reusePort {
+						Expect(sock.SetReusePort(s.FD())).To(Succeed())
+						opts = []string{rp}
+					}
+					err := s.TryBind(at)
+					call := "bind"
+					if err == nil {
+						at = s.LocalAddr()
+						call, err = "listen", sock.Listen(s.FD(), 8)
+					}
+					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
+					return s, err
+				}
+
+				// A listener without the option, then a socket with it: inet_bind_conflict
+				// wants sk_reuseport on both sockets, and refuses the bind.
+				plain, err := listener("listener without SO_REUSEPORT", fam.At(0), false)
+				Expect(err).NotTo(HaveOccurred())
+				_, err = listener("socket with SO_REUSEPORT", plain.LocalAddr(), true)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEPORT beside a listener without it: want EADDRINUSE, got %v", err)
+				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
+				cited := lab.Figures{"every_second_only_errno": sock.ErrnoName(err)}
+
+				// A listener with the option, then a socket without it: refused the same way.
+				group, err := listener("listener with SO_REUSEPORT", fam.At(0), true)
+				Expect(err).NotTo(HaveOccurred())
+				at := group.LocalAddr()
+				_, err = listener("socket without SO_REUSEPORT", at, false)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "a socket without SO_REUSEPORT beside a listener with it: want EADDRINUSE, got %v", err)
+				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
+				cited["every_first_only_errno"] = sock.ErrnoName(err)
+
+				// The control: with the option on both, the second binds and listens, and the
+				// two are passive on one address and port.
+				second, err := listener("second socket with SO_REUSEPORT", at, true)
+				Expect(err).NotTo(HaveOccurred(), "SO_REUSEPORT on both sockets")
+				Expect(second.LocalAddr()).To(Equal(at))
+				Expect(ch6AcceptConn(group.FD())).To(Equal(1))
+				Expect(ch6AcceptConn(second.FD())).To(Equal(1))
+				cited["every_group"] = at.String()
+				lab.Cite(cited)
+			})
+		// --8<-- [end:passive-reuseport-every-socket]
+
+		// --8<-- [start:passive-reuseport-owner]
+		It("refuses an SO_REUSEPORT socket of another owner beside a listener, in a sandbox, over "+fam.String(),
+			Label("claim:passive.shared-port", fam.Name), func() {
+				lab.RequireFamily(fam)
+				// The child changes its own filesystem UID to make a socket another user owns:
+				// a process of its own, so that no thread of this one ever runs as someone else.
+				seen, err := ch6OwnerChild.Run(fam.Name, lab.SandboxOptions{})
+				if errors.Is(err, lab.ErrNoSandbox) {
+					lab.Require(false, err.Error())
+				}
+				Expect(err).NotTo(HaveOccurred())
+				lab.Record(ch6EntryBinds, seen.Binds)
+				lab.Require(seen.Other == ch6OtherUID,
+					fmt.Sprintf("a socket of another owner needs CAP_SETUID over uid %d (run as root): setfsuid left the socket's owner at uid %d", ch6OtherUID, seen.Other))
+
+				Expect(seen.Binds).To(HaveLen(3))
+				// The owners as fstat(2) reads them: the socket's inode, whose uid the kernel
+				// also keeps in the sock (sk_uid) and compares.
+				Expect(seen.Other).NotTo(Equal(seen.First))
+				Expect(seen.Same).To(Equal(seen.First))
+				// Another owner's socket, SO_REUSEPORT and all, is refused at bind...
+				Expect(seen.Binds[1].Call).To(Equal("bind"), "%+v", seen.Binds[1])
+				Expect(seen.Binds[1].Errno).To(Equal("EADDRINUSE"), "%+v", seen.Binds[1])
+				// ...and the same owner's joins the group.
+				Expect(seen.Binds[2].Errno).To(BeEmpty(), "%+v", seen.Binds[2])
+				Expect(seen.Binds[2].Call).To(Equal("listen"), "%+v", seen.Binds[2])
+				lab.Cite(lab.Figures{
+					"owner_first": seen.First, "owner_other": seen.Other, "owner_errno": seen.Binds[1].Errno,
+					"owner_same": seen.Same, "owner_addr": seen.Binds[0].Addr,
+				})
+			})
+		// --8<-- [end:passive-reuseport-owner]
 	}
 })
 
@@ -511,15 +728,20 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	}
 	var seen []ch6BindSeen
 	record := func(who, call string, at netip.AddrPort, err error) {
-		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: refserver.ErrnoName(err)})
+		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: sock.ErrnoName(err)})
 	}
-	// tryListen binds and listens on a new socket; it keeps the socket only on success.
+	// tryListen binds and listens on a new socket; it keeps the socket only on success. It
+	// records the call that failed (bind or listen), or "listen" when both succeeded.
 	tryListen := func(who string, at netip.AddrPort) (int, netip.AddrPort, error) {
 		fd, got, err := lab.ListenOn(at, 8)
+		call := "listen"
+		if sys := (*os.SyscallError)(nil); errors.As(err, &sys) {
+			call = sys.Syscall
+		}
 		if err == nil {
 			at = got
 		}
-		record(who, "listen", at, err)
+		record(who, call, at, err)
 		return fd, at, err
 	}
 
@@ -545,16 +767,16 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	if err := unix.Close(specific); err != nil {
 		return seen, os.NewSyscallError("close", err)
 	}
-	fd, err := refserver.Socket(refserver.Family(p))
+	fd, err := sock.Socket(sock.Family(p))
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(fd)
 	at := netip.AddrPortFrom(wildcard, p.Port())
-	err = refserver.Bind(fd, at)
+	err = sock.Bind(fd, at)
 	record("wildcard, after loopback's close", "bind", at, err)
 	if err == nil {
-		err = refserver.Listen(fd, 8)
+		err = sock.Listen(fd, 8)
 		record("wildcard, after loopback's close", "listen", at, err)
 	}
 	return seen, nil
@@ -562,15 +784,119 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 
 // --8<-- [end:passive-shared-port-child]
 
+// --8<-- [start:passive-reuseport-owner-child]
+
+// ch6OtherUID is the other owner: nobody, on most systems.
+const ch6OtherUID = 65534
+
+// ch6OwnerSeen is what the owner child saw: three sockets' owners (fstat st_uid) and their
+// bind and listen calls on one address and port.
+type ch6OwnerSeen struct {
+	First int           `json:"first"` // the listener's owner
+	Other int           `json:"other"` // the socket made under setfsuid(ch6OtherUID)
+	Same  int           `json:"same"`  // a third socket, made as the listener was
+	Binds []ch6BindSeen `json:"binds"`
+}
+
+// ch6OwnerChild runs in a process of its own (and a network namespace of its own). It opens
+// an SO_REUSEPORT listener, then an SO_REUSEPORT socket owned by another user, and one
+// owned by the listener's owner, each bound to the listener's address and port.
+var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family string) (ch6OwnerSeen, error) {
+	loopback := lab.IPv4.Loopback
+	if family == lab.IPv6.Name {
+		loopback = lab.IPv6.Loopback
+	}
+	var seen ch6OwnerSeen
+	reusePortSocket := func() (int, int, error) {
+		fd, err := sock.Socket(sock.Family(netip.AddrPortFrom(loopback, 0)))
+		if err != nil {
+			return -1, 0, err
+		}
+		if err := sock.SetReusePort(fd); err != nil {
+			unix.Close(fd)
+			return -1, 0, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, 0, os.NewSyscallError("fstat", err)
+		}
+		return fd, int(st.Uid), nil
+	}
+	// try binds fd to at and, when that works, listens.
+	try := func(who string, fd int, at netip.AddrPort) (netip.AddrPort, error) {
+		err := sock.Bind(fd, at)
+		call := "bind"
+		if err == nil {
+			at, _ = sock.LocalAddr(fd)
+			call, err = "listen", sock.Listen(fd, 8)
+		}
+		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: []string{"SO_REUSEPORT"}, Errno: sock.ErrnoName(err)})
+		return at, err
+	}
+
+	first, uid, err := reusePortSocket()
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(first)
+	seen.First = uid
+	at, err := try(fmt.Sprintf("listener of uid %d", uid), first, netip.AddrPortFrom(loopback, 0))
+	if err != nil {
+		return seen, err
+	}
+
+	// socket(2) gives the socket's inode the creating thread's filesystem UID (sock_alloc),
+	// which follows the effective one; setfsuid changes it for this thread alone, so the
+	// socket is made on a thread locked to a goroutine that ends with it: the runtime then
+	// retires the thread, and its credentials with it.
+	type made struct {
+		fd, uid int
+		err     error
+	}
+	done := make(chan made, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes when the goroutine does
+		prev, _ := unix.SetfsuidRetUid(ch6OtherUID)
+		fd, uid, err := reusePortSocket()
+		unix.SetfsuidRetUid(prev)
+		done <- made{fd, uid, err}
+	}()
+	other := <-done
+	if other.err != nil {
+		return seen, other.err
+	}
+	defer unix.Close(other.fd)
+	seen.Other = other.uid
+	if other.uid != ch6OtherUID {
+		return seen, nil // no CAP_SETUID here: the parent says so
+	}
+	// bind(2) runs with this process's own credentials, the listener owner's: what counts
+	// is the socket's owner, which inet_bind_conflict compares (sk_uid) before it lets
+	// SO_REUSEPORT share a port.
+	try(fmt.Sprintf("socket of uid %d", other.uid), other.fd, at)
+
+	same, uid, err := reusePortSocket()
+	if err != nil {
+		return seen, err
+	}
+	defer unix.Close(same)
+	seen.Same = uid
+	try(fmt.Sprintf("socket of uid %d", uid), same, at)
+	return seen, nil
+})
+
+// --8<-- [end:passive-reuseport-owner-child]
+
 // ch6Describe reads a socket's kind back from the kernel.
 func ch6Describe(role string, fd int) ch6SocketSeen {
 	GinkgoHelper()
 	s := ch6SocketSeen{Role: role, FD: fd, State: ch6State(fd), AcceptConn: ch6AcceptConn(fd)}
-	local, err := refserver.LocalAddr(fd)
+	local, err := sock.LocalAddr(fd)
 	Expect(err).NotTo(HaveOccurred())
 	s.Local = local.String()
-	if peer, err := refserver.PeerAddr(fd); err != nil {
-		s.Peer = refserver.ErrnoName(err)
+	if peer, err := sock.PeerAddr(fd); err != nil {
+		s.Peer = sock.ErrnoName(err)
 	} else {
 		s.Peer = peer.String()
 	}
@@ -587,14 +913,14 @@ func ch6AcceptConn(fd int) int {
 
 func ch6State(fd int) string {
 	GinkgoHelper()
-	s, err := refserver.TCPState(fd)
+	s, err := sock.TCPState(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return s
 }
 
-func ch6Queue(fd int) refserver.AcceptQueue {
+func ch6Queue(fd int) sock.AcceptQueue {
 	GinkgoHelper()
-	q, err := refserver.AcceptQueueOf(fd)
+	q, err := sock.AcceptQueueOf(fd)
 	Expect(err).NotTo(HaveOccurred())
 	return q
 }
@@ -610,7 +936,7 @@ func ch6QueueSum(listeners []int) uint32 {
 
 func ch6Descriptors() int {
 	GinkgoHelper()
-	n, err := refserver.OpenDescriptors()
+	n, err := sock.OpenDescriptors()
 	Expect(err).NotTo(HaveOccurred())
 	return n
 }
@@ -639,4 +965,55 @@ func ch6QueuedOn(listeners []int, connect func()) int {
 	}
 	Expect(grew).NotTo(Equal(-1))
 	return grew
+}
+
+// ch6TimeWait finds the connection from local port to remote port among the TIME_WAIT
+// sockets of /proc/net/tcp (tcp6 for IPv6): a TIME_WAIT has no descriptor to ask with
+// getsockopt, and the kernel lists it there with state 06 (tcp4_seq_show, get_timewait4_sock).
+// It returns the connection as "local -> remote", the kernel's hexadecimal turned back into
+// addresses, or "" when there is none.
+func ch6TimeWait(fam lab.Family, local, remote uint16) string {
+	GinkgoHelper()
+	file := "/proc/thread-self/net/tcp"
+	if fam.Domain == unix.AF_INET6 {
+		file += "6"
+	}
+	b, err := os.ReadFile(file)
+	Expect(err).NotTo(HaveOccurred())
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "06" {
+			continue
+		}
+		l, lerr := ch6ProcAddr(f[1])
+		r, rerr := ch6ProcAddr(f[2])
+		if lerr == nil && rerr == nil && l.Port() == local && r.Port() == remote {
+			return fmt.Sprintf("%s -> %s", l, r)
+		}
+	}
+	return ""
+}
+
+// ch6ProcAddr reads an address of /proc/net/tcp: the address as the kernel holds it, printed
+// as 32-bit words in hexadecimal in the machine's byte order, then ":" and the port in
+// hexadecimal.
+func ch6ProcAddr(s string) (netip.AddrPort, error) {
+	hexAddr, hexPort, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(hexPort, 16, 16)
+	if !ok || err != nil || len(hexAddr)%8 != 0 {
+		return netip.AddrPort{}, fmt.Errorf("not an address of /proc/net/tcp: %q", s)
+	}
+	raw := make([]byte, 0, len(hexAddr)/2)
+	for i := 0; i < len(hexAddr); i += 8 {
+		w, err := strconv.ParseUint(hexAddr[i:i+8], 16, 32)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("not an address of /proc/net/tcp: %q", s)
+		}
+		raw = binary.NativeEndian.AppendUint32(raw, uint32(w))
+	}
+	addr, ok := netip.AddrFromSlice(raw)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("not an address of /proc/net/tcp: %q", s)
+	}
+	return netip.AddrPortFrom(addr, uint16(port)), nil
 }

@@ -1,43 +1,64 @@
 // Package specs proves, on the reader's own kernel, each claim of the article
-// "Understanding socket and port in TCP". The proofs are the Ginkgo specs of this directory
-// (go test ./specs), one file per chapter; this file is the registry they prove: every claim
-// of ../shared/claims.md with the article's own words and the verdict. It imports nothing
+// "Understanding socket and port in TCP" (Part I), and the answers to the questions a reader
+// asks next (Part II). The proofs are the Ginkgo specs of this directory (go test ./specs),
+// one file per chapter; this file is the registry they prove: every claim of
+// ../shared/claims.md with its words (the article's, or for Part II the reader's question and
+// the standard or manual page that states the behaviour) and the verdict. It imports nothing
 // but the standard library, so that a docs generator can read it without the test harness.
 package specs
 
-// Verdict is what the kernel says of a claim.
+// Verdict is what the kernel says of a claim: of the article's words in Part I, of the
+// source's in Part II.
 type Verdict string
 
 const (
-	True      Verdict = "true"      // the kernel does what the article says
+	True      Verdict = "true"      // the kernel does what the words say
 	Qualified Verdict = "qualified" // true as far as it goes; the kernel shows what it leaves out
 	Corrected Verdict = "corrected" // wrong, or out of date: the spec proves what is true instead
 )
 
-// Chapter is one of the article's questions, as the chapters and the specs' Describe name it.
+// Part is the half of the tutorial a chapter belongs to.
+type Part int
+
+const (
+	Article Part = 1 // Part I: the article's questions, in its order
+	Beyond  Part = 2 // Part II: the questions a reader asks next
+)
+
+// Chapter is one question of the tutorial, as the chapters and the specs' Describe name it.
 type Chapter struct {
 	Number int    `json:"number"`
 	Title  string `json:"title"`
+	Part   Part   `json:"part"`
 }
 
-// The chapters, in the article's order. Each spec file's Describe is named by Title.
+// The chapters, in order. Each spec file's Describe is named by Title. Chapters lists those
+// the registry covers: a chapter of claims.md joins it with its claims and its specs.
 var (
-	FiveTuple     = Chapter{1, "What defines a unique connection?"}
-	OnePort       = Chapter{2, "Does TCP listen on one port and talk on another?"}
-	Limits        = Chapter{3, "How many concurrent connections can a server handle?"}
-	Backlog       = Chapter{4, "Concurrent connection requests vs concurrent open connections"}
-	Handshake     = Chapter{5, "Why is a connection rejected after a successful handshake?"}
-	ActivePassive = Chapter{6, "Active and passive sockets"}
+	FiveTuple     = Chapter{1, "What defines a unique connection?", Article}
+	OnePort       = Chapter{2, "Does TCP listen on one port and talk on another?", Article}
+	Limits        = Chapter{3, "How many concurrent connections can a server handle?", Article}
+	Backlog       = Chapter{4, "Concurrent connection requests vs concurrent open connections", Article}
+	Handshake     = Chapter{5, "Why is a connection rejected after a successful handshake?", Article}
+	ActivePassive = Chapter{6, "Active and passive sockets", Article}
 	Chapters      = []Chapter{FiveTuple, OnePort, Limits, Backlog, Handshake, ActivePassive}
 )
 
-// Claim is one claim of the article. A spec that proves it carries the label "claim:"+ID.
+// Claim is one claim the specs prove. A spec that proves it carries the label "claim:"+ID.
 type Claim struct {
 	ID      string  `json:"id"`
 	Chapter Chapter `json:"chapter"`
-	Quote   string  `json:"quote"` // the article's words, verbatim, its spelling and typography kept
-	Verdict Verdict `json:"verdict"`
-	Why     string  `json:"why"` // one sentence: what the kernel really does
+	// Quote is, in Part I, the article's words, verbatim, its spelling and typography kept.
+	Quote string `json:"quote,omitempty"`
+	// Question is, in Part II, the reader's question, as claims.md asks it ("" where the
+	// claim goes on from the one before it).
+	Question string `json:"question,omitempty"`
+	// Source is, in Part II, the standard or manual page that states the behaviour, and
+	// SourceQuote its words, quoted in the chapter as Part I quotes the article.
+	Source      string  `json:"source,omitempty"`       // "RFC 9293, section 3.6", "tcp(7)"
+	SourceQuote string  `json:"source_quote,omitempty"` // its words, verbatim
+	Verdict     Verdict `json:"verdict"`
+	Why         string  `json:"why"` // one sentence: what the kernel really does
 }
 
 // Label is the Ginkgo label of the specs that prove the claim.
@@ -75,7 +96,8 @@ var Claims = []Claim{
 		ID: "port.ephemeral", Chapter: OnePort, Verdict: Qualified,
 		Quote: "It’s the client OS that must generate different random source ports, so that server can see them as unique connections",
 		Why: "The client's kernel picks each source port at connect(), a distinct one from net.ipv4.ip_local_port_range, " +
-			"but not uniformly at random: it walks the range from a per-destination offset in small random steps, even ports first.",
+			"but not uniformly at random: it walks the range from a per-destination offset in small random steps, " +
+			"ports of the parity of the range's low end first, and bind() to port 0 takes the other parity first.",
 	},
 	{
 		ID: "limit.many-per-port", Chapter: Limits, Verdict: True,
@@ -164,8 +186,9 @@ var Claims = []Claim{
 	{
 		ID: "passive.one-per-port", Chapter: ActivePassive, Verdict: True,
 		Quote: "Each port can have a single passive socket binded to it",
-		Why: "For one local address and port, without SO_REUSEPORT, a second listener's bind fails with " +
-			"EADDRINUSE, even with SO_REUSEADDR on both.",
+		Why: "For one local address and port, without SO_REUSEPORT, a second listener is refused with EADDRINUSE, " +
+			"even with SO_REUSEADDR on both: its bind fails beside a listener, and its listen fails when both sockets " +
+			"bound before either listened.",
 	},
 	{
 		ID: "passive.shared-port", Chapter: ActivePassive, Verdict: Qualified,

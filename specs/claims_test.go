@@ -3,9 +3,11 @@
 package specs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,17 +33,47 @@ var _ = Describe("The claims registry", Label("registry"), func() {
 			seen[c.ID] = true
 			got = append(got, catalogued{ID: c.ID, Chapter: c.Chapter})
 		}
-		Expect(got).To(Equal(want))
-		Expect(Chapters).To(Equal(chaptersOf(want)))
+		// The registry covers claims.md's chapters, or while Part II is being written some of
+		// them: a chapter joins with all its claims and their specs. What it does not cover
+		// yet is said, not passed over.
+		var covered []catalogued
+		var pending []string
+		for _, c := range want {
+			if slices.Contains(Chapters, c.Chapter) {
+				covered = append(covered, c)
+			} else if n := fmt.Sprintf("chapter %d", c.Chapter.Number); !slices.Contains(pending, n) {
+				pending = append(pending, n)
+			}
+		}
+		Expect(got).To(Equal(covered))
+		Expect(Chapters).To(Equal(chaptersOf(covered)), "the registry's chapters, in claims.md's order")
+		AddReportEntry("chapters of claims.md the registry does not cover yet", pending)
 	})
 
-	It("quotes the article word for word, with a verdict and one sentence of why", func() {
+	It("quotes the article word for word in Part I, with a verdict and one sentence of why", func() {
 		article := normalizeSpace(readShared("article.txt"))
 		for _, c := range Claims {
-			Expect(article).To(ContainSubstring(normalizeSpace(c.Quote)), "claim %s: the quote is not the article's words", c.ID)
 			Expect(c.Verdict).To(BeElementOf(True, Qualified, Corrected), "claim %s", c.ID)
 			Expect(c.Why).To(HaveSuffix("."), "claim %s: why is one sentence", c.ID)
 			Expect(strings.Count(strings.TrimSuffix(c.Why, "."), ". ")).To(BeZero(), "claim %s: why is one sentence", c.ID)
+			if c.Chapter.Part == Article {
+				Expect(article).To(ContainSubstring(normalizeSpace(c.Quote)), "claim %s: the quote is not the article's words", c.ID)
+				Expect(c.Question+c.Source+c.SourceQuote).To(BeEmpty(), "claim %s: Part I quotes the article, not a source", c.ID)
+			}
+		}
+	})
+
+	It("asks each Part II question as claims.md does, and names and quotes its source", func() {
+		questions := parseQuestions(readShared("claims.md"))
+		for _, c := range Claims {
+			if c.Chapter.Part != Beyond {
+				continue
+			}
+			Expect(c.Quote).To(BeEmpty(), "claim %s: Part II has no article quote", c.ID)
+			Expect(c.Question).To(Equal(questions[c.ID]), "claim %s: the question is claims.md's", c.ID)
+			Expect(c.Source).To(MatchRegexp(`^(RFC [0-9]+, section [0-9.]+|[a-z_]+\([0-9]\))`),
+				"claim %s: the source is an RFC section or a manual page", c.ID)
+			Expect(c.SourceQuote).NotTo(BeEmpty(), "claim %s: quote the source", c.ID)
 		}
 	})
 })
@@ -52,23 +84,29 @@ type catalogued struct {
 }
 
 var (
-	chapterHeading = regexp.MustCompile("^## Chapter ([0-9]+) - (.+)$")
+	chapterHeading = regexp.MustCompile("^## (Part II, c|C)hapter ([0-9]+) - (.+)$")
 	claimEntry     = regexp.MustCompile("^- `([a-z0-9.-]+)` - ")
+	claimQuestion  = regexp.MustCompile("^- `([a-z0-9.-]+)` - \"([^\"]+\\?)\"")
 )
 
-// parseCatalogue reads claims.md's chapter headings ("## Chapter 1 - Title") and the claim
-// ids listed under them ("- `tuple.identity` - ...").
+// parseCatalogue reads claims.md's chapter headings ("## Chapter 1 - Title" in Part I,
+// "## Part II, chapter 7 - Title" in Part II) and the claim ids listed under them
+// ("- `tuple.identity` - ...").
 func parseCatalogue(md string) []catalogued {
 	var out []catalogued
 	var ch *Chapter
 	for _, line := range strings.Split(md, "\n") {
 		if m := chapterHeading.FindStringSubmatch(line); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			ch = &Chapter{Number: n, Title: strings.TrimSpace(m[2])}
+			n, _ := strconv.Atoi(m[2])
+			part := Article
+			if m[1] != "C" {
+				part = Beyond
+			}
+			ch = &Chapter{Number: n, Title: strings.TrimSpace(m[3]), Part: part}
 			continue
 		}
 		if strings.HasPrefix(line, "## ") {
-			ch = nil // "Beyond the article": no claims of its own yet
+			ch = nil // an introduction: no claims of its own
 			continue
 		}
 		if m := claimEntry.FindStringSubmatch(line); m != nil && ch != nil {
@@ -76,6 +114,18 @@ func parseCatalogue(md string) []catalogued {
 		}
 	}
 	return out
+}
+
+// parseQuestions reads the question a Part II entry of claims.md opens with, in quotes
+// and ending in "?", by claim id; an entry that goes on from the one before has none.
+func parseQuestions(md string) map[string]string {
+	qs := map[string]string{}
+	for _, line := range strings.Split(md, "\n") {
+		if m := claimQuestion.FindStringSubmatch(line); m != nil {
+			qs[m[1]] = m[2]
+		}
+	}
+	return qs
 }
 
 func chaptersOf(cs []catalogued) []Chapter {

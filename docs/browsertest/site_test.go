@@ -263,9 +263,13 @@ type navEntry struct {
 	Path  string // its URL path on the site: "/", "/ch1-five-tuple/"
 }
 
-var navLine = regexp.MustCompile(`^\s*-\s+(.+?):\s+(\S+\.md)\s*$`)
+var (
+	navLine    = regexp.MustCompile(`^\s*-\s+(.+?):\s+(\S+\.md)\s*$`)
+	navSection = regexp.MustCompile(`^\s*-\s+(.+?):\s*$`)
+)
 
-// readNav reads mkdocs.yml's nav, a flat list of "- Title: page.md" lines.
+// readNav reads mkdocs.yml's nav: "- Title: page.md" lines, some grouped under a section
+// line ("- Part I, the article:") whose pages are indented below it.
 func readNav(file string) ([]navEntry, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -285,9 +289,12 @@ func readNav(file string) ([]navEntry, error) {
 			in = false
 			continue
 		}
+		if navSection.MatchString(line) {
+			continue // the pages below it are the section
+		}
 		m := navLine.FindStringSubmatch(line)
 		if m == nil {
-			return nil, fmt.Errorf("%s: a nav line this test cannot read: %q (it reads a flat list of `- Title: page.md`)", file, line)
+			return nil, fmt.Errorf("%s: a nav line this test cannot read: %q (it reads `- Title: page.md` and `- Section:` lines)", file, line)
 		}
 		title := strings.Trim(m[1], `"'`)
 		page := strings.TrimSuffix(m[2], ".md")
@@ -569,7 +576,7 @@ const pageInfoJS = `(async () => {
 		path: location.pathname,
 		h1: head ? head.textContent.trim() : '',
 		text: art.innerText,
-		nav: [...document.querySelectorAll('nav.md-nav--primary > ul.md-nav__list > li.md-nav__item > a.md-nav__link')]
+		nav: [...document.querySelectorAll('nav.md-nav--primary a.md-nav__link')].filter(a => !a.closest('nav.md-nav--secondary'))
 			.map(a => a.textContent.trim()),
 		images: imgs.map(i => ({src: i.getAttribute('src') || '', url: i.currentSrc || i.src,
 			complete: i.complete, width: i.naturalWidth, alt: i.alt})),
@@ -613,7 +620,7 @@ func okStatus(code int64) bool { return code == http.StatusOK || code == http.St
 
 // navLink is the primary nav's link to the page titled title.
 func navLink(title string) chromedp.JSPath {
-	return chromedp.JSPath(fmt.Sprintf(`[...document.querySelectorAll('nav.md-nav--primary > ul.md-nav__list > li.md-nav__item > a.md-nav__link')].find(a => a.textContent.trim() === %s)`, jsString(title)))
+	return chromedp.JSPath(fmt.Sprintf(`[...document.querySelectorAll('nav.md-nav--primary a.md-nav__link')].find(a => !a.closest('nav.md-nav--secondary') && a.textContent.trim() === %s)`, jsString(title)))
 }
 
 func jsString(s string) string {

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/internal/procfs"
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // What a child does to its own namespace, from inside: the sysctls, then lo up.
@@ -48,7 +48,7 @@ func WriteSysctl(name, value string) error {
 		// end above the high one, or below net.ipv4.ip_unprivileged_port_start.
 		return fmt.Errorf("sysctl %s = %q: %w", name, value, err)
 	}
-	got, err := refserver.Sysctl(name)
+	got, err := sock.Sysctl(name)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func WriteSysctl(name, value string) error {
 // Sysctl is a setting of this process's namespace as a report shows it: its words joined by
 // one space ("1024 65535", where the kernel writes a tab), or "?" when it cannot be read.
 func Sysctl(name string) string {
-	v, err := refserver.Sysctl(name)
+	v, err := sock.Sysctl(name)
 	if err != nil {
 		return "?"
 	}

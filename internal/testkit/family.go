@@ -3,13 +3,13 @@
 package testkit
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver/sock"
 )
 
 // Family is an address family the tests run over, on its loopback address: the tests send
@@ -53,31 +53,17 @@ func (f Family) Require(t testing.TB) {
 	t.Skip(msg)
 }
 
-// probe binds a TCP socket to the loopback address, port 0, with the flags of
-// refserver.Socket. (refserver's own tests import this package, so it cannot import
-// refserver.)
+// probe binds a TCP socket to the loopback address, port 0, with refserver's own steps.
+// (refserver's tests import this package, so it uses the syscall layer, sock, which does not
+// import them back.)
 func (f Family) probe() error {
-	fd, err := unix.Socket(f.Domain, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	fd, err := sock.Socket(f.Domain)
 	if err != nil {
-		return fmt.Errorf("%w (%s)", os.NewSyscallError("socket", err), errnoName(err))
+		return fmt.Errorf("%w (%s)", err, sock.ErrnoName(err))
 	}
 	defer unix.Close(fd)
-	var sa unix.Sockaddr
-	if f.Domain == unix.AF_INET6 {
-		sa = &unix.SockaddrInet6{Addr: f.Loopback.As16()}
-	} else {
-		sa = &unix.SockaddrInet4{Addr: f.Loopback.As4()}
-	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return fmt.Errorf("%w (%s)", os.NewSyscallError("bind", err), errnoName(err))
+	if err := sock.Bind(fd, f.Any()); err != nil {
+		return fmt.Errorf("%w (%s)", err, sock.ErrnoName(err))
 	}
 	return nil
-}
-
-func errnoName(err error) string {
-	var errno unix.Errno
-	if errors.As(err, &errno) {
-		return unix.ErrnoName(errno)
-	}
-	return ""
 }

@@ -13,18 +13,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
 // handshakeSeen is a loopback connection's packets, captured in a sandbox child.
 type handshakeSeen struct {
 	Client, Listener netip.AddrPort
-	Other            uint16          // a second listener's port, connected to as well: outside the filter
-	BeforeAccept     []lab.Segment   // captured between connect() and accept()
-	Queued           uint32          // the listener's accept queue then (TCP_INFO)
-	AfterWrite       []lab.Segment   // after accept, once the client wrote "hello"
-	Accepted         refserver.Tuple // the tuple of the socket accept() returned
+	Other            uint16        // a second listener's port, connected to as well: outside the filter
+	BeforeAccept     []lab.Segment // captured between connect() and accept()
+	Queued           uint32        // the listener's accept queue then (TCP_INFO)
+	AfterWrite       []lab.Segment // after accept, once the client wrote "hello"
+	Accepted         sock.Tuple    // the tuple of the socket accept() returned
 }
 
 var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (handshakeSeen, error) {
@@ -59,13 +59,13 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 		return seen, err
 	}
 	defer unix.Close(client)
-	if seen.Client, err = refserver.LocalAddr(client); err != nil {
+	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
 	}
 	if seen.BeforeAccept, err = c.Read(3, 2*time.Second); err != nil {
 		return seen, err
 	}
-	q, err := refserver.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
 	if err != nil {
 		return seen, err
 	}
@@ -76,7 +76,7 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 		return seen, err
 	}
 	defer unix.Close(s)
-	if seen.Accepted, err = refserver.TupleOf(s); err != nil {
+	if seen.Accepted, err = sock.TupleOf(s); err != nil {
 		return seen, err
 	}
 	if _, err := unix.Write(client, []byte("hello")); err != nil {

@@ -14,13 +14,13 @@ import (
 	"github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // Bounds on every wait. On loopback a handshake or a segment takes microseconds; the margin
 // is for a loaded CI machine running under -race, and each still ends the wait.
 const (
-	ConnectWithin = 5 * time.Second // refserver.Connect: the handshake, or its error
+	ConnectWithin = 5 * time.Second // sock.Connect: the handshake, or its error
 	AcceptWithin  = 5 * time.Second // poll(POLLIN) on a listener: a connection queued
 	ReadWithin    = 5 * time.Second // poll(POLLIN) on a connection: data has arrived
 )
@@ -60,17 +60,17 @@ func (s *Sock) Close() error {
 	return os.NewSyscallError("close", unix.Close(fd))
 }
 
-// TCPSocket is refserver.Socket: socket(2) for a non-blocking TCP endpoint, with no
+// TCPSocket is sock.Socket: socket(2) for a non-blocking TCP endpoint, with no
 // address yet.
 func TCPSocket(f Family) *Sock {
 	ginkgo.GinkgoHelper()
-	fd, err := refserver.Socket(f.Domain)
+	fd, err := sock.Socket(f.Domain)
 	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "socket(%s, SOCK_STREAM)", f.Name)
 	return ownSocket(fd)
 }
 
 // UDPSocket is a non-blocking UDP socket. refserver speaks TCP only; this is the one kind of
-// socket lab makes itself, with the same flags as refserver.Socket, so that tuple.protocol
+// socket lab makes itself, with the same flags as sock.Socket, so that tuple.protocol
 // can hold one port number in both protocols.
 func UDPSocket(f Family) *Sock {
 	ginkgo.GinkgoHelper()
@@ -79,18 +79,18 @@ func UDPSocket(f Family) *Sock {
 	return ownSocket(fd)
 }
 
-// ReuseAddr is refserver.SetReuseAddr: SO_REUSEADDR, before bind.
+// ReuseAddr is sock.SetReuseAddr: SO_REUSEADDR, before bind.
 func (s *Sock) ReuseAddr() *Sock {
 	ginkgo.GinkgoHelper()
-	gomega.Expect(refserver.SetReuseAddr(s.FD())).To(gomega.Succeed())
+	gomega.Expect(sock.SetReuseAddr(s.FD())).To(gomega.Succeed())
 	return s
 }
 
-// TryBind is refserver.Bind, with the kernel's answer returned, for the specs that expect
+// TryBind is sock.Bind, with the kernel's answer returned, for the specs that expect
 // an errno.
-func (s *Sock) TryBind(at netip.AddrPort) error { return refserver.Bind(s.FD(), at) }
+func (s *Sock) TryBind(at netip.AddrPort) error { return sock.Bind(s.FD(), at) }
 
-// Bind is refserver.Bind, which must succeed, and returns the address the kernel bound:
+// Bind is sock.Bind, which must succeed, and returns the address the kernel bound:
 // with port 0 the port is the kernel's choice, read back with getsockname.
 func (s *Sock) Bind(at netip.AddrPort) netip.AddrPort {
 	ginkgo.GinkgoHelper()
@@ -98,38 +98,38 @@ func (s *Sock) Bind(at netip.AddrPort) netip.AddrPort {
 	return s.LocalAddr()
 }
 
-// LocalAddr is refserver.LocalAddr, getsockname(2). Before bind or connect the port is 0.
+// LocalAddr is sock.LocalAddr, getsockname(2). Before bind or connect the port is 0.
 func (s *Sock) LocalAddr() netip.AddrPort {
 	ginkgo.GinkgoHelper()
-	ap, err := refserver.LocalAddr(s.FD())
+	ap, err := sock.LocalAddr(s.FD())
 	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	return ap
 }
 
-// PeerAddr is refserver.PeerAddr, getpeername(2).
+// PeerAddr is sock.PeerAddr, getpeername(2).
 func (s *Sock) PeerAddr() netip.AddrPort {
 	ginkgo.GinkgoHelper()
-	ap, err := refserver.PeerAddr(s.FD())
+	ap, err := sock.PeerAddr(s.FD())
 	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	return ap
 }
 
-// Tuple is refserver.TupleOf: the connection's 5-tuple as the kernel holds it for this end.
-func (s *Sock) Tuple() refserver.Tuple {
+// Tuple is sock.TupleOf: the connection's 5-tuple as the kernel holds it for this end.
+func (s *Sock) Tuple() sock.Tuple {
 	ginkgo.GinkgoHelper()
-	t, err := refserver.TupleOf(s.FD())
+	t, err := sock.TupleOf(s.FD())
 	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	return t
 }
 
-// TryConnect is refserver.Connect, with the kernel's answer returned: nil once the
+// TryConnect is sock.Connect, with the kernel's answer returned: nil once the
 // handshake is done, or the errno of connect(2) or SO_ERROR.
 func (s *Sock) TryConnect(to netip.AddrPort) error {
-	return refserver.Connect(s.FD(), to, ConnectWithin)
+	return sock.Connect(s.FD(), to, ConnectWithin)
 }
 
-// Connect is refserver.Connect, which must succeed, and returns the connection's tuple.
-func (s *Sock) Connect(to netip.AddrPort) refserver.Tuple {
+// Connect is sock.Connect, which must succeed, and returns the connection's tuple.
+func (s *Sock) Connect(to netip.AddrPort) sock.Tuple {
 	ginkgo.GinkgoHelper()
 	gomega.Expect(s.TryConnect(to)).To(gomega.Succeed(), "connect to %s", to)
 	return s.Tuple()
@@ -158,10 +158,10 @@ func Listen(at netip.AddrPort, backlog int) *Listener {
 	return s.Listen(backlog)
 }
 
-// Listen is refserver.Listen on a bound TCP socket: from now on it is passive.
+// Listen is sock.Listen on a bound TCP socket: from now on it is passive.
 func (s *Sock) Listen(backlog int) *Listener {
 	ginkgo.GinkgoHelper()
-	gomega.Expect(refserver.Listen(s.FD(), backlog)).To(gomega.Succeed())
+	gomega.Expect(sock.Listen(s.FD(), backlog)).To(gomega.Succeed())
 	return &Listener{Sock: s, Addr: s.LocalAddr()}
 }
 
@@ -257,57 +257,20 @@ func (s *Sock) ReceiveFrom() ([]byte, netip.AddrPort) {
 			continue
 		}
 		gomega.Expect(os.NewSyscallError("recvfrom", err)).NotTo(gomega.HaveOccurred())
-		return buf[:n], refserver.AddrPort(from)
+		return buf[:n], sock.AddrPort(from)
 	}
 	ginkgo.Fail("recvfrom: EAGAIN 1000 times in a row")
 	return nil, netip.AddrPort{}
 }
 
-// WaitFor is poll(2) on one descriptor for events, at most within, for specs and sandbox
-// children alike. It returns ETIMEDOUT when nothing came, and when only POLLERR or POLLHUP
-// came, what SO_ERROR says, so a reset connection fails with ECONNRESET rather than a
-// timeout. (A reset socket also reports POLLIN, so a wait for input returns nil and the
-// read that follows meets the errno.)
+// WaitFor is sock.WaitFor, poll(2) on one descriptor for events at most within, the one
+// bounded wait the specs and their sandbox children share with refserver's Connect.
 func WaitFor(fd int, events int16, within time.Duration) error {
-	revents, err := pollFor(fd, events, within)
-	if err != nil {
-		return err
-	}
-	if revents&(unix.POLLERR|unix.POLLNVAL) != 0 && revents&events == 0 {
-		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && soerr != 0 {
-			return os.NewSyscallError("poll", unix.Errno(soerr))
-		}
-		return fmt.Errorf("poll: revents %#x on descriptor %d", revents, fd)
-	}
-	return nil
-}
-
-// pollFor is poll(2) on one descriptor until one of events comes (or POLLERR, POLLHUP or
-// POLLNVAL, which poll reports unasked), at most within: ETIMEDOUT then. It returns what
-// came (revents). refserver.Connect waits for its handshake with the same loop.
-func pollFor(fd int, events int16, within time.Duration) (int16, error) {
-	deadline := time.Now().Add(within)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			return 0, os.NewSyscallError("poll", unix.ETIMEDOUT)
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
-		n, err := unix.Poll(pfd, ms)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			// The Go runtime preempts threads with signals; poll is simply restarted.
-		case err != nil:
-			return 0, os.NewSyscallError("poll", err)
-		case n > 0:
-			return pfd[0].Revents, nil
-		}
-	}
+	return sock.WaitFor(fd, events, within)
 }
 
 func familyOf(ap netip.AddrPort) Family {
-	if refserver.Family(ap) == unix.AF_INET {
+	if sock.Family(ap) == unix.AF_INET {
 		return IPv4
 	}
 	return IPv6

@@ -7,7 +7,7 @@ import (
 
 	"github.com/onsi/ginkgo/v2"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // Evidence is what a spec saw the kernel answer, attached to its report with Record. The
@@ -61,14 +61,14 @@ func Cite(f Figures) {
 // writes it, local end first: "tcp 127.0.0.1:40512 -> 127.0.0.1:7000".
 type TupleSeen struct {
 	Conn   string `json:"conn"`             // which connection, in the spec's words
-	Client string `json:"client,omitempty"` // refserver.TupleOf on the client's socket
-	Server string `json:"server,omitempty"` // refserver.TupleOf on the socket accept() returned
+	Client string `json:"client,omitempty"` // sock.TupleOf on the client's socket
+	Server string `json:"server,omitempty"` // sock.TupleOf on the socket accept() returned
 }
 
 // ErrnoSeen is a system call the kernel refused.
 type ErrnoSeen struct {
 	Call   string `json:"call"`             // "connect", "bind"
-	Errno  string `json:"errno"`            // refserver.ErrnoName: "EADDRNOTAVAIL"
+	Errno  string `json:"errno"`            // sock.ErrnoName: "EADDRNOTAVAIL"
 	Local  string `json:"local,omitempty"`  // the socket's own address (getsockname) when it failed
 	Remote string `json:"remote,omitempty"` // the address the call was given
 	Error  string `json:"error"`            // the error as Go prints it
@@ -77,7 +77,7 @@ type ErrnoSeen struct {
 // Refused builds the ErrnoSeen for err, returned by call on a socket bound to local and
 // given remote.
 func Refused(call string, err error, local, remote netip.AddrPort) ErrnoSeen {
-	e := ErrnoSeen{Call: call, Errno: refserver.ErrnoName(err)}
+	e := ErrnoSeen{Call: call, Errno: sock.ErrnoName(err)}
 	if err != nil {
 		e.Error = err.Error()
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/onsi/ginkgo/v2"
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // Family is an address family a claim is proven over, always on loopback: the specs send
@@ -46,12 +46,12 @@ var loopbackUsable = map[string]func() error{
 // with net.ipv6.conf.lo.disable_ipv6=1 (some containers) has no ::1, and bind fails with
 // EADDRNOTAVAIL.
 func probeLoopback(f Family) error {
-	fd, err := refserver.Socket(f.Domain)
+	fd, err := sock.Socket(f.Domain)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	return refserver.Bind(fd, f.At(0))
+	return sock.Bind(fd, f.At(0))
 }
 
 // RequireFamily stops the spec, through Require, when the family's loopback cannot be bound
@@ -61,7 +61,7 @@ func RequireFamily(f Family) {
 	err := loopbackUsable[f.Name]()
 	why := ""
 	if err != nil {
-		why = fmt.Sprintf("%s is not usable here: %v (%s)", f, err, refserver.ErrnoName(err))
+		why = fmt.Sprintf("%s is not usable here: %v (%s)", f, err, sock.ErrnoName(err))
 	}
 	Require(err == nil, why)
 }

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // EntryMachine names the report entry that says whose kernel answered: the suite records it
@@ -64,7 +64,7 @@ func ReadMachine() (Machine, error) {
 		NoFile:  "unknown",
 	}
 	for _, name := range MachineSysctls {
-		v, err := refserver.Sysctl(name)
+		v, err := sock.Sysctl(name)
 		if err != nil {
 			v = "unknown"
 		}

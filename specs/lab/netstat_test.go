@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -45,12 +45,12 @@ var countConnections = lab.RegisterChild("test.counters", func(struct{}) (counte
 	defer unix.Close(queued)
 	// The second SYN is dropped by the listener (tcp_conn_request: ListenOverflows, then
 	// ListenDrops), without an answer: the client stays in SYN_SENT.
-	dropped, err := refserver.Socket(unix.AF_INET)
+	dropped, err := sock.Socket(unix.AF_INET)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(dropped)
-	sa, _ := refserver.Sockaddr(addr)
+	sa, _ := sock.Sockaddr(addr)
 	if err := unix.Connect(dropped, sa); !errors.Is(err, unix.EINPROGRESS) {
 		return seen, os.NewSyscallError("connect", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // The error-returning twins of Listen, Dial and Accept in dial.go, for code that runs
@@ -21,15 +21,15 @@ import (
 // ListenOn is socket, bind and listen; it returns the listener and its address as
 // getsockname reports it (the port the kernel chose for port 0).
 func ListenOn(at netip.AddrPort, backlog int) (int, netip.AddrPort, error) {
-	fd, err := refserver.Socket(refserver.Family(at))
+	fd, err := sock.Socket(sock.Family(at))
 	if err != nil {
 		return -1, at, err
 	}
-	if err = refserver.Bind(fd, at); err == nil {
-		err = refserver.Listen(fd, backlog)
+	if err = sock.Bind(fd, at); err == nil {
+		err = sock.Listen(fd, backlog)
 	}
 	if err == nil {
-		at, err = refserver.LocalAddr(fd)
+		at, err = sock.LocalAddr(fd)
 	}
 	if err != nil {
 		unix.Close(fd)
@@ -40,25 +40,25 @@ func ListenOn(at netip.AddrPort, backlog int) (int, netip.AddrPort, error) {
 
 // DialTo is socket and connect, waiting at most ConnectWithin for the handshake.
 func DialTo(to netip.AddrPort) (int, error) {
-	fd, err := refserver.Socket(refserver.Family(to))
+	fd, err := sock.Socket(sock.Family(to))
 	if err != nil {
 		return -1, err
 	}
-	if err := refserver.Connect(fd, to, ConnectWithin); err != nil {
+	if err := sock.Connect(fd, to, ConnectWithin); err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	return fd, nil
 }
 
-// AcceptOn takes a connection off the listener l with refserver.Accept, waiting at most
+// AcceptOn takes a connection off the listener l with sock.Accept, waiting at most
 // within for one. The listener is non-blocking (SOCK_NONBLOCK), so accept4 on an empty queue
 // is EAGAIN at once, and the final ACK of a handshake may still be on its way when connect
 // returns: poll(POLLIN) is how it waits for a finished handshake.
 func AcceptOn(l int, within time.Duration) (int, netip.AddrPort, error) {
 	deadline := time.Now().Add(within)
 	for range 1000 {
-		fd, peer, err := refserver.Accept(l)
+		fd, peer, err := sock.Accept(l)
 		if !errors.Is(err, unix.EAGAIN) {
 			return fd, peer, err
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/gomega"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // PortRangeSysctl is where the kernel keeps the ephemeral port range. Despite "ipv4" in
@@ -32,11 +32,11 @@ func (r PortRange) Contains(p uint16) bool { return r.Low <= p && p <= r.High }
 
 func (r PortRange) String() string { return fmt.Sprintf("%d-%d (%d ports)", r.Low, r.High, r.Size) }
 
-// LocalPortRange reads net.ipv4.ip_local_port_range with refserver.Sysctl, from
+// LocalPortRange reads net.ipv4.ip_local_port_range with sock.Sysctl, from
 // /proc/sys/net/ipv4/ip_local_port_range: two numbers, the lowest and the highest port.
 func LocalPortRange() PortRange {
 	ginkgo.GinkgoHelper()
-	v, err := refserver.Sysctl(PortRangeSysctl)
+	v, err := sock.Sysctl(PortRangeSysctl)
 	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "read %s", PortRangeSysctl)
 	r, err := parsePortRange(v)
 	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "parse %s", PortRangeSysctl)

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 // SetDescriptorLimit sets RLIMIT_NOFILE with setrlimit(2): soft is where open, socket and
@@ -28,7 +28,7 @@ func SetDescriptorLimit(soft, hard uint64) error {
 // SetDescriptorSoftLimit lowers (or raises, up to the hard limit) the soft RLIMIT_NOFILE,
 // keeping the hard one.
 func SetDescriptorSoftLimit(soft uint64) error {
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		return err
 	}

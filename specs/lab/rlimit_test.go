@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -23,7 +23,7 @@ type descriptorsSeen struct {
 
 var exhaustDescriptors = lab.RegisterChild("test.emfile", func(struct{}) (descriptorsSeen, error) {
 	var seen descriptorsSeen
-	soft, hard, err := refserver.DescriptorLimit()
+	soft, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		return seen, err
 	}
@@ -35,9 +35,9 @@ var exhaustDescriptors = lab.RegisterChild("test.emfile", func(struct{}) (descri
 		}
 	}()
 	for attempt := 0; attempt < 1000; attempt++ {
-		fd, err := refserver.Socket(unix.AF_INET)
+		fd, err := sock.Socket(unix.AF_INET)
 		if err != nil {
-			seen.Errno = refserver.ErrnoName(err)
+			seen.Errno = sock.ErrnoName(err)
 			break
 		}
 		fds = append(fds, fd)
@@ -49,13 +49,13 @@ var exhaustDescriptors = lab.RegisterChild("test.emfile", func(struct{}) (descri
 			seen.Full = false
 		}
 	}
-	seen.SoftHigh = refserver.ErrnoName(lab.SetDescriptorLimit(hard+1, hard))
+	seen.SoftHigh = sock.ErrnoName(lab.SetDescriptorLimit(hard+1, hard))
 	return seen, nil
 })
 
 func TestRlimitNofileInTheChild(t *testing.T) {
 	requireSandbox(t)
-	soft, hard, err := refserver.DescriptorLimit()
+	soft, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestRlimitNofileInTheChild(t *testing.T) {
 	if seen.SoftHigh != "EINVAL" {
 		t.Errorf("setrlimit with soft above hard: %q, want EINVAL", seen.SoftHigh)
 	}
-	if s, h, _ := refserver.DescriptorLimit(); s != soft || h != hard {
+	if s, h, _ := sock.DescriptorLimit(); s != soft || h != hard {
 		t.Errorf("the test process's RLIMIT_NOFILE changed: %d/%d, was %d/%d", s, h, soft, hard)
 	}
 	t.Logf("RLIMIT_NOFILE 32: %d sockets, then %s; the test process keeps %d/%d", seen.Sockets, seen.Errno, soft, hard)
@@ -82,7 +82,7 @@ func TestRlimitNofileInTheChild(t *testing.T) {
 
 func TestSetDescriptorLimitKeepsTheKernelsErrno(t *testing.T) {
 	// soft above hard is refused before anything changes, so the test process is safe.
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,12 +41,19 @@ type SandboxOptions struct {
 	// Timeout bounds the child from start to exit; 0 means DefaultSandboxTimeout. At the
 	// deadline the child is killed (SIGKILL), and its namespace goes with it.
 	Timeout time.Duration
+	// UserNS, when true, puts the child in a user namespace of its own too ("userns+netns"),
+	// even where a network namespace alone was allowed: for a proof of what the root of a
+	// user namespace may not do. An error wraps ErrNoSandbox where user namespaces are not
+	// allowed.
+	UserNS bool
 }
 
 // DefaultSandboxTimeout leaves room for a dropped SYN's retransmissions on a loaded machine
-// running under -race. The initial RTO is 1 s; where the kernel has
-// net.ipv4.tcp_syn_linear_timeouts (4 on the project's 6.18 machines), that many SYN
-// retransmissions keep it at 1 s before it starts doubling.
+// running under -race. The initial RTO is 1 s (TCP_TIMEOUT_INIT, include/net/tcp.h). Since
+// Linux 6.5, tcp_retransmit_timer (net/ipv4/tcp_timer.c) doubles a SYN_SENT socket's RTO only
+// once it has timed out more than net.ipv4.tcp_syn_linear_timeouts times (4 by default, and
+// in every new namespace: tcp_sk_init), so a SYN nobody answers is resent after five 1 s
+// intervals, then 2 s, 4 s... (Documentation/networking/ip-sysctl.rst: "1, 1, 1, 1, 1, 2, 4").
 const DefaultSandboxTimeout = 30 * time.Second
 
 // ErrNoSandbox is what InSandbox returns, wrapped with the reason, when this process can
@@ -56,7 +63,7 @@ var ErrNoSandbox = errors.New("no private network namespace for the proof")
 
 // ChildError is an error the child's function returned, or the child's setup met, brought
 // back across the process boundary. When the child's error carried an errno, Unwrap returns
-// it, so errors.Is(err, unix.EADDRNOTAVAIL) and refserver.ErrnoName(err) work in the parent.
+// it, so errors.Is(err, unix.EADDRNOTAVAIL) and sock.ErrnoName(err) work in the parent.
 type ChildError struct {
 	Child string     // the registered name
 	Msg   string     // the child's err.Error()
@@ -120,6 +127,9 @@ func InSandbox(name string, arg any, opts SandboxOptions, out any) error {
 		return errors.New("lab.InSandbox: TestMain must call lab.RunChildIfAsked() first: the re-executed child starts there")
 	}
 	kind, err := chosenKind()
+	if err == nil && opts.UserNS {
+		kind, err = userNSKind()
+	}
 	if err != nil {
 		return err
 	}
@@ -186,6 +196,19 @@ var chosenKind = sync.OnceValues(func() (netns.Kind, error) {
 		return kind, fmt.Errorf("sandbox probe (%s): %w", kind.Name, err)
 	}
 	return kind, nil
+})
+
+// userNSKind is "userns+netns" where its probe child starts, for SandboxOptions.UserNS.
+var userNSKind = sync.OnceValues(func() (netns.Kind, error) {
+	k := netns.Kinds[slices.IndexFunc(netns.Kinds, func(k netns.Kind) bool { return k.Name == "userns+netns" })]
+	err := runChild(k, sandboxProbe.name, struct{}{}, SandboxOptions{Timeout: 10 * time.Second}, nil)
+	if err == nil {
+		return k, nil
+	}
+	if errno, refused := netns.Refused(err); refused {
+		return k, fmt.Errorf("%w: no user namespace (%s: %s)", ErrNoSandbox, k.Name, unix.ErrnoName(errno))
+	}
+	return k, fmt.Errorf("sandbox probe (%s): %w", k.Name, err)
 })
 
 // netSysctlName is what SandboxOptions.Sysctls may name: net.* only, as dots, so that nothing

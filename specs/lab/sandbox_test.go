@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
+	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
 
@@ -48,21 +48,21 @@ type sysctlsSeen struct {
 var readSysctls = lab.RegisterChild("test.sysctls", func(names []string) (sysctlsSeen, error) {
 	seen := sysctlsSeen{Values: map[string]string{}}
 	for _, name := range names {
-		v, err := refserver.Sysctl(name)
+		v, err := sock.Sysctl(name)
 		if err != nil {
 			return seen, err
 		}
 		seen.Values[name] = strings.Join(strings.Fields(v), " ")
 	}
-	fd, err := refserver.Socket(unix.AF_INET)
+	fd, err := sock.Socket(unix.AF_INET)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(fd)
-	if err := refserver.Bind(fd, netip.MustParseAddrPort("127.0.0.1:0")); err != nil {
+	if err := sock.Bind(fd, netip.MustParseAddrPort("127.0.0.1:0")); err != nil {
 		return seen, err
 	}
-	seen.Bound, err = refserver.LocalAddr(fd)
+	seen.Bound, err = sock.LocalAddr(fd)
 	return seen, err
 })
 
@@ -76,7 +76,7 @@ func TestSandboxSysctlsStayInTheNamespace(t *testing.T) {
 	names := slices.Sorted(maps.Keys(want))
 	host := map[string]string{}
 	for _, name := range names {
-		v, err := refserver.Sysctl(name)
+		v, err := sock.Sysctl(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +93,7 @@ func TestSandboxSysctlsStayInTheNamespace(t *testing.T) {
 		t.Errorf("bind(127.0.0.1:0) in the child got port %d, outside the narrowed range", p)
 	}
 	for _, name := range names {
-		if after, err := refserver.Sysctl(name); err != nil || after != host[name] {
+		if after, err := sock.Sysctl(name); err != nil || after != host[name] {
 			t.Errorf("the host's %s: %q before the child, %q after (%v)", name, host[name], after, err)
 		}
 	}
@@ -107,7 +107,7 @@ func TestSandboxCannotReachAHostSysctl(t *testing.T) {
 		"net.core.rmem_max":           fs.ErrPermission, // a read-only copy outside the initial namespace
 		"net.core.netdev_max_backlog": fs.ErrNotExist,   // the initial namespace's alone
 	} {
-		host, err := refserver.Sysctl(name)
+		host, err := sock.Sysctl(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestSandboxCannotReachAHostSysctl(t *testing.T) {
 		if !errors.Is(err, want) {
 			t.Errorf("writing the host-wide %s in the child: want %v, got %v", name, want, err)
 		}
-		if after, _ := refserver.Sysctl(name); after != host {
+		if after, _ := sock.Sysctl(name); after != host {
 			t.Errorf("the host's %s changed: %q before the child, %q after", name, host, after)
 		}
 	}
@@ -141,7 +141,7 @@ func TestSandboxOptionsTakeNetSysctlsOnly(t *testing.T) {
 
 // loopbackSeen is one connection over lo in the child, as both ends see it.
 type loopbackSeen struct {
-	Client, Server refserver.Tuple
+	Client, Server sock.Tuple
 }
 
 type namespaceSeen struct {
@@ -183,10 +183,10 @@ func connectOnce(at netip.AddrPort) (loopbackSeen, error) {
 		return seen, err
 	}
 	defer unix.Close(s)
-	if seen.Client, err = refserver.TupleOf(c); err != nil {
+	if seen.Client, err = sock.TupleOf(c); err != nil {
 		return seen, err
 	}
-	seen.Server, err = refserver.TupleOf(s)
+	seen.Server, err = sock.TupleOf(s)
 	return seen, err
 }
 
@@ -234,8 +234,8 @@ func TestSandboxChildErrorsComeBack(t *testing.T) {
 	if !errors.As(err, &ce) || !errors.Is(err, unix.EADDRNOTAVAIL) || !strings.Contains(err.Error(), "the proof's words") {
 		t.Errorf("want a *ChildError that wraps EADDRNOTAVAIL and keeps the message, got %#v", err)
 	}
-	if refserver.ErrnoName(err) != "EADDRNOTAVAIL" {
-		t.Errorf("ErrnoName = %q", refserver.ErrnoName(err))
+	if sock.ErrnoName(err) != "EADDRNOTAVAIL" {
+		t.Errorf("ErrnoName = %q", sock.ErrnoName(err))
 	}
 	_, err = panics.Run(struct{}{}, lab.SandboxOptions{})
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "panic: the child's panic") {
@@ -265,3 +265,24 @@ func TestSandboxTimeoutKillsTheChild(t *testing.T) {
 
 // acceptFD drops the peer address that AcceptWithin also returns.
 func acceptFD(fd int, _ netip.AddrPort, err error) (int, error) { return fd, err }
+
+// readUserNS reads the child's uid_map: the initial user namespace maps every uid to itself,
+// "0 0 4294967295"; a user namespace of the sandbox maps one.
+var readUserNS = lab.RegisterChild("test.userns", func(struct{}) (string, error) {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return strings.Join(strings.Fields(string(b)), " "), err
+})
+
+func TestSandboxUserNSGivesAUserNamespace(t *testing.T) {
+	requireSandbox(t)
+	uidMap, err := readUserNS.Run(struct{}{}, lab.SandboxOptions{UserNS: true})
+	if errors.Is(err, lab.ErrNoSandbox) && !lab.InCI() {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uidMap == "0 0 4294967295" {
+		t.Errorf("with UserNS the child is in the initial user namespace (uid_map %q)", uidMap)
+	}
+}

@@ -23,9 +23,10 @@ import (
 	"strings"
 	"time"
 
-	"portproof/refserver"
-
 	"golang.org/x/sys/unix"
+
+	"portproof/refserver"
+	"portproof/refserver/sock"
 )
 
 const (
@@ -242,7 +243,7 @@ func hint(err error) string {
 	case errors.Is(err, unix.EAFNOSUPPORT):
 		return " (EAFNOSUPPORT: IPv6 is disabled on this machine)"
 	}
-	if name := refserver.ErrnoName(err); name != "" {
+	if name := sock.ErrnoName(err); name != "" {
 		return " (" + name + ")"
 	}
 	return ""

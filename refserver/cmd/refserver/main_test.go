@@ -22,9 +22,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/refserver"
-
 	"portproof/internal/testkit"
+	"portproof/refserver/sock"
 )
 
 // The CLI's tests run the test binary itself as refserver: with REFSERVER_AS_CLI=1, TestMain
@@ -156,7 +155,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // net.core.somaxconn).
 func acceptQueueMax(t *testing.T, backlog int) int {
 	t.Helper()
-	s, err := refserver.Sysctl("net.core.somaxconn")
+	s, err := sock.Sysctl("net.core.somaxconn")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +343,7 @@ func TestShutdownCut(t *testing.T) {
 // TestBadInput: a bad flag or argument is one line on stderr that names it, nothing on
 // stdout, exit 2; a port in use is one line naming EADDRINUSE, exit 1; -h is usage, exit 0.
 func TestBadInput(t *testing.T) {
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +446,7 @@ func TestExposure(t *testing.T) {
 // TestNofile: -nofile lowers RLIMIT_NOFILE and says so with the kernel's answer; the stats
 // line shows the new limit, and past it clients are shed.
 func TestNofile(t *testing.T) {
-	_, hard, err := refserver.DescriptorLimit()
+	_, hard, err := sock.DescriptorLimit()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,9 +38,9 @@ var settingNotes = []struct{ name, note string }{
 // machineOf finds the machine entry the suite recorded before its first spec.
 func machineOf(r suiteReport) (machine, error) {
 	for _, s := range r.SpecReports {
-		for _, e := range s.entries("machine") {
+		if es := s.entries("machine"); len(es) > 0 {
 			var m machine
-			if err := e.decode(&m); err != nil {
+			if err := es[0].decode(&m); err != nil {
 				return machine{}, fmt.Errorf("the report's machine entry: %w", err)
 			}
 			return m, nil

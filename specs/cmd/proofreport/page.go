@@ -9,14 +9,24 @@ import (
 	"portproof/specs"
 )
 
-// chapterPages are the chapters' Markdown files under chapters/, by the article's section.
+// chapterPages are the chapters' Markdown files under chapters/, by chapter number.
 var chapterPages = map[int]string{
-	1: "ch1-five-tuple.md",
-	2: "ch2-one-port.md",
-	3: "ch3-limits.md",
-	4: "ch4-backlog.md",
-	5: "ch5-handshake.md",
-	6: "ch6-active-passive.md",
+	1:  "ch1-five-tuple.md",
+	2:  "ch2-one-port.md",
+	3:  "ch3-limits.md",
+	4:  "ch4-backlog.md",
+	5:  "ch5-handshake.md",
+	6:  "ch6-active-passive.md",
+	7:  "ch7-closing.md",
+	8:  "ch8-queues.md",
+	9:  "ch9-dual-stack.md",
+	10: "ch10-epoll.md",
+}
+
+// partTitles head each part of the page, as the site's navigation names them.
+var partTitles = map[specs.Part]string{
+	specs.Article: "Part I: the article",
+	specs.Beyond:  "Part II: beyond the article",
 }
 
 // pictureOf names the picture that belongs under a claim on the proof page.
@@ -91,7 +101,12 @@ func writePage(r suiteReport, ps []proof, unknown []specReport, env []setting, i
 	}
 	w.WriteString("\n")
 
+	part := specs.Part(0)
 	for _, ch := range specs.Chapters {
+		if ch.Part != part {
+			part = ch.Part
+			fmt.Fprintf(&w, "## %s {#part-%d}\n\n", partTitles[part], part)
+		}
 		fmt.Fprintf(&w, "## %d. %s {#chapter-%d}\n\n", ch.Number, ch.Title, ch.Number)
 		if page, ok := chapterPages[ch.Number]; ok {
 			fmt.Fprintf(&w, "The lesson: [chapter %d](%s).\n\n", ch.Number, page)
@@ -114,7 +129,14 @@ func writePage(r suiteReport, ps []proof, unknown []specReport, env []setting, i
 
 func writeProof(w *bytes.Buffer, r suiteReport, p proof, imgDir string, missing notes) {
 	fmt.Fprintf(w, "### `%s`: %s {#%s}\n\n", p.ID, mark(p.State()), anchor(p.ID))
-	fmt.Fprintf(w, "> %s\n\n", p.Quote)
+	if p.Chapter.Part == specs.Beyond {
+		if p.Question != "" {
+			fmt.Fprintf(w, "*%s*\n\n", p.Question)
+		}
+		fmt.Fprintf(w, "> %s\n>\n> — %s\n\n", p.SourceQuote, p.Source)
+	} else {
+		fmt.Fprintf(w, "> %s\n\n", p.Quote)
+	}
 	fmt.Fprintf(w, "**Verdict: %s.** %s\n\n", p.Verdict, p.Why)
 	if pic, ok := pictureOf[p.ID]; ok {
 		fmt.Fprintf(w, "![%s](%s/%s)\n\n", pictureAlt(p.ID), imgDir, pic)

@@ -58,7 +58,7 @@ func placeholder(title, why string) []byte {
 	return s.bytes()
 }
 
-// tupleOf parses refserver.Tuple.String(): "tcp 127.0.0.1:40512 -> 127.0.0.1:7000".
+// tupleOf parses sock.Tuple.String(): "tcp 127.0.0.1:40512 -> 127.0.0.1:7000".
 func tupleOf(t string) (proto string, local, remote netip.AddrPort, err error) {
 	f := strings.Fields(t)
 	if len(f) != 4 || f[2] != "->" {

@@ -1,13 +1,11 @@
 //go:build linux
 
-package refserver
+package sock
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,27 +58,4 @@ func AddrPort(sa unix.Sockaddr) netip.AddrPort {
 		return netip.AddrPortFrom(a, uint16(sa.Port))
 	}
 	return netip.AddrPort{}
-}
-
-// accept4 is accept4(2) made directly, with the peer's address on the stack: unix.Accept4
-// moves its sockaddr buffer to the heap, allocates a Sockaddr, and asks
-// getsockopt(SO_PROTOCOL) of every IPv4 and IPv6 connection, one system call more per accept. At a
-// thousand connections a second that garbage is most of what the server allocates.
-func accept4(listener, flags int) (int, netip.AddrPort, unix.Errno) {
-	var rsa unix.RawSockaddrInet6 // room for either family
-	size := uint32(unix.SizeofSockaddrInet6)
-	r, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(listener), uintptr(unsafe.Pointer(&rsa)),
-		uintptr(unsafe.Pointer(&size)), uintptr(flags), 0, 0)
-	if errno != 0 {
-		return -1, netip.AddrPort{}, errno
-	}
-	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&rsa.Port))[:]) // network order
-	if rsa.Family == unix.AF_INET {
-		in4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
-		return int(r), netip.AddrPortFrom(netip.AddrFrom4(in4.Addr), port), 0
-	}
-	if rsa.Scope_id != 0 { // a link-local peer: name its interface, as AddrPort does
-		return int(r), AddrPort(&unix.SockaddrInet6{Port: int(port), ZoneId: rsa.Scope_id, Addr: rsa.Addr}), 0
-	}
-	return int(r), netip.AddrPortFrom(netip.AddrFrom16(rsa.Addr), port), 0
 }

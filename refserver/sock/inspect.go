@@ -1,6 +1,6 @@
 //go:build linux
 
-package refserver
+package sock
 
 import (
 	"os"

@@ -1,9 +1,10 @@
 //go:build linux
 
-package refserver
+package sock
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"time"
@@ -22,7 +23,8 @@ import (
 func Socket(family int) (int, error) {
 	// SOCK_NONBLOCK: every descriptor here is driven by epoll, and no call may block a loop.
 	// SOCK_CLOEXEC: a program we exec must not inherit the socket and hold the port open.
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	typ := unix.SOCK_STREAM | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC
+	fd, err := unix.Socket(family, typ, unix.IPPROTO_TCP)
 	return fd, os.NewSyscallError("socket", err)
 }
 
@@ -96,33 +98,20 @@ func Connect(fd int, ap netip.AddrPort, timeout time.Duration) error {
 	if !errors.Is(err, unix.EINPROGRESS) {
 		return os.NewSyscallError("connect", err)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		ms := int(time.Until(deadline).Milliseconds())
-		if ms <= 0 {
-			return os.NewSyscallError("connect", unix.ETIMEDOUT)
-		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		n, err := unix.Poll(pfd, ms)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("poll", err)
-		}
-		if n == 0 {
-			continue
-		}
-		// Writable means the handshake ended, either way; SO_ERROR says which.
-		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil {
-			return os.NewSyscallError("getsockopt", err)
-		}
-		if soerr != 0 {
-			return os.NewSyscallError("connect", unix.Errno(soerr))
-		}
-		return nil
+	// Writable means the handshake ended, either way; SO_ERROR says which.
+	if err := WaitFor(fd, unix.POLLOUT, timeout); errors.Is(err, unix.ETIMEDOUT) {
+		return os.NewSyscallError("connect", unix.ETIMEDOUT)
+	} else if err != nil {
+		return err
 	}
+	soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return os.NewSyscallError("getsockopt SO_ERROR", err)
+	}
+	if soerr != 0 {
+		return os.NewSyscallError("connect", unix.Errno(soerr))
+	}
+	return nil
 }
 
 // --8<-- [end:connect]
@@ -133,35 +122,72 @@ func Connect(fd int, ap netip.AddrPort, timeout time.Duration) error {
 // its port while connections of the previous run linger in TIME_WAIT. It does not let two
 // listeners share an address and port: that is SO_REUSEPORT.
 func SetReuseAddr(fd int) error {
-	return os.NewSyscallError("setsockopt SO_REUSEADDR", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1))
+	return setsockopt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, "SO_REUSEADDR", true)
 }
 
 // SetReusePort sets SO_REUSEPORT before bind: every socket that sets it, owned by the same
 // user, may bind the same address and port. For listeners the kernel then spreads incoming
 // connections over the group by a hash of the 4-tuple.
 func SetReusePort(fd int) error {
-	return os.NewSyscallError("setsockopt SO_REUSEPORT", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1))
+	return setsockopt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, "SO_REUSEPORT", true)
 }
 
 // SetNoDelay sets TCP_NODELAY on a connection: every write goes out at once. Without it
 // Nagle's algorithm holds a segment shorter than the MSS (the tail of a 64 KiB echo, say)
 // until the peer has acknowledged what went before. Go's net and gnet set it by default.
 func SetNoDelay(fd int) error {
-	return os.NewSyscallError("setsockopt TCP_NODELAY", unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1))
+	return setsockopt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, "TCP_NODELAY", true)
 }
 
 // SetV6Only sets IPV6_V6ONLY on an AF_INET6 socket before bind. Off (the default of
 // net.ipv6.bindv6only=0), a socket bound to [::]:P also takes IPv4 connections to port P, as
 // ::ffff:a.b.c.d, and so conflicts with an IPv4 listener on P.
 func SetV6Only(fd int, on bool) error {
+	return setsockopt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, "IPV6_V6ONLY", on)
+}
+
+// --8<-- [end:options]
+
+// setsockopt sets a boolean socket option, its error named after the option.
+func setsockopt(fd, level, opt int, name string, on bool) error {
 	v := 0
 	if on {
 		v = 1
 	}
-	return os.NewSyscallError("setsockopt IPV6_V6ONLY", unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v))
+	return os.NewSyscallError("setsockopt "+name, unix.SetsockoptInt(fd, level, opt, v))
 }
 
-// --8<-- [end:options]
+// WaitFor is poll(2) on one descriptor, for events, at most within. It returns ETIMEDOUT
+// when nothing came, and when only POLLERR came, what SO_ERROR says: a reset connection fails
+// with ECONNRESET rather than a timeout. (A reset socket also reports POLLIN, so a wait for
+// input returns nil and the read that follows meets the errno.)
+func WaitFor(fd int, events int16, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for range 1000 {
+		ms := int((time.Until(deadline) + time.Millisecond - 1) / time.Millisecond)
+		if ms <= 0 {
+			return os.NewSyscallError("poll", unix.ETIMEDOUT)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: events}}
+		n, err := unix.Poll(pfd, ms)
+		switch {
+		case err == unix.EINTR, n == 0:
+			// The Go runtime preempts threads with signals; poll is simply restarted.
+			continue
+		case err != nil:
+			return os.NewSyscallError("poll", err)
+		}
+		if pfd[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 && pfd[0].Revents&events == 0 {
+			soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err == nil && soerr != 0 {
+				return os.NewSyscallError("poll", unix.Errno(soerr))
+			}
+			return fmt.Errorf("poll: revents %#x on descriptor %d", pfd[0].Revents, fd)
+		}
+		return nil
+	}
+	return errors.New("poll: interrupted 1000 times in a row")
+}
 
 // ErrnoName is the errno's symbolic name ("EADDRINUSE") for err, or "" when err carries no
 // errno. Logs and evidence show the name: it is what man pages and kernel sources use.

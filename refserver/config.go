@@ -1,0 +1,65 @@
+//go:build linux
+
+package refserver
+
+import (
+	"log"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is everything a Server is told; the zero value of each field is a sane default.
+type Config struct {
+	Addr netip.AddrPort // where to listen; port 0 lets the kernel choose (Addr() says which)
+	// Backlog is listen(2)'s backlog: how many finished handshakes may wait for accept. The
+	// kernel cuts it to net.core.somaxconn without a word. 0 means unix.SOMAXCONN, the most
+	// any kernel accepts since Linux 5.4 (include/linux/socket.h).
+	Backlog int
+	// Loops is how many epoll loops serve, each a goroutine with an epoll instance of its
+	// own; 0 means one per CPU.
+	Loops int
+	// ReusePort gives each loop a listener of its own on the same address and port
+	// (SO_REUSEPORT), and the kernel spreads connections over them by a hash of the 4-tuple.
+	// Off, the loops share one listener and epoll wakes one or more of them per connection.
+	ReusePort bool
+	// MaxConns caps the open connections; past it new ones are closed at once. 0: no cap.
+	MaxConns int
+	// MaxConnsPerIP caps the open connections of one client address, so that one client
+	// cannot take every descriptor; past it its new ones are closed at once. 0: no cap.
+	MaxConnsPerIP int
+	// IdleTimeout closes a connection that has neither sent nor taken a byte for this long.
+	// 0: never.
+	IdleTimeout time.Duration
+	// MaxOutput caps what one connection may have queued for a peer that reads slowly;
+	// 0 means 1 MiB. Reading stops as soon as anything is queued, so an echo never gets
+	// near it; it stops a Handler that writes far more than it reads.
+	MaxOutput int
+	Handler   Handler // the protocol; nil means TupleHandler
+
+	// Log receives the narration: each system call of New, errors, and at most one line a
+	// second per kind of shed, refused or reset connection. nil is silent.
+	Log *log.Logger
+	// LogConns adds a line per accepted and per closed connection, with its 5-tuple; resets
+	// are then among the closed, and not also counted in a line of their own.
+	LogConns bool
+}
+
+// withDefaults fills in what the zero values stand for.
+func (c Config) withDefaults() Config {
+	if c.Handler == nil {
+		c.Handler = TupleHandler{}
+	}
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = 1 << 20
+	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.NumCPU()
+	}
+	if c.Backlog <= 0 {
+		c.Backlog = unix.SOMAXCONN
+	}
+	return c
+}
