@@ -53,7 +53,7 @@ type verdict uint8
 const (
 	admitted   verdict = iota // accepted and counted in: the loop registers it
 	turnedAway                // accepted and closed at once (a cap, or shed on EMFILE): FIN
-	again                     // nothing to do with this one (EINTR, ECONNABORTED): next
+	skipped                   // nothing to do with this one (EINTR, ECONNABORTED): next
 	queueEmpty                // the queue is empty (EAGAIN): wait for epoll
 	stuck                     // EMFILE, and no spare to spend: the connection stays queued
 	failed                    // another error, logged
@@ -84,7 +84,7 @@ func (a *admission) next(lfd int) (int, netip.AddrPort, verdict) {
 		return -1, peer, queueEmpty
 	case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
 		// ECONNABORTED: the client reset while queued; take the next one.
-		return -1, peer, again
+		return -1, peer, skipped
 	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
 		// accept4 reserves a descriptor number before it looks at the queue
 		// (__sys_accept4_file), so EMFILE comes even when nothing is queued. TCP_INFO

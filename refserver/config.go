@@ -30,13 +30,22 @@ type Config struct {
 	// MaxConnsPerIP caps the open connections of one client address, so that one client
 	// cannot take every descriptor; past it its new ones are closed at once. 0: no cap.
 	MaxConnsPerIP int
-	// IdleTimeout closes a connection that has neither sent nor taken a byte for this long.
-	// 0: never.
+	// IdleTimeout closes a connection that has neither sent nor taken a byte for this long,
+	// so a client that connects and goes quiet does not hold a descriptor for ever. 0 means
+	// DefaultIdleTimeout; a negative value never times out.
 	IdleTimeout time.Duration
-	// MaxOutput caps what one connection may have queued for a peer that reads slowly;
-	// 0 means 1 MiB. Reading stops as soon as anything is queued, so an echo never gets
-	// near it; it stops a Handler that writes far more than it reads.
+	// MaxInput caps the input one connection may have kept unconsumed (Handler.OnData):
+	// the longest message a protocol accepts. 0 means 64 KiB. A connection whose kept input
+	// reaches it is closed with ErrInputLimit, counted and logged.
+	MaxInput int
+	// MaxOutput caps what one connection may have queued for a peer that reads slowly; 0
+	// means 4 MiB. Reading stops as soon as anything is queued, so an echo never gets near
+	// it; a Handler that answers many requests from one read watches Conn.Queued. Past it the
+	// connection is closed with ErrOutputLimit, counted and logged.
 	MaxOutput int
+	// MaxQueued caps the output queued for all connections together; 0 means 32 MiB. Past
+	// it the loops stop reading until the queues drain to half of it (budget.go).
+	MaxQueued int64
 	Handler   Handler // the protocol; nil means TupleHandler
 
 	// Log receives the narration: each system call of New, errors, and at most one line a
@@ -47,13 +56,29 @@ type Config struct {
 	LogConns bool
 }
 
+// DefaultIdleTimeout is what Config.IdleTimeout's zero value and the CLI's -idle-timeout
+// default stand for.
+const DefaultIdleTimeout = 10 * time.Minute
+
 // withDefaults fills in what the zero values stand for.
 func (c Config) withDefaults() Config {
 	if c.Handler == nil {
 		c.Handler = TupleHandler{}
 	}
+	switch {
+	case c.IdleTimeout == 0:
+		c.IdleTimeout = DefaultIdleTimeout
+	case c.IdleTimeout < 0:
+		c.IdleTimeout = 0 // the loop's word for never
+	}
+	if c.MaxInput <= 0 {
+		c.MaxInput = 64 << 10
+	}
 	if c.MaxOutput <= 0 {
-		c.MaxOutput = 1 << 20
+		c.MaxOutput = 4 << 20
+	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = 32 << 20
 	}
 	if c.Loops <= 0 {
 		c.Loops = runtime.NumCPU()

@@ -15,7 +15,8 @@ import (
 var (
 	ErrClosed      = errors.New("refserver: connection closed")
 	ErrIdle        = errors.New("refserver: idle timeout")
-	ErrOutputLimit = errors.New("refserver: output limit exceeded")
+	ErrInputLimit  = errors.New("refserver: a message longer than Config.MaxInput")
+	ErrOutputLimit = errors.New("refserver: more output queued than Config.MaxOutput")
 	ErrShutdown    = errors.New("refserver: shutdown deadline passed")
 )
 
@@ -28,19 +29,25 @@ const (
 	stClosing                        // close once the output drains (Close, or the peer's FIN)
 	stWrShut                         // our FIN went out (shutdown SHUT_WR); we wait for the peer's
 	stWantOut                        // registered for EPOLLOUT instead of EPOLLIN: backpressure
+	stParked                         // registered for nothing: reading paused by the budget
+	stAgain                          // on the loop's list of input to hand over again
 	stClosed                         // the descriptor is closed; the Conn is only a memory
 )
 
-// Conn is one accepted, active socket. It belongs to the loop that accepted it and must be
-// used only from that loop's Handler callbacks.
+// Conn is one accepted, active socket. It belongs to the loop that accepted it: use it from
+// that loop's Handler callbacks, or from any goroutine through Execute.
 type Conn struct {
 	fd   int
 	loop *loop
 	// peer comes free with accept4 and is kept because getpeername fails with ENOTCONN once
 	// the peer has reset the connection, and the close log still wants to name it.
 	peer netip.AddrPort
-	// out holds what the socket's send buffer had no room for. It is nil whenever the kernel
-	// took everything, so an idle connection holds no buffer at all.
+	// in holds the input the Handler left (a message not yet whole, or requests it put off
+	// while its output backs up), at most Config.MaxInput. It is nil while there is none:
+	// a Handler that takes everything, like Echo, reads from the loop's buffer, no copy.
+	in []byte
+	// out holds what the socket's send buffer had no room for, at most Config.MaxOutput. It
+	// is nil whenever the kernel took everything, so an idle connection holds no buffer.
 	out []byte
 	// err is the first failure, kept until the loop closes the descriptor after the callback
 	// that met it, so a Handler is never re-entered from inside its own Write.
@@ -68,43 +75,60 @@ func (c *Conn) RemoteAddr() netip.AddrPort { return c.peer }
 // Tuple asks the kernel for the connection's 5-tuple, this (the server's) end first.
 func (c *Conn) Tuple() (sock.Tuple, error) { return sock.TupleOf(c.fd) }
 
+// LoopState is the value the Handler's NewLoopState made for this connection's loop (nil if
+// the Handler has none). Only that loop's callbacks touch it, and they never run at once, so
+// it needs no lock.
+func (c *Conn) LoopState() any { return c.loop.state }
+
 // --8<-- [start:write]
 
-// Write sends p or keeps it for later; it never blocks the loop. While anything is kept, the
-// loop stops reading this connection (backpressure): a peer that sends but does not read
-// fills its own socket buffers and is slowed by TCP's flow control, not by our memory. A
-// Handler that writes more than Config.MaxOutput ahead of the peer has the connection closed
-// with ErrOutputLimit.
+// Write queues p for the peer; it never blocks the loop. What one callback writes is
+// gathered and goes out in one write(2) when the callback returns (a Write of 16 KiB or
+// more goes out at once, from p itself). What the socket's send buffer has no room for waits
+// in the connection's own buffer, and while anything waits there the loop stops reading this
+// connection (backpressure): a peer that sends but does not read fills its own socket
+// buffers and is slowed by TCP's flow control, not by our memory. Past Config.MaxOutput the
+// connection is closed with ErrOutputLimit: watch Queued to stay below it.
 func (c *Conn) Write(p []byte) (int, error) {
 	if c.state&(stClosed|stWrShut) != 0 || c.err != nil {
 		return 0, ErrClosed
 	}
-	n := 0
-	if len(c.out) == 0 {
-		var err error
-		n, err = writeSome(c.fd, p)
-		if err != nil {
-			c.fail(err)
-			return n, err
+	if len(c.out) > 0 {
+		return c.queue(p) // the socket is full: behind what waits
+	}
+	l := c.loop
+	if l.pendConn != c {
+		l.flushPending() // another connection's, from an Execute just before
+	}
+	if len(p) < directWrite && len(l.pend)+len(p) <= cap(l.pend) {
+		l.pend, l.pendConn = append(l.pend, p...), c
+		return len(p), nil
+	}
+	if l.pendConn == c {
+		l.flushPending() // what was gathered goes first
+		if c.err != nil {
+			return 0, c.err
 		}
-		if n > 0 {
-			c.lastActive = c.loop.now // progress; the loop moves c on its idle list
-		}
-		if n == len(p) {
-			return n, nil
+		if len(c.out) > 0 {
+			return c.queue(p)
 		}
 	}
-	if len(c.out)+len(p)-n > c.loop.srv.cfg.MaxOutput {
-		c.fail(ErrOutputLimit)
-		return n, ErrOutputLimit
-	}
-	// The send buffer is full: keep the rest. When the callback returns, the loop sees
-	// c.out and waits for EPOLLOUT instead of EPOLLIN.
-	c.out = append(c.out, p[n:]...)
-	return len(p), nil
+	return c.send(p)
 }
 
 // --8<-- [end:write]
+
+// Queued is how much output waits for the peer: what the socket had no room for, and what
+// this callback wrote that has not gone out yet. A Handler that answers many requests from
+// one read stops at a mark of its own (say 256 KiB) and returns what it consumed: the loop
+// hands it the rest again once the queue has drained.
+func (c *Conn) Queued() int {
+	n := len(c.out)
+	if c.loop.pendConn == c {
+		n += len(c.loop.pend)
+	}
+	return n
+}
 
 // Close ends the connection once its pending output is sent: the kernel sends FIN after it.
 func (c *Conn) Close() error {
@@ -113,6 +137,43 @@ func (c *Conn) Close() error {
 	}
 	c.state |= stClosing
 	return nil
+}
+
+// Execute runs fn on the connection's loop, from any goroutine: the way back from work done
+// elsewhere (a goroutine that waited on a disk or another server) to a Conn, which only its
+// loop may touch. The loop is woken through its eventfd if it sleeps in epoll_wait, and runs
+// fn as it would a callback; what fn writes goes out when it returns. fn does not run if the
+// connection has closed by then. Execute returns ErrClosed once the server has stopped.
+func (c *Conn) Execute(fn func(*Conn)) error { return c.loop.post(c, fn) }
+
+// send writes p, and queues what the socket had no room for.
+func (c *Conn) send(p []byte) (int, error) {
+	n, err := writeSome(c.fd, p)
+	if err != nil {
+		c.fail(err)
+		return n, err
+	}
+	if n > 0 {
+		c.lastActive = c.loop.now // progress; the loop moves c on its idle list
+	}
+	if n == len(p) {
+		return n, nil
+	}
+	if _, err := c.queue(p[n:]); err != nil {
+		return n, err
+	}
+	return len(p), nil
+}
+
+// queue keeps p in the connection's own buffer until EPOLLOUT, within Config.MaxOutput.
+func (c *Conn) queue(p []byte) (int, error) {
+	if len(c.out)+len(p) > c.loop.srv.cfg.MaxOutput {
+		c.fail(ErrOutputLimit)
+		return 0, ErrOutputLimit
+	}
+	c.out = append(c.out, p...)
+	c.loop.srv.budget.add(len(p))
+	return len(p), nil
 }
 
 func (c *Conn) fail(err error) {
@@ -142,7 +203,7 @@ func writeSome(fd int, p []byte) (int, error) {
 	return n, nil
 }
 
-// flush sends what Write kept. It reports whether everything went.
+// flush sends what waits in the connection's buffer. It reports whether everything went.
 func (c *Conn) flush() bool {
 	n, err := writeSome(c.fd, c.out)
 	if err != nil {
@@ -155,6 +216,7 @@ func (c *Conn) flush() bool {
 		// marks it) would stop expire there, and every silent connection behind it would
 		// outlive IdleTimeout for as long as this one keeps taking.
 		c.lastActive = c.loop.now
+		c.loop.srv.budget.sub(n)
 	}
 	if n < len(c.out) {
 		// Keep the unsent tail at the front; the buffer is reused, not regrown.
@@ -163,4 +225,10 @@ func (c *Conn) flush() bool {
 	}
 	c.out = nil // drop the buffer: an idle connection should hold no memory
 	return true
+}
+
+// dropBuffers lets go of what a closed connection held.
+func (c *Conn) dropBuffers() {
+	c.loop.srv.budget.sub(len(c.out))
+	c.in, c.out = nil, nil
 }

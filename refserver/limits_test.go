@@ -205,12 +205,13 @@ func (downloadHandler) OnOpen(c *Conn) {
 	}
 }
 
-func (downloadHandler) OnData(c *Conn, data []byte) {
+func (downloadHandler) OnData(c *Conn, data []byte) int {
 	if len(data) > 0 && data[0] == 'D' {
 		if _, err := c.Write(make([]byte, downloadSize)); err != nil && !errors.Is(err, ErrClosed) {
 			fmt.Fprintln(os.Stderr, "download:", err)
 		}
 	}
+	return len(data)
 }
 
 func (downloadHandler) OnClose(*Conn, error) {}

@@ -22,7 +22,7 @@ type logbook struct {
 	log   *log.Logger // nil: silent
 	conns bool        // a line per accepted and per closed connection
 	// One rate limit per kind of event, so that a flood of one kind does not hide another.
-	shed, refused, perIP, reset, errs rateLog
+	shed, refused, perIP, reset, cut, paused, errs rateLog
 }
 
 // narrate prints one system call as strace would: the call, then "= result" or "= -1 ERRNO".

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,10 +39,28 @@ type loop struct {
 	conns []*Conn
 	// nconns counts conns' entries, so a draining loop knows it is done without a scan.
 	nconns int
-	// buf is the one read buffer of the loop: a read goes into it, the Handler sees it, and
-	// nothing is kept per connection unless the peer is slow to read what we write.
-	buf    []byte
+	// buf is the one read buffer of the loop: a read goes into it and the Handler sees it;
+	// nothing is kept per connection unless the Handler leaves input or the peer is slow to
+	// read what we write.
+	buf []byte
+	// pend gathers what the callback running now writes to pendConn, so that it goes out
+	// in one write(2) when the callback returns, however many Writes made it.
+	pend     []byte
+	pendConn *Conn
+	// again lists connections with input the Handler left after making progress, or put
+	// off while its output backed up: they get it again without waiting for a read, since
+	// their peer may have sent everything already and be waiting for answers.
+	again []*Conn
+	// parked lists connections taken out of epoll while the budget has reading paused.
+	parked []*Conn
+	// state is the Handler's per-loop value (LoopStater), for Conn.LoopState.
+	state  any
 	events []unix.EpollEvent
+	// tasks are Execute's functions, posted from other goroutines; taskMu guards them and
+	// stopped, which says the loop has returned and will run no more.
+	taskMu  sync.Mutex
+	tasks   []task
+	stopped bool
 	// now is the clock read once per epoll_wait return; connections take their
 	// timestamps from it instead of calling time.Now per read.
 	now int64
@@ -55,6 +74,12 @@ type loop struct {
 const (
 	readBufferSize = 64 << 10 // one read(2) at most; also the most a loop reads before answering
 	eventBatch     = 256      // events taken per epoll_wait
+	// pendSize is what a callback's Writes may gather; directWrite is the size from which
+	// a Write skips the gathering and goes out from the caller's own slice, as bufio does.
+	pendSize    = 64 << 10
+	directWrite = 16 << 10
+	// minInput is the least room a read into a connection's own input buffer gets.
+	minInput = 4 << 10
 	// acceptBatch bounds the accepts of one wake-up, so that a flood of new connections
 	// cannot starve the loop's established ones.
 	acceptBatch = 64
@@ -66,7 +91,11 @@ const (
 
 func newLoop(id int, srv *Server, listener int) (*loop, error) {
 	l := &loop{id: id, srv: srv, epfd: -1, wakefd: -1, listener: listener,
-		buf: make([]byte, readBufferSize), events: make([]unix.EpollEvent, eventBatch)}
+		buf: make([]byte, readBufferSize), pend: make([]byte, 0, pendSize),
+		events: make([]unix.EpollEvent, eventBatch)}
+	if ls, ok := srv.cfg.Handler.(LoopStater); ok {
+		l.state = ls.NewLoopState(id)
+	}
 	var err error
 	if l.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -126,6 +155,7 @@ func (l *loop) watchListener(on bool) error {
 // run is the event loop: wait, dispatch, expire, repeat, until a shutdown has drained
 // every connection of the loop.
 func (l *loop) run() error {
+	defer l.stop()
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
 		if err != nil && err != unix.EINTR {
@@ -149,6 +179,7 @@ func (l *loop) run() error {
 				l.serve(l.conns[fd], ev.Events)
 			}
 		}
+		l.handOverAgain()
 		l.expire()
 		if l.draining && l.nconns == 0 {
 			return nil
@@ -160,7 +191,9 @@ func (l *loop) run() error {
 // registered for EPOLLOUT only, and reading resumes once what it owes the peer is sent.
 func (l *loop) serve(c *Conn, events uint32) {
 	if len(c.out) > 0 && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		c.flush()
+		if c.flush() && len(c.in) > 0 {
+			l.handBack(c) // requests put off while the output backed up
+		}
 	}
 	if len(c.out) == 0 && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		l.read(c)
@@ -173,7 +206,15 @@ func (l *loop) serve(c *Conn, events uint32) {
 // --8<-- [start:read]
 
 func (l *loop) read(c *Conn) {
-	buf := l.buf
+	buf, kept := l.buf, len(c.in)
+	if kept > 0 {
+		// Input the Handler left: read behind it, into the connection's own buffer.
+		if !c.growInput() {
+			c.fail(ErrInputLimit)
+			return
+		}
+		buf = c.in[kept:cap(c.in)]
+	}
 	if c.drainLeft > 0 {
 		buf = buf[:min(len(buf), c.drainLeft)] // no further than what came before the drain
 	}
@@ -191,31 +232,115 @@ func (l *loop) read(c *Conn) {
 		c.lastActive = l.now // we already said goodbye; the peer's late bytes are read and dropped
 	default:
 		c.lastActive = l.now
-		l.srv.cfg.Handler.OnData(c, buf[:n])
 		if c.drainLeft > 0 {
 			if c.drainLeft -= n; c.drainLeft == 0 {
 				c.state |= stClosing
 			}
 		}
+		if kept > 0 {
+			c.in = c.in[:kept+n]
+			buf = c.in
+		}
+		l.deliver(c, buf[:kept+n])
+	}
+}
+
+// --8<-- [end:read]
+
+// --8<-- [start:deliver]
+
+// deliver hands input to the Handler and keeps what it leaves: at the front of the
+// connection's own buffer, or copied out of the loop's, which the next read reuses.
+func (l *loop) deliver(c *Conn, in []byte) {
+	used := min(max(l.srv.cfg.Handler.OnData(c, in), 0), len(in))
+	l.flushPending()
+	rest := in[used:]
+	switch {
+	case len(rest) == 0:
+		c.in = nil // an idle connection holds no input buffer
+	case len(c.in) > 0:
+		c.in = c.in[:copy(c.in, rest)]
+	default:
+		c.in = append(make([]byte, 0, min(max(2*len(rest), minInput), l.srv.cfg.MaxInput)), rest...)
+	}
+	if len(c.in) >= l.srv.cfg.MaxInput {
+		// What is kept fills MaxInput and the Handler could not use it: the message it waits
+		// for is longer than that, and can never be handed over whole.
+		c.fail(ErrInputLimit)
+		return
+	}
+	if used > 0 && len(c.in) > 0 {
+		// Progress with input left: more requests may be whole in it.
+		l.handBack(c)
+	}
+}
+
+// --8<-- [end:deliver]
+
+// handBack puts c on the list of connections whose kept input the Handler gets again.
+func (l *loop) handBack(c *Conn) {
+	if c.state&stAgain == 0 {
+		c.state |= stAgain
+		l.again = append(l.again, c)
+	}
+}
+
+// handOverAgain gives each connection on the again list its kept input once more, unless
+// its output still backs up (then the drain hands it back) or the budget has reading paused.
+func (l *loop) handOverAgain() {
+	if len(l.again) == 0 || l.srv.budget.paused.Load() {
+		return
+	}
+	todo := l.again
+	l.again = nil
+	for _, c := range todo {
+		c.state &^= stAgain
+		if c.state&stClosed != 0 || len(c.out) > 0 || len(c.in) == 0 {
+			continue
+		}
+		l.deliver(c, c.in)
+		l.settle(c)
+	}
+}
+
+// growInput makes room in c.in for a read: at least minInput, within Config.MaxInput. It
+// fails when the kept input already fills MaxInput: a message longer than that cannot be
+// handed over whole, ever.
+func (c *Conn) growInput() bool {
+	limit := c.loop.srv.cfg.MaxInput
+	if cap(c.in)-len(c.in) >= minInput || (cap(c.in) == limit && len(c.in) < limit) {
+		return true
+	}
+	if len(c.in) >= limit {
+		return false
+	}
+	grown := make([]byte, len(c.in), min(max(2*cap(c.in), len(c.in)+minInput), limit))
+	copy(grown, c.in)
+	c.in = grown
+	return true
+}
+
+// flushPending sends what the callback gathered for pendConn, in one write(2), and keeps
+// what the socket had no room for.
+func (l *loop) flushPending() {
+	c, p := l.pendConn, l.pend
+	l.pendConn, l.pend = nil, l.pend[:0]
+	if c != nil && len(p) > 0 && c.err == nil && c.state&stClosed == 0 {
+		c.send(p)
 	}
 }
 
 // --8<-- [end:read]
 
 // settle is the loop's part after every callback: it closes what is finished (a failed
-// connection at once, a closing one once its output is sent), reads or waits for room
-// depending on what the Handler left queued, and moves an active connection to the idle
-// list's tail.
+// connection at once, a closing one once its output is sent and its kept input handed
+// over), registers for what the connection waits for next, and moves an active connection
+// to the idle list's tail.
 func (l *loop) settle(c *Conn) {
-	switch {
-	case c.state&stClosed != 0:
+	if c.state&stClosed != 0 {
 		return
-	case c.err != nil:
-		l.closeConn(c, c.err)
-		return
-	case len(c.out) > 0:
-		l.wantWritable(c)
-	case c.state&stClosing != 0:
+	}
+	if c.err == nil && c.state&stClosing != 0 && len(c.out) == 0 && c.state&stAgain == 0 {
 		if c.state&stPeerDone != 0 {
 			l.closeConn(c, nil)
 			return
@@ -226,16 +351,15 @@ func (l *loop) settle(c *Conn) {
 			// before it. So: shutdown(SHUT_WR) sends FIN now, and we read and drop until the
 			// peer's FIN (a lingering close), or until the idle timeout or shutdown deadline.
 			if err := unix.Shutdown(c.fd, unix.SHUT_WR); err != nil {
-				l.closeConn(c, os.NewSyscallError("shutdown", err))
-				return
+				c.fail(os.NewSyscallError("shutdown", err))
 			}
 			c.state |= stWrShut
 		}
-		l.wantReadable(c)
-	default:
-		l.wantReadable(c)
 	}
-	if c.err != nil { // epoll_ctl failed
+	if c.err == nil {
+		l.arm(c)
+	}
+	if c.err != nil {
 		l.closeConn(c, c.err)
 		return
 	}
@@ -247,28 +371,44 @@ func (l *loop) settle(c *Conn) {
 
 // --8<-- [start:backpressure]
 
-// wantWritable stops reading c and waits for room in its send buffer (EPOLLOUT).
-func (l *loop) wantWritable(c *Conn) {
-	if c.state&stWantOut != 0 {
+// arm registers c for what it waits for: room in its send buffer (EPOLLOUT) while output
+// waits, and reading stops meanwhile; nothing while the budget has reading paused; input
+// (EPOLLIN) otherwise. epoll_ctl runs only when that changes.
+func (l *loop) arm(c *Conn) {
+	want, events := connState(0), uint32(unix.EPOLLIN)
+	switch {
+	case len(c.out) > 0:
+		want, events = stWantOut, unix.EPOLLOUT
+	case l.srv.budget.paused.Load():
+		want, events = stParked, 0 // EPOLLERR and EPOLLHUP are reported even so
+	}
+	if c.state&(stWantOut|stParked) == want {
 		return
 	}
-	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLOUT); err != nil {
+	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, events); err != nil {
 		c.fail(err)
 		return
 	}
-	c.state |= stWantOut
+	if want == stParked && c.state&stParked == 0 {
+		l.parked = append(l.parked, c)
+	}
+	c.state = c.state&^(stWantOut|stParked) | want
 }
 
-// wantReadable goes back to reading c once its output is sent.
-func (l *loop) wantReadable(c *Conn) {
-	if c.state&stWantOut == 0 {
+// unpark re-arms what the budget parked, once reading resumes.
+func (l *loop) unpark() {
+	if l.srv.budget.paused.Load() {
 		return
 	}
-	if err := l.ctl(unix.EPOLL_CTL_MOD, c.fd, unix.EPOLLIN); err != nil {
-		c.fail(err)
-		return
+	for _, c := range l.parked {
+		if c.state&stClosed == 0 {
+			l.arm(c)
+			if c.err != nil {
+				l.closeConn(c, c.err)
+			}
+		}
 	}
-	c.state &^= stWantOut
+	l.parked = l.parked[:0]
 }
 
 // --8<-- [end:backpressure]
@@ -289,7 +429,7 @@ func (l *loop) acceptQueued() {
 		switch v {
 		case admitted:
 			l.register(fd, peer)
-		case turnedAway, again:
+		case turnedAway, skipped:
 		case stuck:
 			// No spare to spend: leave the connection queued and stop watching the
 			// listener for a moment, or level-triggered epoll would report it readable
@@ -327,6 +467,7 @@ func (l *loop) register(fd int, peer netip.AddrPort) {
 	l.linkIdle(c)
 	l.srv.log.opened(fd, peer)
 	l.srv.cfg.Handler.OnOpen(c)
+	l.flushPending()
 	if l.draining {
 		c.state |= stClosing
 	}
@@ -343,13 +484,25 @@ func (l *loop) closeConn(c *Conn, err error) {
 	l.conns[c.fd] = nil
 	l.nconns--
 	reset := isReset(err)
-	if reset {
+	switch {
+	case reset:
 		l.srv.count.resets.Add(1)
+	case err == ErrInputLimit:
+		l.srv.count.inputCut.Add(1)
+		l.srv.log.every(&l.srv.log.cut, "cut %s: a message longer than %d bytes (-max-input)",
+			c.peer, l.srv.cfg.MaxInput)
+	case err == ErrOutputLimit:
+		l.srv.count.outputCut.Add(1)
+		l.srv.log.every(&l.srv.log.cut, "cut %s: more than %d bytes of output queued for it "+
+			"(-max-output)", c.peer, l.srv.cfg.MaxOutput)
 	}
 	l.srv.log.closed(c.fd, c.peer, closeReason(err, c.state&stPeerDone != 0), reset)
+	if l.pendConn == c {
+		l.pendConn, l.pend = nil, l.pend[:0]
+	}
 	unix.Close(c.fd)
 	c.state |= stClosed
-	c.out = nil
+	c.dropBuffers()
 	l.srv.adm.release(c.peer)
 	l.srv.cfg.Handler.OnClose(c, err)
 }
@@ -396,6 +549,9 @@ func (l *loop) timeout() int {
 	}
 	if !l.watching && !l.draining {
 		due(l.resumeAt)
+	}
+	if len(l.again) > 0 && !l.srv.budget.paused.Load() {
+		return 0 // kept input to hand over: look at new events, then do it
 	}
 	if l.draining {
 		due(l.srv.deadline.Load())
@@ -444,13 +600,64 @@ func (l *loop) wake() {
 	unix.Write(l.wakefd, b[:])
 }
 
-// onWake reads the eventfd back to 0 and starts the drain when the server is shutting down.
+// onWake reads the eventfd back to 0, runs what Execute posted, re-arms what the budget
+// parked once reading resumes, and starts the drain when the server is shutting down.
 func (l *loop) onWake() {
 	var b [8]byte
 	unix.Read(l.wakefd, b[:])
+	l.runTasks()
+	l.unpark()
 	if l.srv.shuttingDown() {
 		l.drain()
 	}
+}
+
+// task is one Execute: a function to run on a connection's loop.
+type task struct {
+	c  *Conn
+	fn func(*Conn)
+}
+
+// --8<-- [start:execute]
+
+// post queues fn for c from any goroutine, and wakes the loop when the queue was empty:
+// one eventfd write, however many tasks follow before the loop gets to them.
+func (l *loop) post(c *Conn, fn func(*Conn)) error {
+	l.taskMu.Lock()
+	defer l.taskMu.Unlock()
+	if l.stopped {
+		return ErrClosed
+	}
+	l.tasks = append(l.tasks, task{c, fn})
+	if len(l.tasks) == 1 {
+		l.wake()
+	}
+	return nil
+}
+
+// runTasks runs what was posted, as callbacks, each followed by its connection's settle.
+func (l *loop) runTasks() {
+	l.taskMu.Lock()
+	tasks := l.tasks
+	l.tasks = nil
+	l.taskMu.Unlock()
+	for _, t := range tasks {
+		if t.c.state&stClosed != 0 {
+			continue
+		}
+		t.fn(t.c)
+		l.flushPending()
+		l.settle(t.c)
+	}
+}
+
+// --8<-- [end:execute]
+
+// stop refuses further tasks once run has returned.
+func (l *loop) stop() {
+	l.taskMu.Lock()
+	l.stopped, l.tasks = true, nil
+	l.taskMu.Unlock()
 }
 
 // drain is the loop's part of a shutdown: no more accepting, and every connection ends once

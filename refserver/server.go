@@ -27,6 +27,7 @@ type Server struct {
 	loops     []*loop
 	adm       *admission // the policy at the door, shared by the loops
 	count     counters   // what Stats reports
+	budget    budget     // the output queued for all connections together
 	log       logbook
 
 	state    atomic.Int32 // stateServing, then stateDraining
@@ -54,6 +55,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg.withDefaults(), done: make(chan struct{})}
 	s.log = logbook{log: cfg.Log, conns: cfg.LogConns}
 	s.adm = newAdmission(cfg, &s.count, &s.log)
+	s.budget = budget{max: s.cfg.MaxQueued, log: &s.log, resume: func() {
+		for _, l := range s.loops {
+			l.wake()
+		}
+	}}
 	nlisteners := 1
 	if s.cfg.ReusePort {
 		nlisteners = s.cfg.Loops
@@ -179,6 +185,32 @@ func (s *Server) Serve() error {
 	}
 	return s.serveErr
 }
+
+// --8<-- [start:serverrun]
+
+// Run serves until ctx is done, then shuts down, letting open connections finish for at most
+// grace: the whole life of a server for a fork's main, which makes ctx with
+// signal.NotifyContext (SIGINT, SIGTERM). It returns Serve's error if a loop failed, and
+// otherwise Shutdown's: nil, or context.DeadlineExceeded when grace ran out and connections
+// were cut.
+func (s *Server) Run(ctx context.Context, grace time.Duration) error {
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := s.Shutdown(shutdownCtx)
+	if serr := <-served; serr != nil {
+		return serr
+	}
+	return err
+}
+
+// --8<-- [end:serverrun]
 
 // --8<-- [start:shutdown]
 

@@ -17,6 +17,8 @@ type counters struct {
 	// since MaxConns is checked against it.
 	open                                    atomic.Int64
 	accepted, closed, shed, refused, resets atomic.Uint64
+	// inputCut and outputCut count connections closed at Config.MaxInput and MaxOutput.
+	inputCut, outputCut atomic.Uint64
 }
 
 // Stats is a snapshot for the SIGUSR1 line and the tests.
@@ -25,7 +27,14 @@ type Stats struct {
 	Accepted, Closed, Shed, Refused uint64 // since start
 	// Resets counts connections the peer ended with RST (ECONNRESET, or EPIPE on a write),
 	// since start: a flood of them is this number, not a flood of log lines.
-	Resets          uint64
+	Resets uint64
+	// InputCut and OutputCut count connections closed at MaxInput (a message too long)
+	// and at MaxOutput (a peer too slow for what the Handler wrote), since start.
+	InputCut, OutputCut uint64
+	// Queued is the output waiting for slow readers now, all connections together, and
+	// Paused says the loops have stopped reading because it passed Config.MaxQueued.
+	Queued          int64
+	Paused          bool
 	Descriptors     int    // open descriptors of the process (/proc/self/fd)
 	DescriptorLimit uint64 // RLIMIT_NOFILE, soft
 	Queue           sock.AcceptQueue
@@ -35,7 +44,9 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	n := &s.count
 	st := Stats{Open: n.open.Load(), Accepted: n.accepted.Load(), Closed: n.closed.Load(),
-		Shed: n.shed.Load(), Refused: n.refused.Load(), Resets: n.resets.Load()}
+		Shed: n.shed.Load(), Refused: n.refused.Load(), Resets: n.resets.Load(),
+		InputCut: n.inputCut.Load(), OutputCut: n.outputCut.Load(),
+		Queued: s.budget.queued.Load(), Paused: s.budget.paused.Load()}
 	st.Descriptors, _ = sock.OpenDescriptors()
 	st.DescriptorLimit, _, _ = sock.DescriptorLimit()
 	s.mu.Lock()
@@ -53,8 +64,13 @@ func (s *Server) Stats() Stats {
 }
 
 func (st Stats) String() string {
-	return fmt.Sprintf("open %d (accepted %d, closed %d, shed %d, refused %d, reset %d); "+
-		"descriptors %d/%d; accept queue %d/%d",
+	paused := ""
+	if st.Paused {
+		paused = ", reading paused"
+	}
+	return fmt.Sprintf("open %d (accepted %d, closed %d, shed %d, refused %d, reset %d, "+
+		"cut %d); descriptors %d/%d; accept queue %d/%d; output queued %d KiB%s",
 		st.Open, st.Accepted, st.Closed, st.Shed, st.Refused, st.Resets,
-		st.Descriptors, st.DescriptorLimit, st.Queue.Len, st.Queue.Max)
+		st.InputCut+st.OutputCut, st.Descriptors, st.DescriptorLimit, st.Queue.Len,
+		st.Queue.Max, (st.Queued+1023)/1024, paused)
 }

@@ -51,8 +51,8 @@ const (
 	// a smaller buffer would only mean no splicing, never a lost byte.
 	spliceFrom = 32 << 10
 	// pipeSize is what F_SETPIPE_SZ asks for, as Go's own splice pipes: 1 MiB
-	// (fs.pipe-max-size). It is also refserver's default Config.MaxOutput, which bounds what
-	// Write may keep: at most a pipe's worth goes to it.
+	// (fs.pipe-max-size). It stays within refserver's default Config.MaxOutput (4 MiB), which
+	// bounds what Write may keep: at most a pipe's worth goes to it.
 	pipeSize    = 1 << 20
 	spliceFlags = unix.SPLICE_F_MOVE | unix.SPLICE_F_NONBLOCK
 )
@@ -63,27 +63,27 @@ type pipe struct{ r, w int }
 
 func (spliceEcho) OnOpen(*refserver.Conn) {}
 
-func (spliceEcho) OnData(c *refserver.Conn, data []byte) {
+func (spliceEcho) OnData(c *refserver.Conn, data []byte) int {
 	// refserver runs OnData only while nothing is queued for the peer (backpressure stops
 	// reading until the queue is sent), so what is written here directly cannot overtake
 	// anything; once the socket is full, the rest goes to Write, which keeps it, and stops
 	// reading until it is sent, or meets the socket's error itself and ends the connection.
 	if n := writeSome(c.Fd(), data); n < len(data) {
 		c.Write(data[n:])
-		return
+		return len(data)
 	}
 	if len(data) < spliceFrom {
-		return
+		return len(data)
 	}
 	p := pipeOf(c)
 	if p == nil {
-		return // no descriptor for a pipe (EMFILE): the loop's next read takes the rest
+		return len(data) // no descriptor for a pipe (EMFILE): the loop's next read takes the rest
 	}
 	in, err := unix.Splice(c.Fd(), nil, p.w, nil, pipeSize, spliceFlags)
 	if err != nil || in == 0 {
 		// EAGAIN: nothing left. End of stream (0) or an error (ECONNRESET): the socket stays
 		// readable, and the loop's next read(2) meets the same and ends the connection.
-		return
+		return len(data)
 	}
 	left := int(in)
 	for left > 0 {
@@ -106,12 +106,13 @@ func (spliceEcho) OnData(c *refserver.Conn, data []byte) {
 				continue
 			}
 			if err != nil {
-				return // not with bytes in a pipe of our own; nothing to keep them for
+				return len(data) // not with bytes in a pipe of our own; nothing to keep them for
 			}
 			got += m
 		}
 		c.Write(rest)
 	}
+	return len(data)
 }
 
 func (spliceEcho) OnClose(c *refserver.Conn, _ error) {

@@ -216,7 +216,7 @@ func TestNarration(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := fmt.Sprintf("stats: open 1 (accepted 1, closed 0, shed 0, refused 0, reset 0); descriptors %%d/%%d; accept queue 0/%d", acceptQueueMax(t, unix.SOMAXCONN))
+				want := fmt.Sprintf("stats: open 1 (accepted 1, closed 0, shed 0, refused 0, reset 0, cut 0); descriptors %%d/%%d; accept queue 0/%d; output queued 0 KiB", acceptQueueMax(t, unix.SOMAXCONN))
 				var fds, limit int
 				if _, err := fmt.Sscanf(stats, want, &fds, &limit); err != nil {
 					t.Errorf("%q: want %q: %v", stats, want, err)

@@ -108,7 +108,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if took > timeout {
 		t.Errorf("exited %v after SIGTERM; want within -shutdown-timeout %v", took, timeout)
 	}
-	want := fmt.Sprintf("stopped: open 0 (accepted %d, closed %d, shed 0, refused 0, reset 0)", clients, clients)
+	want := fmt.Sprintf("stopped: open 0 (accepted %d, closed %d, shed 0, refused 0, reset 0, cut 0)", clients, clients)
 	if _, err := c.out.Wait(want, 0); err != nil {
 		t.Errorf("%v\nstdout:\n%s", err, c.out)
 	}
