@@ -3,6 +3,7 @@ package testkit
 import (
 	"os"
 	"strconv"
+	"testing"
 )
 
 // InCI tells whether this run is CI's, where a test that cannot run fails instead of
@@ -12,4 +13,17 @@ import (
 func InCI() bool {
 	ci, _ := strconv.ParseBool(os.Getenv("CI"))
 	return ci
+}
+
+// Require stops a test that cannot run here, saying why in one line: a skip on a developer's
+// machine, a failure under CI.
+func Require(t testing.TB, ok bool, why string) {
+	t.Helper()
+	switch {
+	case ok:
+	case InCI():
+		t.Fatal("CI never skips, and this test could not run: " + why)
+	default:
+		t.Skip(why)
+	}
 }

@@ -17,9 +17,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +56,29 @@ type options struct {
 	shutdownTimeout time.Duration
 	nofile          uint64
 	quiet           bool
+	maxInput        size
+	maxOutput       size
+	maxQueued       size
+}
+
+// size is a flag of bytes, written as a plain number or with KiB, MiB or GiB: "4MiB".
+type size int64
+
+func (z *size) String() string { return strconv.FormatInt(int64(*z), 10) }
+
+func (z *size) Set(v string) error {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(v, suffix); ok {
+			v, mult = n, m
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return errors.New("want a number of bytes, such as 65536, 64KiB or 4MiB")
+	}
+	*z = size(n * mult)
+	return nil
 }
 
 // usageError is a bad flag or argument: one line, exit 2.
@@ -72,9 +97,12 @@ func parse(args []string, stdout io.Writer) (options, error) {
 	fs.BoolVar(&o.reusePort, "reuseport", false, "give each loop its own listener on the same port (SO_REUSEPORT)")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "open connections at `most`; more are closed at once (0: no cap but the descriptor limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections from one client address at `most`; its next ones are closed at once (0: no cap)")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", 10*time.Minute, "close a connection silent for this `duration` (0: never)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", refserver.DefaultIdleTimeout, "close a connection silent for this `duration` (0: never)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, let connections finish for at most this `duration`")
 	fs.Uint64Var(&o.nofile, "nofile", 0, "lower RLIMIT_NOFILE to `n` descriptors, to watch EMFILE and shedding (0: leave it)")
+	fs.Var(&o.maxInput, "max-input", "the longest message a connection may leave unconsumed, in `bytes` (0: 64KiB)")
+	fs.Var(&o.maxOutput, "max-output", "output one connection may have queued for a slow reader, in `bytes` (0: 4MiB)")
+	fs.Var(&o.maxQueued, "max-queued", "output queued for all connections together, in `bytes`, past which reading pauses (0: 32MiB)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no line per connection (sheds, refusals and resets still get at most a line a second)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -132,10 +160,15 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	if o.mode == "echo" {
 		handler = refserver.Echo{}
 	}
+	idle := o.idleTimeout
+	if idle == 0 {
+		idle = -1 // the flag's 0 is "never"; Config's zero value is DefaultIdleTimeout
+	}
 	logger.Printf("refserver: pid %d, mode %s", os.Getpid(), o.mode)
 	srv, err := refserver.New(refserver.Config{
 		Addr: o.addr, Backlog: o.backlog, Loops: o.loops, ReusePort: o.reusePort,
-		MaxConns: o.maxConns, MaxConnsPerIP: o.maxConnsPerIP, IdleTimeout: o.idleTimeout, Handler: handler,
+		MaxConns: o.maxConns, MaxConnsPerIP: o.maxConnsPerIP, IdleTimeout: idle, Handler: handler,
+		MaxInput: int(o.maxInput), MaxOutput: int(o.maxOutput), MaxQueued: int64(o.maxQueued),
 		Log: logger, LogConns: !o.quiet,
 	})
 	if err != nil {
