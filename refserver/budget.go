@@ -4,6 +4,8 @@ package refserver
 
 import "sync/atomic"
 
+// --8<-- [start:budget]
+
 // budget bounds the output queued for slow readers across all connections, the one memory a
 // crowd of clients could otherwise grow: each connection's queue has its own cap
 // (Config.MaxOutput), but a thousand stalled readers hold a thousand queues. Past the budget
@@ -37,3 +39,5 @@ func (b *budget) sub(n int) {
 		b.resume()
 	}
 }
+
+// --8<-- [end:budget]
