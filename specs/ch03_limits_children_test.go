@@ -635,7 +635,8 @@ var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch
 	}
 
 	// A user namespace's root, started while the hard limit is still the one this child
-	// began with.
+	// began with. Child.Run, not lab.RunInSandbox: this is a child, with no spec to stop, and
+	// a machine that refuses user namespaces is evidence here (UserNSRefused), not a skip.
 	userNS, err := ch3UserNSChild.Run(struct{}{}, lab.SandboxOptions{UserNS: true, Timeout: 20 * time.Second})
 	switch {
 	case errors.Is(err, lab.ErrNoSandbox):

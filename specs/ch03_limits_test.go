@@ -155,19 +155,15 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// The correction first, read only: the host's range, and the range the kernel
 				// gives a new network namespace, where nobody has tuned it.
 				host := lab.LocalPortRange()
-				def, err := ch3DefaultRangeChild.Run(struct{}{}, lab.SandboxOptions{})
-				ch3RequireSandbox(err)
-				Expect(err).NotTo(HaveOccurred())
+				def := lab.RunInSandbox(ch3DefaultRangeChild, struct{}{}, lab.SandboxOptions{})
 				lab.Record(ch3EntryDefaultRange, ch3DefaultRange{Host: host, KernelDefault: def, Article: 1 << 16})
 
 				// In a sandbox the range is narrowed to ten ports, so that it runs out in ten
 				// connect()s. The server listens on a port outside it: one inside would take a
 				// port of the ten.
-				seen, err := ch3FillChild.Run(ch3FillArg{Server: fam.At(ch3ServerPort)}, lab.SandboxOptions{
+				seen := lab.RunInSandbox(ch3FillChild, ch3FillArg{Server: fam.At(ch3ServerPort)}, lab.SandboxOptions{
 					Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 				})
-				ch3RequireSandbox(err)
-				Expect(err).NotTo(HaveOccurred())
 				b := seen.Batch
 				lab.Record(lab.EntryPortRange, seen.Range)
 				lab.Record(ch3EntryBatches, []ch3Batch{b})
@@ -211,11 +207,9 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 	It("gives a fresh range of source ports toward another server port, another server address, and from another client address, over "+lab.IPv4.String(),
 		Label("claim:limit.multiply", lab.IPv4.Name), func() {
 			lab.RequireFamily(lab.IPv4)
-			seen, err := ch3MultiplyChild.Run(struct{}{}, lab.SandboxOptions{
+			seen := lab.RunInSandbox(ch3MultiplyChild, struct{}{}, lab.SandboxOptions{
 				Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 			})
-			ch3RequireSandbox(err)
-			Expect(err).NotTo(HaveOccurred())
 			lab.Record(lab.EntryPortRange, seen.Range)
 			lab.Record(ch3EntryBatches, slices.Concat(seen.Batches, []ch3Batch{seen.Again}, seen.Bound))
 			Expect(seen.Batches).To(HaveLen(4))
@@ -284,9 +278,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 		It("spends one descriptor per accepted connection, and fails accept4 with EMFILE long before ports run out, over "+fam.String(),
 			Label("claim:limit.fd", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen, err := ch3DescriptorsChild.Run(ch3FDArg{Listen: fam.At(0)}, lab.SandboxOptions{NoFile: ch3NoFile})
-				ch3RequireSandbox(err)
-				Expect(err).NotTo(HaveOccurred())
+				seen := lab.RunInSandbox(ch3DescriptorsChild, ch3FDArg{Listen: fam.At(0)}, lab.SandboxOptions{NoFile: ch3NoFile})
 				lab.Record(ch3EntryDescriptors, seen)
 				lab.Record(lab.EntryErrno, seen.Refused)
 				Expect(seen.Steps).NotTo(BeEmpty(), "no accept4 whose descriptors could be counted")
@@ -343,9 +335,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 		Label("claim:limit.fd-config"), func() {
 			soft, hard, err := sock.DescriptorLimit()
 			Expect(err).NotTo(HaveOccurred())
-			seen, err := ch3RlimitChild.Run(struct{}{}, lab.SandboxOptions{})
-			ch3RequireSandbox(err)
-			Expect(err).NotTo(HaveOccurred())
+			seen := lab.RunInSandbox(ch3RlimitChild, struct{}{}, lab.SandboxOptions{})
 			// The ceilings, read only: fs.nr_open bounds any process's hard limit (do_prlimit
 			// answers EPERM above it, whatever the capabilities), fs.file-max the whole
 			// system's open files (ENFILE past it, alloc_empty_file in fs/file_table.c).

@@ -160,18 +160,6 @@ type ch5ServerSeen struct {
 	Log     []string        `json:"log"`
 }
 
-// ch5Run runs a child and hands back its result; a machine with no namespace to give stops
-// the spec through lab.Require.
-func ch5Run[A, R any](c lab.Child[A, R], arg A, opts lab.SandboxOptions) R {
-	GinkgoHelper()
-	r, err := c.Run(arg, opts)
-	if errors.Is(err, lab.ErrNoSandbox) {
-		lab.Require(false, err.Error())
-	}
-	Expect(err).NotTo(HaveOccurred())
-	return r
-}
-
 // ch5TimelineOf puts segments on the timeline of the connection whose client is client: µs
 // after its SYN.
 func ch5TimelineOf(conn string, segs []lab.Segment, client netip.AddrPort) (ch5Timeline, time.Time) {
@@ -209,7 +197,7 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 		It("completes the handshake and takes the client's data before accept() is called, over "+fam.String(),
 			Label("claim:handshake.before-accept", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen := ch5Run(ch5BeforeAccept, fam.Loopback.String(), lab.SandboxOptions{})
+				seen := lab.RunInSandbox(ch5BeforeAccept, fam.Loopback.String(), lab.SandboxOptions{})
 
 				timeline, syn := ch5TimelineOf("the client, accepted after its data", seen.Segments, seen.Client)
 				acceptAt, connectAt := seen.AcceptAt.Sub(syn).Microseconds(), seen.ConnectReturned.Sub(syn).Microseconds()
@@ -275,7 +263,7 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 		It("leaves the connection queued when accept() fails with EMFILE, sending nothing, and hands over that very connection later, over "+fam.String(),
 			Label("claim:handshake.emfile-queued", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen := ch5Run(ch5EmfileQueued, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5EmfileNoFile})
+				seen := lab.RunInSandbox(ch5EmfileQueued, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5EmfileNoFile})
 
 				timeline, syn := ch5TimelineOf("the client, queued while accept4 fails with EMFILE", seen.Segments, seen.Client)
 				lab.Record(ch5EntryPackets, timeline)
@@ -371,7 +359,7 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 		It("sheds the connections it has no descriptor for with FIN, by refserver's choice, without spinning; RST only with SO_LINGER {1, 0}, over "+fam.String(),
 			Label("claim:handshake.shed", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen := ch5Run(ch5Shed, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5ShedNoFile})
+				seen := lab.RunInSandbox(ch5Shed, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5ShedNoFile})
 
 				lab.Record(ch5EntryClients, seen.Clients)
 				lab.Record(ch5EntryCPU, seen.CPU)
