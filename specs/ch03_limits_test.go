@@ -3,20 +3,16 @@
 package specs
 
 import (
-	"bufio"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
+	"portproof/internal/procfs"
 	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
@@ -84,7 +80,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					tuples[st] = true
 					locals[st.Local] = true
 					clientPorts = append(clientPorts, ct.Local.Port())
-					if ch3State(s) == "ESTABLISHED" && ch3State(clients[i]) == "ESTABLISHED" {
+					if lab.TCPState(s) == "ESTABLISHED" && lab.TCPState(clients[i]) == "ESTABLISHED" {
 						seen.Established++
 					}
 					// A few of them, as both ends read them, for the report.
@@ -106,8 +102,11 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// sockets in state ESTABLISHED whose local end is the listener's address and
 				// port. Counted there, not by us, so a socket we hold but the kernel does not
 				// cannot pass.
-				var err error
-				seen.KernelTable, err = ch3EstablishedAt(fam, l.Addr)
+				err := procfs.EachTCP(fam.Domain, func(r procfs.TCPRow) {
+					if r.State == procfs.TCPEstablished && r.Local == l.Addr {
+						seen.KernelTable++
+					}
+				})
 				Expect(err).NotTo(HaveOccurred())
 
 				lab.Record(ch3EntryConnections, seen)
@@ -340,8 +339,8 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			// answers EPERM above it, whatever the capabilities), fs.file-max the whole
 			// system's open files (ENFILE past it, alloc_empty_file in fs/file_table.c).
 			seen.Host = ch3Limit{Soft: soft, Hard: hard}
-			seen.NrOpen = ch3SysctlInt("fs.nr_open")
-			seen.FileMax = ch3SysctlInt("fs.file-max")
+			seen.NrOpen = uint64(lab.SysctlInt("fs.nr_open"))
+			seen.FileMax = uint64(lab.SysctlInt("fs.file-max"))
 			if !seen.Kept.InitialUserNS || !seen.Kept.CapResource {
 				seen.CapNote = fmt.Sprintf("CAP_SYS_RESOURCE is held in the initial user namespace nowhere this run reaches (CapEff %s, initial user namespace: %t): the raise that succeeds with it is not shown", seen.Kept.CapEff, seen.Kept.InitialUserNS)
 			}
@@ -476,13 +475,6 @@ func ch3SameParityRun(ports []uint16, like uint16) int {
 	return len(ports)
 }
 
-func ch3State(fd int) string {
-	GinkgoHelper()
-	st, err := sock.TCPState(fd)
-	Expect(err).NotTo(HaveOccurred())
-	return st
-}
-
 func ch3MinMax(ports []uint16) (lo, hi uint16) {
 	for i, p := range ports {
 		if i == 0 || p < lo {
@@ -501,79 +493,4 @@ func ch3PortsOf(addrs map[netip.AddrPort]bool) []uint16 {
 		ports = append(ports, a.Port())
 	}
 	return ports
-}
-
-// ch3EstablishedAt counts the sockets of the calling thread's network namespace that are
-// ESTABLISHED with local end at, in /proc/net/tcp (or tcp6). Each line there is one socket:
-// "sl local_address rem_address st ...", the address in hex as the kernel stores it (each
-// 32-bit word in the machine's byte order), the port in hex, the state in hex (01 is
-// TCP_ESTABLISHED).
-func ch3EstablishedAt(fam lab.Family, at netip.AddrPort) (int, error) {
-	path := "/proc/thread-self/net/tcp"
-	if fam.Domain == unix.AF_INET6 {
-		path += "6"
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	for lines := 0; sc.Scan() && lines < 1<<20; lines++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || fields[3] != "01" {
-			continue
-		}
-		local, err := ch3ParseProcAddr(fields[1])
-		if err != nil {
-			continue // the header line
-		}
-		if local == at {
-			n++
-		}
-	}
-	return n, sc.Err()
-}
-
-// ch3ParseProcAddr reads "0100007F:1F90" (127.0.0.1:8080 on a little-endian machine): the
-// address as 32-bit words in host order, so each word's bytes are reversed here (the
-// machines Go runs Linux on for these specs are little-endian; a big-endian one would not
-// match, and the count would fail, not pass).
-func ch3ParseProcAddr(s string) (netip.AddrPort, error) {
-	addrHex, portHex, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%q: no port", s)
-	}
-	raw, err := hex.DecodeString(addrHex)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, fmt.Errorf("%q: not an address", s)
-	}
-	port, err := strconv.ParseUint(portHex, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	for w := 0; w < len(raw); w += 4 {
-		raw[w], raw[w+1], raw[w+2], raw[w+3] = raw[w+3], raw[w+2], raw[w+1], raw[w]
-	}
-	a, _ := netip.AddrFromSlice(raw)
-	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-func ch3SysctlInt(name string) uint64 {
-	GinkgoHelper()
-	v, err := sock.Sysctl(name)
-	Expect(err).NotTo(HaveOccurred(), "read %s", name)
-	n, err := strconv.ParseUint(v, 10, 64)
-	Expect(err).NotTo(HaveOccurred(), "%s = %q", name, v)
-	return n
-}
-
-// ch3RequireSandbox stops the spec through lab.Require when this machine allows no private
-// network namespace: a skip on a developer's machine, a failure under CI.
-func ch3RequireSandbox(err error) {
-	GinkgoHelper()
-	if errors.Is(err, lab.ErrNoSandbox) {
-		lab.Require(false, err.Error())
-	}
 }

@@ -111,7 +111,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog, clients = 8, 3
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
-				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog, Somaxconn: ch4Somaxconn(), Max: q.Max, Lens: []uint32{q.Len}}
+				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog, Somaxconn: lab.SysctlInt("net.core.somaxconn"), Max: q.Max, Lens: []uint32{q.Len}}
 				Expect(q.Len).To(BeZero(), "a new listener's queue")
 
 				var socks []*lab.Sock
@@ -248,7 +248,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog = math.MaxInt32
 
 				// The host's setting is read, never written.
-				host := ch4CapSeen{Where: "host", Somaxconn: ch4Somaxconn(), Backlog: backlog, Article: ch4Article}
+				host := ch4CapSeen{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"), Backlog: backlog, Article: ch4Article}
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
 				host.Max = q.Max
@@ -478,16 +478,6 @@ func ch4State(c *lab.Sock) ch4StateSeen {
 	s, err := ch4StateOf(c.FD())
 	Expect(err).NotTo(HaveOccurred())
 	return s
-}
-
-// ch4Somaxconn reads net.core.somaxconn from /proc/sys: this namespace's, the host's here.
-func ch4Somaxconn() int {
-	GinkgoHelper()
-	v, err := sock.Sysctl("net.core.somaxconn")
-	Expect(err).NotTo(HaveOccurred())
-	n, err := strconv.Atoi(v)
-	Expect(err).NotTo(HaveOccurred())
-	return n
 }
 
 // ch4Timeline puts the segments captured before and after accept() on one timeline from the
