@@ -10,11 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
 	"portproof/specs/lab"
@@ -437,25 +437,6 @@ type ch5ShedSeen struct {
 	Linger          ch5LingerSeen
 }
 
-// ch5Lines is a log destination that keeps refserver's lines; the loop's thread writes it.
-type ch5Lines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (w *ch5Lines) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.lines = append(w.lines, strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func (w *ch5Lines) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.lines...)
-}
-
 // ch5Knock connects one client and reads what comes first: the server's greeting, or
 // end-of-stream. The descriptor stays open when the server greeted it (the caller holds
 // it), and is closed otherwise. A socket() that fails is returned as is, before any client.
@@ -524,7 +505,8 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		return seen, err
 	}
 
-	logged := &ch5Lines{}
+	// refserver's log, kept line by line; the loop's thread writes it.
+	logged := &testkit.Lines{}
 	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Log: log.New(logged, "", 0)})
 	if err != nil {
 		return seen, err
@@ -599,10 +581,10 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		}
 		c, err := knock("fill")
 		if err != nil {
-			return seen, fmt.Errorf("client %d: %w; %s; refserver said: %q", len(seen.Clients)+1, err, srv.Stats(), logged.all())
+			return seen, fmt.Errorf("client %d: %w; %s; refserver said: %q", len(seen.Clients)+1, err, srv.Stats(), logged.All())
 		}
 		if c.Errno != "" {
-			return seen, fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(seen.Clients), c.Port, c.Errno, logged.all())
+			return seen, fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(seen.Clients), c.Port, c.Errno, logged.All())
 		}
 		if c.Read == 0 {
 			shed++
@@ -654,7 +636,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	// clients' are the ones left when every loop has returned.
 	err = stop()
 	seen.Stopped = srv.Stats()
-	seen.Log = logged.all()
+	seen.Log = logged.All()
 	return seen, err
 })
 
