@@ -232,183 +232,257 @@ type ch5EmfileSeen struct {
 
 // --8<-- [start:handshake-emfile-queued-child]
 var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
-	var seen ch5EmfileSeen
+	p := &ch5Emfile{}
+	defer p.close()
+	// The proof, step by step; each keeps what the kernel answered in p.seen.
+	for _, step := range []func() error{
+		func() error { return p.listenWatched(loopback) },
+		p.queueClient,
+		p.fillTable,
+		p.acceptAtEMFILE,
+		p.pollRounds,
+		p.spin,
+		p.sendLateByte,
+		p.freeOneAndAccept,
+	} {
+		if err := step(); err != nil {
+			return p.seen, err
+		}
+	}
+	return p.seen, nil
+})
+
+// ch5Emfile is the EMFILE proof under way: a listener watched by epoll, its port captured,
+// one client in its queue, the descriptors that fill the table, and what was seen so far.
+type ch5Emfile struct {
+	seen    ch5EmfileSeen
+	l, epfd int // the listener, and the epoll instance that watches it
+	client  int
+	capture *lab.Capture
+	fillers []int    // /dev/null, opened until the table was full
+	closers []func() // what close undoes, last first
+}
+
+func (p *ch5Emfile) onClose(f func()) { p.closers = append(p.closers, f) }
+
+func (p *ch5Emfile) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// listenWatched reads RLIMIT_NOFILE back, listens on loopback, captures the listener's port,
+// and watches the listener with level-triggered epoll (no EPOLLET): epoll reports it for as
+// long as its accept queue is not empty, not once per new connection.
+func (p *ch5Emfile) listenWatched(loopback string) error {
 	var err error
-	if seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
-		return seen, err
+	if p.seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
+		return err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
 	if err != nil {
-		return seen, err
+		return err
 	}
-	defer unix.Close(l)
-	seen.Listener = addr
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
+	p.onClose(func() { unix.Close(l) })
+	p.l, p.seen.Listener = l, addr
+	if p.capture, err = lab.StartCapture(addr.Port()); err != nil {
+		return err
 	}
-	defer capture.Close()
-	// A level-triggered watch (no EPOLLET): epoll reports the listener for as long as its
-	// accept queue is not empty, not once per new connection.
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return seen, os.NewSyscallError("epoll_create1", err)
+	p.onClose(func() { p.capture.Close() })
+	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return os.NewSyscallError("epoll_create1", err)
 	}
-	defer unix.Close(epfd)
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
-		return seen, os.NewSyscallError("epoll_ctl", err)
+	p.onClose(func() { unix.Close(p.epfd) })
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
+	return nil
+}
 
-	client, err := lab.DialTo(addr)
+// queueClient connects the one client, and waits until its connection is in the accept
+// queue.
+func (p *ch5Emfile) queueClient() error {
+	client, err := lab.DialTo(p.seen.Listener)
 	if err != nil {
-		return seen, err
+		return err
 	}
-	defer unix.Close(client)
-	if seen.Client, err = sock.LocalAddr(client); err != nil {
-		return seen, err
+	p.onClose(func() { unix.Close(client) })
+	p.client = client
+	if p.seen.Client, err = sock.LocalAddr(client); err != nil {
+		return err
 	}
 	// connect returns on the SYN-ACK; the final ACK that queues the connection may still be
 	// on its way to the listener.
-	if err := lab.WaitFor(l, unix.POLLIN, lab.AcceptWithin); err != nil {
-		return seen, err
+	if err := lab.WaitFor(p.l, unix.POLLIN, lab.AcceptWithin); err != nil {
+		return err
 	}
-	if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
-		return seen, err
-	}
+	p.seen.QueueBefore, err = sock.AcceptQueueOf(p.l)
+	return err
+}
 
-	// Fill the descriptor table: open takes the lowest free number, and fails with EMFILE
-	// once none is left below RLIMIT_NOFILE.
-	var fillers []int
-	defer func() {
-		for _, fd := range fillers {
+// fillTable fills the descriptor table: open takes the lowest free number, and fails with
+// EMFILE once none is left below RLIMIT_NOFILE.
+func (p *ch5Emfile) fillTable() error {
+	p.onClose(func() {
+		for _, fd := range p.fillers {
 			unix.Close(fd)
 		}
-	}()
-	for range seen.Limit {
+	})
+	for range p.seen.Limit {
 		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			seen.FillErr = ch5ErrnoOf(err)
+			p.seen.FillErr = ch5ErrnoOf(err)
 			break
 		}
-		fillers = append(fillers, fd)
+		p.fillers = append(p.fillers, fd)
 	}
-	seen.Filled = len(fillers)
-	if len(fillers) == 0 {
-		return seen, fmt.Errorf("the table was full before the proof filled it (%s)", ch5ErrnoName(seen.FillErr))
+	p.seen.Filled = len(p.fillers)
+	if len(p.fillers) == 0 {
+		return fmt.Errorf("the table was full before the proof filled it (%s)", ch5ErrnoName(p.seen.FillErr))
 	}
+	return nil
+}
 
-	seen.FirstAcceptAt = time.Now()
-	_, _, err = sock.Accept(l)
-	seen.AcceptErr = ch5ErrnoOf(err)
-	if seen.QueueAfterEMFILE, err = sock.AcceptQueueOf(l); err != nil {
-		return seen, err
+// acceptAtEMFILE calls accept4 on the full table, then reads the queue and the client: what
+// the kernel did with the connection it had no number for.
+func (p *ch5Emfile) acceptAtEMFILE() error {
+	p.seen.FirstAcceptAt = time.Now()
+	_, _, err := sock.Accept(p.l)
+	p.seen.AcceptErr = ch5ErrnoOf(err)
+	if p.seen.QueueAfterEMFILE, err = sock.AcceptQueueOf(p.l); err != nil {
+		return err
 	}
-	if seen.ClientState, err = sock.TCPState(client); err != nil {
-		return seen, err
+	if p.seen.ClientState, err = sock.TCPState(p.client); err != nil {
+		return err
 	}
 	buf := make([]byte, 64)
-	seen.RecvN, _, err = unix.Recvfrom(client, buf, unix.MSG_DONTWAIT)
-	seen.RecvErr = ch5ErrnoOf(err)
+	p.seen.RecvN, _, err = unix.Recvfrom(p.client, buf, unix.MSG_DONTWAIT)
+	p.seen.RecvErr = ch5ErrnoOf(err)
+	return nil
+}
 
-	// A loop that waits on epoll and retries accept: the kernel reports the listener every
-	// time, and every accept4 fails again. epoll_wait with timeout 0 never sleeps.
+// pollRounds is a loop that waits on epoll and retries accept: the kernel reports the
+// listener every time, and every accept4 fails again. epoll_wait with timeout 0 never
+// sleeps.
+func (p *ch5Emfile) pollRounds() error {
 	events := make([]unix.EpollEvent, 4)
 	for range ch5EpollRounds {
-		n, err := unix.EpollWait(epfd, events, 0)
+		n, err := unix.EpollWait(p.epfd, events, 0)
 		if err != nil {
-			return seen, os.NewSyscallError("epoll_wait", err)
+			return os.NewSyscallError("epoll_wait", err)
 		}
 		r := ch5EpollRound{Ready: n}
 		for _, ev := range events[:n] {
-			r.Listener = r.Listener || (int(ev.Fd) == l && ev.Events&unix.EPOLLIN != 0)
+			r.Listener = r.Listener || (int(ev.Fd) == p.l && ev.Events&unix.EPOLLIN != 0)
 		}
-		_, _, err = sock.Accept(l)
+		_, _, err = sock.Accept(p.l)
 		r.AcceptErrno = ch5ErrnoName(ch5ErrnoOf(err))
-		seen.Epoll = append(seen.Epoll, r)
+		p.seen.Epoll = append(p.seen.Epoll, r)
 	}
+	return nil
+}
 
-	// The same loop left to run, as a server without a spare descriptor would: epoll_wait
-	// may sleep up to ch5SpinTimeout, and would return 0 if it did. For ch5SpinFor the
-	// proof counts what each call answered, and getrusage measures the CPU it took.
-	seen.Spin = ch5Spin{TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
-	seen.Spin.Loop = "epoll_wait + accept4, nothing shed"
+// spin leaves the same loop to run, as a server without a spare descriptor would:
+// epoll_wait may sleep up to ch5SpinTimeout, and would return 0 if it did. For ch5SpinFor
+// the proof counts what each call answered, and getrusage measures the CPU it took.
+func (p *ch5Emfile) spin() error {
+	s := &p.seen.Spin
+	*s = ch5Spin{ch5CPU: ch5CPU{Loop: "epoll_wait + accept4, nothing shed"},
+		TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
+	events := make([]unix.EpollEvent, 4)
 	cpu0, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
 	start := time.Now()
-	for time.Since(start) < ch5SpinFor && seen.Spin.EpollWaits < 10_000_000 {
-		n, err := unix.EpollWait(epfd, events, int(seen.Spin.TimeoutMS))
-		seen.Spin.EpollWaits++
-		switch {
-		case errors.Is(err, unix.EINTR):
-			seen.Spin.Interrupted++
-		case err != nil:
-			return seen, os.NewSyscallError("epoll_wait", err)
-		case n == 0:
-			seen.Spin.TimedOut++
-		case n == 1 && int(events[0].Fd) == l && events[0].Events&unix.EPOLLIN != 0:
-			seen.Spin.ListenerReady++
-		}
-		fd, _, err := sock.Accept(l)
-		switch {
-		case err == nil:
-			unix.Close(fd)
-			seen.Spin.AcceptOther["none"]++
-		case errors.Is(err, unix.EMFILE):
-			seen.Spin.AcceptEMFILE++
-		default:
-			seen.Spin.AcceptOther[ch5ErrnoName(ch5ErrnoOf(err))]++
+	for time.Since(start) < ch5SpinFor && s.EpollWaits < 10_000_000 {
+		if err := p.spinOnce(events); err != nil {
+			return err
 		}
 	}
 	cpu1, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
-	seen.Spin.measured(time.Since(start), cpu1-cpu0)
+	s.measured(time.Since(start), cpu1-cpu0)
+	return nil
+}
 
-	// The client sends a byte after all this. The server kernel's ACK of it is the last
-	// segment the capture needs: whatever the failed accepts had sent is before it on lo.
-	seen.Marker = []byte("!")
-	if _, err := unix.Write(client, seen.Marker); err != nil {
-		return seen, os.NewSyscallError("write", err)
+// spinOnce is one turn of the busy loop: an epoll_wait, then an accept4, each answer counted.
+func (p *ch5Emfile) spinOnce(events []unix.EpollEvent) error {
+	s := &p.seen.Spin
+	n, err := unix.EpollWait(p.epfd, events, int(s.TimeoutMS))
+	s.EpollWaits++
+	switch {
+	case errors.Is(err, unix.EINTR):
+		s.Interrupted++
+	case err != nil:
+		return os.NewSyscallError("epoll_wait", err)
+	case n == 0:
+		s.TimedOut++
+	case n == 1 && int(events[0].Fd) == p.l && events[0].Events&unix.EPOLLIN != 0:
+		s.ListenerReady++
 	}
-	seen.MarkerAt = time.Now()
+	fd, _, err := sock.Accept(p.l)
+	switch {
+	case err == nil:
+		unix.Close(fd)
+		s.AcceptOther["none"]++
+	case errors.Is(err, unix.EMFILE):
+		s.AcceptEMFILE++
+	default:
+		s.AcceptOther[ch5ErrnoName(ch5ErrnoOf(err))]++
+	}
+	return nil
+}
+
+// sendLateByte has the client send a byte after all this. The server kernel's ACK of it is
+// the last segment the capture needs: whatever the failed accepts had sent is before it on lo.
+func (p *ch5Emfile) sendLateByte() error {
+	p.seen.Marker = []byte("!")
+	if _, err := unix.Write(p.client, p.seen.Marker); err != nil {
+		return os.NewSyscallError("write", err)
+	}
+	p.seen.MarkerAt = time.Now()
 	acked := func(segs []lab.Segment) bool {
 		for _, s := range segs {
-			if s.Src == seen.Listener && s.Dst == seen.Client && s.Flags == "ACK" && s.Ack == uint32(1+len(seen.Marker)) {
+			if s.Src == p.seen.Listener && s.Dst == p.seen.Client && s.Flags == "ACK" && s.Ack == uint32(1+len(p.seen.Marker)) {
 				return true
 			}
 		}
 		return false
 	}
-	if seen.Segments, err = ch5CaptureUntil(capture, ch5Any, acked, ch5CaptureWithin); err != nil {
-		return seen, err
-	}
+	var err error
+	p.seen.Segments, err = ch5CaptureUntil(p.capture, ch5Any, acked, ch5CaptureWithin)
+	return err
+}
 
-	// Free one descriptor; the next accept4 has a number to give.
-	seen.Freed = fillers[len(fillers)-1]
-	fillers = fillers[:len(fillers)-1]
-	if err := unix.Close(seen.Freed); err != nil {
-		return seen, os.NewSyscallError("close", err)
+// freeOneAndAccept frees one descriptor; the next accept4 has a number to give, and hands
+// over the connection that waited.
+func (p *ch5Emfile) freeOneAndAccept() error {
+	p.seen.Freed = p.fillers[len(p.fillers)-1]
+	p.fillers = p.fillers[:len(p.fillers)-1]
+	if err := unix.Close(p.seen.Freed); err != nil {
+		return os.NewSyscallError("close", err)
 	}
-	seen.AcceptedAt = time.Now()
-	s, peer, err := sock.Accept(l)
+	p.seen.AcceptedAt = time.Now()
+	s, peer, err := sock.Accept(p.l)
 	if err != nil {
-		return seen, err
+		return err
 	}
-	defer unix.Close(s)
-	seen.AcceptedFD, seen.Peer = s, peer
-	if seen.QueueAfterAccept, err = sock.AcceptQueueOf(l); err != nil {
-		return seen, err
+	p.onClose(func() { unix.Close(s) })
+	p.seen.AcceptedFD, p.seen.Peer = s, peer
+	if p.seen.QueueAfterAccept, err = sock.AcceptQueueOf(p.l); err != nil {
+		return err
 	}
+	buf := make([]byte, 64)
 	n, err := unix.Read(s, buf)
 	if err != nil {
-		return seen, os.NewSyscallError("read", err)
+		return os.NewSyscallError("read", err)
 	}
-	seen.Read = buf[:n]
-	return seen, nil
-})
+	p.seen.Read = buf[:n]
+	return nil
+}
 
 // --8<-- [end:handshake-emfile-queued-child]
 
