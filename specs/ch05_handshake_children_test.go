@@ -108,6 +108,17 @@ func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]la
 
 func ch5Any(lab.Segment) bool { return true }
 
+// ch5Closers is what a child closes once its proof is done, as defers would: last first.
+type ch5Closers []func()
+
+func (c *ch5Closers) add(f func()) { *c = append(*c, f) }
+
+func (c *ch5Closers) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
 // ch5BeforeAcceptSeen is what the handshake.before-accept child observed.
 type ch5BeforeAcceptSeen struct {
 	Listener, Client netip.AddrPort
@@ -233,7 +244,7 @@ type ch5EmfileSeen struct {
 // --8<-- [start:handshake-emfile-queued-child]
 var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
 	p := &ch5Emfile{}
-	defer p.close()
+	defer p.closers.close()
 	// The proof, step by step; each keeps what the kernel answered in p.seen.
 	for _, step := range []func() error{
 		func() error { return p.listenWatched(loopback) },
@@ -259,16 +270,8 @@ type ch5Emfile struct {
 	l, epfd int // the listener, and the epoll instance that watches it
 	client  int
 	capture *lab.Capture
-	fillers []int    // /dev/null, opened until the table was full
-	closers []func() // what close undoes, last first
-}
-
-func (p *ch5Emfile) onClose(f func()) { p.closers = append(p.closers, f) }
-
-func (p *ch5Emfile) close() {
-	for i := len(p.closers) - 1; i >= 0; i-- {
-		p.closers[i]()
-	}
+	fillers []int // /dev/null, opened until the table was full
+	closers ch5Closers
 }
 
 // listenWatched reads RLIMIT_NOFILE back, listens on loopback, captures the listener's port,
@@ -283,16 +286,16 @@ func (p *ch5Emfile) listenWatched(loopback string) error {
 	if err != nil {
 		return err
 	}
-	p.onClose(func() { unix.Close(l) })
+	p.closers.add(func() { unix.Close(l) })
 	p.l, p.seen.Listener = l, addr
 	if p.capture, err = lab.StartCapture(addr.Port()); err != nil {
 		return err
 	}
-	p.onClose(func() { p.capture.Close() })
+	p.closers.add(func() { p.capture.Close() })
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return os.NewSyscallError("epoll_create1", err)
 	}
-	p.onClose(func() { unix.Close(p.epfd) })
+	p.closers.add(func() { unix.Close(p.epfd) })
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
@@ -306,7 +309,7 @@ func (p *ch5Emfile) queueClient() error {
 	if err != nil {
 		return err
 	}
-	p.onClose(func() { unix.Close(client) })
+	p.closers.add(func() { unix.Close(client) })
 	p.client = client
 	if p.seen.Client, err = sock.LocalAddr(client); err != nil {
 		return err
@@ -323,7 +326,7 @@ func (p *ch5Emfile) queueClient() error {
 // fillTable fills the descriptor table: open takes the lowest free number, and fails with
 // EMFILE once none is left below RLIMIT_NOFILE.
 func (p *ch5Emfile) fillTable() error {
-	p.onClose(func() {
+	p.closers.add(func() {
 		for _, fd := range p.fillers {
 			unix.Close(fd)
 		}
@@ -470,7 +473,7 @@ func (p *ch5Emfile) freeOneAndAccept() error {
 	if err != nil {
 		return err
 	}
-	p.onClose(func() { unix.Close(s) })
+	p.closers.add(func() { unix.Close(s) })
 	p.seen.AcceptedFD, p.seen.Peer = s, peer
 	if p.seen.QueueAfterAccept, err = sock.AcceptQueueOf(p.l); err != nil {
 		return err
@@ -571,128 +574,182 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 
 // --8<-- [start:handshake-shed-child]
 var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5ShedSeen, error) {
-	var seen ch5ShedSeen
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	p := &ch5Shedding{}
+	defer p.closers.close()
 	var err error
 	// The contrast first, while the table has room.
-	if seen.Linger, err = ch5AbortiveClose(at); err != nil {
-		return seen, err
+	if p.seen.Linger, err = ch5AbortiveClose(at); err != nil {
+		return p.seen, err
 	}
+	for _, step := range []func() error{
+		func() error { return p.start(at) },
+		p.knockUntilShed,
+		p.window,
+		p.captureShed,
+	} {
+		if err := step(); err != nil {
+			return p.seen, err
+		}
+	}
+	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
+	// end-of-stream a moment before the count moves: the counts to compare with the
+	// clients' are the ones left when every loop has returned.
+	err = p.stop()
+	p.seen.Stopped = p.srv.Stats()
+	p.seen.Log = p.logged.All()
+	return p.seen, err
+})
 
-	// refserver's log, kept line by line; the loop's thread writes it.
-	logged := &testkit.Lines{}
-	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Log: log.New(logged, "", 0)})
-	if err != nil {
-		return seen, err
-	}
-	seen.Server = srv.Addr()
-	capture, err := lab.StartCapture(seen.Server.Port())
-	if err != nil {
-		return seen, err
-	}
-	defer capture.Close()
+// ch5Shedding is the shedding proof under way: refserver serving in this process, its port
+// captured, the clients it served (held open), and what was seen so far.
+type ch5Shedding struct {
+	seen    ch5ShedSeen
+	srv     *refserver.Server
+	logged  *testkit.Lines // refserver's log, line by line; the loop's thread writes it
+	served  chan error     // what Serve returned
+	stopped bool
+	capture *lab.Capture
+	held    []int // the clients the server greeted, kept open
+	closers ch5Closers
+}
 
-	// Clients and server share this process's table, and each connection served costs two
-	// descriptors, the client's and the one accept4 returns. With an even number free, the
-	// server would take the last one for a served client and the next client's own socket()
-	// would find the table full: it could only succeed by taking, at the instant shedOne
-	// has closed it, the server's spare. So the proof makes the number odd: then a client's
-	// socket() takes the last free descriptor, and the server's accept4 meets EMFILE.
-	if seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
-		return seen, err
+// start makes refserver, captures its port, makes the number of free descriptors odd, and
+// serves.
+func (p *ch5Shedding) start(at netip.AddrPort) error {
+	p.logged = &testkit.Lines{}
+	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Log: log.New(p.logged, "", 0)})
+	if err != nil {
+		return err
 	}
-	if seen.Table.Open, err = lab.DescriptorsBelow(int(seen.Table.Limit)); err != nil {
-		return seen, err
+	p.srv, p.seen.Server = srv, srv.Addr()
+	if p.capture, err = lab.StartCapture(p.seen.Server.Port()); err != nil {
+		return err
 	}
-	if (int(seen.Table.Limit)-seen.Table.Open)%2 == 0 {
+	p.closers.add(func() { p.capture.Close() })
+	if err := p.oddTable(); err != nil {
+		return err
+	}
+	p.served = make(chan error, 1)
+	go func() { p.served <- srv.Serve() }()
+	p.closers.add(func() {
+		if !p.stopped {
+			p.stop()
+		}
+	})
+	return nil
+}
+
+// oddTable makes the number of free descriptors odd. Clients and server share this
+// process's table, and each connection served costs two descriptors, the client's and the
+// one accept4 returns. With an even number free, the server would take the last one for a
+// served client and the next client's own socket() would find the table full: it could only
+// succeed by taking, at the instant shedOne has closed it, the server's spare. With an odd
+// number, a client's socket() takes the last free descriptor, and the server's accept4
+// meets EMFILE.
+func (p *ch5Shedding) oddTable() error {
+	var err error
+	if p.seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
+		return err
+	}
+	if p.seen.Table.Open, err = lab.DescriptorsBelow(int(p.seen.Table.Limit)); err != nil {
+		return err
+	}
+	if (int(p.seen.Table.Limit)-p.seen.Table.Open)%2 == 0 {
 		pad, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return seen, os.NewSyscallError("open", err)
+			return os.NewSyscallError("open", err)
 		}
-		defer unix.Close(pad)
-		seen.Table.Pad = true
+		p.closers.add(func() { unix.Close(pad) })
+		p.seen.Table.Pad = true
 	}
+	return nil
+}
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	var held []int
-	stopped := false
-	stop := func() error {
-		stopped = true
-		for _, fd := range held {
-			unix.Close(fd)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return errors.Join(srv.Shutdown(ctx), <-served)
+// stop closes the clients held, shuts refserver down and waits for Serve to return.
+func (p *ch5Shedding) stop() error {
+	p.stopped = true
+	for _, fd := range p.held {
+		unix.Close(fd)
 	}
-	defer func() {
-		if !stopped {
-			stop()
-		}
-	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(p.srv.Shutdown(ctx), <-p.served)
+}
 
-	knock := func(phase string) (ch5Client, error) {
-		c, fd, err := ch5Knock(seen.Server, phase)
-		if err != nil {
-			return c, err
-		}
-		seen.Clients = append(seen.Clients, c)
-		if fd >= 0 {
-			held = append(held, fd)
-		} else if c.Read == 0 && !seen.ShedClient.IsValid() {
-			seen.ShedClient = netip.AddrPortFrom(seen.Server.Addr(), c.Port)
-			seen.ShedClientState = c.State
-		}
-		return c, nil
+// knock connects one client (ch5Knock) and keeps it: held open when the server greeted it;
+// the first one shed is the client whose segments the proof captures.
+func (p *ch5Shedding) knock(phase string) (ch5Client, error) {
+	c, fd, err := ch5Knock(p.seen.Server, phase)
+	if err != nil {
+		return c, err
 	}
+	p.seen.Clients = append(p.seen.Clients, c)
+	if fd >= 0 {
+		p.held = append(p.held, fd)
+	} else if c.Read == 0 && !p.seen.ShedClient.IsValid() {
+		p.seen.ShedClient = netip.AddrPortFrom(p.seen.Server.Addr(), c.Port)
+		p.seen.ShedClientState = c.State
+	}
+	return c, nil
+}
 
-	// Clients until the server has run out of descriptors and shed a few.
+// knockUntilShed connects clients until the server has run out of descriptors and shed
+// ch5ShedFill of them.
+func (p *ch5Shedding) knockUntilShed() error {
 	shed := 0
 	for range 2 * ch5ShedNoFile {
 		if shed == ch5ShedFill {
 			break
 		}
-		c, err := knock("fill")
+		c, err := p.knock("fill")
 		if err != nil {
-			return seen, fmt.Errorf("client %d: %w; %s; refserver said: %q", len(seen.Clients)+1, err, srv.Stats(), logged.All())
+			return fmt.Errorf("client %d: %w; %s; refserver said: %q", len(p.seen.Clients)+1, err, p.srv.Stats(), p.logged.All())
 		}
 		if c.Errno != "" {
-			return seen, fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(seen.Clients), c.Port, c.Errno, logged.All())
+			return fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(p.seen.Clients), c.Port, c.Errno, p.logged.All())
 		}
 		if c.Read == 0 {
 			shed++
 		}
 	}
 	if shed < ch5ShedFill {
-		return seen, fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors", len(seen.Clients), shed)
+		return fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors", len(p.seen.Clients), shed)
 	}
+	return nil
+}
 
-	// The window: clients keep arriving at a full table while the served ones wait, and
-	// the process's CPU time (getrusage: every thread, user and system) is measured over it.
-	seen.CPU.Loop = "refserver, shedding"
+// window: clients keep arriving at a full table while the served ones wait, and the
+// process's CPU time (getrusage: every thread, user and system) is measured over it.
+func (p *ch5Shedding) window() error {
+	p.seen.CPU.Loop = "refserver, shedding"
 	cpu0, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
 	start := time.Now()
 	tick := time.NewTicker(ch5WindowStep)
 	for range ch5WindowKnocks {
 		<-tick.C
-		if _, err := knock("window"); err != nil {
+		if _, err := p.knock("window"); err != nil {
 			tick.Stop()
-			return seen, err
+			return err
 		}
 	}
 	tick.Stop()
 	cpu1, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
-	seen.CPU.measured(time.Since(start), cpu1-cpu0)
-	seen.Serving = srv.Stats()
+	p.seen.CPU.measured(time.Since(start), cpu1-cpu0)
+	p.seen.Serving = p.srv.Stats()
+	return nil
+}
 
-	shedPort := seen.ShedClient.Port()
+// captureShed reads the first shed client's segments from the capture, up to the server's
+// FIN.
+func (p *ch5Shedding) captureShed() error {
+	shedPort := p.seen.ShedClient.Port()
 	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
 	finned := func(segs []lab.Segment) bool {
 		for _, s := range segs {
@@ -702,17 +759,10 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		}
 		return false
 	}
-	if seen.ShedSegments, err = ch5CaptureUntil(capture, mine, finned, ch5CaptureWithin); err != nil {
-		return seen, err
-	}
-	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
-	// end-of-stream a moment before the count moves: the counts to compare with the
-	// clients' are the ones left when every loop has returned.
-	err = stop()
-	seen.Stopped = srv.Stats()
-	seen.Log = logged.All()
-	return seen, err
-})
+	var err error
+	p.seen.ShedSegments, err = ch5CaptureUntil(p.capture, mine, finned, ch5CaptureWithin)
+	return err
+}
 
 // ch5AbortiveClose accepts a connection with sock.Accept and closes it with SO_LINGER
 // {1, 0}, which refserver never sets, and reports what its client read.
