@@ -3,7 +3,6 @@
 package specs
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -113,11 +112,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				figures := lab.Figures{}
 				lows := map[string]bool{}
 				for _, narrowed := range ch2ParityRanges {
-					seen, err := ch2ParityChild.Run(fam.At(ch2ServerPort), lab.SandboxOptions{
+					seen := lab.RunInSandbox(ch2ParityChild, fam.At(ch2ServerPort), lab.SandboxOptions{
 						Sysctls: map[string]string{lab.PortRangeSysctl: narrowed},
 					})
-					ch2RequireSandbox(err)
-					Expect(err).NotTo(HaveOccurred())
 					r, low := seen.Range, ch2ParityOf(seen.Range.Low)
 					lows[low] = true
 					rows = append(rows, ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
@@ -262,13 +259,6 @@ func ch2ReadPortRange() (lab.PortRange, error) {
 func ch2CloseAll(fds []int) {
 	for _, fd := range fds {
 		unix.Close(fd)
-	}
-}
-
-func ch2RequireSandbox(err error) {
-	GinkgoHelper()
-	if errors.Is(err, lab.ErrNoSandbox) {
-		lab.Require(false, err.Error())
 	}
 }
 

@@ -518,9 +518,11 @@ func ch3RaiseHard(thread string, drop, lower bool, hard uint64) (ch3HardSeen, er
 			if seen.InitialUserNS, err = ch3InInitialUserNS(); err != nil {
 				return err
 			}
-			if seen.NrOpen, err = ch3ReadUint("fs.nr_open"); err != nil {
+			nrOpen, err := lab.ReadSysctlInt("fs.nr_open")
+			if err != nil {
 				return err
 			}
+			seen.NrOpen = uint64(nrOpen)
 			soft, _, err := sock.DescriptorLimit()
 			if err != nil {
 				return err
@@ -560,14 +562,6 @@ func ch3CapEff() (string, bool, error) {
 		}
 	}
 	return "", false, errors.New("/proc/thread-self/status: no CapEff line")
-}
-
-func ch3ReadUint(sysctl string) (uint64, error) {
-	v, err := sock.Sysctl(sysctl)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 }
 
 // ch3GoStartChild reports RLIMIT_NOFILE as it finds it: nothing ran before it but the Go
@@ -635,7 +629,8 @@ var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch
 	}
 
 	// A user namespace's root, started while the hard limit is still the one this child
-	// began with.
+	// began with. Child.Run, not lab.RunInSandbox: this is a child, with no spec to stop, and
+	// a machine that refuses user namespaces is evidence here (UserNSRefused), not a skip.
 	userNS, err := ch3UserNSChild.Run(struct{}{}, lab.SandboxOptions{UserNS: true, Timeout: 20 * time.Second})
 	switch {
 	case errors.Is(err, lab.ErrNoSandbox):

@@ -3,20 +3,16 @@
 package specs
 
 import (
-	"bufio"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
+	"portproof/internal/procfs"
 	"portproof/refserver/sock"
 	"portproof/specs/lab"
 )
@@ -84,7 +80,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					tuples[st] = true
 					locals[st.Local] = true
 					clientPorts = append(clientPorts, ct.Local.Port())
-					if ch3State(s) == "ESTABLISHED" && ch3State(clients[i]) == "ESTABLISHED" {
+					if lab.TCPState(s) == "ESTABLISHED" && lab.TCPState(clients[i]) == "ESTABLISHED" {
 						seen.Established++
 					}
 					// A few of them, as both ends read them, for the report.
@@ -106,8 +102,11 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// sockets in state ESTABLISHED whose local end is the listener's address and
 				// port. Counted there, not by us, so a socket we hold but the kernel does not
 				// cannot pass.
-				var err error
-				seen.KernelTable, err = ch3EstablishedAt(fam, l.Addr)
+				err := procfs.EachTCP(fam.Domain, func(r procfs.TCPRow) {
+					if r.State == procfs.TCPEstablished && r.Local == l.Addr {
+						seen.KernelTable++
+					}
+				})
 				Expect(err).NotTo(HaveOccurred())
 
 				lab.Record(ch3EntryConnections, seen)
@@ -155,19 +154,15 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// The correction first, read only: the host's range, and the range the kernel
 				// gives a new network namespace, where nobody has tuned it.
 				host := lab.LocalPortRange()
-				def, err := ch3DefaultRangeChild.Run(struct{}{}, lab.SandboxOptions{})
-				ch3RequireSandbox(err)
-				Expect(err).NotTo(HaveOccurred())
+				def := lab.RunInSandbox(ch3DefaultRangeChild, struct{}{}, lab.SandboxOptions{})
 				lab.Record(ch3EntryDefaultRange, ch3DefaultRange{Host: host, KernelDefault: def, Article: 1 << 16})
 
 				// In a sandbox the range is narrowed to ten ports, so that it runs out in ten
 				// connect()s. The server listens on a port outside it: one inside would take a
 				// port of the ten.
-				seen, err := ch3FillChild.Run(ch3FillArg{Server: fam.At(ch3ServerPort)}, lab.SandboxOptions{
+				seen := lab.RunInSandbox(ch3FillChild, ch3FillArg{Server: fam.At(ch3ServerPort)}, lab.SandboxOptions{
 					Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 				})
-				ch3RequireSandbox(err)
-				Expect(err).NotTo(HaveOccurred())
 				b := seen.Batch
 				lab.Record(lab.EntryPortRange, seen.Range)
 				lab.Record(ch3EntryBatches, []ch3Batch{b})
@@ -211,11 +206,9 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 	It("gives a fresh range of source ports toward another server port, another server address, and from another client address, over "+lab.IPv4.String(),
 		Label("claim:limit.multiply", lab.IPv4.Name), func() {
 			lab.RequireFamily(lab.IPv4)
-			seen, err := ch3MultiplyChild.Run(struct{}{}, lab.SandboxOptions{
+			seen := lab.RunInSandbox(ch3MultiplyChild, struct{}{}, lab.SandboxOptions{
 				Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 			})
-			ch3RequireSandbox(err)
-			Expect(err).NotTo(HaveOccurred())
 			lab.Record(lab.EntryPortRange, seen.Range)
 			lab.Record(ch3EntryBatches, slices.Concat(seen.Batches, []ch3Batch{seen.Again}, seen.Bound))
 			Expect(seen.Batches).To(HaveLen(4))
@@ -284,9 +277,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 		It("spends one descriptor per accepted connection, and fails accept4 with EMFILE long before ports run out, over "+fam.String(),
 			Label("claim:limit.fd", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen, err := ch3DescriptorsChild.Run(ch3FDArg{Listen: fam.At(0)}, lab.SandboxOptions{NoFile: ch3NoFile})
-				ch3RequireSandbox(err)
-				Expect(err).NotTo(HaveOccurred())
+				seen := lab.RunInSandbox(ch3DescriptorsChild, ch3FDArg{Listen: fam.At(0)}, lab.SandboxOptions{NoFile: ch3NoFile})
 				lab.Record(ch3EntryDescriptors, seen)
 				lab.Record(lab.EntryErrno, seen.Refused)
 				Expect(seen.Steps).NotTo(BeEmpty(), "no accept4 whose descriptors could be counted")
@@ -343,15 +334,13 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 		Label("claim:limit.fd-config"), func() {
 			soft, hard, err := sock.DescriptorLimit()
 			Expect(err).NotTo(HaveOccurred())
-			seen, err := ch3RlimitChild.Run(struct{}{}, lab.SandboxOptions{})
-			ch3RequireSandbox(err)
-			Expect(err).NotTo(HaveOccurred())
+			seen := lab.RunInSandbox(ch3RlimitChild, struct{}{}, lab.SandboxOptions{})
 			// The ceilings, read only: fs.nr_open bounds any process's hard limit (do_prlimit
 			// answers EPERM above it, whatever the capabilities), fs.file-max the whole
 			// system's open files (ENFILE past it, alloc_empty_file in fs/file_table.c).
 			seen.Host = ch3Limit{Soft: soft, Hard: hard}
-			seen.NrOpen = ch3SysctlInt("fs.nr_open")
-			seen.FileMax = ch3SysctlInt("fs.file-max")
+			seen.NrOpen = uint64(lab.SysctlInt("fs.nr_open"))
+			seen.FileMax = uint64(lab.SysctlInt("fs.file-max"))
 			if !seen.Kept.InitialUserNS || !seen.Kept.CapResource {
 				seen.CapNote = fmt.Sprintf("CAP_SYS_RESOURCE is held in the initial user namespace nowhere this run reaches (CapEff %s, initial user namespace: %t): the raise that succeeds with it is not shown", seen.Kept.CapEff, seen.Kept.InitialUserNS)
 			}
@@ -486,13 +475,6 @@ func ch3SameParityRun(ports []uint16, like uint16) int {
 	return len(ports)
 }
 
-func ch3State(fd int) string {
-	GinkgoHelper()
-	st, err := sock.TCPState(fd)
-	Expect(err).NotTo(HaveOccurred())
-	return st
-}
-
 func ch3MinMax(ports []uint16) (lo, hi uint16) {
 	for i, p := range ports {
 		if i == 0 || p < lo {
@@ -511,79 +493,4 @@ func ch3PortsOf(addrs map[netip.AddrPort]bool) []uint16 {
 		ports = append(ports, a.Port())
 	}
 	return ports
-}
-
-// ch3EstablishedAt counts the sockets of the calling thread's network namespace that are
-// ESTABLISHED with local end at, in /proc/net/tcp (or tcp6). Each line there is one socket:
-// "sl local_address rem_address st ...", the address in hex as the kernel stores it (each
-// 32-bit word in the machine's byte order), the port in hex, the state in hex (01 is
-// TCP_ESTABLISHED).
-func ch3EstablishedAt(fam lab.Family, at netip.AddrPort) (int, error) {
-	path := "/proc/thread-self/net/tcp"
-	if fam.Domain == unix.AF_INET6 {
-		path += "6"
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	for lines := 0; sc.Scan() && lines < 1<<20; lines++ {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || fields[3] != "01" {
-			continue
-		}
-		local, err := ch3ParseProcAddr(fields[1])
-		if err != nil {
-			continue // the header line
-		}
-		if local == at {
-			n++
-		}
-	}
-	return n, sc.Err()
-}
-
-// ch3ParseProcAddr reads "0100007F:1F90" (127.0.0.1:8080 on a little-endian machine): the
-// address as 32-bit words in host order, so each word's bytes are reversed here (the
-// machines Go runs Linux on for these specs are little-endian; a big-endian one would not
-// match, and the count would fail, not pass).
-func ch3ParseProcAddr(s string) (netip.AddrPort, error) {
-	addrHex, portHex, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("%q: no port", s)
-	}
-	raw, err := hex.DecodeString(addrHex)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
-		return netip.AddrPort{}, fmt.Errorf("%q: not an address", s)
-	}
-	port, err := strconv.ParseUint(portHex, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	for w := 0; w < len(raw); w += 4 {
-		raw[w], raw[w+1], raw[w+2], raw[w+3] = raw[w+3], raw[w+2], raw[w+1], raw[w]
-	}
-	a, _ := netip.AddrFromSlice(raw)
-	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-func ch3SysctlInt(name string) uint64 {
-	GinkgoHelper()
-	v, err := sock.Sysctl(name)
-	Expect(err).NotTo(HaveOccurred(), "read %s", name)
-	n, err := strconv.ParseUint(v, 10, 64)
-	Expect(err).NotTo(HaveOccurred(), "%s = %q", name, v)
-	return n
-}
-
-// ch3RequireSandbox stops the spec through lab.Require when this machine allows no private
-// network namespace: a skip on a developer's machine, a failure under CI.
-func ch3RequireSandbox(err error) {
-	GinkgoHelper()
-	if errors.Is(err, lab.ErrNoSandbox) {
-		lab.Require(false, err.Error())
-	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -94,16 +93,6 @@ type ch4CapSeen struct {
 // ch4Article is the article's figure for the queue's size.
 const ch4Article = "about 5-10"
 
-// ch4SomaxconnHere reads net.core.somaxconn from /proc/sys: in a sandbox child, its own
-// namespace's.
-func ch4SomaxconnHere() (int, error) {
-	v, err := sock.Sysctl("net.core.somaxconn")
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(v)
-}
-
 // ch4SizeArg asks the child for a listener on Loopback with listen(fd, Backlog).
 type ch4SizeArg struct {
 	Loopback string `json:"loopback"`
@@ -119,7 +108,7 @@ type ch4SizeArg struct {
 var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", func(arg ch4SizeArg) (ch4CapSeen, error) {
 	seen := ch4CapSeen{Where: "new namespace", Backlog: arg.Backlog, Article: ch4Article}
 	var err error
-	if seen.Somaxconn, err = ch4SomaxconnHere(); err != nil {
+	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, err
 	}
 	l, _, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
@@ -139,7 +128,7 @@ var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", func(arg ch4SizeArg) (ch4
 var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (ch4CapSeen, error) {
 	seen := ch4CapSeen{Where: "sandbox", Backlog: arg.Backlog, Article: ch4Article}
 	var err error
-	if seen.Somaxconn, err = ch4SomaxconnHere(); err != nil {
+	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
@@ -218,7 +207,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", func(loopback string) (ch4CapSeen, error) {
 	seen := ch4CapSeen{Where: "refserver", Article: ch4Article}
 	var err error
-	if seen.Somaxconn, err = ch4SomaxconnHere(); err != nil {
+	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, err
 	}
 	srv, err := refserver.New(refserver.Config{Addr: netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), Loops: 1})

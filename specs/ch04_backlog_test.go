@@ -4,7 +4,6 @@ package specs
 
 import (
 	"context"
-	"errors"
 	"math"
 	"strconv"
 	"time"
@@ -112,7 +111,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog, clients = 8, 3
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
-				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog, Somaxconn: ch4Somaxconn(), Max: q.Max, Lens: []uint32{q.Len}}
+				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog, Somaxconn: lab.SysctlInt("net.core.somaxconn"), Max: q.Max, Lens: []uint32{q.Len}}
 				Expect(q.Len).To(BeZero(), "a new listener's queue")
 
 				var socks []*lab.Sock
@@ -249,7 +248,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog = math.MaxInt32
 
 				// The host's setting is read, never written.
-				host := ch4CapSeen{Where: "host", Somaxconn: ch4Somaxconn(), Backlog: backlog, Article: ch4Article}
+				host := ch4CapSeen{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"), Backlog: backlog, Article: ch4Article}
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
 				host.Max = q.Max
@@ -257,18 +256,15 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 
 				// A new network namespace has the kernel's own default, whatever the host set:
 				// net.core.somaxconn is SOMAXCONN there (preinit_net_sysctl).
-				fresh, err := ch4CapChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: backlog}, lab.SandboxOptions{Timeout: 15 * time.Second})
-				if errors.Is(err, lab.ErrNoSandbox) {
-					lab.Require(false, err.Error())
-				}
-				Expect(err).NotTo(HaveOccurred(), "listen(fd, %d) in a new namespace", backlog)
+				fresh := lab.RunInSandbox(ch4CapChild, ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: backlog},
+					lab.SandboxOptions{Timeout: 15 * time.Second}, "listen(fd, %d) in a new namespace", backlog)
 				lab.Record(ch4EntryCap, fresh)
 
 				// In a sandbox of its own, net.core.somaxconn is lowered: a listen(fd, 100)
 				// is capped to it, and its queue takes exactly that many plus one.
-				small, err := ch4SizeChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
-					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}, Timeout: 15 * time.Second})
-				Expect(err).NotTo(HaveOccurred(), "listen(fd, 100) in a sandbox with net.core.somaxconn %d", ch4SandboxSomaxconn)
+				small := lab.RunInSandbox(ch4SizeChild, ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
+					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}, Timeout: 15 * time.Second},
+					"listen(fd, 100) in a sandbox with net.core.somaxconn %d", ch4SandboxSomaxconn)
 				lab.Record(ch4EntryCap, small)
 				f := small.Fill
 				lab.Cite(lab.Figures{"asked": backlog, "host_somaxconn": host.Somaxconn, "host_max": host.Max,
@@ -298,17 +294,14 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 			Label("claim:backlog.size", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// The kernel's SOMAXCONN, as a new namespace's net.core.somaxconn shows it.
-				fresh, err := ch4CapChild.Run(ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: math.MaxInt32}, lab.SandboxOptions{Timeout: 15 * time.Second})
-				if errors.Is(err, lab.ErrNoSandbox) {
-					lab.Require(false, err.Error())
-				}
-				Expect(err).NotTo(HaveOccurred(), "listen(fd, %d) in a new namespace", math.MaxInt32)
+				fresh := lab.RunInSandbox(ch4CapChild, ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: math.MaxInt32},
+					lab.SandboxOptions{Timeout: 15 * time.Second}, "listen(fd, %d) in a new namespace", math.MaxInt32)
 				lab.Record(ch4EntryCap, fresh)
 				// refserver with Config.Backlog 0, where net.core.somaxconn caps nothing it
 				// could ask: its listener's limit is its own backlog.
-				raised, err := ch4RefserverChild.Run(fam.Loopback.String(),
-					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}, Timeout: 15 * time.Second})
-				Expect(err).NotTo(HaveOccurred(), "refserver.New in a sandbox with net.core.somaxconn %d", ch4RaisedSomaxconn)
+				raised := lab.RunInSandbox(ch4RefserverChild, fam.Loopback.String(),
+					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}, Timeout: 15 * time.Second},
+					"refserver.New in a sandbox with net.core.somaxconn %d", ch4RaisedSomaxconn)
 				lab.Record(ch4EntryCap, raised)
 				lab.Cite(lab.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn, "new_namespace_somaxconn": fresh.Somaxconn})
 
@@ -321,15 +314,11 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 		It("drops a SYN to a full queue without a word, and completes the connection once the SYN is sent again, over "+fam.String(),
 			Label("claim:backlog.full", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen, err := ch4FullChild.Run(fam.Loopback.String(), lab.SandboxOptions{
+				seen := lab.RunInSandbox(ch4FullChild, fam.Loopback.String(), lab.SandboxOptions{
 					// Set to show that even then the kernel answers a dropped SYN with nothing.
 					Sysctls: map[string]string{"net.ipv4.tcp_abort_on_overflow": "1"},
 					Timeout: 15 * time.Second,
-				})
-				if errors.Is(err, lab.ErrNoSandbox) {
-					lab.Require(false, err.Error())
-				}
-				Expect(err).NotTo(HaveOccurred(), "the sandbox: a filler, then a client meeting the full queue")
+				}, "the sandbox: a filler, then a client meeting the full queue")
 				o := &seen.Overflow
 				packets, syns := ch4Timeline(seen.BeforeAccept, seen.AfterAccept, o)
 				// The resent SYN, and the SYN-ACK and ACK that answered it, on lo's clock.
@@ -489,16 +478,6 @@ func ch4State(c *lab.Sock) ch4StateSeen {
 	s, err := ch4StateOf(c.FD())
 	Expect(err).NotTo(HaveOccurred())
 	return s
-}
-
-// ch4Somaxconn reads net.core.somaxconn from /proc/sys: this namespace's, the host's here.
-func ch4Somaxconn() int {
-	GinkgoHelper()
-	v, err := sock.Sysctl("net.core.somaxconn")
-	Expect(err).NotTo(HaveOccurred())
-	n, err := strconv.Atoi(v)
-	Expect(err).NotTo(HaveOccurred())
-	return n
 }
 
 // ch4Timeline puts the segments captured before and after accept() on one timeline from the

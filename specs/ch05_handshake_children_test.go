@@ -10,11 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
 	"portproof/specs/lab"
@@ -107,6 +107,17 @@ func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]la
 }
 
 func ch5Any(lab.Segment) bool { return true }
+
+// ch5Closers is what a child closes once its proof is done, as defers would: last first.
+type ch5Closers []func()
+
+func (c *ch5Closers) add(f func()) { *c = append(*c, f) }
+
+func (c *ch5Closers) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
 
 // ch5BeforeAcceptSeen is what the handshake.before-accept child observed.
 type ch5BeforeAcceptSeen struct {
@@ -232,183 +243,249 @@ type ch5EmfileSeen struct {
 
 // --8<-- [start:handshake-emfile-queued-child]
 var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
-	var seen ch5EmfileSeen
+	p := &ch5Emfile{}
+	defer p.closers.close()
+	// The proof, step by step; each keeps what the kernel answered in p.seen.
+	for _, step := range []func() error{
+		func() error { return p.listenWatched(loopback) },
+		p.queueClient,
+		p.fillTable,
+		p.acceptAtEMFILE,
+		p.pollRounds,
+		p.spin,
+		p.sendLateByte,
+		p.freeOneAndAccept,
+	} {
+		if err := step(); err != nil {
+			return p.seen, err
+		}
+	}
+	return p.seen, nil
+})
+
+// ch5Emfile is the EMFILE proof under way: a listener watched by epoll, its port captured,
+// one client in its queue, the descriptors that fill the table, and what was seen so far.
+type ch5Emfile struct {
+	seen    ch5EmfileSeen
+	l, epfd int // the listener, and the epoll instance that watches it
+	client  int
+	capture *lab.Capture
+	fillers []int // /dev/null, opened until the table was full
+	closers ch5Closers
+}
+
+// listenWatched reads RLIMIT_NOFILE back, listens on loopback, captures the listener's port,
+// and watches the listener with level-triggered epoll (no EPOLLET): epoll reports it for as
+// long as its accept queue is not empty, not once per new connection.
+func (p *ch5Emfile) listenWatched(loopback string) error {
 	var err error
-	if seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
-		return seen, err
+	if p.seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
+		return err
 	}
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
 	if err != nil {
-		return seen, err
+		return err
 	}
-	defer unix.Close(l)
-	seen.Listener = addr
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
+	p.closers.add(func() { unix.Close(l) })
+	p.l, p.seen.Listener = l, addr
+	if p.capture, err = lab.StartCapture(addr.Port()); err != nil {
+		return err
 	}
-	defer capture.Close()
-	// A level-triggered watch (no EPOLLET): epoll reports the listener for as long as its
-	// accept queue is not empty, not once per new connection.
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return seen, os.NewSyscallError("epoll_create1", err)
+	p.closers.add(func() { p.capture.Close() })
+	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return os.NewSyscallError("epoll_create1", err)
 	}
-	defer unix.Close(epfd)
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
-		return seen, os.NewSyscallError("epoll_ctl", err)
+	p.closers.add(func() { unix.Close(p.epfd) })
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
+	return nil
+}
 
-	client, err := lab.DialTo(addr)
+// queueClient connects the one client, and waits until its connection is in the accept
+// queue.
+func (p *ch5Emfile) queueClient() error {
+	client, err := lab.DialTo(p.seen.Listener)
 	if err != nil {
-		return seen, err
+		return err
 	}
-	defer unix.Close(client)
-	if seen.Client, err = sock.LocalAddr(client); err != nil {
-		return seen, err
+	p.closers.add(func() { unix.Close(client) })
+	p.client = client
+	if p.seen.Client, err = sock.LocalAddr(client); err != nil {
+		return err
 	}
 	// connect returns on the SYN-ACK; the final ACK that queues the connection may still be
 	// on its way to the listener.
-	if err := lab.WaitFor(l, unix.POLLIN, lab.AcceptWithin); err != nil {
-		return seen, err
+	if err := lab.WaitFor(p.l, unix.POLLIN, lab.AcceptWithin); err != nil {
+		return err
 	}
-	if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
-		return seen, err
-	}
+	p.seen.QueueBefore, err = sock.AcceptQueueOf(p.l)
+	return err
+}
 
-	// Fill the descriptor table: open takes the lowest free number, and fails with EMFILE
-	// once none is left below RLIMIT_NOFILE.
-	var fillers []int
-	defer func() {
-		for _, fd := range fillers {
+// fillTable fills the descriptor table: open takes the lowest free number, and fails with
+// EMFILE once none is left below RLIMIT_NOFILE.
+func (p *ch5Emfile) fillTable() error {
+	p.closers.add(func() {
+		for _, fd := range p.fillers {
 			unix.Close(fd)
 		}
-	}()
-	for range seen.Limit {
+	})
+	for range p.seen.Limit {
 		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			seen.FillErr = ch5ErrnoOf(err)
+			p.seen.FillErr = ch5ErrnoOf(err)
 			break
 		}
-		fillers = append(fillers, fd)
+		p.fillers = append(p.fillers, fd)
 	}
-	seen.Filled = len(fillers)
-	if len(fillers) == 0 {
-		return seen, fmt.Errorf("the table was full before the proof filled it (%s)", ch5ErrnoName(seen.FillErr))
+	p.seen.Filled = len(p.fillers)
+	if len(p.fillers) == 0 {
+		return fmt.Errorf("the table was full before the proof filled it (%s)", ch5ErrnoName(p.seen.FillErr))
 	}
+	return nil
+}
 
-	seen.FirstAcceptAt = time.Now()
-	_, _, err = sock.Accept(l)
-	seen.AcceptErr = ch5ErrnoOf(err)
-	if seen.QueueAfterEMFILE, err = sock.AcceptQueueOf(l); err != nil {
-		return seen, err
+// acceptAtEMFILE calls accept4 on the full table, then reads the queue and the client: what
+// the kernel did with the connection it had no number for.
+func (p *ch5Emfile) acceptAtEMFILE() error {
+	p.seen.FirstAcceptAt = time.Now()
+	_, _, err := sock.Accept(p.l)
+	p.seen.AcceptErr = ch5ErrnoOf(err)
+	if p.seen.QueueAfterEMFILE, err = sock.AcceptQueueOf(p.l); err != nil {
+		return err
 	}
-	if seen.ClientState, err = sock.TCPState(client); err != nil {
-		return seen, err
+	if p.seen.ClientState, err = sock.TCPState(p.client); err != nil {
+		return err
 	}
 	buf := make([]byte, 64)
-	seen.RecvN, _, err = unix.Recvfrom(client, buf, unix.MSG_DONTWAIT)
-	seen.RecvErr = ch5ErrnoOf(err)
+	p.seen.RecvN, _, err = unix.Recvfrom(p.client, buf, unix.MSG_DONTWAIT)
+	p.seen.RecvErr = ch5ErrnoOf(err)
+	return nil
+}
 
-	// A loop that waits on epoll and retries accept: the kernel reports the listener every
-	// time, and every accept4 fails again. epoll_wait with timeout 0 never sleeps.
+// pollRounds is a loop that waits on epoll and retries accept: the kernel reports the
+// listener every time, and every accept4 fails again. epoll_wait with timeout 0 never
+// sleeps.
+func (p *ch5Emfile) pollRounds() error {
 	events := make([]unix.EpollEvent, 4)
 	for range ch5EpollRounds {
-		n, err := unix.EpollWait(epfd, events, 0)
+		n, err := unix.EpollWait(p.epfd, events, 0)
 		if err != nil {
-			return seen, os.NewSyscallError("epoll_wait", err)
+			return os.NewSyscallError("epoll_wait", err)
 		}
 		r := ch5EpollRound{Ready: n}
 		for _, ev := range events[:n] {
-			r.Listener = r.Listener || (int(ev.Fd) == l && ev.Events&unix.EPOLLIN != 0)
+			r.Listener = r.Listener || (int(ev.Fd) == p.l && ev.Events&unix.EPOLLIN != 0)
 		}
-		_, _, err = sock.Accept(l)
+		_, _, err = sock.Accept(p.l)
 		r.AcceptErrno = ch5ErrnoName(ch5ErrnoOf(err))
-		seen.Epoll = append(seen.Epoll, r)
+		p.seen.Epoll = append(p.seen.Epoll, r)
 	}
+	return nil
+}
 
-	// The same loop left to run, as a server without a spare descriptor would: epoll_wait
-	// may sleep up to ch5SpinTimeout, and would return 0 if it did. For ch5SpinFor the
-	// proof counts what each call answered, and getrusage measures the CPU it took.
-	seen.Spin = ch5Spin{TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
-	seen.Spin.Loop = "epoll_wait + accept4, nothing shed"
+// spin leaves the same loop to run, as a server without a spare descriptor would:
+// epoll_wait may sleep up to ch5SpinTimeout, and would return 0 if it did. For ch5SpinFor
+// the proof counts what each call answered, and getrusage measures the CPU it took.
+func (p *ch5Emfile) spin() error {
+	s := &p.seen.Spin
+	*s = ch5Spin{ch5CPU: ch5CPU{Loop: "epoll_wait + accept4, nothing shed"},
+		TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
+	events := make([]unix.EpollEvent, 4)
 	cpu0, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
 	start := time.Now()
-	for time.Since(start) < ch5SpinFor && seen.Spin.EpollWaits < 10_000_000 {
-		n, err := unix.EpollWait(epfd, events, int(seen.Spin.TimeoutMS))
-		seen.Spin.EpollWaits++
-		switch {
-		case errors.Is(err, unix.EINTR):
-			seen.Spin.Interrupted++
-		case err != nil:
-			return seen, os.NewSyscallError("epoll_wait", err)
-		case n == 0:
-			seen.Spin.TimedOut++
-		case n == 1 && int(events[0].Fd) == l && events[0].Events&unix.EPOLLIN != 0:
-			seen.Spin.ListenerReady++
-		}
-		fd, _, err := sock.Accept(l)
-		switch {
-		case err == nil:
-			unix.Close(fd)
-			seen.Spin.AcceptOther["none"]++
-		case errors.Is(err, unix.EMFILE):
-			seen.Spin.AcceptEMFILE++
-		default:
-			seen.Spin.AcceptOther[ch5ErrnoName(ch5ErrnoOf(err))]++
+	for time.Since(start) < ch5SpinFor && s.EpollWaits < 10_000_000 {
+		if err := p.spinOnce(events); err != nil {
+			return err
 		}
 	}
 	cpu1, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
-	seen.Spin.measured(time.Since(start), cpu1-cpu0)
+	s.measured(time.Since(start), cpu1-cpu0)
+	return nil
+}
 
-	// The client sends a byte after all this. The server kernel's ACK of it is the last
-	// segment the capture needs: whatever the failed accepts had sent is before it on lo.
-	seen.Marker = []byte("!")
-	if _, err := unix.Write(client, seen.Marker); err != nil {
-		return seen, os.NewSyscallError("write", err)
+// spinOnce is one turn of the busy loop: an epoll_wait, then an accept4, each answer counted.
+func (p *ch5Emfile) spinOnce(events []unix.EpollEvent) error {
+	s := &p.seen.Spin
+	n, err := unix.EpollWait(p.epfd, events, int(s.TimeoutMS))
+	s.EpollWaits++
+	switch {
+	case errors.Is(err, unix.EINTR):
+		s.Interrupted++
+	case err != nil:
+		return os.NewSyscallError("epoll_wait", err)
+	case n == 0:
+		s.TimedOut++
+	case n == 1 && int(events[0].Fd) == p.l && events[0].Events&unix.EPOLLIN != 0:
+		s.ListenerReady++
 	}
-	seen.MarkerAt = time.Now()
+	fd, _, err := sock.Accept(p.l)
+	switch {
+	case err == nil:
+		unix.Close(fd)
+		s.AcceptOther["none"]++
+	case errors.Is(err, unix.EMFILE):
+		s.AcceptEMFILE++
+	default:
+		s.AcceptOther[ch5ErrnoName(ch5ErrnoOf(err))]++
+	}
+	return nil
+}
+
+// sendLateByte has the client send a byte after all this. The server kernel's ACK of it is
+// the last segment the capture needs: whatever the failed accepts had sent is before it on lo.
+func (p *ch5Emfile) sendLateByte() error {
+	p.seen.Marker = []byte("!")
+	if _, err := unix.Write(p.client, p.seen.Marker); err != nil {
+		return os.NewSyscallError("write", err)
+	}
+	p.seen.MarkerAt = time.Now()
 	acked := func(segs []lab.Segment) bool {
 		for _, s := range segs {
-			if s.Src == seen.Listener && s.Dst == seen.Client && s.Flags == "ACK" && s.Ack == uint32(1+len(seen.Marker)) {
+			if s.Src == p.seen.Listener && s.Dst == p.seen.Client && s.Flags == "ACK" && s.Ack == uint32(1+len(p.seen.Marker)) {
 				return true
 			}
 		}
 		return false
 	}
-	if seen.Segments, err = ch5CaptureUntil(capture, ch5Any, acked, ch5CaptureWithin); err != nil {
-		return seen, err
-	}
+	var err error
+	p.seen.Segments, err = ch5CaptureUntil(p.capture, ch5Any, acked, ch5CaptureWithin)
+	return err
+}
 
-	// Free one descriptor; the next accept4 has a number to give.
-	seen.Freed = fillers[len(fillers)-1]
-	fillers = fillers[:len(fillers)-1]
-	if err := unix.Close(seen.Freed); err != nil {
-		return seen, os.NewSyscallError("close", err)
+// freeOneAndAccept frees one descriptor; the next accept4 has a number to give, and hands
+// over the connection that waited.
+func (p *ch5Emfile) freeOneAndAccept() error {
+	p.seen.Freed = p.fillers[len(p.fillers)-1]
+	p.fillers = p.fillers[:len(p.fillers)-1]
+	if err := unix.Close(p.seen.Freed); err != nil {
+		return os.NewSyscallError("close", err)
 	}
-	seen.AcceptedAt = time.Now()
-	s, peer, err := sock.Accept(l)
+	p.seen.AcceptedAt = time.Now()
+	s, peer, err := sock.Accept(p.l)
 	if err != nil {
-		return seen, err
+		return err
 	}
-	defer unix.Close(s)
-	seen.AcceptedFD, seen.Peer = s, peer
-	if seen.QueueAfterAccept, err = sock.AcceptQueueOf(l); err != nil {
-		return seen, err
+	p.closers.add(func() { unix.Close(s) })
+	p.seen.AcceptedFD, p.seen.Peer = s, peer
+	if p.seen.QueueAfterAccept, err = sock.AcceptQueueOf(p.l); err != nil {
+		return err
 	}
+	buf := make([]byte, 64)
 	n, err := unix.Read(s, buf)
 	if err != nil {
-		return seen, os.NewSyscallError("read", err)
+		return os.NewSyscallError("read", err)
 	}
-	seen.Read = buf[:n]
-	return seen, nil
-})
+	p.seen.Read = buf[:n]
+	return nil
+}
 
 // --8<-- [end:handshake-emfile-queued-child]
 
@@ -435,25 +512,6 @@ type ch5ShedSeen struct {
 	ShedClientState string
 	ShedSegments    []lab.Segment // its segments, up to the server's FIN
 	Linger          ch5LingerSeen
-}
-
-// ch5Lines is a log destination that keeps refserver's lines; the loop's thread writes it.
-type ch5Lines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (w *ch5Lines) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.lines = append(w.lines, strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func (w *ch5Lines) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.lines...)
 }
 
 // ch5Knock connects one client and reads what comes first: the server's greeting, or
@@ -516,127 +574,182 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 
 // --8<-- [start:handshake-shed-child]
 var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5ShedSeen, error) {
-	var seen ch5ShedSeen
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	p := &ch5Shedding{}
+	defer p.closers.close()
 	var err error
 	// The contrast first, while the table has room.
-	if seen.Linger, err = ch5AbortiveClose(at); err != nil {
-		return seen, err
+	if p.seen.Linger, err = ch5AbortiveClose(at); err != nil {
+		return p.seen, err
 	}
+	for _, step := range []func() error{
+		func() error { return p.start(at) },
+		p.knockUntilShed,
+		p.window,
+		p.captureShed,
+	} {
+		if err := step(); err != nil {
+			return p.seen, err
+		}
+	}
+	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
+	// end-of-stream a moment before the count moves: the counts to compare with the
+	// clients' are the ones left when every loop has returned.
+	err = p.stop()
+	p.seen.Stopped = p.srv.Stats()
+	p.seen.Log = p.logged.All()
+	return p.seen, err
+})
 
-	logged := &ch5Lines{}
-	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Log: log.New(logged, "", 0)})
-	if err != nil {
-		return seen, err
-	}
-	seen.Server = srv.Addr()
-	capture, err := lab.StartCapture(seen.Server.Port())
-	if err != nil {
-		return seen, err
-	}
-	defer capture.Close()
+// ch5Shedding is the shedding proof under way: refserver serving in this process, its port
+// captured, the clients it served (held open), and what was seen so far.
+type ch5Shedding struct {
+	seen    ch5ShedSeen
+	srv     *refserver.Server
+	logged  *testkit.Lines // refserver's log, line by line; the loop's thread writes it
+	served  chan error     // what Serve returned
+	stopped bool
+	capture *lab.Capture
+	held    []int // the clients the server greeted, kept open
+	closers ch5Closers
+}
 
-	// Clients and server share this process's table, and each connection served costs two
-	// descriptors, the client's and the one accept4 returns. With an even number free, the
-	// server would take the last one for a served client and the next client's own socket()
-	// would find the table full: it could only succeed by taking, at the instant shedOne
-	// has closed it, the server's spare. So the proof makes the number odd: then a client's
-	// socket() takes the last free descriptor, and the server's accept4 meets EMFILE.
-	if seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
-		return seen, err
+// start makes refserver, captures its port, makes the number of free descriptors odd, and
+// serves.
+func (p *ch5Shedding) start(at netip.AddrPort) error {
+	p.logged = &testkit.Lines{}
+	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Log: log.New(p.logged, "", 0)})
+	if err != nil {
+		return err
 	}
-	if seen.Table.Open, err = lab.DescriptorsBelow(int(seen.Table.Limit)); err != nil {
-		return seen, err
+	p.srv, p.seen.Server = srv, srv.Addr()
+	if p.capture, err = lab.StartCapture(p.seen.Server.Port()); err != nil {
+		return err
 	}
-	if (int(seen.Table.Limit)-seen.Table.Open)%2 == 0 {
+	p.closers.add(func() { p.capture.Close() })
+	if err := p.oddTable(); err != nil {
+		return err
+	}
+	p.served = make(chan error, 1)
+	go func() { p.served <- srv.Serve() }()
+	p.closers.add(func() {
+		if !p.stopped {
+			p.stop()
+		}
+	})
+	return nil
+}
+
+// oddTable makes the number of free descriptors odd. Clients and server share this
+// process's table, and each connection served costs two descriptors, the client's and the
+// one accept4 returns. With an even number free, the server would take the last one for a
+// served client and the next client's own socket() would find the table full: it could only
+// succeed by taking, at the instant shedOne has closed it, the server's spare. With an odd
+// number, a client's socket() takes the last free descriptor, and the server's accept4
+// meets EMFILE.
+func (p *ch5Shedding) oddTable() error {
+	var err error
+	if p.seen.Table.Limit, _, err = sock.DescriptorLimit(); err != nil {
+		return err
+	}
+	if p.seen.Table.Open, err = lab.DescriptorsBelow(int(p.seen.Table.Limit)); err != nil {
+		return err
+	}
+	if (int(p.seen.Table.Limit)-p.seen.Table.Open)%2 == 0 {
 		pad, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return seen, os.NewSyscallError("open", err)
+			return os.NewSyscallError("open", err)
 		}
-		defer unix.Close(pad)
-		seen.Table.Pad = true
+		p.closers.add(func() { unix.Close(pad) })
+		p.seen.Table.Pad = true
 	}
+	return nil
+}
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	var held []int
-	stopped := false
-	stop := func() error {
-		stopped = true
-		for _, fd := range held {
-			unix.Close(fd)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return errors.Join(srv.Shutdown(ctx), <-served)
+// stop closes the clients held, shuts refserver down and waits for Serve to return.
+func (p *ch5Shedding) stop() error {
+	p.stopped = true
+	for _, fd := range p.held {
+		unix.Close(fd)
 	}
-	defer func() {
-		if !stopped {
-			stop()
-		}
-	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(p.srv.Shutdown(ctx), <-p.served)
+}
 
-	knock := func(phase string) (ch5Client, error) {
-		c, fd, err := ch5Knock(seen.Server, phase)
-		if err != nil {
-			return c, err
-		}
-		seen.Clients = append(seen.Clients, c)
-		if fd >= 0 {
-			held = append(held, fd)
-		} else if c.Read == 0 && !seen.ShedClient.IsValid() {
-			seen.ShedClient = netip.AddrPortFrom(seen.Server.Addr(), c.Port)
-			seen.ShedClientState = c.State
-		}
-		return c, nil
+// knock connects one client (ch5Knock) and keeps it: held open when the server greeted it;
+// the first one shed is the client whose segments the proof captures.
+func (p *ch5Shedding) knock(phase string) (ch5Client, error) {
+	c, fd, err := ch5Knock(p.seen.Server, phase)
+	if err != nil {
+		return c, err
 	}
+	p.seen.Clients = append(p.seen.Clients, c)
+	if fd >= 0 {
+		p.held = append(p.held, fd)
+	} else if c.Read == 0 && !p.seen.ShedClient.IsValid() {
+		p.seen.ShedClient = netip.AddrPortFrom(p.seen.Server.Addr(), c.Port)
+		p.seen.ShedClientState = c.State
+	}
+	return c, nil
+}
 
-	// Clients until the server has run out of descriptors and shed a few.
+// knockUntilShed connects clients until the server has run out of descriptors and shed
+// ch5ShedFill of them.
+func (p *ch5Shedding) knockUntilShed() error {
 	shed := 0
 	for range 2 * ch5ShedNoFile {
 		if shed == ch5ShedFill {
 			break
 		}
-		c, err := knock("fill")
+		c, err := p.knock("fill")
 		if err != nil {
-			return seen, fmt.Errorf("client %d: %w; %s; refserver said: %q", len(seen.Clients)+1, err, srv.Stats(), logged.all())
+			return fmt.Errorf("client %d: %w; %s; refserver said: %q", len(p.seen.Clients)+1, err, p.srv.Stats(), p.logged.All())
 		}
 		if c.Errno != "" {
-			return seen, fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(seen.Clients), c.Port, c.Errno, logged.all())
+			return fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(p.seen.Clients), c.Port, c.Errno, p.logged.All())
 		}
 		if c.Read == 0 {
 			shed++
 		}
 	}
 	if shed < ch5ShedFill {
-		return seen, fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors", len(seen.Clients), shed)
+		return fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors", len(p.seen.Clients), shed)
 	}
+	return nil
+}
 
-	// The window: clients keep arriving at a full table while the served ones wait, and
-	// the process's CPU time (getrusage: every thread, user and system) is measured over it.
-	seen.CPU.Loop = "refserver, shedding"
+// window: clients keep arriving at a full table while the served ones wait, and the
+// process's CPU time (getrusage: every thread, user and system) is measured over it.
+func (p *ch5Shedding) window() error {
+	p.seen.CPU.Loop = "refserver, shedding"
 	cpu0, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
 	start := time.Now()
 	tick := time.NewTicker(ch5WindowStep)
 	for range ch5WindowKnocks {
 		<-tick.C
-		if _, err := knock("window"); err != nil {
+		if _, err := p.knock("window"); err != nil {
 			tick.Stop()
-			return seen, err
+			return err
 		}
 	}
 	tick.Stop()
 	cpu1, err := ch5CPUTime()
 	if err != nil {
-		return seen, err
+		return err
 	}
-	seen.CPU.measured(time.Since(start), cpu1-cpu0)
-	seen.Serving = srv.Stats()
+	p.seen.CPU.measured(time.Since(start), cpu1-cpu0)
+	p.seen.Serving = p.srv.Stats()
+	return nil
+}
 
-	shedPort := seen.ShedClient.Port()
+// captureShed reads the first shed client's segments from the capture, up to the server's
+// FIN.
+func (p *ch5Shedding) captureShed() error {
+	shedPort := p.seen.ShedClient.Port()
 	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
 	finned := func(segs []lab.Segment) bool {
 		for _, s := range segs {
@@ -646,17 +759,10 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 		}
 		return false
 	}
-	if seen.ShedSegments, err = ch5CaptureUntil(capture, mine, finned, ch5CaptureWithin); err != nil {
-		return seen, err
-	}
-	// shedOne counts a shed after its close(2) has sent the FIN, so a client can read
-	// end-of-stream a moment before the count moves: the counts to compare with the
-	// clients' are the ones left when every loop has returned.
-	err = stop()
-	seen.Stopped = srv.Stats()
-	seen.Log = logged.all()
-	return seen, err
-})
+	var err error
+	p.seen.ShedSegments, err = ch5CaptureUntil(p.capture, mine, finned, ch5CaptureWithin)
+	return err
+}
 
 // ch5AbortiveClose accepts a connection with sock.Accept and closes it with SO_LINGER
 // {1, 0}, which refserver never sets, and reports what its client read.

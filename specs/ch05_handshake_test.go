@@ -160,18 +160,6 @@ type ch5ServerSeen struct {
 	Log     []string        `json:"log"`
 }
 
-// ch5Run runs a child and hands back its result; a machine with no namespace to give stops
-// the spec through lab.Require.
-func ch5Run[A, R any](c lab.Child[A, R], arg A, opts lab.SandboxOptions) R {
-	GinkgoHelper()
-	r, err := c.Run(arg, opts)
-	if errors.Is(err, lab.ErrNoSandbox) {
-		lab.Require(false, err.Error())
-	}
-	Expect(err).NotTo(HaveOccurred())
-	return r
-}
-
 // ch5TimelineOf puts segments on the timeline of the connection whose client is client: µs
 // after its SYN.
 func ch5TimelineOf(conn string, segs []lab.Segment, client netip.AddrPort) (ch5Timeline, time.Time) {
@@ -209,7 +197,7 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 		It("completes the handshake and takes the client's data before accept() is called, over "+fam.String(),
 			Label("claim:handshake.before-accept", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen := ch5Run(ch5BeforeAccept, fam.Loopback.String(), lab.SandboxOptions{})
+				seen := lab.RunInSandbox(ch5BeforeAccept, fam.Loopback.String(), lab.SandboxOptions{})
 
 				timeline, syn := ch5TimelineOf("the client, accepted after its data", seen.Segments, seen.Client)
 				acceptAt, connectAt := seen.AcceptAt.Sub(syn).Microseconds(), seen.ConnectReturned.Sub(syn).Microseconds()
@@ -275,7 +263,7 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 		It("leaves the connection queued when accept() fails with EMFILE, sending nothing, and hands over that very connection later, over "+fam.String(),
 			Label("claim:handshake.emfile-queued", fam.Name), func() {
 				lab.RequireFamily(fam)
-				seen := ch5Run(ch5EmfileQueued, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5EmfileNoFile})
+				seen := lab.RunInSandbox(ch5EmfileQueued, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5EmfileNoFile})
 
 				timeline, syn := ch5TimelineOf("the client, queued while accept4 fails with EMFILE", seen.Segments, seen.Client)
 				lab.Record(ch5EntryPackets, timeline)
@@ -367,101 +355,135 @@ var _ = Describe(Handshake.Title, Label("chapter:5"), func() {
 			})
 		// --8<-- [end:handshake-emfile-queued]
 
-		// --8<-- [start:handshake-shed]
-		It("sheds the connections it has no descriptor for with FIN, by refserver's choice, without spinning; RST only with SO_LINGER {1, 0}, over "+fam.String(),
-			Label("claim:handshake.shed", fam.Name), func() {
-				lab.RequireFamily(fam)
-				seen := ch5Run(ch5Shed, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5ShedNoFile})
-
-				lab.Record(ch5EntryClients, seen.Clients)
-				lab.Record(ch5EntryCPU, seen.CPU)
-				lab.Record(ch5EntryServer, ch5ServerSeen{Serving: seen.Serving, Stopped: seen.Stopped, Log: seen.Log})
-				shedTimeline, _ := ch5TimelineOf("a client the server shed", seen.ShedSegments, seen.ShedClient)
-				lab.Record(ch5EntryPackets, shedTimeline)
-				lingerTimeline, _ := ch5TimelineOf("a client closed with SO_LINGER {1, 0}", seen.Linger.Segments, seen.Linger.Client)
-				lab.Record(ch5EntryPackets, lingerTimeline)
-				lab.Record(lab.EntryErrno, lab.Refused("read after SO_LINGER {1, 0} and close", ch5Err(seen.Linger.ReadErr), seen.Linger.Client, netip.AddrPort{}))
-				lab.Record(ch5EntryStates, []ch5State{
-					{Socket: "a shed client, after reading end-of-stream", State: seen.ShedClientState},
-					{Socket: "the SO_LINGER client, after ECONNRESET", State: seen.Linger.State},
-				})
-				lab.Record(ch5EntryDescriptors, seen.Table)
-
-				// Some clients were served (the greeting has bytes) before the table ran
-				// out; every client after that read end-of-stream, read(2) = 0: the
-				// server's FIN.
-				firstShed := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Read <= 0 })
-				Expect(firstShed).To(BeNumerically(">", 0), "some clients served, then one not: %v", seen.Clients)
-				// The table ran out exactly where the kernel's numbers say: every client
-				// served holds two descriptors (its own and accept4's), and the free count
-				// (RLIMIT_NOFILE from getrlimit less /proc/self/fd) was made odd, so the
-				// last free one went to a client's socket() and none was left for accept4.
-				free := int(seen.Table.Limit) - seen.Table.Open
-				if seen.Table.Pad {
-					free--
-				}
-				Expect(firstShed).To(Equal(free/2), "clients served, of %d free descriptors", free)
-				// A served client's first read is refserver's greeting: its own connection, as
-				// its kernel names it (getsockname -> getpeername), first on the line.
-				for _, c := range seen.Clients[:firstShed] {
-					Expect(c.Greeting).To(HavePrefix(c.Tuple+" "), "client %d", c.Port)
-				}
-				for _, c := range seen.Clients[firstShed:] {
-					Expect(c.Errno).To(BeEmpty(), "client %d: read failed", c.Port)
-					Expect(c.Read).To(BeZero(), "client %d: once the descriptors ran out, end-of-stream", c.Port)
-					// CLOSE_WAIT: the kernel took the peer's FIN (tcp_fin) on this socket.
-					Expect(c.State).To(Equal("CLOSE_WAIT"), "client %d", c.Port)
-				}
-				window := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Phase == "window" })
-				Expect(window).To(BeNumerically(">", firstShed), "clients knocked during the CPU window")
-
-				// The FIN is refserver's doing: its own counts, once every loop had returned,
-				// say shedOne accepted and closed one connection for each client that read
-				// end-of-stream, and admit let in exactly the clients served. Its first shed
-				// line names the first client shed.
-				shed := len(seen.Clients) - firstShed
-				Expect(seen.Stopped.Shed).To(BeEquivalentTo(shed), "refserver's Stats: %s", seen.Stopped)
-				Expect(seen.Stopped.Accepted).To(BeEquivalentTo(firstShed), "refserver's Stats: %s", seen.Stopped)
-				Expect(seen.Stopped.Refused).To(BeZero(), "refserver's Stats: %s", seen.Stopped)
-				shedLine := slices.IndexFunc(seen.Log, func(l string) bool { return strings.HasPrefix(l, "shed ") })
-				Expect(shedLine).To(BeNumerically(">=", 0), "refserver's log: %q", seen.Log)
-				Expect(seen.Log[shedLine]).To(HavePrefix("shed %s: ", seen.ShedClient))
-				// And while it served, nothing waited in the listener's queue (TCP_INFO, read
-				// by Stats; a max of 0 would mean it could not be read): level-triggered epoll
-				// had nothing to report again.
-				Expect(seen.Serving.Open).To(BeEquivalentTo(firstShed), "refserver's Stats: %s", seen.Serving)
-				Expect(seen.Serving.Queue.Max).To(BeNumerically(">", 0), "refserver's Stats: %s", seen.Serving)
-				Expect(seen.Serving.Queue.Len).To(BeZero(), "refserver's Stats: %s", seen.Serving)
-
-				// On the wire: the shed client's handshake, then the server's FIN, nothing
-				// between (no greeting), and no RST anywhere.
-				Expect(len(shedTimeline.Packets)).To(BeNumerically(">=", 4), "%v", seen.ShedSegments)
-				Expect(lab.FlagsOf(seen.ShedSegments)[:4]).To(Equal([]string{"SYN", "SYN,ACK", "ACK", "FIN,ACK"}), "%v", seen.ShedSegments)
-				Expect(shedTimeline.Packets[3].From).To(Equal("server"))
-				Expect(shedTimeline.Packets).NotTo(ContainElement(HaveField("Flags", ContainSubstring("RST"))))
-
-				// While clients kept arriving at a full table, the process (server and
-				// clients alike) used little CPU: a server that left them queued under
-				// level-triggered epoll would use a whole core.
-				Expect(seen.CPU.WindowUS).To(BeNumerically(">", 0))
-				Expect(seen.CPU.Percent).To(BeNumerically("<", 20), "CPU over the window: %+v", seen.CPU)
-
-				// The contrast: SO_LINGER {on, 0 s} makes close(2) abort the connection
-				// (tcp_disconnect sends RST), and the client's read fails with ECONNRESET.
-				// The RST ends the client's socket too: tcp_reset -> tcp_done sets TCP_CLOSE.
-				Expect(errors.Is(seen.Linger.ReadErr, unix.ECONNRESET)).To(BeTrue(), "read: want ECONNRESET, got %s", ch5ErrnoName(seen.Linger.ReadErr))
-				Expect(seen.Linger.State).To(Equal("CLOSE"))
-				Expect(lingerTimeline.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("RST")))))
-
-				// The chapter's figures.
-				lab.Cite(lab.Figures{"limit": seen.Table.Limit, "served": firstShed, "shed": shed,
-					"greeting_bytes": seen.Clients[0].Read, "greeting": strings.TrimSpace(seen.Clients[0].Greeting),
-					"shed_state": seen.ShedClientState, "fin_after_ack_us": shedTimeline.Packets[3].AtUS - shedTimeline.Packets[2].AtUS,
-					"window_clients": len(seen.Clients) - window, "window_s": float64(seen.CPU.WindowUS) / 1e6,
-					"cpu_percent": seen.CPU.Percent, "log_line": seen.Log[shedLine],
-					"stats_accepted": seen.Stopped.Accepted, "stats_shed": seen.Stopped.Shed,
-					"linger_errno": ch5ErrnoName(seen.Linger.ReadErr), "linger_state": seen.Linger.State})
-			})
-		// --8<-- [end:handshake-shed]
+		// The shedding spec is a function of its own, with the steps it asserts after it, so
+		// that the chapter shows them together.
+		ch5ShedSpec(fam)
 	}
 })
+
+// --8<-- [start:handshake-shed]
+// ch5ShedSpec is handshake.shed's spec over fam: the spec, then each of the steps it asserts.
+func ch5ShedSpec(fam lab.Family) {
+	It("sheds the connections it has no descriptor for with FIN, by refserver's choice, without spinning; RST only with SO_LINGER {1, 0}, over "+fam.String(),
+		Label("claim:handshake.shed", fam.Name), func() {
+			lab.RequireFamily(fam)
+			seen := lab.RunInSandbox(ch5Shed, fam.Loopback.String(), lab.SandboxOptions{NoFile: ch5ShedNoFile})
+			shedTimeline, lingerTimeline := ch5RecordShed(seen)
+
+			clients := ch5ExpectServedThenShed(seen)
+			logLine := ch5ExpectShedByRefserver(seen, clients)
+			ch5ExpectFINOnTheWire(seen, shedTimeline)
+			ch5ExpectNoSpin(seen)
+			ch5ExpectLingerRST(seen.Linger, lingerTimeline)
+
+			// The chapter's figures.
+			lab.Cite(lab.Figures{"limit": seen.Table.Limit, "served": clients.Served, "shed": clients.Shed,
+				"greeting_bytes": seen.Clients[0].Read, "greeting": strings.TrimSpace(seen.Clients[0].Greeting),
+				"shed_state": seen.ShedClientState, "fin_after_ack_us": shedTimeline.Packets[3].AtUS - shedTimeline.Packets[2].AtUS,
+				"window_clients": len(seen.Clients) - clients.Window, "window_s": float64(seen.CPU.WindowUS) / 1e6,
+				"cpu_percent": seen.CPU.Percent, "log_line": logLine,
+				"stats_accepted": seen.Stopped.Accepted, "stats_shed": seen.Stopped.Shed,
+				"linger_errno": ch5ErrnoName(seen.Linger.ReadErr), "linger_state": seen.Linger.State})
+		})
+}
+
+// ch5RecordShed attaches what the shedding child saw, and returns the timelines of the first
+// client shed and of the SO_LINGER one.
+func ch5RecordShed(seen ch5ShedSeen) (shed, linger ch5Timeline) {
+	GinkgoHelper()
+	lab.Record(ch5EntryClients, seen.Clients)
+	lab.Record(ch5EntryCPU, seen.CPU)
+	lab.Record(ch5EntryServer, ch5ServerSeen{Serving: seen.Serving, Stopped: seen.Stopped, Log: seen.Log})
+	shed, _ = ch5TimelineOf("a client the server shed", seen.ShedSegments, seen.ShedClient)
+	lab.Record(ch5EntryPackets, shed)
+	linger, _ = ch5TimelineOf("a client closed with SO_LINGER {1, 0}", seen.Linger.Segments, seen.Linger.Client)
+	lab.Record(ch5EntryPackets, linger)
+	lab.Record(lab.EntryErrno, lab.Refused("read after SO_LINGER {1, 0} and close", ch5Err(seen.Linger.ReadErr), seen.Linger.Client, netip.AddrPort{}))
+	lab.Record(ch5EntryStates, []ch5State{
+		{Socket: "a shed client, after reading end-of-stream", State: seen.ShedClientState},
+		{Socket: "the SO_LINGER client, after ECONNRESET", State: seen.Linger.State},
+	})
+	lab.Record(ch5EntryDescriptors, seen.Table)
+	return shed, linger
+}
+
+// ch5ShedClients is how the shedding proof's clients fared, in the order they came: Served
+// first, then Shed; the CPU window's clients from index Window on.
+type ch5ShedClients struct{ Served, Shed, Window int }
+
+// ch5ExpectServedThenShed: some clients were served (the greeting has bytes) before the
+// table ran out; every client after that read end-of-stream, read(2) = 0: the server's FIN.
+func ch5ExpectServedThenShed(seen ch5ShedSeen) ch5ShedClients {
+	firstShed := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Read <= 0 })
+	Expect(firstShed).To(BeNumerically(">", 0), "some clients served, then one not: %v", seen.Clients)
+	// The table ran out exactly where the kernel's numbers say: every client served holds
+	// two descriptors (its own and accept4's), and the free count (RLIMIT_NOFILE from
+	// getrlimit less /proc/self/fd) was made odd, so the last free one went to a client's
+	// socket() and none was left for accept4.
+	free := int(seen.Table.Limit) - seen.Table.Open
+	if seen.Table.Pad {
+		free--
+	}
+	Expect(firstShed).To(Equal(free/2), "clients served, of %d free descriptors", free)
+	// A served client's first read is refserver's greeting: its own connection, as its
+	// kernel names it (getsockname -> getpeername), first on the line.
+	for _, c := range seen.Clients[:firstShed] {
+		Expect(c.Greeting).To(HavePrefix(c.Tuple+" "), "client %d", c.Port)
+	}
+	for _, c := range seen.Clients[firstShed:] {
+		Expect(c.Errno).To(BeEmpty(), "client %d: read failed", c.Port)
+		Expect(c.Read).To(BeZero(), "client %d: once the descriptors ran out, end-of-stream", c.Port)
+		// CLOSE_WAIT: the kernel took the peer's FIN (tcp_fin) on this socket.
+		Expect(c.State).To(Equal("CLOSE_WAIT"), "client %d", c.Port)
+	}
+	window := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Phase == "window" })
+	Expect(window).To(BeNumerically(">", firstShed), "clients knocked during the CPU window")
+	return ch5ShedClients{Served: firstShed, Shed: len(seen.Clients) - firstShed, Window: window}
+}
+
+// ch5ExpectShedByRefserver: the FIN is refserver's doing. Its own counts, once every loop
+// had returned, say shedOne accepted and closed one connection for each client that read
+// end-of-stream, and admit let in exactly the clients served. Its first shed line, which it
+// returns, names the first client shed.
+func ch5ExpectShedByRefserver(seen ch5ShedSeen, clients ch5ShedClients) string {
+	Expect(seen.Stopped.Shed).To(BeEquivalentTo(clients.Shed), "refserver's Stats: %s", seen.Stopped)
+	Expect(seen.Stopped.Accepted).To(BeEquivalentTo(clients.Served), "refserver's Stats: %s", seen.Stopped)
+	Expect(seen.Stopped.Refused).To(BeZero(), "refserver's Stats: %s", seen.Stopped)
+	Expect(seen.Serving.Open).To(BeEquivalentTo(clients.Served), "refserver's Stats: %s", seen.Serving)
+	shedLine := slices.IndexFunc(seen.Log, func(l string) bool { return strings.HasPrefix(l, "shed ") })
+	Expect(shedLine).To(BeNumerically(">=", 0), "refserver's log: %q", seen.Log)
+	Expect(seen.Log[shedLine]).To(HavePrefix("shed %s: ", seen.ShedClient))
+	return seen.Log[shedLine]
+}
+
+// ch5ExpectFINOnTheWire: the shed client's handshake, then the server's FIN, nothing between
+// (no greeting), and no RST anywhere.
+func ch5ExpectFINOnTheWire(seen ch5ShedSeen, shed ch5Timeline) {
+	Expect(len(shed.Packets)).To(BeNumerically(">=", 4), "%v", seen.ShedSegments)
+	Expect(lab.FlagsOf(seen.ShedSegments)[:4]).To(Equal([]string{"SYN", "SYN,ACK", "ACK", "FIN,ACK"}), "%v", seen.ShedSegments)
+	Expect(shed.Packets[3].From).To(Equal("server"))
+	Expect(shed.Packets).NotTo(ContainElement(HaveField("Flags", ContainSubstring("RST"))))
+}
+
+// ch5ExpectNoSpin: while refserver served, nothing waited in the listener's queue (TCP_INFO,
+// read by Stats; a max of 0 would mean it could not be read), so level-triggered epoll had
+// nothing to report again. And while clients kept arriving at a full table, the process
+// (server and clients alike) used little CPU: a server that left them queued under
+// level-triggered epoll would use a whole core.
+func ch5ExpectNoSpin(seen ch5ShedSeen) {
+	Expect(seen.Serving.Queue.Max).To(BeNumerically(">", 0), "refserver's Stats: %s", seen.Serving)
+	Expect(seen.Serving.Queue.Len).To(BeZero(), "refserver's Stats: %s", seen.Serving)
+	Expect(seen.CPU.WindowUS).To(BeNumerically(">", 0))
+	Expect(seen.CPU.Percent).To(BeNumerically("<", 20), "CPU over the window: %+v", seen.CPU)
+}
+
+// ch5ExpectLingerRST: the contrast. SO_LINGER {on, 0 s} makes close(2) abort the connection
+// (tcp_disconnect sends RST), and the client's read fails with ECONNRESET. The RST ends the
+// client's socket too: tcp_reset -> tcp_done sets TCP_CLOSE.
+func ch5ExpectLingerRST(seen ch5LingerSeen, linger ch5Timeline) {
+	Expect(errors.Is(seen.ReadErr, unix.ECONNRESET)).To(BeTrue(), "read: want ECONNRESET, got %s", ch5ErrnoName(seen.ReadErr))
+	Expect(seen.State).To(Equal("CLOSE"))
+	Expect(linger.Packets).To(ContainElement(And(HaveField("From", "server"), HaveField("Flags", ContainSubstring("RST")))))
+}
+
+// --8<-- [end:handshake-shed]

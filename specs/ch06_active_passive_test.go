@@ -217,7 +217,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				}
 				seen.AfterAccept = ch6Descriptors()
 				seen.QueuedAfter = ch6Queue(l.FD()).Len
-				seen.ListenerState = ch6State(l.FD())
+				seen.ListenerState = lab.TCPState(l.FD())
 				sockets := []ch6SocketSeen{ch6Describe("listener", l.FD())}
 				for _, a := range accepted {
 					sockets = append(sockets, ch6Describe("accepted", a.FD()))
@@ -347,7 +347,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					// comes back it is TIME_WAIT (tcp_time_wait), a socket with no descriptor
 					// that keeps the port for 60 s (TCP_TIMEWAIT_LEN, include/net/tcp.h).
 					Expect(a.Close()).To(Succeed())
-					Eventually(func() string { return ch6State(c.FD()) }).WithTimeout(lab.ReadWithin).
+					Eventually(func() string { return lab.TCPState(c.FD()) }).WithTimeout(lab.ReadWithin).
 						Should(Equal("CLOSE_WAIT"), "the client, after the server's FIN")
 					Expect(c.Close()).To(Succeed())
 					var tw string
@@ -459,11 +459,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				lab.RequireFamily(fam)
 				// The wildcard listens on every address, the host's real interfaces too:
 				// only inside a private network namespace.
-				binds, err := ch6WildcardChild.Run(fam.Name, lab.SandboxOptions{})
-				if errors.Is(err, lab.ErrNoSandbox) {
-					lab.Require(false, err.Error())
-				}
-				Expect(err).NotTo(HaveOccurred())
+				binds := lab.RunInSandbox(ch6WildcardChild, fam.Name, lab.SandboxOptions{})
 				lab.Record(ch6EntryBinds, binds)
 
 				Expect(binds).To(HaveLen(6))
@@ -529,7 +525,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				}
 				// Every connect(2) the kernel completed, as TCP_INFO on the clients says.
 				for _, c := range clients {
-					if ch6State(c.FD()) == "ESTABLISHED" {
+					if lab.TCPState(c.FD()) == "ESTABLISHED" {
 						spread.Connected++
 					}
 				}
@@ -686,11 +682,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				lab.RequireFamily(fam)
 				// The child changes its own filesystem UID to make a socket another user owns:
 				// a process of its own, so that no thread of this one ever runs as someone else.
-				seen, err := ch6OwnerChild.Run(fam.Name, lab.SandboxOptions{})
-				if errors.Is(err, lab.ErrNoSandbox) {
-					lab.Require(false, err.Error())
-				}
-				Expect(err).NotTo(HaveOccurred())
+				seen := lab.RunInSandbox(ch6OwnerChild, fam.Name, lab.SandboxOptions{})
 				lab.Record(ch6EntryBinds, seen.Binds)
 				lab.Require(seen.Other == ch6OtherUID,
 					fmt.Sprintf("a socket of another owner needs CAP_SETUID over uid %d (run as root): setfsuid left the socket's owner at uid %d", ch6OtherUID, seen.Other))
@@ -891,7 +883,7 @@ var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family
 // ch6Describe reads a socket's kind back from the kernel.
 func ch6Describe(role string, fd int) ch6SocketSeen {
 	GinkgoHelper()
-	s := ch6SocketSeen{Role: role, FD: fd, State: ch6State(fd), AcceptConn: ch6AcceptConn(fd)}
+	s := ch6SocketSeen{Role: role, FD: fd, State: lab.TCPState(fd), AcceptConn: ch6AcceptConn(fd)}
 	local, err := sock.LocalAddr(fd)
 	Expect(err).NotTo(HaveOccurred())
 	s.Local = local.String()
@@ -909,13 +901,6 @@ func ch6AcceptConn(fd int) int {
 	v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	Expect(os.NewSyscallError("getsockopt SO_ACCEPTCONN", err)).NotTo(HaveOccurred())
 	return v
-}
-
-func ch6State(fd int) string {
-	GinkgoHelper()
-	s, err := sock.TCPState(fd)
-	Expect(err).NotTo(HaveOccurred())
-	return s
 }
 
 func ch6Queue(fd int) sock.AcceptQueue {

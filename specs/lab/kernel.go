@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/onsi/ginkgo/v2"
@@ -25,12 +26,23 @@ func TCPState(fd int) string {
 
 // SysctlInt reads a setting that is one integer with sock.Sysctl: net.core.somaxconn,
 // fs.nr_open. A net.* setting is the calling thread's network namespace's: the host's in a
-// spec, the sandbox's in a child.
+// spec, the sandbox's in a child. A child, which has no spec to fail, calls ReadSysctlInt.
 func SysctlInt(name string) int {
 	ginkgo.GinkgoHelper()
-	v, err := sock.Sysctl(name)
-	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "read %s", name)
-	n, err := strconv.Atoi(v)
-	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "%s = %q: not one integer", name, v)
+	n, err := ReadSysctlInt(name)
+	gomega.Expect(err).NotTo(gomega.HaveOccurred())
 	return n
+}
+
+// ReadSysctlInt is SysctlInt's error-returning twin, for a sandbox child (see plain.go).
+func ReadSysctlInt(name string) (int, error) {
+	v, err := sock.Sysctl(name)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", name, err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s = %q: not one integer", name, v)
+	}
+	return n, nil
 }

@@ -33,13 +33,15 @@ func Require(ok bool, why string) {
 
 // RunInSandbox runs the child in a sandbox (Child.Run) for a spec and returns its result.
 // Where this machine allows no private network namespace the spec stops through Require,
-// with the one line that says why and what to run instead; any other error fails it.
-func RunInSandbox[A, R any](c Child[A, R], arg A, opts SandboxOptions) R {
+// with the one line that says why and what to run instead; any other error fails it. what,
+// when given, says what the child was asked, for that failure: Gomega's optional
+// description, a string or a format and its arguments.
+func RunInSandbox[A, R any](c Child[A, R], arg A, opts SandboxOptions, what ...any) R {
 	ginkgo.GinkgoHelper()
 	r, err := c.Run(arg, opts)
 	if errors.Is(err, ErrNoSandbox) {
 		Require(false, err.Error())
 	}
-	gomega.Expect(err).NotTo(gomega.HaveOccurred())
+	gomega.Expect(err).NotTo(gomega.HaveOccurred(), what...)
 	return r
 }

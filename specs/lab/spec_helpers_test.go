@@ -44,6 +44,12 @@ var _ = Describe("RunInSandbox", func() {
 		Expect(failures[0]).To(ContainSubstring("the child's own words"))
 	})
 
+	It("says what the child was asked, when told", func() {
+		failures := InterceptGomegaFailures(func() { RunInSandbox(refuses, struct{}{}, SandboxOptions{}, "refuse number %d", 7) })
+		Expect(failures).To(HaveLen(1))
+		Expect(failures[0]).To(And(ContainSubstring("refuse number 7"), ContainSubstring("the child's own words")))
+	})
+
 	Context("where the machine allows no namespace", func() {
 		It(noSandboxSpec, func() {
 			saved := chosenKind
@@ -97,5 +103,15 @@ var _ = Describe("SysctlInt", func() {
 		failures := InterceptGomegaFailures(func() { SysctlInt(PortRangeSysctl) })
 		Expect(failures).To(HaveLen(1))
 		Expect(strings.Join(failures, "")).To(ContainSubstring("not one integer"))
+	})
+
+	It("has a twin that returns the error, for a child", func() {
+		n, err := ReadSysctlInt("net.core.somaxconn")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(n).To(Equal(SysctlInt("net.core.somaxconn")))
+		_, err = ReadSysctlInt(PortRangeSysctl)
+		Expect(err).To(MatchError(ContainSubstring("not one integer")))
+		_, err = ReadSysctlInt("net.no.such.setting")
+		Expect(err).To(MatchError(ContainSubstring("read net.no.such.setting")))
 	})
 })
