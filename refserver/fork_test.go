@@ -311,7 +311,7 @@ func TestExecuteWakesAnIdleLoop(t *testing.T) {
 // captureHandler hands each new Conn to the test.
 type captureHandler struct{ conns chan<- *Conn }
 
-func (h captureHandler) OnOpen(c *Conn)             { h.conns <- c }
+func (h captureHandler) OnOpen(c *Conn)              { h.conns <- c }
 func (captureHandler) OnData(c *Conn, in []byte) int { return len(in) }
 func (captureHandler) OnClose(*Conn, error)          {}
 
