@@ -11,7 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"portproof/internal/procfs"
 	"portproof/refserver/sock"
 )
 
@@ -35,7 +34,7 @@ func Setup(sysctls map[string]string) error {
 // alone) or a read-only copy (EACCES, even for root: net.core.rmem_max is 0444 outside the
 // initial namespace). Only a process in a namespace of its own may call it.
 func WriteSysctl(name, value string) error {
-	f, err := os.OpenFile(procfs.SysctlPath(name), os.O_WRONLY, 0)
+	f, err := os.OpenFile(sock.SysctlPath(name), os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("sysctl %s: %w", name, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"portproof/refserver/sock"
 )
 
 // userHZ is the unit of utime and stime in /proc/PID/stat: USER_HZ, 100 on every Linux
@@ -127,14 +129,9 @@ func CPUModel() string {
 	return "?"
 }
 
-// SysctlPath is the file of the setting a sysctl name names: "net.core.somaxconn" is
-// /proc/sys/net/core/somaxconn. Under /proc/sys/net the file shows, and writes, the setting
-// of the network namespace of the thread that opens it.
-func SysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
-
 // KernelRelease is uname -r.
 func KernelRelease() string {
-	b, err := os.ReadFile(SysctlPath("kernel.osrelease"))
+	b, err := os.ReadFile(sock.SysctlPath("kernel.osrelease"))
 	if err != nil {
 		return "?"
 	}

@@ -82,6 +82,11 @@ func DescriptorLimit() (soft, hard uint64, err error) {
 // Sysctl reads a kernel setting by its sysctl name ("net.core.somaxconn") from /proc/sys.
 // Settings under net. are per network namespace: the value is the calling thread's.
 func Sysctl(name string) (string, error) {
-	b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
+	b, err := os.ReadFile(SysctlPath(name))
 	return strings.TrimSpace(string(b)), err
 }
+
+// SysctlPath is the file of the setting a sysctl name names: "net.core.somaxconn" is
+// /proc/sys/net/core/somaxconn. Under /proc/sys/net the file shows, and writes, the setting
+// of the network namespace of the thread that opens it.
+func SysctlPath(name string) string { return "/proc/sys/" + strings.ReplaceAll(name, ".", "/") }
