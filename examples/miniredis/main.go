@@ -34,7 +34,7 @@ func main() {
 	loops := fs.Int("loops", 0, "epoll `loops` (0: one per CPU)")
 	maxConns := fs.Int("max-conns", 0, "open connections at `most` (0: no cap)")
 	perIP := fs.Int("max-conns-per-ip", 0, "open connections from one address at `most` (0: no cap)")
-	idle := fs.Duration("idle-timeout", refserver.DefaultIdleTimeout, "close a silent connection after `d`")
+	idle := fs.Duration("idle-timeout", refserver.DefaultIdleTimeout, "close a silent connection after `d` (0: never)")
 	maxInput := fs.Int("max-input", 8<<20, "the longest command, in `bytes` (a SET's value with it)")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long a stop lets clients finish")
 	quiet := fs.Bool("quiet", false, "no line per connection")
@@ -45,6 +45,9 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "miniredis: -addr %q: want an IP address and port, such as 127.0.0.1:6380\n", *addr)
 		os.Exit(2)
+	}
+	if *idle == 0 {
+		*idle = -1 // the flag's 0 is never; Config's zero value is the default
 	}
 	logger := log.New(os.Stderr, "miniredis: ", 0)
 	srv, err := refserver.New(refserver.Config{

@@ -24,7 +24,7 @@ func main() {
 	srv, err := refserver.New(refserver.Config{
 		Addr:        addr,
 		Loops:       f.Loops,
-		IdleTimeout: 0, // never: the idle scenario holds connections open
+		IdleTimeout: -1, // never: the idle scenario holds connections open
 		Handler:     spliceEcho{},
 	})
 	if err != nil {
