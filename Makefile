@@ -46,8 +46,11 @@ SCALE_CONNS ?= 80000
 
 .PHONY: bench scale bench-build
 
+# The C server is the limit: refserver's design with no runtime, built by the system's C
+# compiler (Debian: gcc).
 bench-build:
 	cd bench && go build -o bin/ ./servers/... ./cmd/... && go build -o bin/refserver-cli portproof/refserver/cmd/refserver
+	$(CC) -O2 -Wall -Wextra -Werror -pthread -o bench/bin/c-epoll bench/servers/c-epoll/echo.c
 
 bench: bench-build
 	@mkdir -p build

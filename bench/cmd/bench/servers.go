@@ -15,14 +15,16 @@ import (
 // The servers under test, in the order of the tables. Each is a binary of its own, started
 // fresh for every measurement: /proc/PID/stat then counts that server's CPU time alone, and
 // the idle scenario's memory starts from a process that has served nothing.
-// refserver-splice is refserver with a Handler of its own that echoes through splice(2).
-var serverNames = []string{"gonet", "gnet", "refserver", "refserver-splice"}
+// refserver-splice is refserver with a Handler of its own that echoes through splice(2);
+// c-epoll is the limit, refserver's design in C with no runtime (servers/c-epoll/echo.c).
+var serverNames = []string{"c-epoll", "gonet", "gnet", "refserver", "refserver-splice"}
 
 var serverLabels = map[string]string{
 	"gonet":            "Go net",
 	"gnet":             "gnet",
 	"refserver":        "refserver",
 	"refserver-splice": "refserver, splice",
+	"c-epoll":          "C epoll (the limit)",
 }
 
 // label is how the tables name a server.

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-var serverColors = map[string]string{"gonet": "#8a8f98", "gnet": "#3b7dd8", "refserver": "#e8590c", "refserver-splice": "#f5b041"}
+var serverColors = map[string]string{"gonet": "#8a8f98", "gnet": "#3b7dd8", "refserver": "#e8590c", "refserver-splice": "#f5b041", "c-epoll": "#2f9e44"}
 
 func color(name string) string {
 	if c := serverColors[name]; c != "" {
