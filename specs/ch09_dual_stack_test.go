@@ -24,6 +24,9 @@ const (
 // Every bind here is to [::] or 0.0.0.0, which on the host would take a port on every
 // interface: each proof runs in a sandbox, whose only interface is its own lo.
 var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
+	// Every proof here is about IPv6 sockets: a kernel without IPv6 has none to prove with.
+	BeforeEach(func() { lab.RequireFamily(lab.IPv6) })
+
 	// --8<-- [start:dualstack-mapped]
 	It("takes an IPv4 client on [::] as ::ffff:127.0.0.1, and holds 0.0.0.0's port: EADDRINUSE",
 		Label("claim:dualstack.mapped"), func() {
