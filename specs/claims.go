@@ -210,8 +210,9 @@ var Claims = []Claim{
 		Source:   "ipv6(7)",
 		SourceQuote: "IPv4 and IPv6 share the local port space. When you get an IPv4 connection or packet to an " +
 			"IPv6 socket, its source address will be mapped to v6.",
-		Why: "While IPV6_V6ONLY is off, the default net.ipv6.bindv6only=0 gives, an AF_INET6 listener on [::]:P " +
-			"accepts IPv4 clients, each seen as ::ffff:a.b.c.d, and holds 0.0.0.0:P, whose bind fails with EADDRINUSE.",
+		Why: "With IPV6_V6ONLY off, as net.ipv6.bindv6only=0 leaves every new AF_INET6 socket, a listener on " +
+			"[::]:P accepts IPv4 clients, each seen as ::ffff:a.b.c.d, and holds 0.0.0.0:P too, whose bind then " +
+			"fails with EADDRINUSE.",
 	},
 	{
 		ID: "dualstack.v6only", Chapter: DualStack, Verdict: True,
