@@ -25,6 +25,11 @@ type Config struct {
 	// (SO_REUSEPORT), and the kernel spreads connections over them by a hash of the 4-tuple.
 	// Off, the loops share one listener and epoll wakes one or more of them per connection.
 	ReusePort bool
+	// V6Only sets IPV6_V6ONLY on an IPv6 listener before bind: [::]:P then takes IPv6 clients
+	// only, and an IPv4 listener may hold 0.0.0.0:P beside it. Off, the listener keeps the
+	// kernel's default, net.ipv6.bindv6only (0: [::]:P takes IPv4 clients too, as
+	// ::ffff:a.b.c.d, and holds 0.0.0.0:P). An IPv4 Addr ignores it.
+	V6Only bool
 	// MaxConns caps the open connections; past it new ones are closed at once. 0: no cap.
 	MaxConns int
 	// MaxConnsPerIP caps the open connections of one client address, so that one client

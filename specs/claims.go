@@ -41,7 +41,13 @@ var (
 	Backlog       = Chapter{4, "Concurrent connection requests vs concurrent open connections", Article}
 	Handshake     = Chapter{5, "Why is a connection rejected after a successful handshake?", Article}
 	ActivePassive = Chapter{6, "Active and passive sockets", Article}
-	Chapters      = []Chapter{FiveTuple, OnePort, Limits, Backlog, Handshake, ActivePassive}
+	Chapters      = []Chapter{FiveTuple, OnePort, Limits, Backlog, Handshake, ActivePassive, DualStack, Epoll}
+)
+
+// Part II's chapters 9 and 10.
+var (
+	DualStack = Chapter{9, "One socket, two families: IPv6 dual stack", Beyond}
+	Epoll     = Chapter{10, "epoll and the C10K problem", Beyond}
 )
 
 // Claim is one claim the specs prove. A spec that proves it carries the label "claim:"+ID.
@@ -195,6 +201,68 @@ var Claims = []Claim{
 		Quote: "Each port can have a single passive socket binded to it, awaiting incoming connections",
 		Why: "Listeners on different local addresses share a port number, and with SO_REUSEPORT a group of " +
 			"listeners shares one address and port, the kernel spreading connections by a hash of the tuple.",
+	},
+
+	// Part II, chapter 9: one socket, two families.
+	{
+		ID: "dualstack.mapped", Chapter: DualStack, Verdict: True,
+		Question: "Does a server on [::] take IPv4 clients?",
+		Source:   "ipv6(7)",
+		SourceQuote: "IPv4 and IPv6 share the local port space. When you get an IPv4 connection or packet to an " +
+			"IPv6 socket, its source address will be mapped to v6.",
+		Why: "With IPV6_V6ONLY off, as net.ipv6.bindv6only=0 leaves every new AF_INET6 socket, a listener on " +
+			"[::]:P accepts IPv4 clients, each seen as ::ffff:a.b.c.d, and holds 0.0.0.0:P too, whose bind then " +
+			"fails with EADDRINUSE.",
+	},
+	{
+		ID: "dualstack.v6only", Chapter: DualStack, Verdict: True,
+		Source: "ipv6(7)",
+		SourceQuote: "If this flag is set to true (nonzero), then the socket is restricted to sending and receiving " +
+			"IPv6 packets only. In this case, an IPv4 and an IPv6 application can bind to a single port at the same time.",
+		Why: "With IPV6_V6ONLY set (refserver's V6Only), [::]:P refuses IPv4 clients and a second refserver binds " +
+			"0.0.0.0:P beside it, each listener serving its own family alone.",
+	},
+
+	// Part II, chapter 10: epoll and the C10K problem.
+	{
+		ID: "epoll.level", Chapter: Epoll, Verdict: True,
+		Question: "Why does my event loop spin?",
+		Source:   "epoll(7)",
+		SourceQuote: "By contrast, when used as a level-triggered interface (the default, when EPOLLET is not " +
+			"specified), epoll is simply a faster poll(2), and can be used wherever the latter is used since it " +
+			"shares the same semantics.",
+		Why: "Level-triggered epoll_wait reports a socket on every call while unread bytes remain, so a loop that " +
+			"leaves them unread spins, and it stops once a read has met EAGAIN.",
+	},
+	{
+		ID: "epoll.edge", Chapter: Epoll, Verdict: True,
+		Source: "epoll(7)",
+		SourceQuote: "The reason for this is that edge-triggered mode delivers events only when changes occur on " +
+			"the monitored file descriptor.",
+		Why: "With EPOLLET epoll_wait reports a socket once per arrival: a reader that leaves bytes unread " +
+			"(FIONREAD above 0) is not told again until more arrive, which is why edge-triggered readers read until EAGAIN.",
+	},
+	{
+		ID: "epoll.scale", Chapter: Epoll, Verdict: True,
+		Question: "How does one thread serve 10,000 connections?",
+		Source:   "epoll(7)",
+		SourceQuote: "The epoll API can be used either as an edge-triggered or a level-triggered interface and " +
+			"scales well to large numbers of watched file descriptors.",
+		Why: "The kernel keeps an epoll instance's ready list as data arrives, so one epoll_wait over 10,000 idle " +
+			"connections returns just the one that is ready, while poll(2) is handed all 10,000 and writes back " +
+			"a revents for each, its time per call growing with their number.",
+	},
+	{
+		ID: "epoll.exclusive", Chapter: Epoll, Verdict: Qualified,
+		Question: "Do all my threads wake for one connection?",
+		Source:   "epoll_ctl(2)",
+		SourceQuote: "When a wakeup event occurs and multiple epoll file descriptors are attached to the same " +
+			"target file using EPOLLEXCLUSIVE, one or more of the epoll file descriptors will receive an event " +
+			"with epoll_wait(2). The default in this scenario (when EPOLLEXCLUSIVE is not set) is for all epoll " +
+			"file descriptors to receive an event.",
+		Why: "Without EPOLLEXCLUSIVE a connection wakes every thread waiting on the listener, though one accepts it " +
+			"and the others sleep again without epoll_wait returning; with it the kernel stops at the first epoll " +
+			"instance that has a thread asleep in epoll_wait.",
 	},
 }
 

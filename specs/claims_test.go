@@ -71,7 +71,7 @@ var _ = Describe("The claims registry", Label("registry"), func() {
 			}
 			Expect(c.Quote).To(BeEmpty(), "claim %s: Part II has no article quote", c.ID)
 			Expect(c.Question).To(Equal(questions[c.ID]), "claim %s: the question is claims.md's", c.ID)
-			Expect(c.Source).To(MatchRegexp(`^(RFC [0-9]+, section [0-9.]+|[a-z_]+\([0-9]\))`),
+			Expect(c.Source).To(MatchRegexp(`^(RFC [0-9]+, section [0-9.]+|[a-z][a-z0-9_]*\([0-9]\))`),
 				"claim %s: the source is an RFC section or a manual page", c.ID)
 			Expect(c.SourceQuote).NotTo(BeEmpty(), "claim %s: quote the source", c.ID)
 		}

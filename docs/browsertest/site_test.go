@@ -39,14 +39,17 @@ const (
 	clickTimeout = 15 * time.Second
 )
 
-// pictures are the pictures a page must show, by the page's path: the three that
+// pictures are the pictures a page must show, by the page's path: those that
 // specs/cmd/proofreport draws from the proofs' evidence (pictures.go), each under its
 // claim on the proof page (pictureOf in page.go) and in its chapter.
 var pictures = map[string][]string{
 	"/ch1-five-tuple/": {"tuple-identity.svg"},
 	"/ch3-limits/":     {"port-space.svg"},
 	"/ch5-handshake/":  {"handshake.svg"},
-	"/proofs/":         {"tuple-identity.svg", "port-space.svg", "handshake.svg"},
+	"/ch9-dual-stack/": {"dual-stack.svg"},
+	"/ch10-epoll/":     {"epoll-triggers.svg", "epoll-scale.svg", "epoll-herd.svg"},
+	"/proofs/": {"tuple-identity.svg", "port-space.svg", "handshake.svg",
+		"dual-stack.svg", "epoll-triggers.svg", "epoll-scale.svg", "epoll-herd.svg"},
 }
 
 // The text the regions hook (docs/hooks/regions.py) puts where a pending spec file's code

@@ -50,6 +50,7 @@ type options struct {
 	mode            string
 	loops           int
 	reusePort       bool
+	v6only          bool
 	maxConns        int
 	maxConnsPerIP   int
 	idleTimeout     time.Duration
@@ -95,6 +96,7 @@ func parse(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.mode, "mode", "tuple", "`protocol`: tuple (tell each client its 5-tuple, then echo) or echo (echo only)")
 	fs.IntVar(&o.loops, "loops", 0, "epoll `loops`, each an epoll instance and the goroutine that waits on it; 0 means one per CPU")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "give each loop its own listener on the same port (SO_REUSEPORT)")
+	fs.BoolVar(&o.v6only, "v6only", false, "set IPV6_V6ONLY on an IPv6 listener: [::]:7000 takes IPv6 clients only, and 0.0.0.0:7000 stays free for IPv4")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "open connections at `most`; more are closed at once (0: no cap but the descriptor limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections from one client address at `most`; its next ones are closed at once (0: no cap)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", refserver.DefaultIdleTimeout, "close a connection silent for this `duration` (0: never)")
@@ -122,6 +124,8 @@ func parse(args []string, stdout io.Writer) (options, error) {
 		return o, usageError{fmt.Sprintf("-addr %q: want an IP address and port, such as 127.0.0.1:7000 or [::1]:7000 (no host names)", *addr)}
 	}
 	switch {
+	case o.v6only && (o.addr.Addr().Is4() || o.addr.Addr().Is4In6()):
+		return o, usageError{fmt.Sprintf("-v6only with -addr %s: IPV6_V6ONLY is for an IPv6 listener, such as [::]:7000", o.addr)}
 	case o.backlog < 0:
 		return o, usageError{fmt.Sprintf("-backlog %d: must be 0 or more", o.backlog)}
 	case o.mode != "tuple" && o.mode != "echo":
@@ -166,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	}
 	logger.Printf("refserver: pid %d, mode %s", os.Getpid(), o.mode)
 	srv, err := refserver.New(refserver.Config{
-		Addr: o.addr, Backlog: o.backlog, Loops: o.loops, ReusePort: o.reusePort,
+		Addr: o.addr, Backlog: o.backlog, Loops: o.loops, ReusePort: o.reusePort, V6Only: o.v6only,
 		MaxConns: o.maxConns, MaxConnsPerIP: o.maxConnsPerIP, IdleTimeout: idle, Handler: handler,
 		MaxInput: int(o.maxInput), MaxOutput: int(o.maxOutput), MaxQueued: int64(o.maxQueued),
 		Log: logger, LogConns: !o.quiet,
@@ -179,6 +183,9 @@ func run(args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 		srv.Addr(), ncHost(srv.Addr()), srv.Addr().Port(), os.Getpid())
 	if w := exposure(srv.Addr(), o); w != "" {
 		logger.Print(w)
+	}
+	if d := dualStack(srv.Addr(), srv.Listeners()[0]); d != "" {
+		logger.Print(d)
 	}
 
 	served := make(chan error, 1)
@@ -262,6 +269,30 @@ func exposure(ap netip.AddrPort, o options) string {
 		w += "; no limit is set by " + strings.Join(off, ", ")
 	}
 	return w
+}
+
+// dualStack says which families an IPv6 listener on the wildcard address takes, from
+// IPV6_V6ONLY as the kernel reads it back (the listener's own, or the default it got from
+// net.ipv6.bindv6only): chapter 9's lesson, to try with nc -4 and nc -6.
+func dualStack(ap netip.AddrPort, listener int) string {
+	if !ap.Addr().Is6() || ap.Addr().Is4In6() || !ap.Addr().IsUnspecified() {
+		return ""
+	}
+	v6only, err := unix.GetsockoptInt(listener, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+	if err != nil {
+		return ""
+	}
+	bindv6only, _ := sock.Sysctl("net.ipv6.bindv6only")
+	return dualStackWords(ap.Port(), v6only, bindv6only)
+}
+
+func dualStackWords(port uint16, v6only int, bindv6only string) string {
+	if v6only != 0 {
+		return fmt.Sprintf("  IPV6_V6ONLY 1: IPv6 clients only (try: nc -6 ::1 %d); an IPv4 client is refused, "+
+			"unless an IPv4 listener holds 0.0.0.0:%d beside this one", port, port)
+	}
+	return fmt.Sprintf("  IPV6_V6ONLY 0 (net.ipv6.bindv6only %s): IPv4 clients reach this listener too, "+
+		"as ::ffff:a.b.c.d (try: nc -4 127.0.0.1 %d), and 0.0.0.0:%d is taken", bindv6only, port, port)
 }
 
 // hint adds what to do about the errors a reader is likely to meet.

@@ -364,6 +364,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"-nofile", strconv.FormatUint(hard+1, 10)}, "-nofile"},
 		{[]string{"-bogus"}, "-bogus"},
 		{[]string{"-addr", "127.0.0.1:0", "stray"}, `"stray"`},
+		{[]string{"-addr", "127.0.0.1:0", "-v6only"}, "-v6only"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
@@ -410,7 +411,7 @@ func TestBadInput(t *testing.T) {
 			if code != exitOK || stderr != "" {
 				t.Errorf("exit code %d, stderr %q; want 0 and nothing", code, stderr)
 			}
-			for _, want := range []string{"Usage: refserver", "-addr", "-backlog", "-mode", "-max-conns-per-ip", "-nofile", "-shutdown-timeout", "SIGUSR1", "Exit codes"} {
+			for _, want := range []string{"Usage: refserver", "-addr", "-backlog", "-mode", "-max-conns-per-ip", "-nofile", "-shutdown-timeout", "-v6only", "SIGUSR1", "Exit codes"} {
 				if !strings.Contains(stdout, want) {
 					t.Errorf("usage does not mention %s:\n%s", want, stdout)
 				}

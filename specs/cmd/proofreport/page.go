@@ -36,6 +36,11 @@ var pictureOf = map[string]string{
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
 	"backlog.full":            "backlog-overflow.svg",
+	// Part II, chapters 9 and 10.
+	"dualstack.v6only": "dual-stack.svg",
+	"epoll.edge":       "epoll-triggers.svg",
+	"epoll.scale":      "epoll-scale.svg",
+	"epoll.exclusive":  "epoll-herd.svg",
 }
 
 // stateMark is a state in words: no emoji, which a reader's fonts may lack.
@@ -191,6 +196,14 @@ func pictureAlt(id string) string {
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":
 		return "A connect() to a full accept queue: the SYN dropped, accept() makes room, the SYN sent again completes the handshake"
+	case "dualstack.v6only":
+		return "A listener on [::] taking IPv4 and IPv6 clients, 0.0.0.0 refused beside it; with IPV6_V6ONLY, two listeners on one port"
+	case "epoll.edge":
+		return "One script of sends, reads and epoll_waits: what level-triggered and edge-triggered epoll reported at each step"
+	case "epoll.scale":
+		return "A chart of time per call of poll and epoll_wait over 100, 1,000 and 10,000 connections, from this run"
+	case "epoll.exclusive":
+		return "Wake-ups per waiter on one listener, without and with EPOLLEXCLUSIVE"
 	default:
 		return "The port space per destination"
 	}

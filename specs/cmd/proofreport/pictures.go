@@ -109,6 +109,10 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 			"it needs a private network namespace, which root or an unprivileged user namespace gives."
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
+
+	// Part II, chapters 9 and 10 (pictures_ch9.go, pictures_ch10.go).
+	dualStackPictures(byID, pics, missing)
+	epollPictures(byID, pics, missing)
 	return pics, missing
 }
 

@@ -43,7 +43,7 @@ func TestPageListsEveryClaimWithItsState(t *testing.T) {
 		"| [`tuple.identity`](#tuple-identity) | 1 | true | passed |",
 		"| [`passive.no-data`](#passive-no-data) | 6 | true | FAILED |",
 		"| [`backlog.open-vs-pending`](#backlog-open-vs-pending) | 4 | true | no proof yet |",
-		"!!! failure \"9 of 21 claims proven\"",
+		"!!! failure \"15 of 27 claims proven\"",
 		"claim no.such-claim is not registered",
 		"## Specs that name no registered claim",
 		"`specs/ch01_five_tuple_test.go:19`", // relative to the suite's parent: no go.mod in the fixture
