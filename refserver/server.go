@@ -235,16 +235,26 @@ func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	closed := false
+	var queued uint32
 	for i, fd := range s.listeners {
 		if fd >= 0 {
+			// What close(2) is about to reset: the connections whose handshake the kernel
+			// finished and nobody accepted (inet_csk_listen_stop aborts each, with RST).
+			if q, err := sock.AcceptQueueOf(fd); err == nil {
+				queued += q.Len
+			}
 			s.log.narrate("close(%d)", 0, unix.Close(fd), fd)
 			s.listeners[i] = -1
 			closed = true
 		}
 	}
-	if closed {
-		s.log.printf("  the listener is gone: a connect is refused now (RST), " +
-			"and connections still in its accept queue were reset")
+	switch {
+	case closed && queued > 0:
+		s.log.printf("  the listener is gone: a connect is refused now (RST), and the %d "+
+			"connections still in its accept queue were reset (RST)", queued)
+	case closed:
+		s.log.printf("  the listener is gone: a connect is refused now (RST); " +
+			"its accept queue was empty")
 	}
 }
 
