@@ -538,6 +538,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	}
 
 	// The client closes its direction: FIN. Its filter drops the server's ACK.
+	calls.Add("client", "SO_ATTACH_FILTER", time.Now(), "")
 	if err := ch7Filter(c.client, ch7DropAll); err != nil {
 		return seen, err
 	}
@@ -552,6 +553,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 		return seen, err
 	}
 	// Without the filter, the ACK that answers the FIN's retransmission gets through.
+	calls.Add("client", "SO_DETACH_FILTER", time.Now(), "")
 	if err := unix.SetsockoptInt(c.client, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
 		return seen, os.NewSyscallError("setsockopt SO_DETACH_FILTER", err)
 	}

@@ -36,6 +36,8 @@ var pictureOf = map[string]string{
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
 	"backlog.full":            "backlog-overflow.svg",
+	"close.timewait":          "close-timeline.svg",
+	"queue.synrecv":           "handshake-views.svg",
 }
 
 // stateMark is a state in words: no emoji, which a reader's fonts may lack.
@@ -191,6 +193,10 @@ func pictureAlt(id string) string {
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":
 		return "A connect() to a full accept queue: the SYN dropped, accept() makes room, the SYN sent again completes the handshake"
+	case "close.timewait":
+		return "A close, call by call: FIN each way, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, TIME_WAIT on the side that closed first; and an RST that leaves nothing"
+	case "queue.synrecv":
+		return "The client's view and the server's side by side: ESTABLISHED against a SYN_RECV request, then data meeting a full accept queue, dropped or reset"
 	default:
 		return "The port space per destination"
 	}

@@ -109,6 +109,10 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 			"it needs a private network namespace, which root or an unprivileged user namespace gives."
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
+
+	// Part II, chapters 7 and 8 (pictures_closing.go, pictures_queues.go).
+	closingPictures(byID, pics, missing)
+	queuesPictures(byID, pics, missing)
 	return pics, missing
 }
 
