@@ -202,6 +202,8 @@ func (l *loop) read(c *Conn) {
 
 // --8<-- [end:read]
 
+// --8<-- [start:settle]
+
 // settle is the loop's part after every callback: it closes what is finished (a failed
 // connection at once, a closing one once its output is sent), reads or waits for room
 // depending on what the Handler left queued, and moves an active connection to the idle
@@ -244,6 +246,8 @@ func (l *loop) settle(c *Conn) {
 		l.linkIdle(c)
 	}
 }
+
+// --8<-- [end:settle]
 
 // --8<-- [start:backpressure]
 

@@ -231,6 +231,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shuttingDown() bool { return s.state.Load() == stateDraining }
 
+// --8<-- [start:closelisteners]
+
+// closeListeners closes the passive sockets, and says what the kernel did with the
+// connections still queued on them.
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -257,6 +261,8 @@ func (s *Server) closeListeners() {
 			"its accept queue was empty")
 	}
 }
+
+// --8<-- [end:closelisteners]
 
 func (s *Server) closeAll() {
 	s.closeListeners()
