@@ -340,15 +340,17 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 
 // ch7UnreadSeen is one connection closed by its server, with or without reading first.
 type ch7UnreadSeen struct {
-	Case     string          `json:"case"` // "unread" or "read first"
-	Client   string          `json:"client"`
-	Server   string          `json:"server"`
-	Unread   int             `json:"unread"`   // SIOCINQ on the server's end before close
-	Unacked  uint32          `json:"unacked"`  // the client's tcpi_unacked then: its bytes acknowledged
-	Received []string        `json:"received"` // what each of the client's reads returned
-	Calls    lab.Calls       `json:"calls"`
-	States   []lab.StateSeen `json:"states"`
-	Packets  []lab.Segment   `json:"packets"`
+	Case    string `json:"case"` // "unread" or "read first"
+	Client  string `json:"client"`
+	Server  string `json:"server"`
+	Unread  int    `json:"unread"`  // SIOCINQ on the server's end before close
+	Unacked uint32 `json:"unacked"` // the client's tcpi_unacked then: its bytes acknowledged
+	// AbortOnClose is TcpExt TCPAbortOnClose's rise over the server's close(2).
+	AbortOnClose int64           `json:"abort_on_close"`
+	Received     []string        `json:"received"` // what each of the client's reads returned
+	Calls        lab.Calls       `json:"calls"`
+	States       []lab.StateSeen `json:"states"`
+	Packets      []lab.Segment   `json:"packets"`
 }
 
 // --8<-- [start:unread-child]
@@ -394,11 +396,21 @@ func ch7Unread(loopback string) ([]ch7UnreadSeen, error) {
 		if seen.Unread, seen.Unacked, err = ch7Settled(c, want); err != nil {
 			return all, err
 		}
-		// close(2): tcp_close finds the receive queue not empty and sends RST (as RFC 2525
-		// section 2.17 says, and its comment there quotes), or sends FIN when it is empty.
+		before, err := lab.TCPExt()
+		if err != nil {
+			return all, err
+		}
+		// close(2): __tcp_close finds the receive queue not empty and sends RST, counting
+		// TCPAbortOnClose ("As outlined in RFC 2525, section 2.17, we send a RST here
+		// because data was lost"), or sends FIN when it is empty.
 		if err := ch7Close(calls, "server", &c.server); err != nil {
 			return all, err
 		}
+		after, err := lab.TCPExt()
+		if err != nil {
+			return all, err
+		}
+		seen.AbortOnClose = after["TCPAbortOnClose"] - before["TCPAbortOnClose"]
 		for range 3 { // "bye", then end-of-stream or ECONNRESET
 			got, err := ch7Read(calls, "client", c.client)
 			if err != nil || len(got) == 0 {

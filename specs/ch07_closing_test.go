@@ -124,6 +124,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 				Expect(seen).To(HaveLen(2))
 				unread, readFirst := seen[0], seen[1]
 				lab.Cite(lab.Figures{"unread": unread.Unread, "unread_received": unread.Received,
+					"abort_on_close": unread.AbortOnClose, "read_abort_on_close": readFirst.AbortOnClose,
 					"unread_flags":        ch7FlagsFrom(unread.Packets, unread.Server, true),
 					"read_received":       readFirst.Received,
 					"unread_client_state": unread.States[0].State,
@@ -134,6 +135,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 				// The client's 3 bytes, acknowledged by the server's kernel, never read.
 				Expect(unread.Unread).To(Equal(3), "SIOCINQ on the server's end before close()")
 				Expect(unread.Unacked).To(BeZero(), "the client's tcpi_unacked then")
+				Expect(unread.AbortOnClose).To(BeEquivalentTo(1), "TcpExt TCPAbortOnClose")
 				// close() then: RST, and no FIN, from the server.
 				Expect(ch7FlagsFrom(unread.Packets, unread.Server, true)).To(Equal(
 					[]string{"RST,ACK"}), "the server's segments, unread input: %v", unread.Packets)
@@ -142,6 +144,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 				Expect(unread.States[0].State).To(Equal("CLOSE"), "the client, after the RST")
 				// The same close with the input read first: FIN, and end-of-stream.
 				Expect(readFirst.Unread).To(BeZero(), "SIOCINQ on the server's end before close()")
+				Expect(readFirst.AbortOnClose).To(BeZero(), "TcpExt TCPAbortOnClose")
 				Expect(ch7FlagsFrom(readFirst.Packets, readFirst.Server, true)).To(Equal(
 					[]string{"FIN,ACK"}), "the server's segments, input read: %v", readFirst.Packets)
 				Expect(readFirst.Received).To(Equal([]string{"bye", "EOF"}), "the client's reads")
@@ -169,10 +172,11 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			lab.Record(ch7EntryTimers, []ch7Timers{fw2, tw})
 			lab.Cite(lab.Figures{"fin_timeout": seen.FinTimeout, "fin_wait2_s": fw2.TotalMS / 1e3,
 				"time_wait_s": tw.TotalMS / 1e3, "time_wait_left_s": tw.LeftMS / 1e3,
-				"left_server":  seen.Left["server"],
-				"client_fins":  len(ch7FlagsFrom(fins, seen.Client, false)),
-				"linger_flags": ch7FlagsFrom(seen.Linger.Packets, seen.Linger.Server, true),
-				"linger_read":  seen.Linger.Read})
+				"left_server": seen.Left["server"], "fin_again_ms": ch7Gap(fins, seen.Client),
+				"tw_last_left_s": seen.States[len(seen.States)-1].TimerLeftMS / 1e3,
+				"client_fins":    len(ch7FlagsFrom(fins, seen.Client, false)),
+				"linger_flags":   ch7FlagsFrom(seen.Linger.Packets, seen.Linger.Server, true),
+				"linger_read":    seen.Linger.Read})
 
 			// --8<-- [start:close-timewait-core]
 			Expect(seen.FinTimeout).To(Equal(fin), "net.ipv4.tcp_fin_timeout, read back")
@@ -344,4 +348,18 @@ func ch7Line(lines []string, s string) string {
 		}
 	}
 	return ""
+}
+
+// ch7Gap is the time between src's first two FINs, in ms: the retransmission timeout.
+func ch7Gap(fins []lab.Segment, src string) float64 {
+	var at []lab.Segment
+	for _, f := range fins {
+		if f.Src.String() == src {
+			at = append(at, f)
+		}
+	}
+	if len(at) < 2 {
+		return 0
+	}
+	return float64(at[1].Time.Sub(at[0].Time).Microseconds()) / 1e3
 }
