@@ -217,6 +217,7 @@ func (l *loop) settle(c *Conn) {
 		return
 	case len(c.out) > 0:
 		l.wantWritable(c)
+	// --8<-- [start:lingering]
 	case c.state&stClosing != 0:
 		if c.state&stPeerDone != 0 {
 			l.closeConn(c, nil)
@@ -234,6 +235,7 @@ func (l *loop) settle(c *Conn) {
 			c.state |= stWrShut
 		}
 		l.wantReadable(c)
+		// --8<-- [end:lingering]
 	default:
 		l.wantReadable(c)
 	}
