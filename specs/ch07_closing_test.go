@@ -86,10 +86,11 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			lab.Record(ch7EntryLinger, seen)
 			fins := ch7WithFlag(seen.Packets, "FIN")
 			Expect(fins).NotTo(BeEmpty(), "FINs on lo: %v", seen.Packets)
-			lab.Cite(lab.Figures{"echo": seen.Echo, "late_unacked": seen.LateUnacked,
-				"client_state": seen.States[0].State, "server_state": seen.States[1].State,
-				"client_after_late": seen.States[2].State, "server_end": seen.States[3].State,
-				"late_bytes": ch7DataAfter(seen.Packets, fins[0], seen.Client)})
+			// The chapter cites these beside the plain half-close's: "ref_" tells them apart.
+			lab.Cite(lab.Figures{"ref_echo": seen.Echo, "ref_late_unacked": seen.LateUnacked,
+				"ref_client_state": seen.States[0].State, "ref_server_state": seen.States[1].State,
+				"ref_client_after_late": seen.States[2].State, "ref_server_end": seen.States[3].State,
+				"ref_late_bytes": ch7DataAfter(seen.Packets, fins[0], seen.Client)})
 
 			// --8<-- [start:close-half-refserver-core]
 			Expect(seen.Echo).To(Equal("hello"), "refserver's echo before Shutdown")
@@ -243,8 +244,12 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 				}
 			}
 			said := ch7Line(seen.Narration, "the listener is gone")
+			var seqs []uint32
+			for _, r := range rsts {
+				seqs = append(seqs, r.Seq)
+			}
 			lab.Cite(lab.Figures{"queued": seen.Queued, "clients": len(seen.Clients),
-				"reset": reset, "rsts": len(rsts), "narration": said})
+				"reset": reset, "rsts": len(rsts), "rst_seqs": seqs, "narration": said})
 
 			// --8<-- [start:close-listener-resets-core]
 			Expect(seen.Queued).To(BeEquivalentTo(len(seen.Clients)), "the accept queue (TCP_INFO)")

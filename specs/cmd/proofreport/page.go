@@ -135,7 +135,9 @@ func writeProof(w *bytes.Buffer, r suiteReport, p proof, imgDir string, missing 
 		if p.Question != "" {
 			fmt.Fprintf(w, "*%s*\n\n", p.Question)
 		}
-		fmt.Fprintf(w, "> %s\n>\n> — %s\n\n", p.SourceQuote, p.Source)
+		// A standard's words may hold <...> (RFC 9293's segments): text, not HTML.
+		quote := strings.NewReplacer("<", "&lt;", ">", "&gt;").Replace(p.SourceQuote)
+		fmt.Fprintf(w, "> %s\n>\n> — %s\n\n", quote, p.Source)
 	} else {
 		fmt.Fprintf(w, "> %s\n\n", p.Quote)
 	}
