@@ -330,7 +330,7 @@ func (l *loop) flushPending() {
 	}
 }
 
-// --8<-- [end:read]
+// --8<-- [start:settle]
 
 // settle is the loop's part after every callback: it closes what is finished (a failed
 // connection at once, a closing one once its output is sent and its kept input handed
@@ -340,6 +340,7 @@ func (l *loop) settle(c *Conn) {
 	if c.state&stClosed != 0 {
 		return
 	}
+	// --8<-- [start:lingering]
 	if c.err == nil && c.state&stClosing != 0 && len(c.out) == 0 && c.state&stAgain == 0 {
 		if c.state&stPeerDone != 0 {
 			l.closeConn(c, nil)
@@ -356,6 +357,7 @@ func (l *loop) settle(c *Conn) {
 			c.state |= stWrShut
 		}
 	}
+	// --8<-- [end:lingering]
 	if c.err == nil {
 		l.arm(c)
 	}
@@ -368,6 +370,8 @@ func (l *loop) settle(c *Conn) {
 		l.linkIdle(c)
 	}
 }
+
+// --8<-- [end:settle]
 
 // --8<-- [start:backpressure]
 

@@ -266,22 +266,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) shuttingDown() bool { return s.state.Load() == stateDraining }
 
+// --8<-- [start:closelisteners]
+
+// closeListeners closes the passive sockets, and says what the kernel did with the
+// connections still queued on them.
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	closed := false
+	var queued uint32
 	for i, fd := range s.listeners {
 		if fd >= 0 {
+			// What close(2) is about to reset: the connections whose handshake the kernel
+			// finished and nobody accepted (inet_csk_listen_stop aborts each, with RST).
+			if q, err := sock.AcceptQueueOf(fd); err == nil {
+				queued += q.Len
+			}
 			s.log.narrate("close(%d)", 0, unix.Close(fd), fd)
 			s.listeners[i] = -1
 			closed = true
 		}
 	}
-	if closed {
-		s.log.printf("  the listener is gone: a connect is refused now (RST), " +
-			"and connections still in its accept queue were reset")
+	switch {
+	case closed && queued > 0:
+		s.log.printf("  the listener is gone: a connect is refused now (RST), and the %d "+
+			"connections still in its accept queue were reset (RST)", queued)
+	case closed:
+		s.log.printf("  the listener is gone: a connect is refused now (RST); " +
+			"its accept queue was empty")
 	}
 }
+
+// --8<-- [end:closelisteners]
 
 func (s *Server) closeAll() {
 	s.closeListeners()

@@ -41,11 +41,15 @@ var (
 	Backlog       = Chapter{4, "Concurrent connection requests vs concurrent open connections", Article}
 	Handshake     = Chapter{5, "Why is a connection rejected after a successful handshake?", Article}
 	ActivePassive = Chapter{6, "Active and passive sockets", Article}
-	Chapters      = []Chapter{FiveTuple, OnePort, Limits, Backlog, Handshake, ActivePassive, DualStack, Epoll}
+	Chapters      = []Chapter{FiveTuple, OnePort, Limits, Backlog, Handshake, ActivePassive,
+		Closing, Queues, DualStack, Epoll}
 )
 
-// Part II's chapters 9 and 10.
+// Part II: how a connection ends, the queues before accept() again, one socket and two
+// families, and epoll.
 var (
+	Closing   = Chapter{7, "Closing: FIN, RST and TIME_WAIT", Beyond}
+	Queues    = Chapter{8, "The queues again: SYN_RECV, deferred accept and SYN cookies", Beyond}
 	DualStack = Chapter{9, "One socket, two families: IPv6 dual stack", Beyond}
 	Epoll     = Chapter{10, "epoll and the C10K problem", Beyond}
 )
@@ -201,6 +205,91 @@ var Claims = []Claim{
 		Quote: "Each port can have a single passive socket binded to it, awaiting incoming connections",
 		Why: "Listeners on different local addresses share a port number, and with SO_REUSEPORT a group of " +
 			"listeners shares one address and port, the kernel spreading connections by a hash of the tuple.",
+	},
+
+	// Part II, chapter 7: closing.
+	{
+		ID: "close.half", Chapter: Closing, Verdict: True,
+		Question: "Can I stop sending but keep reading?",
+		Source:   "RFC 9293, section 3.6",
+		SourceQuote: "CLOSE is an operation meaning \"I have no more data to send.\" The notion of closing a " +
+			"full-duplex connection is subject to ambiguous interpretation, of course, since it may not be " +
+			"obvious how to treat the receiving side of the connection. We have chosen to treat CLOSE in a " +
+			"simplex fashion. The user who CLOSEs may continue to RECEIVE until the TCP receiver is told that " +
+			"the remote peer has CLOSED also.",
+		Why: "shutdown(SHUT_WR) is that CLOSE: it sends one FIN and nothing else, the side that sent it " +
+			"(FIN_WAIT2) goes on reading what the peer (CLOSE_WAIT, reading end-of-stream) still sends, " +
+			"and refserver's lingering close ends its connections this way.",
+	},
+	{
+		ID: "close.rst-unread", Chapter: Closing, Verdict: True,
+		Question: "Does close() always send FIN?",
+		Source:   "RFC 2525, section 2.17",
+		SourceQuote: "When an application closes a connection in such a way that it can no longer read any " +
+			"received data, the TCP SHOULD, per section 4.2.2.13 of RFC 1122, send a RST if there is any " +
+			"unread received data, or if any new data is received.",
+		Why: "close() on a socket with unread input sends RST and no FIN, so the peer's next read after " +
+			"what had reached it fails with ECONNRESET and the bytes it sent are lost unread, while the same " +
+			"close with the input read first sends FIN.",
+	},
+	{
+		ID: "close.timewait", Chapter: Closing, Verdict: Qualified,
+		Question: "Why does a closed connection still show in ss?",
+		Source:   "RFC 9293, section 3.6.1",
+		SourceQuote: "When a connection is closed actively, it MUST linger in the TIME-WAIT state for a time " +
+			"2xMSL (Maximum Segment Lifetime) (MUST-13).",
+		Why: "The side that closes first keeps the connection in TIME_WAIT, with no descriptor, for " +
+			"Linux's fixed 60 s (TCP_TIMEWAIT_LEN, not twice the RFC's two-minute MSL, and not " +
+			"tcp_fin_timeout, which times an orphan's FIN_WAIT2), while the other side passes through " +
+			"CLOSE_WAIT and LAST_ACK and keeps nothing, and SO_LINGER {1, 0} skips it all with an RST.",
+	},
+	{
+		ID: "close.reuseaddr", Chapter: Closing, Verdict: True,
+		Question: "Why can't my restarted server bind its port?",
+		Source:   "socket(7)",
+		SourceQuote: "SO_REUSEADDR Indicates that the rules used in validating addresses supplied in a bind(2) " +
+			"call should allow reuse of local addresses. For AF_INET sockets this means that a socket may " +
+			"bind, except when there is an active listening socket bound to the address.",
+		Why: "After refserver has closed its connections first, their TIME_WAITs hold its port: a plain " +
+			"bind() there fails with EADDRINUSE, while refserver's own listener, which sets SO_REUSEADDR, " +
+			"binds, listens and serves on it at once.",
+	},
+	{
+		ID: "close.listener-resets", Chapter: Closing, Verdict: Qualified,
+		Question: "What happens to connections still queued when a server stops?",
+		Source:   "RFC 9293, section 3.10.5",
+		SourceQuote: "SYN-RECEIVED STATE, ESTABLISHED STATE, FIN-WAIT-1 STATE, FIN-WAIT-2 STATE, CLOSE-WAIT " +
+			"STATE: Send a reset segment: <SEQ=SND.NXT><CTL=RST>. All queued SENDs and RECEIVEs should be " +
+			"given \"connection reset\" notification",
+		Why: "The RFC's listener holds no queue, but Linux gives each connection still in the accept queue " +
+			"of a closing listener this ABORT, an RST at SND.NXT, so every client of refserver's that " +
+			"finished its handshake and was never accepted reads ECONNRESET when refserver shuts down.",
+	},
+
+	// Part II, chapter 8: the queues again.
+	{
+		ID: "queue.synrecv", Chapter: Queues, Verdict: Qualified,
+		Question: "Can the client think it is connected while the server has no connection?",
+		Source:   "tcp(7)",
+		SourceQuote: "TCP_DEFER_ACCEPT (since Linux 2.4) Allow a listener to be awakened only when data " +
+			"arrives on the socket. Takes an integer value (seconds), this can bound the maximum number of " +
+			"attempts TCP will make to complete the connection.",
+		Why: "The listener is not woken, and the client is not told: its connect() has returned and it is " +
+			"ESTABLISHED while the server holds only a request in SYN_RECV outside the accept queue, and " +
+			"when its data finds that queue full the segment is dropped (tcp_abort_on_overflow 0) or " +
+			"answered with RST (1).",
+	},
+	{
+		ID: "queue.syncookies", Chapter: Queues, Verdict: True,
+		Question: "How does a server survive a SYN flood?",
+		Source:   "tcp(7)",
+		SourceQuote: "tcp_syncookies (integer; default: 1; since Linux 2.2) Enable TCP syncookies. [...] " +
+			"The syncookies feature attempts to protect a socket from a SYN flood attack. [...] " +
+			"0 Disable TCP syncookies. 1 Send out syncookies when the syn backlog queue of a socket " +
+			"overflows. 2 (since Linux 3.12) Send out syncookies unconditionally.",
+		Why: "With cookies the listener answers a SYN and keeps no request, always (2) or once its SYN " +
+			"queue is full (1), and the client's ACK still makes the connection, while with 0 the SYNs " +
+			"past a full queue are dropped.",
 	},
 
 	// Part II, chapter 9: one socket, two families.

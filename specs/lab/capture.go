@@ -50,7 +50,9 @@ func FlagsOf(segs []Segment) []string {
 type Capture struct {
 	fd   int
 	port uint16
-	isn  map[netip.AddrPort]uint32 // each endpoint's initial sequence number, from its SYN
+	// isn is each direction's initial sequence number, from its SYN, by (sender, receiver):
+	// a listener's end has one address for all its connections, and an ISN for each.
+	isn map[[2]netip.AddrPort]uint32
 }
 
 // captureSnap is how many bytes of each packet the filter keeps: the largest IPv4 header (60)
@@ -74,7 +76,7 @@ func StartCapture(port uint16) (*Capture, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("socket AF_PACKET", err)
 	}
-	c := &Capture{fd: fd, port: port, isn: map[netip.AddrPort]uint32{}}
+	c := &Capture{fd: fd, port: port, isn: map[[2]netip.AddrPort]uint32{}}
 	if err := c.setUpSandbox(lo.Index); err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -227,13 +229,13 @@ func (c *Capture) Close() error { return os.NewSyscallError("close", unix.Close(
 
 func (c *Capture) relative(s *Segment, seq, ack uint32) {
 	if strings.Contains(s.Flags, "SYN") {
-		c.isn[s.Src] = seq
+		c.isn[[2]netip.AddrPort{s.Src, s.Dst}] = seq
 	}
-	s.Seq = seq - c.isn[s.Src]
+	s.Seq = seq - c.isn[[2]netip.AddrPort{s.Src, s.Dst}]
 	if !strings.Contains(s.Flags, "ACK") {
 		return
 	}
-	s.Ack = ack - c.isn[s.Dst]
+	s.Ack = ack - c.isn[[2]netip.AddrPort{s.Dst, s.Src}]
 }
 
 // tcpPortFilter is a classic BPF program (SO_ATTACH_FILTER) that passes the first

@@ -36,6 +36,8 @@ var pictureOf = map[string]string{
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
 	"backlog.full":            "backlog-overflow.svg",
+	"close.timewait":          "close-timeline.svg",
+	"queue.synrecv":           "handshake-views.svg",
 	// Part II, chapters 9 and 10.
 	"dualstack.v6only": "dual-stack.svg",
 	"epoll.edge":       "epoll-triggers.svg",
@@ -138,7 +140,9 @@ func writeProof(w *bytes.Buffer, r suiteReport, p proof, imgDir string, missing 
 		if p.Question != "" {
 			fmt.Fprintf(w, "*%s*\n\n", p.Question)
 		}
-		fmt.Fprintf(w, "> %s\n>\n> — %s\n\n", p.SourceQuote, p.Source)
+		// A standard's words may hold <...> (RFC 9293's segments): text, not HTML.
+		quote := strings.NewReplacer("<", "&lt;", ">", "&gt;").Replace(p.SourceQuote)
+		fmt.Fprintf(w, "> %s\n>\n> — %s\n\n", quote, p.Source)
 	} else {
 		fmt.Fprintf(w, "> %s\n\n", p.Quote)
 	}
@@ -196,6 +200,10 @@ func pictureAlt(id string) string {
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":
 		return "A connect() to a full accept queue: the SYN dropped, accept() makes room, the SYN sent again completes the handshake"
+	case "close.timewait":
+		return "A close, call by call: FIN each way, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, TIME_WAIT on the side that closed first; and an RST that leaves nothing"
+	case "queue.synrecv":
+		return "The client's view and the server's side by side: ESTABLISHED against a SYN_RECV request, then data meeting a full accept queue, dropped or reset"
 	case "dualstack.v6only":
 		return "A listener on [::] taking IPv4 and IPv6 clients, 0.0.0.0 refused beside it; with IPV6_V6ONLY, two listeners on one port"
 	case "epoll.edge":

@@ -110,6 +110,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
 
+	// Part II, chapters 7 and 8 (pictures_closing.go, pictures_queues.go).
+	closingPictures(byID, pics, missing)
+	queuesPictures(byID, pics, missing)
 	// Part II, chapters 9 and 10 (pictures_ch9.go, pictures_ch10.go).
 	dualStackPictures(byID, pics, missing)
 	epollPictures(byID, pics, missing)

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Chapter 8's picture, drawn from the evidence ch08_queues_test.go records under
+// "queue_defer" (a ch8DeferSeen) and "queue_overflow" (a ch8OverflowSeen per
+// tcp_abort_on_overflow): the client's view and the server's, side by side, at each moment of a
+// deferred handshake, and of one whose data meets a full accept queue.
+
+type queueView struct {
+	Moment   string    `json:"moment"`
+	At       time.Time `json:"at"`
+	Client   string    `json:"client"`
+	Server   string    `json:"server"`
+	Queue    uint32    `json:"queue"`
+	QueueMax uint32    `json:"queue_max"`
+	Unacked  uint32    `json:"unacked"`
+}
+
+type queueStory struct {
+	Listener        string           `json:"listener"`
+	Client          string           `json:"client"`
+	AbortOnOverflow string           `json:"tcp_abort_on_overflow"`
+	Fillers         []string         `json:"fillers"`
+	Views           []queueView      `json:"views"`
+	Accept          string           `json:"accept"`
+	Recv            string           `json:"recv"`
+	Read            string           `json:"read"`
+	Counters        map[string]int64 `json:"counters"`
+	Packets         []closeSegment   `json:"packets"`
+}
+
+// queueRow is one row of a panel: a segment of the client's, or both sides' views.
+type queueRow struct {
+	at   time.Time
+	seg  *closeSegment
+	view *queueView
+	note string // beside a segment: what became of it
+}
+
+// queueRows keeps the client's own segments and the views, in time order; the fillers'
+// segments become one row, where they happened.
+func queueRows(st queueStory, notes func(closeSegment) string) []queueRow {
+	var rows []queueRow
+	fillers := false
+	for i := range st.Packets {
+		p := st.Packets[i]
+		if p.Src != st.Client && p.Dst != st.Client {
+			if !fillers {
+				rows = append(rows, queueRow{at: p.Time, note: fmt.Sprintf(
+					"%d fillers connect and send a byte each: the accept queue fills", len(st.Fillers))})
+				fillers = true
+			}
+			continue
+		}
+		rows = append(rows, queueRow{at: p.Time, seg: &st.Packets[i], note: notes(p)})
+	}
+	for i := range st.Views {
+		rows = append(rows, queueRow{at: st.Views[i].At, view: &st.Views[i]})
+	}
+	slices.SortStableFunc(rows, func(a, b queueRow) int { return a.at.Compare(b.at) })
+	return rows
+}
+
+// queuesPicture draws the deferred handshake, then each overflow, as panels of rows.
+func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error) {
+	type panel struct {
+		title string
+		st    queueStory
+		rows  []queueRow
+	}
+	var panels []panel
+	if deferred != nil {
+		st := *deferred
+		acks := 0
+		panels = append(panels, panel{"TCP_DEFER_ACCEPT: connect() returns, the server waits for data", st,
+			queueRows(st, func(p closeSegment) string {
+				switch {
+				case p.Src == st.Client && p.Flags == "ACK" && acks == 0:
+					acks++
+					return fmt.Sprintf("dropped: deferred (TCPDeferAcceptDrop +%d)", st.Counters["TCPDeferAcceptDrop"])
+				case p.Src == st.Client && p.Len > 0:
+					return fmt.Sprintf("%d bytes: they complete the connection", p.Len)
+				}
+				return ""
+			})})
+	}
+	for _, o := range overflows {
+		st := o
+		title := "tcp_abort_on_overflow 0: the client's data meets a full queue, and is dropped"
+		if st.AbortOnOverflow == "1" {
+			title = "tcp_abort_on_overflow 1: the client's data meets a full queue, and is reset"
+		}
+		acks := 0
+		panels = append(panels, panel{title, st, queueRows(st, func(p closeSegment) string {
+			switch {
+			case p.Src == st.Client && p.Flags == "ACK" && acks == 0:
+				acks++
+				return "dropped: the server defers"
+			case p.Src == st.Client && p.Len > 0:
+				return fmt.Sprintf("%d bytes: no room (ListenOverflows +%d)", p.Len, st.Counters["ListenOverflows"])
+			case strings.Contains(p.Flags, "RST"):
+				return fmt.Sprintf("embryonic_reset (EmbryonicRsts +%d)", st.Counters["EmbryonicRsts"])
+			}
+			return ""
+		})})
+	}
+	if len(panels) == 0 {
+		return nil, fmt.Errorf("no queue_defer or queue_overflow evidence")
+	}
+	const cx, sx, step, viewH = 240, 620, 30, 52
+	h := 50
+	for _, p := range panels {
+		h += 90
+		for _, r := range p.rows {
+			if r.view != nil {
+				h += viewH + 10
+			} else {
+				h += step
+			}
+		}
+	}
+	s := newSVG(860, h, "The client's view and the server's, side by side: a deferred handshake, "+
+		"and the client's data meeting a full accept queue")
+	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "Connected, says the client; a request, says the server")
+	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker>`+
+		`<marker id="arrowred" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#c62828"/></marker></defs>`+"\n")
+	y := 56
+	for _, p := range panels {
+		s.text(430, y, "middle", `font-weight="bold"`, p.title)
+		s.text(cx, y+44, "middle", `font-weight="bold"`, "client "+p.st.Client)
+		s.text(sx, y+44, "middle", `font-weight="bold"`, "server "+p.st.Listener)
+		s.text(cx/2, y+24, "middle", `font-size="12" fill="#555555"`, "the client's kernel says")
+		s.text((sx+860)/2, y+24, "middle", `font-size="12" fill="#555555"`, "the server's kernel says")
+		y += 70
+		top := y - 12
+		for i, r := range p.rows {
+			switch {
+			case r.view != nil:
+				v := r.view
+				last := i == len(p.rows)-1 || !slices.ContainsFunc(p.rows[i+1:], func(q queueRow) bool { return q.view != nil })
+				unacked := "nothing unacknowledged"
+				if v.Unacked > 0 {
+					unacked = fmt.Sprintf("%d segment unacknowledged", v.Unacked)
+				}
+				client := []string{v.Client + " (TCP_INFO)", unacked}
+				if last && p.st.Recv != "" {
+					client[1] = "read(): " + p.st.Recv
+					if v.Unacked > 0 {
+						client[1] = unacked + "; " + client[1]
+					}
+				}
+				server := "nothing for it"
+				if v.Server != "" {
+					server = v.Server
+					if v.Server == "SYN_RECV" {
+						server = "a request, SYN_RECV"
+					}
+				}
+				queue := fmt.Sprintf("accept queue %d (limit %d)", v.Queue, v.QueueMax)
+				if v.Queue > v.QueueMax {
+					queue += ": full"
+				}
+				s.box(12, y-4, cx-24, viewH, colSame)
+				s.text(cx/2, y+16, "middle", `font-family="monospace" font-size="12" font-weight="bold"`, client[0])
+				s.text(cx/2, y+36, "middle", `font-size="12"`, client[1])
+				s.box(sx+12, y-4, 860-sx-24, viewH, colDiff)
+				s.text((sx+860)/2, y+16, "middle", `font-family="monospace" font-size="12" font-weight="bold"`, server)
+				s.text((sx+860)/2, y+36, "middle", `font-size="12"`, queue)
+				s.text((cx+sx)/2, y+26, "middle", `font-size="12" fill="#555555" font-style="italic"`, v.Moment)
+				y += viewH + 10
+			case r.seg == nil:
+				s.text((cx+sx)/2, y+4, "middle", `font-size="12" fill="#555555"`, r.note)
+				y += step
+			default:
+				g := r.seg
+				x1, x2 := cx, sx
+				if g.Src != p.st.Client {
+					x1, x2 = sx, cx
+				}
+				color, marker, dash := "#1565c0", "arrow", ""
+				if strings.Contains(g.Flags, "RST") {
+					color, marker = "#c62828", "arrowred"
+				}
+				if strings.HasPrefix(r.note, "dropped") || strings.Contains(r.note, "no room") {
+					dash = ` stroke-dasharray="6 4"`
+				}
+				fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s marker-end="url(#%s)"/>`+"\n",
+					x1, y-4, x2, y+8, color, dash, marker)
+				label := g.Flags
+				if r.note != "" {
+					label += "  " + r.note
+				}
+				s.text((cx+sx)/2, y-8, "middle", `font-family="monospace" font-size="12"`, label)
+				y += step
+			}
+		}
+		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, top, cx, y-10)
+		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, top, sx, y-10)
+		y += 20
+	}
+	return s.bytes(), nil
+}
+
+// queuesPictures draws chapter 8's picture into pics, or its placeholder with the reason.
+func queuesPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
+	const name = "handshake-views.svg"
+	p := byID["queue.synrecv"]
+	var deferred *queueStory
+	var d queueStory
+	if decodeFirst(p, "queue_defer", &d) {
+		deferred = &d
+	}
+	// Both overflows come from one spec, IPv4 first: the picture compares them.
+	var overflows []queueStory
+	specs := slices.Clone(p.Specs)
+	slices.SortStableFunc(specs, func(a, b specReport) int { return strings.Compare(a.family(), b.family()) })
+	for _, sp := range specs {
+		if sp.State != "passed" || len(overflows) > 0 {
+			continue
+		}
+		for _, e := range sp.entries("queue_overflow") {
+			var o queueStory
+			if e.decode(&o) == nil {
+				overflows = append(overflows, o)
+			}
+		}
+	}
+	b, err := queuesPicture(deferred, overflows)
+	if err == nil {
+		pics[name] = b
+		return
+	}
+	why := "queue.synrecv recorded no handshake in this run (" + err.Error() + "): " +
+		"it needs a private network namespace, which root or an unprivileged user namespace gives."
+	pics[name], missing[name] = placeholder("A deferred handshake, from both sides", why), why
+}
