@@ -109,6 +109,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 			"it needs a private network namespace, which root or an unprivileged user namespace gives."
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
+
+	// The server page's steps (pictures_server.go).
+	serverPictures(r, byID, pics, missing)
 	return pics, missing
 }
 
