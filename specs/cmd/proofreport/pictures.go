@@ -110,8 +110,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
 
-	// The server page's steps (pictures_server.go).
+	// The server pages: the steps, and the loop (pictures_server.go).
 	serverPictures(r, byID, pics, missing)
+	loopPictures(byID, pics, missing)
 	return pics, missing
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -257,4 +259,107 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	out := newSVG(w, y+20, "socket, bind, listen, accept: what the kernel holds after each step")
 	out.Write(s.Bytes())
 	return out.bytes(), nil
+}
+
+// The loop page's picture (chapters/loop.md): what a full descriptor table costs a loop that
+// only retries accept4 (chapter 5's handshake.emfile-queued, its "cpu_time"), beside
+// refserver shedding with its spare descriptor (handshake.shed, its "cpu_time" and figures).
+
+// loopCPU mirrors the specs' ch5CPU: a loop's CPU time over a window, by getrusage.
+type loopCPU struct {
+	Loop         string  `json:"loop"`
+	WindowUS     int64   `json:"window_us"`
+	Percent      float64 `json:"percent"`
+	TimeoutMS    int     `json:"timeout_ms"`
+	EpollWaits   int     `json:"epoll_waits"`
+	AcceptEMFILE int     `json:"accept_emfile"`
+}
+
+// shedFigures are the figures handshake.shed cited that the picture shows.
+type shedFigures struct {
+	Limit         int     `json:"limit"`
+	Served        int     `json:"served"`
+	Shed          int     `json:"shed"`
+	FinAfterAckUS int64   `json:"fin_after_ack_us"`
+	WindowClients int     `json:"window_clients"`
+	WindowS       float64 `json:"window_s"`
+}
+
+// loopPictures draws loop-spare.svg, or its placeholder with the reason.
+func loopPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
+	const name = "loop-spare.svg"
+	var spin, shed loopCPU
+	var f shedFigures
+	var err error
+	switch {
+	case !decodeFirst(byID["handshake.emfile-queued"], "cpu_time", &spin):
+		err = fmt.Errorf("handshake.emfile-queued has no cpu_time evidence")
+	case !decodeFirst(byID["handshake.shed"], "cpu_time", &shed):
+		err = fmt.Errorf("handshake.shed has no cpu_time evidence")
+	case !decodeFirst(byID["handshake.shed"], "figures", &f):
+		err = fmt.Errorf("handshake.shed cited no figures")
+	}
+	if err != nil {
+		why := "chapter 5's proofs recorded no CPU time in this run (" + err.Error() + "): " +
+			"they need a private network namespace, which root or an unprivileged user namespace gives."
+		pics[name], missing[name] = placeholder("A full descriptor table: spinning and shedding", why), why
+		return
+	}
+	pics[name] = spareCPUPicture(spin, shed, f)
+}
+
+// spareCPUPicture draws the two loops' CPU as bars on one scale, a core's worth of time.
+func spareCPUPicture(spin, shed loopCPU, f shedFigures) []byte {
+	const w, x0, x1 = 860, 40, 820
+	const small, grey = `font-size="13"`, `font-size="12" fill="#555555"`
+	s := newSVG(w, 330, "A full descriptor table: a loop that retries accept4, and refserver shedding")
+	s.text(w/2, 28, "middle", `font-weight="bold" font-size="16"`,
+		"A full descriptor table: retrying accept4 spins, shedding sleeps")
+	s.text(w/2, 48, "middle", grey, "CPU time by getrusage over each window, "+
+		"as a share of one core (the Go runtime's own threads included)")
+	px := func(pct float64) int { return x0 + int(math.Round(min(max(pct, 0), 100)*float64(x1-x0)/100)) }
+	bar := func(y int, title, from string, pct float64, style string, lines ...string) {
+		s.text(x0, y, "start", `font-weight="bold"`, title)
+		s.text(x1, y, "end", grey, "from "+from)
+		s.box(x0, y+10, x1-x0, 30, colMuted)
+		s.box(x0, y+10, max(px(pct)-x0, 4), 30, style)
+		label := fmt.Sprintf("%.1f%% of a core", pct)
+		if px(pct) > x0+200 {
+			s.text(px(pct)-10, y+31, "end", `font-weight="bold"`, label)
+		} else {
+			s.text(px(pct)+10, y+31, "start", `font-weight="bold"`, label)
+		}
+		for i, l := range lines {
+			s.text(x0, y+60+i*18, "start", small, l)
+		}
+	}
+	bar(86, "A loop that only retries accept4", "handshake.emfile-queued", spin.Percent, colDiff,
+		fmt.Sprintf("%s epoll_wait calls in %.2f s, each allowed to sleep %d ms: every one returned the "+
+			"listener", grouped(spin.EpollWaits), float64(spin.WindowUS)/1e6, spin.TimeoutMS),
+		fmt.Sprintf("ready at once, and all %s accept4 calls after them failed with EMFILE; "+
+			"the client was told nothing", grouped(spin.AcceptEMFILE)))
+	bar(206, "refserver, with its spare descriptor", "handshake.shed", shed.Percent, colSame,
+		fmt.Sprintf("RLIMIT_NOFILE %d: %d clients served, %d shed, each with FIN %d µs after its "+
+			"handshake's last ACK;", f.Limit, f.Served, f.Shed, f.FinAfterAckUS),
+		fmt.Sprintf("the window: %d clients arriving in %.2f s, server and clients in one process",
+			f.WindowClients, f.WindowS))
+	for _, pct := range []float64{0, 50, 100} {
+		x := px(pct)
+		fmt.Fprintf(s, `<line x1="%d" y1="300" x2="%d" y2="306" stroke="#9e9e9e"/>`+"\n", x, x)
+		s.text(x, 322, "middle", grey, fmt.Sprintf("%.0f%%", pct))
+	}
+	fmt.Fprintf(s, `<line x1="%d" y1="300" x2="%d" y2="300" stroke="#9e9e9e"/>`+"\n", x0, x1)
+	return s.bytes()
+}
+
+// grouped writes n with a comma between each group of three digits: 36,913.
+func grouped(n int) string {
+	d := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + grouped(-n)
+	}
+	for i := len(d) - 3; i > 0; i -= 3 {
+		d = d[:i] + "," + d[i:]
+	}
+	return d
 }

@@ -7,8 +7,9 @@ import (
 	"testing"
 )
 
-// server.json holds, from one run, the three proofs the server page's picture is drawn from
-// (passive.no-data, backlog.queue, passive.spawns-active, IPv4) and the machine entry.
+// server.json holds, from one run, the proofs the server pages' pictures are drawn from (IPv4:
+// passive.no-data, backlog.queue and passive.spawns-active for the steps, handshake.emfile-queued
+// and handshake.shed for the loop), and the machine entry.
 func TestServerStepsAreDrawnFromTheEvidence(t *testing.T) {
 	_, img := generate(t, "testdata/server.json")
 	b := checkSVG(t, filepath.Join(img, "server-steps.svg"))
@@ -34,18 +35,40 @@ func TestServerStepsAreDrawnFromTheEvidence(t *testing.T) {
 	}
 }
 
-func TestServerStepsWithoutTheirSocketsIsAPlaceholder(t *testing.T) {
+func TestLoopSpareIsDrawnFromTheEvidence(t *testing.T) {
+	_, img := generate(t, "testdata/server.json")
+	b := checkSVG(t, filepath.Join(img, "loop-spare.svg"))
+	for _, want := range []string{
+		// handshake.emfile-queued's busy loop, and handshake.shed's refserver.
+		"70.8% of a core", "36,913 epoll_wait calls in 0.20 s", "each allowed to sleep 1000 ms",
+		"all 36,913 accept4 calls", "from handshake.emfile-queued",
+		"1.0% of a core", "RLIMIT_NOFILE 40: 12 clients served, 13 shed", "FIN 38 µs after",
+		"10 clients arriving in 1.01 s", "from handshake.shed",
+	} {
+		if !strings.Contains(b, want) {
+			t.Errorf("loop-spare.svg lacks %q", want)
+		}
+	}
+}
+
+func TestServerPicturesWithoutTheirEvidenceArePlaceholders(t *testing.T) {
 	b, err := os.ReadFile("testdata/server.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.ReplaceAll(string(b), `"Name": "socket_kinds"`, `"Name": "renamed"`)
+	s := strings.NewReplacer(`"Name": "socket_kinds"`, `"Name": "renamed"`,
+		`"Name": "cpu_time"`, `"Name": "renamed"`).Replace(string(b))
 	fixture := filepath.Join(t.TempDir(), "report.json")
 	if err := os.WriteFile(fixture, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, img := generate(t, fixture)
-	if b := checkSVG(t, filepath.Join(img, "server-steps.svg")); !strings.Contains(b, "recorded no sockets") {
-		t.Errorf("server-steps.svg is not the placeholder:\n%s", b)
+	for name, want := range map[string]string{
+		"server-steps.svg": "recorded no sockets",
+		"loop-spare.svg":   "recorded no CPU time",
+	} {
+		if b := checkSVG(t, filepath.Join(img, name)); !strings.Contains(b, want) {
+			t.Errorf("%s is not the placeholder that says %q:\n%s", name, want, b)
+		}
 	}
 }
