@@ -85,6 +85,7 @@ func (a *admission) next(lfd int) (int, netip.AddrPort, verdict) {
 	case errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
 		// ECONNABORTED: the client reset while queued; take the next one.
 		return -1, peer, skipped
+	// --8<-- [start:admit-emfile]
 	case errors.Is(err, unix.EMFILE), errors.Is(err, unix.ENFILE):
 		// accept4 reserves a descriptor number before it looks at the queue
 		// (__sys_accept4_file), so EMFILE comes even when nothing is queued. TCP_INFO
@@ -94,6 +95,7 @@ func (a *admission) next(lfd int) (int, netip.AddrPort, verdict) {
 			return -1, peer, queueEmpty
 		}
 		return -1, peer, a.shed(lfd)
+		// --8<-- [end:admit-emfile]
 	}
 	a.log.every(&a.log.errs, "%v", err)
 	return -1, peer, failed
@@ -156,6 +158,8 @@ func (a *admission) release(peer netip.AddrPort) {
 
 // --8<-- [start:spare]
 
+// --8<-- [start:shed]
+
 // shed answers EMFILE the way the article thinks the kernel does. The kernel does not:
 // accept4 failed, the connection is still queued, and the client has heard nothing. So we
 // free the spare descriptor, accept the connection with it, close it (the client reads FIN,
@@ -179,6 +183,7 @@ func (a *admission) shed(lfd int) verdict {
 	// Another thread of the process (not a loop's accept4: see acceptBesideSpare) may take
 	// the freed number first; then the spare waits for retakeSpare.
 	a.takeSpareLocked()
+	// --8<-- [end:shed]
 	switch {
 	case err == nil:
 		return turnedAway

@@ -35,7 +35,8 @@ func (b *budget) sub(n int) {
 	if n == 0 {
 		return
 	}
-	if b.queued.Add(-int64(n)) <= b.max/2 && b.paused.Load() && b.paused.CompareAndSwap(true, false) {
+	if b.queued.Add(-int64(n)) <= b.max/2 && b.paused.Load() &&
+		b.paused.CompareAndSwap(true, false) {
 		b.resume()
 	}
 }

@@ -165,6 +165,8 @@ func (c *Conn) send(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// --8<-- [start:queue]
+
 // queue keeps p in the connection's own buffer until EPOLLOUT, within Config.MaxOutput.
 func (c *Conn) queue(p []byte) (int, error) {
 	if len(c.out)+len(p) > c.loop.srv.cfg.MaxOutput {
@@ -176,11 +178,15 @@ func (c *Conn) queue(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// --8<-- [end:queue]
+
 func (c *Conn) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
 }
+
+// --8<-- [start:writesome]
 
 // writeSome writes until p is sent or the send buffer is full. EAGAIN is not an error here:
 // it is the kernel saying "no room now", and the rest waits for EPOLLOUT.
@@ -202,6 +208,8 @@ func writeSome(fd int, p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// --8<-- [end:writesome]
 
 // flush sends what waits in the connection's buffer. It reports whether everything went.
 func (c *Conn) flush() bool {

@@ -156,6 +156,7 @@ func (l *loop) watchListener(on bool) error {
 // every connection of the loop.
 func (l *loop) run() error {
 	defer l.stop()
+	// --8<-- [start:epoll-wait]
 	for {
 		n, err := unix.EpollWait(l.epfd, l.events, l.timeout())
 		if err != nil && err != unix.EINTR {
@@ -185,7 +186,10 @@ func (l *loop) run() error {
 			return nil
 		}
 	}
+	// --8<-- [end:epoll-wait]
 }
+
+// --8<-- [start:serve]
 
 // serve handles one connection's readiness. Output first: a connection in backpressure is
 // registered for EPOLLOUT only, and reading resumes once what it owes the peer is sent.
@@ -200,6 +204,8 @@ func (l *loop) serve(c *Conn, events uint32) {
 	}
 	l.settle(c)
 }
+
+// --8<-- [end:serve]
 
 // --8<-- [end:run]
 
@@ -218,6 +224,7 @@ func (l *loop) read(c *Conn) {
 	if c.drainLeft > 0 {
 		buf = buf[:min(len(buf), c.drainLeft)] // no further than what came before the drain
 	}
+	// --8<-- [start:read-once]
 	n, err := sock.Read(c.fd, buf)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -243,6 +250,7 @@ func (l *loop) read(c *Conn) {
 		}
 		l.deliver(c, buf[:kept+n])
 	}
+	// --8<-- [end:read-once]
 }
 
 // --8<-- [end:read]
@@ -332,6 +340,8 @@ func (l *loop) flushPending() {
 
 // --8<-- [start:settle]
 
+// --8<-- [start:settle]
+
 // settle is the loop's part after every callback: it closes what is finished (a failed
 // connection at once, a closing one once its output is sent and its kept input handed
 // over), registers for what the connection waits for next, and moves an active connection
@@ -375,6 +385,8 @@ func (l *loop) settle(c *Conn) {
 
 // --8<-- [start:backpressure]
 
+// --8<-- [start:arm]
+
 // arm registers c for what it waits for: room in its send buffer (EPOLLOUT) while output
 // waits, and reading stops meanwhile; nothing while the budget has reading paused; input
 // (EPOLLIN) otherwise. epoll_ctl runs only when that changes.
@@ -398,6 +410,8 @@ func (l *loop) arm(c *Conn) {
 	}
 	c.state = c.state&^(stWantOut|stParked) | want
 }
+
+// --8<-- [end:arm]
 
 // unpark re-arms what the budget parked, once reading resumes.
 func (l *loop) unpark() {
@@ -513,6 +527,8 @@ func (l *loop) closeConn(c *Conn, err error) {
 
 // --8<-- [start:idle]
 
+// --8<-- [start:expire]
+
 // expire closes connections idle for longer than Config.IdleTimeout, puts paused
 // listeners back, and at the shutdown deadline closes what is left.
 func (l *loop) expire() {
@@ -538,6 +554,8 @@ func (l *loop) expire() {
 		l.closeConn(c, ErrIdle)
 	}
 }
+
+// --8<-- [end:expire]
 
 // timeout is how long epoll_wait may sleep: until the next idle expiry, listener resume or
 // shutdown deadline, in milliseconds rounded up; -1 when nothing is due.
@@ -664,6 +682,8 @@ func (l *loop) stop() {
 	l.taskMu.Unlock()
 }
 
+// --8<-- [start:drain]
+
 // drain is the loop's part of a shutdown: no more accepting, and every connection ends once
 // it is answered.
 func (l *loop) drain() {
@@ -677,6 +697,7 @@ func (l *loop) drain() {
 	// The number will be closed and reused for a connection: forget it.
 	l.listener = -1
 	l.srv.listenersOff.Done()
+	// --8<-- [start:drain-siocinq]
 	for _, c := range l.conns {
 		if c == nil {
 			continue
@@ -695,7 +716,10 @@ func (l *loop) drain() {
 		}
 		l.settle(c)
 	}
+	// --8<-- [end:drain-siocinq]
 }
+
+// --8<-- [end:drain]
 
 func (l *loop) close() {
 	if l.wakefd >= 0 {

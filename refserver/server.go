@@ -217,6 +217,8 @@ func (s *Server) Run(ctx context.Context, grace time.Duration) error {
 
 // --8<-- [start:shutdown]
 
+// --8<-- [start:shutdown-core]
+
 // Shutdown stops accepting and lets every connection end with FIN once it is answered: the
 // Handler gets every byte the kernel had received from the peer when the drain began (its
 // receive queue then, SIOCINQ), with backpressure as ever, and what it wrote is sent. It
@@ -241,6 +243,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// loop is inside accept4 on a descriptor number that is being reused.
 	s.listenersOff.Wait()
 	s.closeListeners()
+	// --8<-- [end:shutdown-core]
 	select {
 	case <-s.done:
 	case <-ctx.Done():

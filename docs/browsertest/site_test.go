@@ -30,9 +30,9 @@ import (
 const repoRoot = "../.."
 
 const (
-	// The whole test, browser start included. It takes some seconds; the margin is for a
-	// busy machine.
-	testTimeout = 3 * time.Minute
+	// The whole test, browser start included. It takes under a minute, a second or so per
+	// fold it clicks open on a busy machine; the margin is for a busier one.
+	testTimeout = 6 * time.Minute
 	// One step: a page to load, search to answer.
 	stepTimeout = 30 * time.Second
 	// One click to lead to its page.
@@ -41,16 +41,32 @@ const (
 
 // pictures are the pictures a page must show, by the page's path: those that
 // specs/cmd/proofreport draws from the proofs' evidence (pictures.go), each under its
-// claim on the proof page (pictureOf in page.go) and in its chapter.
+// claim on the proof page (pictureOf in page.go) and in its chapter; and the server pages',
+// drawn from several proofs each (pictures_server.go), which the proof page leaves out.
 var pictures = map[string][]string{
+	"/server/":         {"server-steps.svg"},
 	"/ch1-five-tuple/": {"tuple-identity.svg"},
 	"/ch3-limits/":     {"port-space.svg"},
 	"/ch5-handshake/":  {"handshake.svg"},
 	"/ch9-dual-stack/": {"dual-stack.svg"},
 	"/ch10-epoll/":     {"epoll-triggers.svg", "epoll-scale.svg", "epoll-herd.svg"},
+	"/loop/":           {"loop-spare.svg"},
 	"/proofs/": {"tuple-identity.svg", "port-space.svg", "handshake.svg",
 		"dual-stack.svg", "epoll-triggers.svg", "epoll-scale.svg", "epoll-herd.svg"},
 }
+
+// generatedPages are written by programs, not by a person: the proof page (proofreport) and
+// the performance page (make bench). The reading rules of checkReading leave them out.
+var generatedPages = map[string]bool{"proofs.md": true, "performance.md": true}
+
+const (
+	// primerFile is the primer, "TCP in a few pages": the nav's first page after the front
+	// page, since every chapter links its terms to it.
+	primerFile = "primer.md"
+	// maxOpenLines is the longest code block a chapter may show unfolded; what is longer
+	// goes in a fold (??? example), one click away.
+	maxOpenLines = 30
+)
 
 // The text the regions hook (docs/hooks/regions.py) puts where a pending spec file's code
 // would be, and the snippet marker it replaces: neither may reach a reader.
@@ -131,6 +147,7 @@ func TestSite(t *testing.T) {
 	// Every page of the nav, reached from the front page by clicking its nav link.
 	pages := map[string]pageInfo{}
 	t.Run("chapters", func(t *testing.T) {
+		checkPrimerFirst(t, nav)
 		start := time.Now()
 		open := func(entry navEntry) (*network.Response, error) {
 			ctx, cancel := context.WithTimeout(bctx, stepTimeout)
@@ -181,12 +198,22 @@ func TestSite(t *testing.T) {
 				t.Errorf("%s: HTTP %d", entry.Path, resp.Status)
 			}
 			checkPage(t, entry, p, nav)
+			if i == 0 && len(p.Nav) > 1 && len(nav) > 1 && nav[1].File == primerFile && p.Nav[1] != nav[1].Title {
+				t.Errorf("%s: the nav shows %q after the front page, not the primer (%q)", entry.Path, p.Nav[1], nav[1].Title)
+			}
 			shots.take(bctx, entry.Path, "")
 			for _, name := range pictures[entry.Path] {
 				shots.take(bctx, entry.Path+name, `article img[src$="/`+name+`"]`)
 			}
+			if !generatedPages[entry.File] {
+				checkReading(t, bctx, entry, p)
+			}
 		}
 		t.Logf("%d pages in %v", len(nav), time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("anchors", func(t *testing.T) {
+		checkAnchors(t, site.base, nav, pages)
 	})
 
 	t.Run("search", func(t *testing.T) {
@@ -545,6 +572,21 @@ type pageInfo struct {
 	Images  []image  `json:"images"`
 	Objects []object `json:"objects"`
 	Links   []string `json:"links"`
+	// Blocks are the article's code blocks as the page opens, before any click.
+	Blocks []codeBlock `json:"blocks"`
+	// Opening says what comes first in the article: "prose" (a paragraph of 40 characters or
+	// more before any code block), "code" (a code block before any such paragraph, which
+	// FirstCode begins), or "" (no code at all).
+	Opening   string   `json:"opening"`
+	FirstCode string   `json:"firstCode"`
+	IDs       []string `json:"ids"` // every element id of the page: where its #anchors lead
+}
+
+// codeBlock is one <pre> of an article.
+type codeBlock struct {
+	First  string `json:"first"`  // its first line, which names it in a failure
+	Lines  int    `json:"lines"`  // its lines as rendered
+	Folded bool   `json:"folded"` // inside a closed <details>: hidden until a click
 }
 
 type image struct {
@@ -572,6 +614,12 @@ const pageInfoJS = `(async () => {
 		o.addEventListener('error', done, {once: true});
 		setTimeout(done, 5000);
 	})));
+	// A code block's text as rendered, without the newline Pygments ends it with.
+	const codeText = pre => (pre.querySelector('code') || pre).textContent.replace(/\n$/, '');
+	const pres = [...art.querySelectorAll('pre')];
+	// The opening text: the first paragraph of the article itself (not a quote, not a box)
+	// with at least 40 characters, so that a picture or a lone link does not count.
+	const opening = [...art.querySelectorAll(':scope > p')].find(p => p.textContent.trim().length >= 40);
 	const h1 = art.querySelector('h1');
 	const head = h1 ? h1.cloneNode(true) : null;
 	if (head) head.querySelectorAll('.headerlink').forEach(a => a.remove());
@@ -589,6 +637,13 @@ const pageInfoJS = `(async () => {
 				width: root && root.getBoundingClientRect ? Math.round(root.getBoundingClientRect().width) : 0};
 		}),
 		links: [...art.querySelectorAll('a[href]')].map(a => a.href),
+		blocks: pres.map(pre => {
+			const lines = codeText(pre).split('\n');
+			return {first: lines[0].trim(), lines: lines.length, folded: !!pre.closest('details:not([open])')};
+		}),
+		opening: !pres.length ? '' : (opening && (opening.compareDocumentPosition(pres[0]) & Node.DOCUMENT_POSITION_FOLLOWING) ? 'prose' : 'code'),
+		firstCode: pres.length ? codeText(pres[0]).split('\n')[0].trim() : '',
+		ids: [...document.querySelectorAll('[id]')].map(e => e.id),
 	};
 })()`
 
@@ -972,4 +1027,179 @@ func (s *shots) take(ctx context.Context, name, css string) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.t.Logf("screenshot %s: %v", file, err)
 	}
+}
+
+// checkPrimerFirst checks mkdocs.yml's nav: the primer right after the front page.
+func checkPrimerFirst(t *testing.T, nav []navEntry) {
+	t.Helper()
+	switch {
+	case len(nav) < 2:
+		t.Errorf("the nav has %d pages: want the front page, then the primer (%s)", len(nav), primerFile)
+	case nav[0].Path != "/":
+		t.Errorf("the nav begins with %s (%q), not the front page", nav[0].File, nav[0].Title)
+	case nav[1].File != primerFile:
+		t.Errorf("the nav's page after the front page is %s (%q): want the primer, %s, there, "+
+			"since every chapter links its terms to it", nav[1].File, nav[1].Title, primerFile)
+	}
+}
+
+// checkReading checks a chapter page as a reader meets it: a picture that loaded, no long code
+// block left open, the opening text before any code; then it clicks every fold open, and checks
+// that each shows its code and that no line of code, folded or not, is cut off.
+func checkReading(t *testing.T, bctx context.Context, entry navEntry, p pageInfo) {
+	t.Helper()
+	where := entry.Path
+	loaded := 0
+	for _, img := range p.Images {
+		if img.Complete && img.Width > 0 {
+			loaded++
+		}
+	}
+	for _, o := range p.Objects {
+		if o.SVG && o.Width > 0 {
+			loaded++
+		}
+	}
+	if loaded == 0 {
+		t.Errorf("%s: no picture loaded (want one at least; its images: %v)", where, p.Images)
+	}
+	for _, b := range p.Blocks {
+		if !b.Folded && b.Lines > maxOpenLines {
+			t.Errorf("%s: a code block of %d lines is open, more than %d: fold it (??? example) "+
+				"and show the lines that carry the point; it begins %q", where, b.Lines, maxOpenLines, b.First)
+		}
+	}
+	if p.Opening == "code" {
+		t.Errorf("%s: the first code block comes before the opening text (a paragraph of prose); "+
+			"it begins %q", where, p.FirstCode)
+	}
+	checkFolds(t, bctx, where)
+}
+
+// fold is one <details> of an article, after a click on its summary.
+type fold struct {
+	Title string      `json:"title"`
+	Open  bool        `json:"open"`
+	Code  []shownCode `json:"code"` // the code blocks inside it
+}
+
+// shownCode is a code block as it is drawn: its box, and how wide its widest line is.
+type shownCode struct {
+	First  string `json:"first"`
+	Height int    `json:"height"` // 0: not drawn
+	Text   int    `json:"text"`   // characters of code
+	Scroll int    `json:"scroll"` // the width its widest line needs, in CSS pixels
+	Client int    `json:"client"` // the width the block shows
+	Widest string `json:"widest"` // its widest line
+}
+
+const shownCodeJS = `(pre => {
+	const code = pre.querySelector('code') || pre;
+	const text = code.textContent.replace(/\n$/, '');
+	const lines = text.split('\n');
+	const widest = lines.reduce((a, b) => b.length > a.length ? b : a, '');
+	const r = pre.getBoundingClientRect();
+	return {first: lines[0].trim(), height: Math.round(r.height), text: text.trim().length,
+		scroll: code.scrollWidth, client: code.clientWidth, widest: widest};
+})`
+
+// checkFolds opens the page's folds one by one, with the mouse, outer ones first, and checks
+// each opened and shows code; then that every code block of the page fits its box.
+func checkFolds(t *testing.T, bctx context.Context, where string) {
+	t.Helper()
+	start := time.Now()
+	n, err := step(bctx, chromedp.Evaluate[int](`document.querySelectorAll('article details').length`))
+	if err != nil {
+		t.Errorf("%s: counting the folds: %v", where, err)
+		return
+	}
+	clicked := 0
+	for i := range n {
+		nth := fmt.Sprintf(`document.querySelectorAll('article details')[%d]`, i)
+		title, err := step(bctx, chromedp.Evaluate[string](nth+`.querySelector(':scope > summary').textContent.trim()`))
+		if err != nil {
+			t.Errorf("%s: fold %d has no title (<summary>): %v", where, i+1, err)
+			continue
+		}
+		// One open from the start (???+, or inside a fold opened before) is no fold to
+		// open: a click would close it. Its code counted as open above.
+		if open, err := step(bctx, chromedp.Evaluate[bool](nth+`.open`)); err != nil || open {
+			continue
+		}
+		if _, err := step(bctx, chromedp.Click(chromedp.JSPath(nth+`.querySelector(':scope > summary')`))); err != nil {
+			t.Errorf("%s: clicking the fold %q: %v", where, title, err)
+			continue
+		}
+		clicked++
+		// A click opens a <details> at once; the poll is for a browser that draws it late.
+		f, err := step(bctx, chromedp.Poll[fold](fmt.Sprintf(`(() => {
+			const d = %s;
+			if (!d.open) return null;
+			return {title: d.querySelector(':scope > summary').textContent.trim(), open: true,
+				code: [...d.querySelectorAll('pre')].map(%s)};
+		})()`, nth, shownCodeJS), chromedp.WithPollingInterval(10*time.Millisecond),
+			chromedp.WithPollingTimeout(2*time.Second)))
+		switch {
+		case err != nil:
+			t.Errorf("%s: the fold %q did not open on a click: %v", where, title, err)
+			continue
+		case len(f.Code) == 0:
+			t.Errorf("%s: the fold %q opened, and shows no code", where, title)
+		}
+		for _, c := range f.Code {
+			if c.Height == 0 || c.Text == 0 {
+				t.Errorf("%s: the fold %q opened, but its code block that begins %q is not drawn "+
+					"(%d px high, %d characters)", where, title, c.First, c.Height, c.Text)
+			}
+		}
+	}
+	if clicked > 0 {
+		t.Logf("%s: %d folds clicked open in %v", where, clicked, time.Since(start).Round(time.Millisecond))
+	}
+	shown, err := step(bctx, chromedp.Evaluate[[]shownCode](`[...document.querySelectorAll('article pre')].map(`+
+		shownCodeJS+`)`))
+	if err != nil {
+		t.Errorf("%s: measuring the code blocks: %v", where, err)
+		return
+	}
+	for _, c := range shown {
+		if c.Scroll > c.Client+1 {
+			t.Errorf("%s: a line is cut off in the code block that begins %q: its widest line, "+
+				"%d characters, needs %d px and the block shows %d: %q", where, c.First,
+				len([]rune(c.Widest)), c.Scroll, c.Client, strings.TrimSpace(c.Widest))
+		}
+	}
+}
+
+// step runs one action in the tab, with a step's time to take.
+func step[T any](bctx context.Context, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(bctx, stepTimeout)
+	defer cancel()
+	return chromedp.Run(ctx, a)
+}
+
+// checkAnchors checks that every link from a page of the nav to a #fragment of a page of the
+// nav (itself included) leads to an element of that page with that id.
+func checkAnchors(t *testing.T, base string, nav []navEntry, pages map[string]pageInfo) {
+	t.Helper()
+	checked := 0
+	for _, e := range nav {
+		seen := map[string]bool{}
+		for _, l := range pages[e.Path].Links {
+			u, err := url.Parse(l)
+			if err != nil || u.Fragment == "" || u.Scheme+"://"+u.Host != base || seen[u.Path+"#"+u.Fragment] {
+				continue
+			}
+			seen[u.Path+"#"+u.Fragment] = true
+			target, ok := pages[u.Path]
+			if !ok {
+				continue // not a page of the nav: the chapters subtest reports what is missing
+			}
+			checked++
+			if !slices.Contains(target.IDs, u.Fragment) {
+				t.Errorf("%s links to %s#%s, and %s has no such anchor", e.Path, u.Path, u.Fragment, u.Path)
+			}
+		}
+	}
+	t.Logf("%d links to an anchor of a page checked", checked)
 }

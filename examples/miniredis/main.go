@@ -33,9 +33,12 @@ func main() {
 	addr := fs.String("addr", "127.0.0.1:6380", "`address` to listen on (port 0: the kernel picks)")
 	loops := fs.Int("loops", 0, "epoll `loops` (0: one per CPU)")
 	maxConns := fs.Int("max-conns", 0, "open connections at `most` (0: no cap)")
-	perIP := fs.Int("max-conns-per-ip", 0, "open connections from one address at `most` (0: no cap)")
-	idle := fs.Duration("idle-timeout", refserver.DefaultIdleTimeout, "close a silent connection after `d` (0: never)")
-	maxInput := fs.Int("max-input", 8<<20, "the longest command, in `bytes` (a SET's value with it)")
+	perIP := fs.Int("max-conns-per-ip", 0,
+		"open connections from one address at `most` (0: no cap)")
+	idle := fs.Duration("idle-timeout", refserver.DefaultIdleTimeout,
+		"close a silent connection after `d` (0: never)")
+	maxInput := fs.Int("max-input", 8<<20,
+		"the longest command, in `bytes` (a SET's value with it)")
 	grace := fs.Duration("shutdown-timeout", 5*time.Second, "how long a stop lets clients finish")
 	quiet := fs.Bool("quiet", false, "no line per connection")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -43,7 +46,8 @@ func main() {
 	}
 	ap, err := netip.ParseAddrPort(*addr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "miniredis: -addr %q: want an IP address and port, such as 127.0.0.1:6380\n", *addr)
+		fmt.Fprintf(os.Stderr,
+			"miniredis: -addr %q: want an IP address and port, such as 127.0.0.1:6380\n", *addr)
 		os.Exit(2)
 	}
 	if *idle == 0 {
@@ -60,7 +64,8 @@ func main() {
 		logger.Print(err)
 		os.Exit(1)
 	}
-	logger.Printf("ready on %s; try: redis-cli -h %s -p %d ping", srv.Addr(), srv.Addr().Addr(), srv.Addr().Port())
+	logger.Printf("ready on %s; try: redis-cli -h %s -p %d ping",
+		srv.Addr(), srv.Addr().Addr(), srv.Addr().Port())
 	// SIGINT or SIGTERM ends ctx: Run stops accepting, answers what each client had sent,
 	// and returns. A second signal kills at once (stop restores the default action).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

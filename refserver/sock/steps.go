@@ -118,12 +118,16 @@ func Connect(fd int, ap netip.AddrPort, timeout time.Duration) error {
 
 // --8<-- [start:options]
 
+// --8<-- [start:reuseaddr]
+
 // SetReuseAddr sets SO_REUSEADDR before bind. For a listener it lets a restarted server bind
 // its port while connections of the previous run linger in TIME_WAIT. It does not let two
 // listeners share an address and port: that is SO_REUSEPORT.
 func SetReuseAddr(fd int) error {
 	return setsockopt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, "SO_REUSEADDR", true)
 }
+
+// --8<-- [end:reuseaddr]
 
 // SetReusePort sets SO_REUSEPORT before bind: every socket that sets it, owned by the same
 // user, may bind the same address and port. For listeners the kernel then spreads incoming
@@ -132,12 +136,16 @@ func SetReusePort(fd int) error {
 	return setsockopt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, "SO_REUSEPORT", true)
 }
 
+// --8<-- [start:nodelay]
+
 // SetNoDelay sets TCP_NODELAY on a connection: every write goes out at once. Without it
 // Nagle's algorithm holds a segment shorter than the MSS (the tail of a 64 KiB echo, say)
 // until the peer has acknowledged what went before. Go's net and gnet set it by default.
 func SetNoDelay(fd int) error {
 	return setsockopt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, "TCP_NODELAY", true)
 }
+
+// --8<-- [end:nodelay]
 
 // SetV6Only sets IPV6_V6ONLY on an AF_INET6 socket before bind. Off (the default of
 // net.ipv6.bindv6only=0), a socket bound to [::]:P also takes IPv4 connections to port P, as

@@ -116,6 +116,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 	// Part II, chapters 9 and 10 (pictures_ch9.go, pictures_ch10.go).
 	dualStackPictures(byID, pics, missing)
 	epollPictures(byID, pics, missing)
+	// The server pages: the steps, and the loop (pictures_server.go).
+	serverPictures(r, byID, pics, missing)
+	loopPictures(byID, pics, missing)
 	return pics, missing
 }
 
