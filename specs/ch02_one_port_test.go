@@ -65,11 +65,17 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// the listener, after all those accepts, is still the one passive socket (LISTEN).
 				Expect(server.Accepted).To(HaveEach(HaveField("State", "ESTABLISHED")))
 				Expect(server.Listener.State).To(Equal("LISTEN"))
+				var states []string
+				for _, a := range server.Accepted {
+					states = append(states, a.State)
+				}
 				lab.Cite(lab.Figures{"connections": len(ports["accepted"]), "listener": l.Addr.Port(),
 					"accepted_ports":      ch2Distinct(ports["accepted"]),
 					"client_ports":        len(ch2Distinct(ports["clients"])),
 					"lowest_client_port":  slices.Min(ports["clients"]),
-					"highest_client_port": slices.Max(ports["clients"])})
+					"highest_client_port": slices.Max(ports["clients"]),
+					"accepted_states":     ch2Distinct(states),
+					"listener_state":      server.Listener.State})
 			})
 		// --8<-- [end:port-same]
 
@@ -298,12 +304,12 @@ func ch2CloseAll(fds []int) {
 	}
 }
 
-// ch2Distinct lists each port once, in the order first seen.
-func ch2Distinct(ports []uint16) []uint16 {
-	var d []uint16
-	for _, p := range ports {
-		if !slices.Contains(d, p) {
-			d = append(d, p)
+// ch2Distinct lists each value once, in the order first seen.
+func ch2Distinct[T comparable](values []T) []T {
+	var d []T
+	for _, v := range values {
+		if !slices.Contains(d, v) {
+			d = append(d, v)
 		}
 	}
 	return d
