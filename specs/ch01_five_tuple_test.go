@@ -17,7 +17,8 @@ import (
 var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 	for _, fam := range lab.Families() {
 		// --8<-- [start:tuple-identity]
-		It("tells two connections from one client to one listener apart by the client's port alone, over "+fam.String(),
+		It("tells two connections from one client to one listener apart by the client's port "+
+			"alone, over "+fam.String(),
 			Label("claim:tuple.identity", fam.Name), func() {
 				lab.RequireFamily(fam)
 				l := lab.Listen(fam.At(0), 8)
@@ -30,9 +31,11 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 					{Conn: "first", Client: c[0].String(), Server: s[0].String()},
 					{Conn: "second", Client: c[1].String(), Server: s[1].String()},
 				})
-				lab.Cite(lab.Figures{"first": c[0].String(), "second": c[1].String(), "listener": l.Addr.String(),
+				lab.Cite(lab.Figures{"first": c[0].String(), "second": c[1].String(),
+					"listener":     l.Addr.String(),
 					"client_ports": []uint16{c[0].Local.Port(), c[1].Local.Port()}})
 
+				// --8<-- [start:tuple-identity-core]
 				// Each end asks the kernel for its own view, getsockname and getpeername on
 				// its own descriptor: the accepted sockets hold exactly the clients' tuples,
 				// ends swapped. Pairing is left to ConsistOf, since the order of accept() is
@@ -49,11 +52,13 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// ...so the one element left to tell them apart is the port the client's
 				// kernel chose for each.
 				Expect(c[1].Local.Port()).NotTo(Equal(c[0].Local.Port()))
+				// --8<-- [end:tuple-identity-core]
 			})
 		// --8<-- [end:tuple-identity]
 
 		// --8<-- [start:tuple-unique]
-		It("refuses a second connection with the same 4-tuple, and takes it to another port, over "+fam.String(),
+		It("refuses a second connection with the same 4-tuple, and takes it to another port, "+
+			"over "+fam.String(),
 			Label("claim:tuple.unique", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// SO_REUSEADDR on the first listener too: the bind refused beside it below is
@@ -87,8 +92,10 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(besideConnected).To(Succeed(), "bind %s beside a connected socket", shared)
 				Expect(b.LocalAddr()).To(Equal(shared))
 				Expect(listening).To(Equal("LISTEN"))
-				Expect(errors.Is(besideListener, unix.EADDRINUSE)).To(BeTrue(), "bind %s beside a listener: want EADDRINUSE, got %v", first.Addr, besideListener)
+				Expect(errors.Is(besideListener, unix.EADDRINUSE)).To(BeTrue(),
+					"bind %s beside a listener: want EADDRINUSE, got %v", first.Addr, besideListener)
 
+				// --8<-- [start:tuple-unique-core]
 				// The same four elements again: the non-blocking connect(2) returns
 				// EADDRNOTAVAIL itself, not EINPROGRESS. It found the 4-tuple already
 				// established (__inet_check_established, __inet6_check_established) before
@@ -97,7 +104,8 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(err).NotTo(HaveOccurred())
 				refused := os.NewSyscallError("connect", unix.Connect(b.FD(), to))
 				lab.Record(lab.EntryErrno, lab.Refused("connect", refused, b.LocalAddr(), first.Addr))
-				Expect(errors.Is(refused, unix.EADDRNOTAVAIL)).To(BeTrue(), "connect: want EADDRNOTAVAIL at once, got %v", refused)
+				Expect(errors.Is(refused, unix.EADDRNOTAVAIL)).To(BeTrue(),
+					"connect: want EADDRNOTAVAIL at once, got %v", refused)
 
 				// Change one element, the destination port, and the same socket, still on
 				// the same local address and port, makes a new connection.
@@ -105,20 +113,24 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				sa, sb := first.Accept().Tuple(), second.Accept().Tuple()
 				lab.Record(lab.EntryTuples, []lab.TupleSeen{
 					{Conn: "to the first listener", Client: ta.String(), Server: sa.String()},
-					{Conn: "to the second listener, after EADDRNOTAVAIL", Client: tb.String(), Server: sb.String()},
+					{Conn: "to the second listener, after EADDRNOTAVAIL",
+						Client: tb.String(), Server: sb.String()},
 				})
 				Expect(tb.Local).To(Equal(ta.Local), "both connections from one local address and port")
 				Expect(tb.Remote).NotTo(Equal(ta.Remote))
 				Expect(sa.Mirror()).To(Equal(ta))
 				Expect(sb.Mirror()).To(Equal(tb))
+				// --8<-- [end:tuple-unique-core]
 				lab.Cite(lab.Figures{"shared": shared.String(), "held": held, "listening": listening,
-					"bind_errno": sock.ErrnoName(besideListener), "connect_errno": sock.ErrnoName(refused),
-					"first": ta.String(), "second": tb.String()})
+					"bind_errno":    sock.ErrnoName(besideListener),
+					"connect_errno": sock.ErrnoName(refused),
+					"first":         ta.String(), "second": tb.String()})
 			})
 		// --8<-- [end:tuple-unique]
 
 		// --8<-- [start:tuple-protocol]
-		It("holds one port number in TCP and in UDP at once, each with its own traffic, over "+fam.String(),
+		It("holds one port number in TCP and in UDP at once, each with its own traffic, over "+
+			fam.String(),
 			Label("claim:tuple.protocol", fam.Name), func() {
 				lab.RequireFamily(fam)
 				tcpServer, udpServer, serverAddr := lab.BindTCPAndUDP(fam)
@@ -132,6 +144,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 					{Conn: "udp", Client: udp.String()},
 				})
 
+				// --8<-- [start:tuple-protocol-core]
 				// Both servers hold one port number at once: getsockname on the listener and
 				// on the UDP socket give the same address and port.
 				Expect(udpServer.LocalAddr()).To(Equal(l.Addr))
@@ -150,14 +163,18 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				gotTCP := conn.Read(len("over tcp"))
 				gotUDP, from := udpServer.ReceiveFrom()
 				lab.Record(lab.EntryTraffic, []lab.TrafficSeen{
-					{Proto: tcp.Proto, To: conn.LocalAddr().String(), From: conn.PeerAddr().String(), Payload: string(gotTCP)},
-					{Proto: udp.Proto, To: udpServer.LocalAddr().String(), From: from.String(), Payload: string(gotUDP)},
+					{Proto: tcp.Proto, To: conn.LocalAddr().String(), From: conn.PeerAddr().String(),
+						Payload: string(gotTCP)},
+					{Proto: udp.Proto, To: udpServer.LocalAddr().String(), From: from.String(),
+						Payload: string(gotUDP)},
 				})
 				Expect(string(gotTCP)).To(Equal("over tcp"))
 				Expect(string(gotUDP)).To(Equal("over udp"))
 				Expect(conn.PeerAddr()).To(Equal(tcp.Local))
 				Expect(from).To(Equal(udp.Local))
-				lab.Cite(lab.Figures{"port": l.Addr.Port(), "client_port": tcp.Local.Port(), "tcp": tcp.String(), "udp": udp.String()})
+				// --8<-- [end:tuple-protocol-core]
+				lab.Cite(lab.Figures{"port": l.Addr.Port(), "client_port": tcp.Local.Port(),
+					"tcp": tcp.String(), "udp": udp.String()})
 			})
 		// --8<-- [end:tuple-protocol]
 	}

@@ -22,42 +22,66 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 
 	for _, fam := range lab.Families() {
 		// --8<-- [start:port-same]
-		It("gives every accepted socket the listener's own address and port, over "+fam.String(),
+		It("gives every accepted socket the listener's own address and port, "+
+			"over "+fam.String(),
 			Label("claim:port.same", fam.Name), func() {
 				lab.RequireFamily(fam)
 				l := lab.Listen(fam.At(0), connections)
 				var seen []lab.TupleSeen
+				var server ch2ServerSockets
 				ports := lab.Ports{"listener": {l.Addr.Port()}}
+				// --8<-- [start:port-same-core]
 				for i := range connections {
 					c := lab.Dial(l.Addr)
 					// Dial returned once the client's handshake was done, and everything queued
 					// before it was accepted: this accept() returns this client's connection.
 					a := l.Accept()
 					ct, st := c.Tuple(), a.Tuple()
-					seen = append(seen, lab.TupleSeen{Conn: fmt.Sprintf("connection %d", i+1), Client: ct.String(), Server: st.String()})
+					conn := fmt.Sprintf("connection %d", i+1)
+					seen = append(seen,
+						lab.TupleSeen{Conn: conn, Client: ct.String(), Server: st.String()})
+					server.Accepted = append(server.Accepted,
+						ch2Socket{Conn: conn, FD: a.FD(), State: lab.TCPState(a.FD())})
 					ports["accepted"] = append(ports["accepted"], st.Local.Port())
 					ports["clients"] = append(ports["clients"], ct.Local.Port())
 
 					// accept4(2) made a new socket, yet getsockname on it answers the
 					// listener's address and port: the server talks on the port it listens on.
-					Expect(st.Local).To(Equal(l.Addr), "connection %d", i)
+					Expect(st.Local).To(Equal(l.Addr), conn)
 					// The other end is the client's own address and port, as the client's
 					// kernel reports it.
-					Expect(st.Remote).To(Equal(ct.Local), "connection %d", i)
+					Expect(st.Remote).To(Equal(ct.Local), conn)
 				}
+				// --8<-- [end:port-same-core]
+				server.Listener = ch2Listener{FD: l.FD(), Addr: l.LocalAddr().String(),
+					State: lab.TCPState(l.FD())}
 				lab.Record(lab.EntryTuples, seen)
 				lab.Record(lab.EntryPorts, ports)
+				lab.Record(ch2EntryServerSockets, server)
 				// With one server port for all, the connections are told apart by the
 				// clients' ports, all different.
 				Expect(duplicates(ports["clients"])).To(BeEmpty())
+				// Each accepted socket is a connection of its own (TCP_INFO: ESTABLISHED), and
+				// the listener, after all those accepts, is still the one passive socket (LISTEN).
+				Expect(server.Accepted).To(HaveEach(HaveField("State", "ESTABLISHED")))
+				Expect(server.Listener.State).To(Equal("LISTEN"))
+				var states []string
+				for _, a := range server.Accepted {
+					states = append(states, a.State)
+				}
 				lab.Cite(lab.Figures{"connections": len(ports["accepted"]), "listener": l.Addr.Port(),
-					"accepted_ports": ch2Distinct(ports["accepted"]), "client_ports": len(ch2Distinct(ports["clients"])),
-					"lowest_client_port": slices.Min(ports["clients"]), "highest_client_port": slices.Max(ports["clients"])})
+					"accepted_ports":      ch2Distinct(ports["accepted"]),
+					"client_ports":        len(ch2Distinct(ports["clients"])),
+					"lowest_client_port":  slices.Min(ports["clients"]),
+					"highest_client_port": slices.Max(ports["clients"]),
+					"accepted_states":     ch2Distinct(states),
+					"listener_state":      server.Listener.State})
 			})
 		// --8<-- [end:port-same]
 
 		// --8<-- [start:port-ephemeral]
-		It("takes each client's source port from ip_local_port_range at connect(), a different one each time, over "+fam.String(),
+		It("takes each client's source port from ip_local_port_range at connect(), a different "+
+			"one each time, over "+fam.String(),
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				r := lab.LocalPortRange()
@@ -65,6 +89,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				l := lab.Listen(fam.At(0), connections)
 
 				var connected []uint16
+				// --8<-- [start:port-ephemeral-core]
 				for i := range connections {
 					s := lab.TCPSocket(fam)
 					// Never bound: getsockname says port 0, the socket has none yet.
@@ -79,6 +104,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					// The server sees the very port the client's kernel chose (getpeername).
 					Expect(l.Accept().PeerAddr()).To(Equal(t.Local), "connection %d", i)
 				}
+				// --8<-- [end:port-ephemeral-core]
 
 				// Observed here, proven in a sandbox below: bind(ip:0) draws from the same
 				// range, the parity opposite to its low end's first (inet_csk_find_open_port),
@@ -90,22 +116,26 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				for range connections {
 					bound = append(bound, lab.TCPSocket(fam).Bind(fam.At(0)).Port())
 				}
-				lab.Record(lab.EntryPorts, lab.Ports{"listener": {l.Addr.Port()}, "connect": connected, "bind": bound})
+				lab.Record(lab.EntryPorts,
+					lab.Ports{"listener": {l.Addr.Port()}, "connect": connected, "bind": bound})
 				lab.Record(lab.EntryPortPattern, lab.PortPattern{
-					Parity: map[string]lab.Parity{"connect": lab.ParityOf(connected), "bind": lab.ParityOf(bound)},
-					Steps:  lab.StepsOf(connected),
+					Parity: map[string]lab.Parity{
+						"connect": lab.ParityOf(connected), "bind": lab.ParityOf(bound)},
+					Steps: lab.StepsOf(connected),
 				})
 
 				// Different ports for connections that are open at once: no two of them
 				// share a 4-tuple.
 				Expect(duplicates(connected)).To(BeEmpty())
-				lab.Cite(lab.Figures{"range_low": r.Low, "range_high": r.High, "connections": len(connected),
-					"connect_ports": connected, "steps": lab.StepsOf(connected), "bind_ports": bound})
+				lab.Cite(lab.Figures{"range_low": r.Low, "range_high": r.High,
+					"connections": len(connected), "connect_ports": connected,
+					"steps": lab.StepsOf(connected), "bind_ports": bound})
 			})
 		// --8<-- [end:port-ephemeral]
 
 		// --8<-- [start:port-parity]
-		It("gives connect() the ports of the parity of the range's low end first, and bind(ip:0) the other parity, over "+fam.String(),
+		It("gives connect() the ports of the parity of the range's low end first, and bind(ip:0) "+
+			"the other parity, over "+fam.String(),
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				var rows []ch2ParityRow
@@ -117,26 +147,35 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					})
 					r, low := seen.Range, ch2ParityOf(seen.Range.Low)
 					lows[low] = true
-					rows = append(rows, ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
+					rows = append(rows,
+						ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
 					lab.Record(ch2EntryParity, rows[len(rows)-1])
 
+					// --8<-- [start:port-parity-core]
 					// Every port of the range, once each, to connect() and to bind(ip:0) alike,
 					// as the child's getsockname read them...
 					Expect(r.Size%2).To(BeZero(), "%s %s: as many ports of each parity", r.Sysctl, r)
 					half := r.Size / 2
-					for role, ports := range map[string][]uint16{"connect": seen.Connect, "bind": seen.Bind} {
+					byRole := map[string][]uint16{"connect": seen.Connect, "bind": seen.Bind}
+					for role, ports := range byRole {
 						Expect(ports).To(HaveLen(r.Size), role)
 						Expect(duplicates(ports)).To(BeEmpty(), role)
-						Expect(ports).To(HaveEach(WithTransform(r.Contains, BeTrue())), "%s: ports %v outside %s", role, ports, r)
+						Expect(ports).To(HaveEach(WithTransform(r.Contains, BeTrue())),
+							"%s: ports %v outside %s", role, ports, r)
 					}
 					// ...connect() all those of the low end's parity before any other
 					// (__inet_hash_connect starts from an offset with its low bit cleared)...
-					Expect(seen.Connect[:half]).To(HaveEach(WithTransform(ch2ParityOf, Equal(low))), "connect() in %s: %v", r, seen.Connect)
-					Expect(seen.Connect[half:]).NotTo(ContainElement(WithTransform(ch2ParityOf, Equal(low))), "connect() in %s: %v", r, seen.Connect)
+					lowParity := WithTransform(ch2ParityOf, Equal(low))
+					Expect(seen.Connect[:half]).To(HaveEach(lowParity),
+						"connect() in %s: %v", r, seen.Connect)
+					Expect(seen.Connect[half:]).NotTo(ContainElement(lowParity),
+						"connect() in %s: %v", r, seen.Connect)
 					// ...and bind(ip:0) the other way round (inet_csk_find_open_port sets that
 					// bit), so that the two rarely take the same ports.
-					Expect(seen.Bind[:half]).NotTo(ContainElement(WithTransform(ch2ParityOf, Equal(low))), "bind(0) in %s: %v", r, seen.Bind)
-					Expect(seen.Bind[half:]).To(HaveEach(WithTransform(ch2ParityOf, Equal(low))), "bind(0) in %s: %v", r, seen.Bind)
+					Expect(seen.Bind[:half]).NotTo(ContainElement(lowParity),
+						"bind(0) in %s: %v", r, seen.Bind)
+					Expect(seen.Bind[half:]).To(HaveEach(lowParity), "bind(0) in %s: %v", r, seen.Bind)
+					// --8<-- [end:port-parity-core]
 
 					figures[low+"_range"] = fmt.Sprintf("%d-%d", r.Low, r.High)
 					figures[low+"_connect"] = seen.Connect[:half]
@@ -171,7 +210,10 @@ type ch2ParitySeen struct {
 
 // ch2ParityChild fills the range twice, in a namespace of its own where no other socket
 // holds a port: first with bind(ip:0), then, those sockets closed, with connect().
-var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", func(server netip.AddrPort) (ch2ParitySeen, error) {
+var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", ch2FillRangeTwice)
+
+// ch2FillRangeTwice is the parity child's body, with a listener at server.
+func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	var seen ch2ParitySeen
 	r, err := ch2ReadPortRange()
 	if err != nil {
@@ -220,7 +262,7 @@ var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", func(server 
 		seen.Connect = append(seen.Connect, at.Port())
 	}
 	return seen, nil
-})
+}
 
 // --8<-- [end:port-parity-child]
 
@@ -262,12 +304,12 @@ func ch2CloseAll(fds []int) {
 	}
 }
 
-// ch2Distinct lists each port once, in the order first seen.
-func ch2Distinct(ports []uint16) []uint16 {
-	var d []uint16
-	for _, p := range ports {
-		if !slices.Contains(d, p) {
-			d = append(d, p)
+// ch2Distinct lists each value once, in the order first seen.
+func ch2Distinct[T comparable](values []T) []T {
+	var d []T
+	for _, v := range values {
+		if !slices.Contains(d, v) {
+			d = append(d, v)
 		}
 	}
 	return d
@@ -283,4 +325,27 @@ func duplicates(ports []uint16) []uint16 {
 		}
 	}
 	return dup
+}
+
+// ch2EntryServerSockets names port.same's evidence of the server's side: the listener and
+// every socket accept4(2) returned, by descriptor, each with its state.
+const ch2EntryServerSockets = "server_sockets"
+
+type ch2ServerSockets struct {
+	Listener ch2Listener `json:"listener"` // read after the last accept
+	Accepted []ch2Socket `json:"accepted"` // in the order accept4 returned them
+}
+
+// ch2Listener is the listening socket.
+type ch2Listener struct {
+	FD    int    `json:"fd"`    // the descriptor socket(2) returned
+	Addr  string `json:"addr"`  // getsockname(2)
+	State string `json:"state"` // from TCP_INFO (tcpi_state): LISTEN
+}
+
+// ch2Socket is an accepted socket; its two ends are in the "tuples" entry, under its name.
+type ch2Socket struct {
+	Conn  string `json:"conn"`  // the connection's name in the "tuples" entry
+	FD    int    `json:"fd"`    // the descriptor accept4(2) returned
+	State string `json:"state"` // from TCP_INFO (tcpi_state): ESTABLISHED
 }

@@ -32,6 +32,7 @@ var partTitles = map[specs.Part]string{
 // pictureOf names the picture that belongs under a claim on the proof page.
 var pictureOf = map[string]string{
 	"tuple.identity":          "tuple-identity.svg",
+	"port.same":               "port-same.svg",
 	"limit.per-destination":   "port-space.svg",
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
@@ -194,6 +195,8 @@ func pictureAlt(id string) string {
 	switch id {
 	case "tuple.identity":
 		return "The 5-tuples of two connections side by side: only the source port differs"
+	case "port.same":
+		return onePortAlt
 	case "handshake.before-accept":
 		return "A timeline of SYN, SYN-ACK and ACK on lo, before accept() is called"
 	case "backlog.size":

@@ -35,6 +35,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 		pics["tuple-identity.svg"], missing["tuple-identity.svg"] = placeholder("The 5-tuple of two connections", why), why
 	}
 
+	// One port: port.same's listener and accepted sockets, IPv4 first.
+	onePortPicture(byID["port.same"], pics, missing)
+
 	// The handshake: handshake.before-accept's captured segments, when it could capture.
 	if b, err := fromSpecs(byID["handshake.before-accept"], "packets", func(e reportEntry) ([]byte, error) {
 		segs, err := decodeSegments(e)
