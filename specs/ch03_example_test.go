@@ -14,19 +14,19 @@ import (
 
 // --8<-- [start:ch3-example]
 func Example_onePortManyConnections() {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0") // port 0: the kernel picks a free one
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // port 0: the kernel picks one
 	defer ln.Close()
 	serverEnds, clientPorts := map[string]bool{}, map[int]bool{}
 	for range 100 {
-		c, _ := net.Dial("tcp", ln.Addr().String()) // the client's kernel picks its port
+		c, _ := net.Dial("tcp", ln.Addr().String()) // its kernel picks its port
 		defer c.Close()
-		s, _ := ln.Accept() // a new socket, and a new descriptor, for each connection
+		s, _ := ln.Accept() // a new socket, and descriptor, per connection
 		defer s.Close()
 		serverEnds[s.LocalAddr().String()] = true
 		clientPorts[c.LocalAddr().(*net.TCPAddr).Port] = true
 	}
-	fmt.Println(len(serverEnds), "server address and port,", len(clientPorts), "client ports")
-	// Output: 1 server address and port, 100 client ports
+	fmt.Println(len(serverEnds), "server end,", len(clientPorts), "client ports")
+	// Output: 1 server end, 100 client ports
 }
 
 // --8<-- [end:ch3-example]

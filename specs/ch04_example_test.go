@@ -30,13 +30,13 @@ func Example_backlogPlusOne() {
 		c, _ := sock.Socket(unix.AF_INET)
 		defer unix.Close(c)
 		err := sock.Connect(c, addr, 300*time.Millisecond)
-		_ = sock.WaitFor(l, unix.POLLIN, time.Second) // readable: a connection is queued
+		_ = sock.WaitFor(l, unix.POLLIN, time.Second) // readable: one is queued
 		q, _ := sock.AcceptQueueOf(l)                 // TCP_INFO on the listener
-		fmt.Printf("client %d: connect() = %v; queued %d\n", i, err, q.Len)
+		fmt.Printf("client %d: %v; queued %d\n", i, err, q.Len)
 	}
 	// Output:
-	// client 1: connect() = <nil>; queued 1
-	// client 2: connect() = connect: connection timed out; queued 1
+	// client 1: <nil>; queued 1
+	// client 2: connect: connection timed out; queued 1
 }
 
 // --8<-- [end:ch4-example]

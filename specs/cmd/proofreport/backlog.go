@@ -215,14 +215,14 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 
 	const cx, sx, top, step = 230, 650, 110, 46
 	rows := 4 + len(after)
-	h := top + rows*step + 40 + 64
+	h := top + rows*step + 40 + 82
 	s := newSVG(860, h, "A connect() to a full accept queue, over time: the SYN dropped, then sent again")
 	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "A full queue drops the SYN; the client's timer sends it again")
 	s.text(cx, 64, "middle", `font-weight="bold"`, "client "+o.Client)
 	s.text(sx, 64, "middle", `font-weight="bold"`, "server "+o.Listener)
 	s.text(60, 64, "middle", `font-size="12" fill="#555555"`, "ms")
-	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-68)
-	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-68)
+	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-86)
+	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-86)
 	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
 	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1e3) }
 	y := top - 16
@@ -279,9 +279,12 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 	s.text(cx-100, y+36, "start", `font-size="12" fill="#555555"`,
 		fmt.Sprintf("%s, %d retransmission; the next accept() returns %s", o.StateAfter, o.Retransmits, portOf(o.AcceptedNext)))
 	// The rows are in order, one a step: the times say how far apart they are.
-	s.text(40, h-32, "start", `font-size="12" fill="#555555"`,
-		"Not to scale: one row per event, in order; the ms at the left say when. Packets: lo's timestamps, from the client's first SYN.")
-	s.text(40, h-14, "start", `font-size="12" fill="#555555"`,
-		"accept() and connect() returning: the clock of the process, from when connect() began.")
+	for i, line := range []string{
+		"Not to scale: one row per event, in order; the ms at the left say when.",
+		"Packets: lo's timestamps, in ms after the client's first SYN.",
+		"accept() and connect() returning: the process's clock, in ms after connect() began.",
+	} {
+		s.text(40, h-50+i*18, "start", `font-size="13" fill="#555555"`, line)
+	}
 	return s.bytes(), nil
 }

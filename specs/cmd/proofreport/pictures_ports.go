@@ -151,7 +151,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 	}
 	slots := ev.Narrow.Size > 0 && ev.Narrow.High > 0 && ev.Narrow.Size <= 24
 	if b != nil {
-		h += 60 + 116
+		h += 60 + 130
 	}
 	title := "The port space: 65,536 port numbers, and the ephemeral range connect() picks from"
 	if b != nil {
@@ -185,8 +185,8 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 	y += 26
 	s.text(x0, y, "start", `font-weight="bold"`, "limit.per-destination: one client, one destination, in a sandbox")
 	y += 20
-	s.text(x0, y, "start", `font-size="13" fill="#555555"`, fmt.Sprintf("the range narrowed to %s; "+
-		"connect() from %s toward %s until the kernel refused", rangeText(ev.Narrow), b.source(), b.To))
+	s.text(x0, y, "start", `font-size="14" fill="#555555"`, fmt.Sprintf("the range narrowed to %s; "+
+		"connect() from %s to %s until the kernel refused", rangeText(ev.Narrow), b.source(), b.To))
 	y += 12
 	order := map[uint16]int{}
 	for i, p := range b.Ports {
@@ -222,26 +222,26 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 			style = colDiff
 		}
 		s.box(x, y+8, slot, 50, style)
-		s.text(x+slot/2, y+28, "middle", `font-family="monospace" font-size="12"`, fmt.Sprint(p))
+		s.text(x+slot/2, y+28, "middle", `font-family="monospace" font-size="13"`, fmt.Sprint(p))
 		if spent {
-			s.text(x+slot/2, y+48, "middle", `font-size="12"`, fmt.Sprintf("#%d", k))
+			s.text(x+slot/2, y+49, "middle", `font-size="13"`, fmt.Sprintf("#%d", k))
 		}
 	}
 	if refused != "" {
 		x := x0 + n*(slot+gap) + 10
 		fmt.Fprintf(s, `<rect x="%d" y="%d" width="%d" height="50" rx="6" fill="#ffebee" stroke="#c62828" stroke-width="1.5" stroke-dasharray="4 3"/>`+"\n",
 			x, y+8, x0+width-x)
-		s.text(x+(x0+width-x)/2, y+28, "middle", `font-size="12"`, fmt.Sprintf("#%d", len(b.Ports)+1))
-		s.text(x+(x0+width-x)/2, y+48, "middle", `font-size="11" font-family="monospace"`, b.Refused.Errno)
+		s.text(x+(x0+width-x)/2, y+28, "middle", `font-size="13"`, fmt.Sprintf("#%d", len(b.Ports)+1))
+		s.text(x+(x0+width-x)/2, y+49, "middle", `font-size="12" font-family="monospace"`, b.Refused.Errno)
 	}
-	y += 80
+	y += 88
 	caption := fmt.Sprintf("#k: the k-th connect() got that port; #%d found no port left", len(b.Ports)+1)
 	if refused == "" {
 		caption = "#k: the k-th connect() got that port"
 	}
-	s.text(x0, y, "start", `font-size="13"`, caption)
+	s.text(x0, y, "start", `font-size="14"`, caption)
 	if run, want := sameParityRun(b.Ports, ev.Narrow.Low), parityCount(b.Ports, ev.Narrow.Low); run > 1 && run == want {
-		s.text(x0, y+20, "start", `font-size="13"`, fmt.Sprintf("the first %d were %s, like %d, the range's low end; "+
+		s.text(x0, y+22, "start", `font-size="14"`, fmt.Sprintf("the first %d were %s, like %d, the range's low end; "+
 			"the other parity came after", run, parityName(ev.Narrow.Low), ev.Narrow.Low))
 	}
 	return s.bytes()
@@ -276,10 +276,10 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 	h += 30
 	s := newSVG(860, h, "limit.multiply: source ports spent per 4-tuple, batch by batch")
 	s.text(430, 26, "middle", `font-weight="bold" font-size="16"`, "The same source ports, again for every 4-tuple")
-	s.text(430, 50, "middle", `font-size="13" fill="#555555"`, fmt.Sprintf("limit.multiply, in a sandbox with the range narrowed to %s: "+
+	s.text(430, 50, "middle", `font-size="14" fill="#555555"`, fmt.Sprintf("limit.multiply, in a sandbox with the range narrowed to %s: "+
 		"each batch connects until the kernel refuses", rangeText(ev.Narrow)))
 	y := 70
-	const lx, bx, bw = 330, 345, 300
+	const lx, bx, bw = 330, 345, 290
 	for gi, g := range groups {
 		if len(g) == 0 {
 			continue
@@ -288,11 +288,11 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 			fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="1"/>`+"\n", x0, y, x0+width, y)
 		}
 		s.text(x0, y+26, "start", `font-weight="bold"`, heads[gi])
-		s.text(x0, y+44, "start", `font-size="12" fill="#555555"`, notes[gi])
+		s.text(x0, y+44, "start", `font-size="13" fill="#555555"`, notes[gi])
 		y += 60
 		for _, b := range g {
-			s.text(lx, y+14, "end", `font-size="13"`, b.Batch)
-			s.text(lx, y+30, "end", `font-size="11" font-family="monospace" fill="#555555"`, b.source()+" → "+b.To)
+			s.text(lx, y+14, "end", `font-size="14"`, b.Batch)
+			s.text(lx, y+31, "end", `font-size="12" font-family="monospace" fill="#555555"`, b.source()+" → "+b.To)
 			s.box(bx, y+4, bw, 26, colMuted)
 			if len(b.Ports) > 0 {
 				used := bw
@@ -303,14 +303,14 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 			}
 			s.text(bx+bw/2, y+22, "middle", `font-size="13"`, fmt.Sprintf("%d of %d", len(b.Ports), ev.Narrow.Size))
 			if r := b.refusal(); r != "" {
-				s.text(bx+bw+12, y+22, "start", `font-size="11" font-family="monospace"`, "then "+r)
+				s.text(bx+bw+12, y+22, "start", `font-size="12" font-family="monospace"`, r)
 			}
 			y += row
 		}
 		y += 16
 	}
 	if same := samePorts(ev.Batches); same > 1 {
-		s.text(x0, y+10, "start", `font-size="13"`, fmt.Sprintf("the %d batches that connected all used the same %d port numbers",
+		s.text(x0, y+10, "start", `font-size="14"`, fmt.Sprintf("the %d batches that connected all used the same %d port numbers",
 			same, ev.Narrow.Size))
 	}
 	return s.bytes(), nil

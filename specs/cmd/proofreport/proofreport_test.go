@@ -95,7 +95,7 @@ func TestPicturesAreDrawnFromTheEvidence(t *testing.T) {
 		"tuple-identity.svg": {"40512", "40514", "127.0.0.1", "1 of 5 elements differ", "the source port"},
 		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", "PSH,ACK  (5 bytes of data)", "accept() called", ">1500<", ">1600<"},
 		"port-space.svg": {"32768-60999", "28232 source ports", "narrowed to 40000-40007 (8 ports)",
-			"toward 127.0.0.1:7000", ">40007<", ">#8<", ">#9<", ">EADDRNOTAVAIL<"},
+			"to 127.0.0.1:7000 until the kernel refused", ">40007<", ">#8<", ">#9<", ">EADDRNOTAVAIL<"},
 		// limit.multiply's batches, apart from limit.per-destination's.
 		"port-multiply.svg": {"to one destination", "to a second server port", "from a second client address",
 			"127.0.0.2 → 127.0.0.1:7000", "unbound → 127.0.0.1:7001", "8 of 8", "the 3 batches that connected all used the same 8 port numbers"},
