@@ -39,15 +39,23 @@ const (
 // ch3Batch is connect() repeated toward one destination, from one source, until the
 // kernel refused.
 type ch3Batch struct {
-	Batch       string        `json:"batch"`                 // which destination or source, in the spec's words
-	From        string        `json:"from,omitempty"`        // the address bound before connect (port 0); empty when connect chose it
-	PortBy      string        `json:"port_by"`               // the call that chose each source port: "connect" or "bind"
-	To          string        `json:"to"`                    // the server's address and port
-	Ports       []uint16      `json:"ports"`                 // each connection's source port, getsockname, in order
-	Established int           `json:"established"`           // of those, how many TCP_INFO showed ESTABLISHED
-	Tuples      []string      `json:"tuples"`                // each connection, as the client's kernel holds it
-	Refused     lab.ErrnoSeen `json:"refused"`               // the bind or connect after the last success
-	Errno       unix.Errno    `json:"errno_value,omitempty"` // its errno, for errors.Is in the parent
+	// Batch says which destination or source, in the spec's words.
+	Batch string `json:"batch"`
+	// From is the address bound before connect (port 0); empty when connect chose it.
+	From string `json:"from,omitempty"`
+	// PortBy is the call that chose each source port: "connect" or "bind".
+	PortBy string `json:"port_by"`
+	To     string `json:"to"` // the server's address and port
+	// Ports are each connection's source port, getsockname, in order; Established how
+	// many of them TCP_INFO showed ESTABLISHED; Tuples each connection, as the client's
+	// kernel holds it.
+	Ports       []uint16 `json:"ports"`
+	Established int      `json:"established"`
+	Tuples      []string `json:"tuples"`
+	// Refused is the bind or connect after the last success, and Errno its errno, for
+	// errors.Is in the parent.
+	Refused lab.ErrnoSeen `json:"refused"`
+	Errno   unix.Errno    `json:"errno_value,omitempty"`
 }
 
 // ch3Source is where a batch's sockets start from: unbound, when Addr is not valid, so that
@@ -60,8 +68,10 @@ type ch3Source struct {
 
 // ch3ConnectUntilRefused connects new sockets from `from` to `to` until a bind or connect
 // fails, at most limit times, keeping every connection open (the caller closes fds).
-func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limit int, fds *[]int) (ch3Batch, error) {
-	b := ch3Batch{Batch: name, PortBy: "connect", To: to.String(), Ports: []uint16{}, Tuples: []string{}}
+func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limit int,
+	fds *[]int) (ch3Batch, error) {
+	b := ch3Batch{Batch: name, PortBy: "connect", To: to.String(),
+		Ports: []uint16{}, Tuples: []string{}}
 	if from.Addr.IsValid() {
 		b.From = netip.AddrPortFrom(from.Addr, 0).String()
 		if !from.NoPort {
@@ -82,12 +92,14 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 			// port to connect(2), which picks it per 4-tuple (__inet_hash_connect), as for
 			// an unbound socket.
 			if from.NoPort {
-				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1); err != nil {
+				err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+				if err != nil {
 					return b, os.NewSyscallError("setsockopt IP_BIND_ADDRESS_NO_PORT", err)
 				}
 			}
 			if err := sock.Bind(fd, netip.AddrPortFrom(from.Addr, 0)); err != nil {
-				b.Refused = lab.Refused("bind", err, netip.AddrPort{}, netip.AddrPortFrom(from.Addr, 0))
+				b.Refused = lab.Refused("bind", err,
+					netip.AddrPort{}, netip.AddrPortFrom(from.Addr, 0))
 				errors.As(err, &b.Errno)
 				return b, nil
 			}
@@ -151,9 +163,8 @@ func ch3CloseAll(fds []int) {
 
 // ch3DefaultRangeChild reads the ephemeral range of a network namespace nobody has tuned:
 // the kernel's own default.
-var ch3DefaultRangeChild = lab.RegisterChild("ch3.limit.per-destination.default", func(struct{}) (lab.PortRange, error) {
-	return ch3ReadPortRange()
-})
+var ch3DefaultRangeChild = lab.RegisterChild("ch3.limit.per-destination.default",
+	func(struct{}) (lab.PortRange, error) { return ch3ReadPortRange() })
 
 type ch3FillArg struct {
 	Server netip.AddrPort // where the listener binds, outside the narrowed range
@@ -166,7 +177,9 @@ type ch3FillSeen struct {
 
 // ch3FillChild connects to one listener until the kernel has no source port left for that
 // destination.
-var ch3FillChild = lab.RegisterChild("ch3.limit.per-destination", func(arg ch3FillArg) (ch3FillSeen, error) {
+var ch3FillChild = lab.RegisterChild("ch3.limit.per-destination", ch3Fill)
+
+func ch3Fill(arg ch3FillArg) (ch3FillSeen, error) {
 	var seen ch3FillSeen
 	var err error
 	if seen.Range, err = ch3ReadPortRange(); err != nil {
@@ -180,18 +193,21 @@ var ch3FillChild = lab.RegisterChild("ch3.limit.per-destination", func(arg ch3Fi
 	var fds []int
 	defer func() { ch3CloseAll(fds) }()
 	// The handshakes complete without accept(): the kernel queues them (backlog 64).
-	seen.Batch, err = ch3ConnectUntilRefused("to one server port", ch3Source{}, addr, ch3Exhaust(seen.Range), &fds)
+	seen.Batch, err = ch3ConnectUntilRefused("to one server port", ch3Source{}, addr,
+		ch3Exhaust(seen.Range), &fds)
 	return seen, err
-})
+}
 
 // --8<-- [end:limit-per-destination-child]
 
 // --8<-- [start:limit-multiply-child]
 
 type ch3MultiplySeen struct {
-	Range   lab.PortRange
-	Batches []ch3Batch // the first destination, a second port, a second server address, a second client address
-	Again   ch3Batch   // the first destination once more, afterwards
+	Range lab.PortRange
+	// Batches go to the first destination, a second port, a second server address, and
+	// from a second client address; Again to the first destination once more, afterwards.
+	Batches []ch3Batch
+	Again   ch3Batch
 	// Bound are the batches whose sockets bind a client address first, once its ports are
 	// spent toward the first destination: toward another destination with bind choosing the
 	// port, then with IP_BIND_ADDRESS_NO_PORT; and from a third address with bind choosing.
@@ -200,7 +216,9 @@ type ch3MultiplySeen struct {
 
 // ch3MultiplyChild exhausts the range toward one destination, then spends it again toward
 // three more 4-tuples, each changing one element.
-var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", func(struct{}) (ch3MultiplySeen, error) {
+var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", ch3Multiply)
+
+func ch3Multiply(struct{}) (ch3MultiplySeen, error) {
 	var seen ch3MultiplySeen
 	var err error
 	if seen.Range, err = ch3ReadPortRange(); err != nil {
@@ -258,7 +276,9 @@ var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", func(struct{}) (c
 	}); err != nil {
 		return seen, err
 	}
-	if seen.Again, err = ch3ConnectUntilRefused("to the first server port again", ch3Source{}, first, limit, &fds); err != nil {
+	seen.Again, err = ch3ConnectUntilRefused("to the first server port again", ch3Source{},
+		first, limit, &fds)
+	if err != nil {
 		return seen, err
 	}
 	// Last, because while a socket that bind(2) gave a port holds it, every connect() that
@@ -270,7 +290,7 @@ var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", func(struct{}) (c
 		{"third address → first port, bind", ch3Source{Addr: three}, first},
 	})
 	return seen, err
-})
+}
 
 // --8<-- [end:limit-multiply-child]
 
@@ -295,26 +315,41 @@ type ch3FDSeen struct {
 
 // ch3DescriptorsSeen is what limit.fd's child saw under a low RLIMIT_NOFILE.
 type ch3DescriptorsSeen struct {
-	Soft           uint64           `json:"soft"`                  // RLIMIT_NOFILE, getrlimit in the child
-	Hard           uint64           `json:"hard"`                  //
-	Listener       string           `json:"listener"`              // its getsockname
-	OpenAtStart    int              `json:"open_at_start"`         // descriptors below Soft with the listener open, before any client
-	Above          []ch3FDSeen      `json:"above_limit"`           // descriptors numbered Soft or more: inherited, they take no room below it
-	Clients        int              `json:"clients"`               // client connections made before the first accept
-	QueueBefore    sock.AcceptQueue `json:"queue_before"`          // TCP_INFO on the listener then
-	Accepted       int              `json:"accepted"`              // accept4 calls that returned a descriptor
-	Steps          []ch3FDStep      `json:"steps"`                 // descriptors around each accept4 whose after could be read
-	Refused        lab.ErrnoSeen    `json:"refused"`               // the accept4 that failed
-	Errno          unix.Errno       `json:"errno_value,omitempty"` //
-	AllOpen        bool             `json:"all_open"`              // fcntl(F_GETFD) answered for every number below Soft then
-	QueueAtRefusal sock.AcceptQueue `json:"queue_at_refusal"`      // TCP_INFO on the listener then
-	PortsUsed      int              `json:"ports_used"`            // distinct local ports of the namespace's sockets: clients and listener
-	Range          lab.PortRange    `json:"range"`                 // the ephemeral range in the child
+	// Soft and Hard are RLIMIT_NOFILE, getrlimit in the child.
+	Soft     uint64 `json:"soft"`
+	Hard     uint64 `json:"hard"`
+	Listener string `json:"listener"` // its getsockname
+	// OpenAtStart counts the descriptors below Soft with the listener open, before any
+	// client; Above lists those numbered Soft or more: inherited, they take no room below
+	// Soft.
+	OpenAtStart int         `json:"open_at_start"`
+	Above       []ch3FDSeen `json:"above_limit"`
+	// Clients are the client connections made before the first accept, and QueueBefore
+	// the listener's TCP_INFO then.
+	Clients     int              `json:"clients"`
+	QueueBefore sock.AcceptQueue `json:"queue_before"`
+	// Accepted counts the accept4 calls that returned a descriptor; Steps are the
+	// descriptors around each one whose after could be read.
+	Accepted int         `json:"accepted"`
+	Steps    []ch3FDStep `json:"steps"`
+	// Refused is the accept4 that failed, Errno its errno. Then AllOpen says whether
+	// fcntl(F_GETFD) answered for every number below Soft, and QueueAtRefusal is the
+	// listener's TCP_INFO.
+	Refused        lab.ErrnoSeen    `json:"refused"`
+	Errno          unix.Errno       `json:"errno_value,omitempty"`
+	AllOpen        bool             `json:"all_open"`
+	QueueAtRefusal sock.AcceptQueue `json:"queue_at_refusal"`
+	// PortsUsed counts the distinct local ports of the namespace's sockets (clients and
+	// listener), out of Range, the ephemeral range in the child.
+	PortsUsed int           `json:"ports_used"`
+	Range     lab.PortRange `json:"range"`
 }
 
 // ch3DescriptorsChild connects clients to its own listener first, then accepts with
 // sock.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
-var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (ch3DescriptorsSeen, error) {
+var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", ch3Descriptors)
+
+func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	var seen ch3DescriptorsSeen
 	var err error
 	if seen.Soft, seen.Hard, err = sock.DescriptorLimit(); err != nil {
@@ -411,7 +446,7 @@ var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", func(arg ch3FDArg) (
 	// getsockopt on the listener needs no new descriptor.
 	seen.QueueAtRefusal, err = sock.AcceptQueueOf(l)
 	return seen, err
-})
+}
 
 // --8<-- [end:limit-fd-child]
 
@@ -443,12 +478,14 @@ type ch3SetrlimitSeen struct {
 
 // ch3HardSeen is one thread's attempt to raise the hard limit, and what that thread was.
 type ch3HardSeen struct {
-	Thread        string             `json:"thread"`          // in the spec's words
-	InitialUserNS bool               `json:"initial_user_ns"` // the process is in the initial user namespace, where capable() looks
-	CapEff        string             `json:"cap_eff"`         // the thread's effective capabilities, /proc/thread-self/status, in hex
-	CapResource   bool               `json:"cap_sys_resource"`
-	NrOpen        uint64             `json:"nr_open"` // fs.nr_open, read just before
-	Calls         []ch3SetrlimitSeen `json:"calls"`
+	Thread string `json:"thread"` // in the spec's words
+	// InitialUserNS: the process is in the initial user namespace, where capable() looks.
+	InitialUserNS bool `json:"initial_user_ns"`
+	// CapEff is the thread's effective capabilities, /proc/thread-self/status, in hex.
+	CapEff      string             `json:"cap_eff"`
+	CapResource bool               `json:"cap_sys_resource"`
+	NrOpen      uint64             `json:"nr_open"` // fs.nr_open, read just before
+	Calls       []ch3SetrlimitSeen `json:"calls"`
 }
 
 // ch3GoStartSeen is a Go program's RLIMIT_NOFILE as its first code reads it, against what
@@ -566,25 +603,29 @@ func ch3CapEff() (string, bool, error) {
 
 // ch3GoStartChild reports RLIMIT_NOFILE as it finds it: nothing ran before it but the Go
 // runtime's start-up and the sandbox's setup, which leaves the limit alone without NoFile.
-var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start", func(struct{}) (ch3Limit, error) {
-	var l ch3Limit
-	var err error
-	l.Soft, l.Hard, err = sock.DescriptorLimit()
-	return l, err
-})
+var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start",
+	func(struct{}) (ch3Limit, error) {
+		var l ch3Limit
+		var err error
+		l.Soft, l.Hard, err = sock.DescriptorLimit()
+		return l, err
+	})
 
 // ch3UserNSChild lowers its hard limit and raises it back in a user namespace of its own,
 // where it is root with every capability, CAP_SYS_RESOURCE among them.
-var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns", func(struct{}) (ch3HardSeen, error) {
-	_, hard, err := sock.DescriptorLimit()
-	if err != nil {
-		return ch3HardSeen{}, err
-	}
-	return ch3RaiseHard("root of a user namespace", false, true, hard)
-})
+var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns",
+	func(struct{}) (ch3HardSeen, error) {
+		_, hard, err := sock.DescriptorLimit()
+		if err != nil {
+			return ch3HardSeen{}, err
+		}
+		return ch3RaiseHard("root of a user namespace", false, true, hard)
+	})
 
 // ch3RlimitChild moves its own RLIMIT_NOFILE, which no other process shares.
-var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch3RlimitSeen, error) {
+var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", ch3Rlimit)
+
+func ch3Rlimit(struct{}) (ch3RlimitSeen, error) {
 	var seen ch3RlimitSeen
 	var err error
 	if seen.Start.Soft, seen.Start.Hard, err = sock.DescriptorLimit(); err != nil {
@@ -631,7 +672,8 @@ var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch
 	// A user namespace's root, started while the hard limit is still the one this child
 	// began with. Child.Run, not lab.RunInSandbox: this is a child, with no spec to stop, and
 	// a machine that refuses user namespaces is evidence here (UserNSRefused), not a skip.
-	userNS, err := ch3UserNSChild.Run(struct{}{}, lab.SandboxOptions{UserNS: true, Timeout: 20 * time.Second})
+	userNS, err := ch3UserNSChild.Run(struct{}{},
+		lab.SandboxOptions{UserNS: true, Timeout: 20 * time.Second})
 	switch {
 	case errors.Is(err, lab.ErrNoSandbox):
 		seen.UserNSRefused = err.Error()
@@ -647,11 +689,12 @@ var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", func(struct{}) (ch
 	if seen.Dropped, err = ch3RaiseHard("without CAP_SYS_RESOURCE", true, true, hard); err != nil {
 		return seen, err
 	}
-	if seen.Kept, err = ch3RaiseHard("with the process's capabilities", false, false, hard); err != nil {
+	seen.Kept, err = ch3RaiseHard("with the process's capabilities", false, false, hard)
+	if err != nil {
 		return seen, err
 	}
 	return seen, nil
-})
+}
 
 // ch3InInitialUserNS tells whether this process's user namespace is the initial one, whose
 // uid_map maps all of 0-4294967294 to itself.

@@ -131,7 +131,8 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, err
 	}
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
+	at := netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0)
+	l, addr, err := lab.ListenOn(at, arg.Backlog)
 	if err != nil {
 		return seen, err
 	}
@@ -204,13 +205,16 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 // ch4RefserverChild starts refserver with its default backlog (Config.Backlog 0) where
 // net.core.somaxconn is far above any backlog it could ask for: nothing caps its listen(), and
 // the limit its listener reads back is what it asked.
-var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", func(loopback string) (ch4CapSeen, error) {
+var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", ch4Refserver)
+
+func ch4Refserver(loopback string) (ch4CapSeen, error) {
 	seen := ch4CapSeen{Where: "refserver", Article: ch4Article}
 	var err error
 	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, err
 	}
-	srv, err := refserver.New(refserver.Config{Addr: netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), Loops: 1})
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1})
 	if err != nil {
 		return seen, err
 	}
@@ -222,7 +226,7 @@ var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", func(loopback
 	q, err := sock.AcceptQueueOf(srv.Listeners()[0])
 	seen.Max = q.Max
 	return seen, err
-})
+}
 
 // --8<-- [end:backlog-refserver-child]
 
@@ -271,7 +275,9 @@ const ch4SynCount = 2
 // ch4FullChild fills a listen(fd, 0) queue with one connection, captures what a second
 // client's connect() puts on lo while the queue is full, accepts the first, and waits for
 // the second to complete.
-var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (ch4FullSeen, error) {
+var ch4FullChild = lab.RegisterChild("ch4.backlog.full", ch4Full)
+
+func ch4Full(loopback string) (ch4FullSeen, error) {
 	var seen ch4FullSeen
 	o := &seen.Overflow
 	var err error
@@ -313,7 +319,8 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 		return seen, err
 	}
 	defer unix.Close(client)
-	if err := unix.SetsockoptInt(client, unix.IPPROTO_TCP, unix.TCP_SYNCNT, ch4SynCount); err != nil {
+	err = unix.SetsockoptInt(client, unix.IPPROTO_TCP, unix.TCP_SYNCNT, ch4SynCount)
+	if err != nil {
 		return seen, os.NewSyscallError("setsockopt TCP_SYNCNT", err)
 	}
 	pending := ch4ConnectInBackground(client, addr, lab.ConnectWithin)
@@ -385,7 +392,7 @@ var ch4FullChild = lab.RegisterChild("ch4.backlog.full", func(loopback string) (
 	more, err := capture.Read(64, 0)
 	seen.AfterAccept = append(segs, more...)
 	return seen, err
-})
+}
 
 // --8<-- [end:backlog-full-child]
 

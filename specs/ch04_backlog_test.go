@@ -4,6 +4,7 @@ package specs
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -105,13 +106,15 @@ const ch4OpenClients = 1000
 var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 	for _, fam := range lab.Families() {
 		// --8<-- [start:backlog-queue]
-		It("completes connect() for clients the server never accepts, and queues them, over "+fam.String(),
+		It("completes connect() for clients the server never accepts, and queues them, "+
+			"over "+fam.String(),
 			Label("claim:backlog.queue", fam.Name), func() {
 				lab.RequireFamily(fam)
 				const backlog, clients = 8, 3
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
-				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog, Somaxconn: lab.SysctlInt("net.core.somaxconn"), Max: q.Max, Lens: []uint32{q.Len}}
+				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog,
+					Somaxconn: lab.SysctlInt("net.core.somaxconn"), Max: q.Max, Lens: []uint32{q.Len}}
 				Expect(q.Len).To(BeZero(), "a new listener's queue")
 
 				var socks []*lab.Sock
@@ -142,21 +145,28 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				lab.Cite(lab.Figures{"lens": seen.Lens, "limit": q.Max, "established": established,
 					"accepted": seen.Accepted, "after_accept": seen.AfterAccept})
 
+				// --8<-- [start:backlog-queue-core]
 				for _, st := range states {
 					Expect(st.State).To(Equal("ESTABLISHED"), "client %s", st.Client)
 				}
 				// tcpi_unacked, on a listener the accept queue's length, is every client
 				// whose kernel says ESTABLISHED: they wait in the queue.
-				Expect(q.Len).To(BeEquivalentTo(established), "the queue's length after %d clients, before any accept()", clients)
+				Expect(q.Len).To(BeEquivalentTo(established),
+					"the queue's length after %d clients, before any accept()", clients)
 				// tcpi_sacked is the queue's limit: the backlog asked, under somaxconn.
-				Expect(q.Max).To(BeEquivalentTo(min(backlog, seen.Somaxconn)), "the queue's limit for listen(fd, %d) under net.core.somaxconn %d", backlog, seen.Somaxconn)
-				Expect(a.PeerAddr()).To(Equal(socks[0].LocalAddr()), "accept() returns the first connection queued")
+				Expect(q.Max).To(BeEquivalentTo(min(backlog, seen.Somaxconn)),
+					"the queue's limit for listen(fd, %d) under net.core.somaxconn %d",
+					backlog, seen.Somaxconn)
+				Expect(a.PeerAddr()).To(Equal(socks[0].LocalAddr()),
+					"accept() returns the first connection queued")
 				Expect(seen.AfterAccept).To(Equal(q.Len-1), "the queue's length after one accept()")
+				// --8<-- [end:backlog-queue-core]
 			})
 		// --8<-- [end:backlog-queue]
 
 		// --8<-- [start:backlog-size]
-		It("queues backlog+1 connections, one for listen(fd, 0), and leaves the next client in SYN_SENT, over "+fam.String(),
+		It("queues backlog+1 connections, one for listen(fd, 0), and leaves the next client "+
+			"in SYN_SENT, over "+fam.String(),
 			Label("claim:backlog.size", fam.Name), func() {
 				lab.RequireFamily(fam)
 				type doomed struct {
@@ -181,17 +191,23 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					fills = append(fills, fill)
 
 					// The next one's SYN finds sk_acceptq_is_full (sk_ack_backlog >
-					// sk_max_ack_backlog) and is dropped. TCP_USER_TIMEOUT has its kernel give
-					// up at the first retransmission timeout, not after tcp_syn_retries tries.
+					// sk_max_ack_backlog) and is dropped. TCP_USER_TIMEOUT has its kernel
+					// give up at the first retransmission timeout, not after tcp_syn_retries
+					// tries.
 					c := lab.TCPSocket(fam)
-					Expect(unix.SetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(ch4UserTimeout.Milliseconds()))).To(Succeed())
-					fills[len(fills)-1].Next.UserTimeoutMS, _ = unix.GetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-					next = append(next, doomed{sock: c, l: l, pending: ch4ConnectInBackground(c.FD(), l.Addr, lab.ConnectWithin)})
+					ms := int(ch4UserTimeout.Milliseconds())
+					Expect(unix.SetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, ms)).
+						To(Succeed())
+					fills[len(fills)-1].Next.UserTimeoutMS, _ =
+						unix.GetsockoptInt(c.FD(), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+					pending := ch4ConnectInBackground(c.FD(), l.Addr, lab.ConnectWithin)
+					next = append(next, doomed{sock: c, l: l, pending: pending})
 				}
 				// The three doomed clients wait out their one timer together.
 				for i, d := range next {
 					n := &fills[i].Next
-					Eventually(func() string { return ch4State(d.sock).State }).WithTimeout(lab.ConnectWithin).WithPolling(time.Millisecond).
+					Eventually(func() string { return ch4State(d.sock).State }).
+						WithTimeout(lab.ConnectWithin).WithPolling(time.Millisecond).
 						ShouldNot(Equal("CLOSE"), "connect() has begun")
 					st := ch4State(d.sock)
 					n.Client, n.State = st.Client, st.State
@@ -203,7 +219,8 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					n.Errno = sock.ErrnoName(d.pending.err)
 					n.AfterUS = d.pending.took.Microseconds()
 					n.StateAfter = ch4State(d.sock).State
-					if ti, err := unix.GetsockoptTCPInfo(d.sock.FD(), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+					ti, err := unix.GetsockoptTCPInfo(d.sock.FD(), unix.IPPROTO_TCP, unix.TCP_INFO)
+					if err == nil {
 						n.Retransmits = ti.Total_retrans
 					}
 				}
@@ -212,35 +229,45 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				var gaveUp []float64
 				for _, f := range fills {
 					limits, queued = append(limits, f.Max), append(queued, f.Queued)
-					resent, gaveUp = append(resent, f.Next.Retransmits), append(gaveUp, float64(f.Next.AfterUS)/1e6)
+					resent = append(resent, f.Next.Retransmits)
+					gaveUp = append(gaveUp, float64(f.Next.AfterUS)/1e6)
 				}
-				lab.Cite(lab.Figures{"limits": limits, "queued": queued, "user_timeout_ms": fills[0].Next.UserTimeoutMS,
-					"gave_up_s": gaveUp, "resent": resent})
+				lab.Cite(lab.Figures{"limits": limits, "queued": queued,
+					"user_timeout_ms": fills[0].Next.UserTimeoutMS,
+					"gave_up_s":       gaveUp, "resent": resent})
 
+				// --8<-- [start:backlog-size-core]
 				for _, f := range fills {
+					at := fmt.Sprintf("listen(fd, %d)", f.Backlog)
 					// tcpi_sacked is the backlog as asked: all are below somaxconn.
-					Expect(f.Max).To(BeEquivalentTo(f.Backlog), "listen(fd, %d)", f.Backlog)
+					Expect(f.Max).To(BeEquivalentTo(f.Backlog), at)
 					for _, c := range f.Completed {
-						Expect(c.State).To(Equal("ESTABLISHED"), "listen(fd, %d): client %s", f.Backlog, c.Client)
+						Expect(c.State).To(Equal("ESTABLISHED"), "%s: client %s", at, c.Client)
 					}
 					// The queue holds one more than its limit: the kernel calls it full only
 					// when it holds more than sk_max_ack_backlog. listen(fd, 0) queues one.
-					Expect(f.Queued).To(Equal(f.Max+1), "listen(fd, %d)", f.Backlog)
-					Expect(f.Completed).To(HaveLen(int(f.Queued)), "listen(fd, %d): clients whose connect() completed", f.Backlog)
+					Expect(f.Queued).To(Equal(f.Max+1), at)
+					Expect(f.Completed).To(HaveLen(int(f.Queued)),
+						"%s: clients whose connect() completed", at)
 					// The next client: its SYN went out and nothing came back.
-					Expect(f.Next.State).To(Equal("SYN_SENT"), "listen(fd, %d): the next client, %s, while the queue was full", f.Backlog, f.Next.Client)
-					Expect(f.Next.Queued).To(Equal(f.Queued), "listen(fd, %d): the queue while the next client waits", f.Backlog)
+					Expect(f.Next.State).To(Equal("SYN_SENT"),
+						"%s: the next client, %s, while the queue was full", at, f.Next.Client)
+					Expect(f.Next.Queued).To(Equal(f.Queued),
+						"%s: the queue while the next client waits", at)
 					// Not ECONNREFUSED, which an RST would have given at once: the kernel's
 					// TCP_USER_TIMEOUT gave up on a SYN that was never answered, and left the
 					// socket CLOSE (Connect's own deadline would have left it SYN_SENT).
-					Expect(f.Next.Errno).To(Equal("ETIMEDOUT"), "listen(fd, %d): the next client's connect()", f.Backlog)
-					Expect(f.Next.StateAfter).To(Equal("CLOSE"), "listen(fd, %d): the next client, after ETIMEDOUT", f.Backlog)
+					Expect(f.Next.Errno).To(Equal("ETIMEDOUT"), "%s: the next client's connect()", at)
+					Expect(f.Next.StateAfter).To(Equal("CLOSE"),
+						"%s: the next client, after ETIMEDOUT", at)
 				}
+				// --8<-- [end:backlog-size-core]
 			})
 		// --8<-- [end:backlog-size]
 
 		// --8<-- [start:backlog-size-somaxconn]
-		It("caps a larger backlog at net.core.somaxconn, SOMAXCONN in a new namespace, not the article's 5-10, over "+fam.String(),
+		It("caps a larger backlog at net.core.somaxconn, SOMAXCONN in a new namespace, "+
+			"not the article's 5-10, over "+fam.String(),
 			Label("claim:backlog.size", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// listen(2)'s backlog is an int; any value above net.core.somaxconn is cut to
@@ -248,7 +275,8 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog = math.MaxInt32
 
 				// The host's setting is read, never written.
-				host := ch4CapSeen{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"), Backlog: backlog, Article: ch4Article}
+				host := ch4CapSeen{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"),
+					Backlog: backlog, Article: ch4Article}
 				l := lab.Listen(fam.At(0), backlog)
 				q := ch4Queue(l.FD())
 				host.Max = q.Max
@@ -256,62 +284,91 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 
 				// A new network namespace has the kernel's own default, whatever the host set:
 				// net.core.somaxconn is SOMAXCONN there (preinit_net_sysctl).
-				fresh := lab.RunInSandbox(ch4CapChild, ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: backlog},
-					lab.SandboxOptions{Timeout: 15 * time.Second}, "listen(fd, %d) in a new namespace", backlog)
+				fresh := lab.RunInSandbox(ch4CapChild,
+					ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: backlog},
+					lab.SandboxOptions{Timeout: 15 * time.Second},
+					"listen(fd, %d) in a new namespace", backlog)
 				lab.Record(ch4EntryCap, fresh)
 
 				// In a sandbox of its own, net.core.somaxconn is lowered: a listen(fd, 100)
 				// is capped to it, and its queue takes exactly that many plus one.
-				small := lab.RunInSandbox(ch4SizeChild, ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
-					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}, Timeout: 15 * time.Second},
+				small := lab.RunInSandbox(ch4SizeChild,
+					ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: 100},
+					lab.SandboxOptions{Timeout: 15 * time.Second, Sysctls: map[string]string{
+						"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}},
 					"listen(fd, 100) in a sandbox with net.core.somaxconn %d", ch4SandboxSomaxconn)
 				lab.Record(ch4EntryCap, small)
 				f := small.Fill
-				lab.Cite(lab.Figures{"asked": backlog, "host_somaxconn": host.Somaxconn, "host_max": host.Max,
+				lab.Cite(lab.Figures{
+					"asked": backlog, "host_somaxconn": host.Somaxconn, "host_max": host.Max,
 					"default_somaxconn": fresh.Somaxconn, "default_max": fresh.Max,
-					"small_somaxconn": small.Somaxconn, "small_asked": small.Backlog, "small_max": small.Max, "small_queued": f.Queued,
-					"small_overflows_rise": small.Counters.Delta["ListenOverflows"], "small_drops_rise": small.Counters.Delta["ListenDrops"]})
+					"small_somaxconn": small.Somaxconn, "small_asked": small.Backlog,
+					"small_max": small.Max, "small_queued": f.Queued,
+					"small_overflows_rise": small.Counters.Delta["ListenOverflows"],
+					"small_drops_rise":     small.Counters.Delta["ListenDrops"]})
 
-				Expect(host.Max).To(BeEquivalentTo(host.Somaxconn), "the host: listen(fd, %d) under net.core.somaxconn %d", backlog, host.Somaxconn)
+				// --8<-- [start:backlog-size-somaxconn-core]
+				Expect(host.Max).To(BeEquivalentTo(host.Somaxconn),
+					"the host: listen(fd, %d) under net.core.somaxconn %d", backlog, host.Somaxconn)
 				Expect(q.Len).To(BeZero(), "the host: a new listener's queue")
-				Expect(fresh.Max).To(BeEquivalentTo(fresh.Somaxconn), "a new namespace: listen(fd, %d) under its default net.core.somaxconn %d", backlog, fresh.Somaxconn)
-				Expect(small.Max).To(BeEquivalentTo(small.Somaxconn), "the sandbox: listen(fd, %d) under net.core.somaxconn %d", small.Backlog, small.Somaxconn)
-				Expect(small.Max).To(BeNumerically("<", small.Backlog), "the sandbox: the limit against the backlog asked")
+				Expect(fresh.Max).To(BeEquivalentTo(fresh.Somaxconn), "a new namespace: "+
+					"listen(fd, %d) under its default net.core.somaxconn %d", backlog, fresh.Somaxconn)
+				Expect(small.Max).To(BeEquivalentTo(small.Somaxconn), "the sandbox: "+
+					"listen(fd, %d) under net.core.somaxconn %d", small.Backlog, small.Somaxconn)
+				Expect(small.Max).To(BeNumerically("<", small.Backlog),
+					"the sandbox: the limit against the backlog asked")
 				for _, c := range f.Completed {
-					Expect(c.State).To(Equal("ESTABLISHED"), "the sandbox: client %s, one of the %d+1 the queue takes", c.Client, small.Max)
+					Expect(c.State).To(Equal("ESTABLISHED"),
+						"the sandbox: client %s, one of the %d+1 the queue takes", c.Client, small.Max)
 				}
-				Expect(f.Queued).To(Equal(small.Max+1), "the sandbox: the queue's length once %d clients had connected", len(f.Completed))
-				Expect(f.Completed).To(HaveLen(int(f.Queued)), "the sandbox: clients whose connect() completed")
+				Expect(f.Queued).To(Equal(small.Max+1),
+					"the sandbox: the queue's length once %d clients had connected", len(f.Completed))
+				Expect(f.Completed).To(HaveLen(int(f.Queued)),
+					"the sandbox: clients whose connect() completed")
 				// The next SYN was dropped, and counted as an overflow: the client waits.
-				Expect(f.Next.State).To(Equal("SYN_SENT"), "the sandbox: the client after the queue was full, %s, once its SYN was counted as an overflow", f.Next.Client)
-				Expect(f.Next.Queued).To(Equal(f.Queued), "the sandbox: the queue's length while that client waited")
-				Expect(small.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1), "the sandbox: TcpExt ListenOverflows after that client's SYN")
+				Expect(f.Next.State).To(Equal("SYN_SENT"), "the sandbox: the client after the "+
+					"queue was full, %s, once its SYN was counted as an overflow", f.Next.Client)
+				Expect(f.Next.Queued).To(Equal(f.Queued),
+					"the sandbox: the queue's length while that client waited")
+				Expect(small.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1),
+					"the sandbox: TcpExt ListenOverflows after that client's SYN")
+				// --8<-- [end:backlog-size-somaxconn-core]
 			})
 		// --8<-- [end:backlog-size-somaxconn]
 
 		// --8<-- [start:backlog-refserver-default]
-		It("has refserver ask for SOMAXCONN, the kernel's default cap, unless told otherwise, over "+fam.String(),
+		It("has refserver ask for SOMAXCONN, the kernel's default cap, unless told otherwise, "+
+			"over "+fam.String(),
 			Label("claim:backlog.size", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// The kernel's SOMAXCONN, as a new namespace's net.core.somaxconn shows it.
-				fresh := lab.RunInSandbox(ch4CapChild, ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: math.MaxInt32},
-					lab.SandboxOptions{Timeout: 15 * time.Second}, "listen(fd, %d) in a new namespace", math.MaxInt32)
+				fresh := lab.RunInSandbox(ch4CapChild,
+					ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: math.MaxInt32},
+					lab.SandboxOptions{Timeout: 15 * time.Second},
+					"listen(fd, %d) in a new namespace", math.MaxInt32)
 				lab.Record(ch4EntryCap, fresh)
+				// --8<-- [start:backlog-refserver-default-core]
 				// refserver with Config.Backlog 0, where net.core.somaxconn caps nothing it
 				// could ask: its listener's limit is its own backlog.
 				raised := lab.RunInSandbox(ch4RefserverChild, fam.Loopback.String(),
-					lab.SandboxOptions{Sysctls: map[string]string{"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}, Timeout: 15 * time.Second},
+					lab.SandboxOptions{Timeout: 15 * time.Second, Sysctls: map[string]string{
+						"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}},
 					"refserver.New in a sandbox with net.core.somaxconn %d", ch4RaisedSomaxconn)
 				lab.Record(ch4EntryCap, raised)
-				lab.Cite(lab.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn, "new_namespace_somaxconn": fresh.Somaxconn})
+				lab.Cite(lab.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn,
+					"new_namespace_somaxconn": fresh.Somaxconn})
 
-				Expect(raised.Max).To(BeNumerically("<", raised.Somaxconn), "refserver's listener under net.core.somaxconn %d: not capped", raised.Somaxconn)
-				Expect(raised.Max).To(BeEquivalentTo(fresh.Somaxconn), "refserver's default backlog, against a new namespace's net.core.somaxconn")
+				Expect(raised.Max).To(BeNumerically("<", raised.Somaxconn),
+					"refserver's listener under net.core.somaxconn %d: not capped", raised.Somaxconn)
+				Expect(raised.Max).To(BeEquivalentTo(fresh.Somaxconn),
+					"refserver's default backlog, against a new namespace's net.core.somaxconn")
+				// --8<-- [end:backlog-refserver-default-core]
 			})
 		// --8<-- [end:backlog-refserver-default]
 
 		// --8<-- [start:backlog-full]
-		It("drops a SYN to a full queue without a word, and completes the connection once the SYN is sent again, over "+fam.String(),
+		It("drops a SYN to a full queue without a word, and completes the connection once the "+
+			"SYN is sent again, over "+fam.String(),
 			Label("claim:backlog.full", fam.Name), func() {
 				lab.RequireFamily(fam)
 				seen := lab.RunInSandbox(ch4FullChild, fam.Loopback.String(), lab.SandboxOptions{
@@ -332,60 +389,81 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				lab.Record(ch4EntryOverflow, *o)
 				lab.Record(ch4EntryCounters, seen.Counters)
 				lab.Record(ch4EntryPackets, packets)
-				figures := lab.Figures{"abort_on_overflow": o.AbortOnOverflow, "queue_len": o.QueueLen, "queue_limit": o.QueueMax,
-					"overflows_rise": seen.Counters.Delta["ListenOverflows"], "drops_rise": seen.Counters.Delta["ListenDrops"],
+				rise := seen.Counters.Delta
+				figures := lab.Figures{"abort_on_overflow": o.AbortOnOverflow,
+					"queue_len": o.QueueLen, "queue_limit": o.QueueMax,
+					"overflows_rise": rise["ListenOverflows"], "drops_rise": rise["ListenDrops"],
 					"rto_ms": float64(o.RTOUS) / 1e3, "accept_ms": float64(o.AcceptAtUS) / 1e3,
-					"resent_after_ms": float64(o.SynGapUS) / 1e3, "connect_ms": float64(o.EstablishedUS) / 1e3,
-					"retransmits": o.Retransmits}
+					"resent_after_ms": float64(o.SynGapUS) / 1e3,
+					"connect_ms":      float64(o.EstablishedUS) / 1e3,
+					"retransmits":     o.Retransmits}
 				if synAck > resent && ack > synAck {
 					figures["synack_us"] = packets[synAck].AtUS - packets[resent].AtUS
 					figures["ack_us"] = packets[ack].AtUS - packets[resent].AtUS
 				}
 				lab.Cite(figures)
 
-				Expect(o.AbortOnOverflow).To(Equal("1"), "net.ipv4.tcp_abort_on_overflow, read back in the sandbox")
-				Expect(o.QueueLen).To(Equal(o.QueueMax+1), "the filler's connection fills a listen(fd, 0) queue")
+				Expect(o.AbortOnOverflow).To(Equal("1"),
+					"net.ipv4.tcp_abort_on_overflow, read back in the sandbox")
+				Expect(o.QueueLen).To(Equal(o.QueueMax+1),
+					"the filler's connection fills a listen(fd, 0) queue")
+				// --8<-- [start:backlog-full-core]
 				// The SYN was dropped: both counters moved in a namespace where nothing else
 				// runs, and the client was left waiting, not refused.
-				Expect(seen.Counters.Delta["ListenOverflows"]).To(BeNumerically(">=", 1), "TcpExt ListenOverflows once the client's SYN met the full queue")
-				Expect(seen.Counters.Delta["ListenDrops"]).To(BeNumerically(">=", 1), "TcpExt ListenDrops once the client's SYN met the full queue")
-				Expect(o.StateFull).To(Equal("SYN_SENT"), "the client %s once its SYN was dropped, before the server's accept()", o.Client)
-				// accept() made room, and told the client nothing.
-				Expect(o.AcceptedFirst).To(Equal(o.Filler), "the server's first accept()")
-				Expect(o.StateAccepted).To(Equal("SYN_SENT"), "the client %s right after the filler was accepted, before its SYN was resent", o.Client)
-				// Then connect() completed, and the next accept() returned this client.
-				Expect(o.ConnectErr).To(BeEmpty(), "the client's connect(), once its SYN was resent")
-				Expect(o.StateAfter).To(Equal("ESTABLISHED"), "the client %s once connect() returned", o.Client)
-				Expect(o.AcceptedSecond).To(Equal(o.Client), "the server's second accept()")
-				// It took a retransmission, which the client's kernel counted, and so the
-				// retransmission timer: the client's own tcpi_rto (1 s, TCP_TIMEOUT_INIT, for
-				// a SYN with no RTT measured). Kernel timers fire late, never early; a tenth
-				// off covers the timer wheel's rounding.
-				Expect(o.Retransmits).To(BeNumerically(">=", 1), "the client's tcpi_total_retrans once connect() returned")
-				Expect(o.RTOUS).To(BeNumerically(">", 0), "the client's tcpi_rto while its SYN was unanswered")
-				Expect(o.EstablishedUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10), "connect()'s time, against tcpi_rto %d µs", o.RTOUS)
-				Expect(o.EstablishedUS).To(BeNumerically(">", o.AcceptAtUS), "connect()'s time, against the server's accept() of the filler")
-
+				Expect(rise["ListenOverflows"]).To(BeNumerically(">=", 1),
+					"TcpExt ListenOverflows once the client's SYN met the full queue")
+				Expect(rise["ListenDrops"]).To(BeNumerically(">=", 1),
+					"TcpExt ListenDrops once the client's SYN met the full queue")
+				Expect(o.StateFull).To(Equal("SYN_SENT"),
+					"the client %s once its SYN was dropped, before the server's accept()", o.Client)
 				// On the wire: before accept(), the client's SYN and no answer; after, a SYN
 				// again from the same client port, SYN-ACK and ACK; no RST anywhere.
 				for _, p := range packets {
 					Expect(p.Flags).NotTo(ContainSubstring("RST"), "%+v", p)
 				}
-				Expect(ch4ClientFlags(packets, "before accept", o.Client)).To(Equal([]string{"SYN"}), "the client's segments on lo before the server's accept()")
-				Expect(ch4ClientFlags(packets, "after accept", o.Client)).To(Equal([]string{"SYN", "SYN,ACK", "ACK"}), "the client's segments on lo after the server's accept()")
+				Expect(ch4ClientFlags(packets, "before accept", o.Client)).To(Equal([]string{"SYN"}),
+					"the client's segments on lo before the server's accept()")
+				Expect(ch4ClientFlags(packets, "after accept", o.Client)).
+					To(Equal([]string{"SYN", "SYN,ACK", "ACK"}),
+						"the client's segments on lo after the server's accept()")
 				// And lo's own timestamps put the second SYN a retransmission timeout after the
 				// first: the retransmission timer sent it, not the accept().
 				Expect(syns).To(HaveLen(2), "the client's SYNs on the wire")
-				Expect(o.SynGapUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10), "the SYN sent again, against tcpi_rto %d µs", o.RTOUS)
+				Expect(o.SynGapUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10),
+					"the SYN sent again, against tcpi_rto %d µs", o.RTOUS)
+				// --8<-- [end:backlog-full-core]
+				// accept() made room, and told the client nothing.
+				Expect(o.AcceptedFirst).To(Equal(o.Filler), "the server's first accept()")
+				Expect(o.StateAccepted).To(Equal("SYN_SENT"), "the client %s right after the "+
+					"filler was accepted, before its SYN was resent", o.Client)
+				// Then connect() completed, and the next accept() returned this client.
+				Expect(o.ConnectErr).To(BeEmpty(), "the client's connect(), once its SYN was resent")
+				Expect(o.StateAfter).To(Equal("ESTABLISHED"),
+					"the client %s once connect() returned", o.Client)
+				Expect(o.AcceptedSecond).To(Equal(o.Client), "the server's second accept()")
+				// It took a retransmission, which the client's kernel counted, and so the
+				// retransmission timer: the client's own tcpi_rto (1 s, TCP_TIMEOUT_INIT, for
+				// a SYN with no RTT measured). Kernel timers fire late, never early; a tenth
+				// off covers the timer wheel's rounding.
+				Expect(o.Retransmits).To(BeNumerically(">=", 1),
+					"the client's tcpi_total_retrans once connect() returned")
+				Expect(o.RTOUS).To(BeNumerically(">", 0),
+					"the client's tcpi_rto while its SYN was unanswered")
+				Expect(o.EstablishedUS).To(BeNumerically(">=", int64(o.RTOUS)*9/10),
+					"connect()'s time, against tcpi_rto %d µs", o.RTOUS)
+				Expect(o.EstablishedUS).To(BeNumerically(">", o.AcceptAtUS),
+					"connect()'s time, against the server's accept() of the filler")
 			})
 		// --8<-- [end:backlog-full]
 
 		// --8<-- [start:backlog-open-vs-pending]
-		It("holds a thousand open connections through refserver's listener with backlog 1, over "+fam.String(),
+		It("holds a thousand open connections through refserver's listener with backlog 1, "+
+			"over "+fam.String(),
 			Label("claim:backlog.open-vs-pending", fam.Name), func() {
 				lab.RequireFamily(fam)
 				const backlog = 1
-				srv, err := refserver.New(refserver.Config{Addr: fam.At(0), Backlog: backlog, Handler: refserver.Echo{}})
+				srv, err := refserver.New(refserver.Config{
+					Addr: fam.At(0), Backlog: backlog, Handler: refserver.Echo{}})
 				Expect(err).NotTo(HaveOccurred(), "refserver.New with Config.Backlog %d", backlog)
 				served := make(chan error, 1)
 				go func() { served <- srv.Serve() }()
@@ -421,26 +499,35 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				seen.QueueMax, seen.QueueLen = q.Max, q.Len
 				seen.DescriptorsAfter, err = sock.OpenDescriptors()
 				Expect(err).NotTo(HaveOccurred(), "the descriptors open with every client connected")
-				seen.PerConnection = float64(seen.DescriptorsAfter-seen.DescriptorsBefore) / float64(seen.Established)
+				opened := seen.DescriptorsAfter - seen.DescriptorsBefore
+				seen.PerConnection = float64(opened) / float64(seen.Established)
 				st := srv.Stats()
 				seen.ServerOpen, seen.ServerAccepted = st.Open, st.Accepted
 				lab.Record(ch4EntryOpen, seen)
-				lab.Cite(lab.Figures{"open": seen.Established, "echoed": seen.Echoed, "queue_limit": q.Max, "queue_len": q.Len,
-					"descriptors_before": seen.DescriptorsBefore, "descriptors_after": seen.DescriptorsAfter,
-					"per_connection": seen.PerConnection, "server_open": seen.ServerOpen})
+				lab.Cite(lab.Figures{"open": seen.Established, "echoed": seen.Echoed,
+					"queue_limit": q.Max, "queue_len": q.Len,
+					"descriptors_before": seen.DescriptorsBefore,
+					"descriptors_after":  seen.DescriptorsAfter,
+					"per_connection":     seen.PerConnection, "server_open": seen.ServerOpen})
 
+				// --8<-- [start:backlog-open-vs-pending-core]
 				// The kernel's limit on the listener is 1 pending connection, and with every
 				// client open none is pending (tcpi_unacked)...
-				Expect(q.Max).To(BeEquivalentTo(backlog), "the limit of refserver's listener, Config.Backlog %d", backlog)
+				Expect(q.Max).To(BeEquivalentTo(backlog),
+					"the limit of refserver's listener, Config.Backlog %d", backlog)
 				Expect(q.Len).To(BeZero(), "the accept queue with %d connections open", seen.Established)
 				// ...while every client is open and was served: far more than the queue holds.
-				Expect(seen.Established).To(Equal(len(clients)), "clients in ESTABLISHED, all connected at once")
+				Expect(seen.Established).To(Equal(len(clients)),
+					"clients in ESTABLISHED, all connected at once")
 				Expect(seen.Echoed).To(Equal(seen.Established), "clients whose byte refserver echoed")
-				Expect(seen.Established).To(BeNumerically(">", 100*int(q.Max+1)), "open connections against the queue's backlog+1")
+				Expect(seen.Established).To(BeNumerically(">", 100*int(q.Max+1)),
+					"open connections against the queue's backlog+1")
 				// What each open connection costs is descriptors: the client's and the one
 				// accept4 returned, 2 per connection, give or take what else the process opened.
-				Expect(seen.DescriptorsAfter-seen.DescriptorsBefore).To(BeNumerically("~", 2*seen.Established, 10),
-					"descriptors opened with %d connections (from %d to %d)", seen.Established, seen.DescriptorsBefore, seen.DescriptorsAfter)
+				Expect(opened).To(BeNumerically("~", 2*seen.Established, 10),
+					"descriptors opened with %d connections (from %d to %d)",
+					seen.Established, seen.DescriptorsBefore, seen.DescriptorsAfter)
+				// --8<-- [end:backlog-open-vs-pending-core]
 
 				// The clients leave first; refserver then ends each connection with FIN and
 				// Shutdown returns once all are closed, long before its deadline.

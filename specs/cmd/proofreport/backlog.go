@@ -101,17 +101,17 @@ func acceptQueuePicture(q *backlogQueue, clients []backlogClient, fills []backlo
 	const x0, slot, gap = 40, 64, 6
 	h := 50
 	if q != nil {
-		h += 150
+		h += 170
 	}
 	if len(fills) > 0 {
-		h += 50 + len(fills)*56 + 20
+		h += 70 + len(fills)*62 + 20
 	}
 	s := newSVG(860, h, "The accept queue: connections the kernel has finished, waiting for accept()")
 	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "The accept queue holds backlog+1 finished handshakes")
 	y := 50
 	if q != nil {
 		s.text(x0, y+16, "start", `font-weight="bold"`,
-			fmt.Sprintf("listen(fd, %d): %d clients connect, no accept() yet", q.Backlog, len(q.Lens)-1))
+			fmt.Sprintf("backlog.queue: listen(fd, %d), %d clients connect, no accept() yet", q.Backlog, len(q.Lens)-1))
 		s.text(820, y+16, "end", `font-size="13" fill="#555555"`,
 			fmt.Sprintf("limit %d (TCP_INFO), somaxconn %d", q.Max, q.Somaxconn))
 		queued := 0
@@ -132,21 +132,28 @@ func acceptQueuePicture(q *backlogQueue, clients []backlogClient, fills []backlo
 			}
 			fmt.Fprintf(s, `<rect x="%d" y="%d" width="%d" height="40" rx="6" fill="none" stroke="#9e9e9e" stroke-width="1.5" stroke-dasharray="4 3"/>`+"\n", x, y+30, slot)
 		}
-		s.text(x0, y+92, "start", `font-size="13"`, "oldest first: accept() takes the leftmost; each dashed slot is room for one more (the last one is the +1)")
+		if slots == int(q.Max)+1 {
+			x := x0 + int(q.Max)*(slot+gap)
+			s.text(x+slot/2, y+84, "middle", `font-size="12" fill="#555555"`, "+1")
+		}
+		s.text(x0, y+106, "start", `font-size="13"`, "oldest first: accept() takes the leftmost; each dashed slot is room for one more, up to the limit and one more (+1)")
 		lens := make([]string, len(q.Lens))
 		for i, n := range q.Lens {
 			lens[i] = fmt.Sprint(n)
 		}
-		s.text(x0, y+116, "start", "", fmt.Sprintf("queue length (tcpi_unacked) after each connect(): %s", strings.Join(lens, " → ")))
+		s.text(x0, y+130, "start", "", fmt.Sprintf("queue length (tcpi_unacked) after each connect(): %s", strings.Join(lens, " → ")))
 		if q.Accepted != "" {
-			s.text(x0, y+138, "start", "", fmt.Sprintf("one accept() returned %s, the first to connect; the queue went down to %d", q.Accepted, q.AfterAccept))
+			s.text(x0, y+152, "start", "", fmt.Sprintf("one accept() returned %s, the first to connect; the queue went down to %d", q.Accepted, q.AfterAccept))
 		}
-		y += 150
+		y += 170
 	}
 	if len(fills) > 0 {
-		s.text(x0, y+20, "start", `font-weight="bold"`, "Each queue filled until a client could not join it")
-		s.text(820, y+20, "end", `font-size="13" fill="#555555"`, "blue: ESTABLISHED, queued; orange: the next client")
-		y += 40
+		if q != nil {
+			fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="820" y2="%d" stroke="#9e9e9e" stroke-width="1"/>`+"\n", x0, y, y)
+		}
+		s.text(x0, y+26, "start", `font-weight="bold"`, "backlog.size: each queue filled until a client could not join it")
+		s.text(820, y+26, "end", `font-size="13" fill="#555555"`, "blue: ESTABLISHED, queued; orange: the next client")
+		y += 46
 		for _, f := range fills {
 			s.text(x0, y+26, "start", `font-family="monospace"`, fmt.Sprintf("listen(fd, %d)", f.Backlog))
 			s.text(x0, y+44, "start", `font-size="12" fill="#555555"`, fmt.Sprintf("limit %d, holds %d", f.Max, f.Queued))
@@ -156,6 +163,9 @@ func acceptQueuePicture(q *backlogQueue, clients []backlogClient, fills []backlo
 				x := bx + i*(slot+gap)
 				s.box(x, y+8, slot, 36, colSame)
 				s.text(x+slot/2, y+31, "middle", `font-family="monospace" font-size="13"`, portOf(f.Completed[i].Client))
+				if i == int(f.Max) && int(f.Queued) == int(f.Max)+1 {
+					s.text(x+slot/2, y+58, "middle", `font-size="12" fill="#555555"`, "+1")
+				}
 			}
 			x := bx + shown*(slot+gap)
 			if shown < len(f.Completed) {
@@ -172,7 +182,7 @@ func acceptQueuePicture(q *backlogQueue, clients []backlogClient, fills []backlo
 				}
 				s.text(x+slot+10, y+31, "start", `font-size="13"`, what)
 			}
-			y += 56
+			y += 62
 		}
 	}
 	return s.bytes(), nil
@@ -205,14 +215,14 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 
 	const cx, sx, top, step = 230, 650, 110, 46
 	rows := 4 + len(after)
-	h := top + rows*step + 40
+	h := top + rows*step + 40 + 82
 	s := newSVG(860, h, "A connect() to a full accept queue, over time: the SYN dropped, then sent again")
 	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "A full queue drops the SYN; the client's timer sends it again")
 	s.text(cx, 64, "middle", `font-weight="bold"`, "client "+o.Client)
 	s.text(sx, 64, "middle", `font-weight="bold"`, "server "+o.Listener)
 	s.text(60, 64, "middle", `font-size="12" fill="#555555"`, "ms")
-	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-24)
-	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-24)
+	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-86)
+	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-86)
 	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
 	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1e3) }
 	y := top - 16
@@ -266,7 +276,15 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 	s.box(cx-100, y-12, 200, 30, colSame)
 	s.text(cx, y+8, "middle", `font-family="monospace" font-weight="bold"`, "connect() returns")
 	s.text(60, y+8, "middle", `font-size="12" fill="#555555"`, ms(o.EstablishedUS))
-	s.text(cx+112, y+8, "start", `font-size="12" fill="#555555"`,
+	s.text(cx-100, y+36, "start", `font-size="12" fill="#555555"`,
 		fmt.Sprintf("%s, %d retransmission; the next accept() returns %s", o.StateAfter, o.Retransmits, portOf(o.AcceptedNext)))
+	// The rows are in order, one a step: the times say how far apart they are.
+	for i, line := range []string{
+		"Not to scale: one row per event, in order; the ms at the left say when.",
+		"Packets: lo's timestamps, in ms after the client's first SYN.",
+		"accept() and connect() returning: the process's clock, in ms after connect() began.",
+	} {
+		s.text(40, h-50+i*18, "start", `font-size="13" fill="#555555"`, line)
+	}
 	return s.bytes(), nil
 }

@@ -34,6 +34,7 @@ var pictureOf = map[string]string{
 	"tuple.identity":          "tuple-identity.svg",
 	"port.same":               "port-same.svg",
 	"limit.per-destination":   "port-space.svg",
+	"limit.multiply":          "port-multiply.svg",
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
 	"backlog.full":            "backlog-overflow.svg",
@@ -199,6 +200,10 @@ func pictureAlt(id string) string {
 		return onePortAlt
 	case "handshake.before-accept":
 		return "A timeline of SYN, SYN-ACK and ACK on lo, before accept() is called"
+	case "limit.per-destination":
+		return "The port space: the ephemeral range inside the 65,536 port numbers, and a narrowed range spent toward one destination"
+	case "limit.multiply":
+		return "The narrowed range spent again toward each new 4-tuple, and bind() against connect() choosing the port"
 	case "backlog.size":
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":

@@ -59,14 +59,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 		pics["handshake.svg"], missing["handshake.svg"] = placeholder("The handshake, packet by packet", why), why
 	}
 
-	// The port space: the host's range, and what the limit.* proofs spent per destination.
-	low, high := hostRange(r)
-	narrowed, dests := destinations(byID["limit.per-destination"], byID["limit.multiply"])
-	pics["port-space.svg"] = portSpacePicture(low, high, narrowed, dests)
-	if len(dests) == 0 {
-		missing["port-space.svg"] = "The limit.* proofs recorded no ports per destination in this run: " +
-			"the picture shows the range alone."
-	}
+	// The port space and limit.per-destination's ports; limit.multiply's batches apart
+	// (pictures_ports.go).
+	portPictures(r, byID, pics, missing)
 
 	// The accept queue: backlog.queue's queue as clients join it, backlog.size's listeners
 	// filled to backlog+1.
@@ -210,52 +205,4 @@ func hostRange(r suiteReport) (low, high int) {
 		}
 	}
 	return 0, 0
-}
-
-// destinations reads, from the limit proofs' evidence, the narrowed range's size and the
-// source ports spent toward each destination: the "port_batches" chapter 3 records (one
-// batch per destination, each with its ports), in the order the proofs ran them.
-func destinations(ps ...proof) (narrowed int, dests []destination) {
-	seen := map[string]bool{}
-	for _, p := range ps {
-		for _, s := range p.Specs {
-			if s.family() == "ipv6" {
-				continue
-			}
-			for _, e := range s.entries("port_range") {
-				var pr portRange
-				if e.decode(&pr) == nil && pr.Size > 0 && narrowed == 0 {
-					narrowed = pr.Size
-				}
-			}
-			for _, e := range s.entries("port_batches") {
-				var batches []struct {
-					Batch string   `json:"batch"`
-					From  string   `json:"from"`
-					To    string   `json:"to"`
-					Ports []uint16 `json:"ports"`
-				}
-				if e.decode(&batches) != nil {
-					continue
-				}
-				for _, b := range batches {
-					label := b.Batch
-					if label == "" {
-						label = b.From + " → " + b.To
-					}
-					if seen[label] {
-						continue
-					}
-					seen[label] = true
-					dests = append(dests, destination{Label: label, Used: len(b.Ports)})
-				}
-			}
-		}
-	}
-	if narrowed == 0 {
-		for _, d := range dests {
-			narrowed = max(narrowed, d.Used)
-		}
-	}
-	return narrowed, dests
 }

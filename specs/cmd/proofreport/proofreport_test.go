@@ -97,15 +97,19 @@ func TestPicturesAreDrawnFromTheEvidence(t *testing.T) {
 		// IPv4 first, and the source port is the one element marked as differing.
 		"tuple-identity.svg": {"40512", "40514", "127.0.0.1", "1 of 5 elements differ", "the source port"},
 		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", "PSH,ACK  (5 bytes of data)", "accept() called", ">1500<", ">1600<"},
-		"port-space.svg":     {"32768-60999", "28232 source ports", "narrowed to 8 ports", "to one destination", "to a second server port", "from a second client address", "8 of 8"},
+		"port-space.svg": {"32768-60999", "28232 source ports", "narrowed to 40000-40007 (8 ports)",
+			"to 127.0.0.1:7000 until the kernel refused", ">40007<", ">#8<", ">#9<", ">EADDRNOTAVAIL<"},
+		// limit.multiply's batches, apart from limit.per-destination's.
+		"port-multiply.svg": {"to one destination", "to a second server port", "from a second client address",
+			"127.0.0.2 → 127.0.0.1:7000", "unbound → 127.0.0.1:7001", "8 of 8", "the 3 batches that connected all used the same 8 port numbers"},
 		// backlog_queue's three clients by port in a queue of 8+1 slots, and backlog_fill's
 		// listeners: backlog+1 queued, the next client in SYN_SENT.
-		"accept-queue.svg": {"listen(fd, 8): 3 clients connect", ":49670", ":49694", "0 → 1 → 2 → 3", "went down to 2",
+		"accept-queue.svg": {"backlog.queue: listen(fd, 8), 3 clients connect", "backlog.size: each queue filled", ">+1<", ":49670", ":49694", "0 → 1 → 2 → 3", "went down to 2",
 			"listen(fd, 0)", "limit 0, holds 1", "limit 2, holds 3", ":42134", ":42140", "SYN_SENT: its SYN dropped; ETIMEDOUT after 1.01 s"},
 		// backlog_overflow and backlog_packets, in ms after the client's first SYN.
 		"backlog-overflow.svg": {"client 127.0.0.1:57844", "server 127.0.0.1:40697", "holds 1 (the filler), limit 0", "dropped",
 			"ListenOverflows +1, ListenDrops +1", ">1.50<", "accept() takes the filler", "still SYN_SENT", "tcpi_rto 1000 ms",
-			"SYN  (again: the same SYN)", ">1015.89<", ">SYN,ACK<", ">1015.91<", ">1036.01<", "connect() returns", "1 retransmission", ":57844"},
+			"SYN  (again: the same SYN)", "Not to scale", ">1015.89<", ">SYN,ACK<", ">1015.91<", ">1036.01<", "connect() returns", "1 retransmission", ":57844"},
 	}
 	for name, parts := range want {
 		b := checkSVG(t, filepath.Join(img, name))
@@ -144,8 +148,8 @@ func TestMissingEvidenceGivesAPlaceholderAndANote(t *testing.T) {
 	if strings.Contains(ps, "narrowed") {
 		t.Error("port-space.svg shows destinations the report does not have")
 	}
-	if n := strings.Count(page, "!!! note \"No picture from this run\""); n != 2 {
-		t.Errorf("the page notes %d missing pictures, want 2", n)
+	if n := strings.Count(page, "!!! note \"No picture from this run\""); n != 3 {
+		t.Errorf("the page notes %d missing pictures, want 3: handshake, port space, multiply", n)
 	}
 }
 
