@@ -186,7 +186,7 @@ func pictureAlt(id string) string {
 	case "tuple.identity":
 		return "The 5-tuples of two connections side by side: only the source port differs"
 	case "handshake.before-accept":
-		return "A timeline of SYN, SYN-ACK and ACK on lo, before accept() is called"
+		return "The handshake drawn to scale in time: SYN, SYN-ACK, ACK, connect() returned and the client's data, all before accept() is called"
 	case "backlog.size":
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":

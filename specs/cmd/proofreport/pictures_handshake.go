@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -91,7 +92,7 @@ func handshakeSVG(p proof) ([]byte, error) {
 				err = derr
 				continue
 			}
-			b, derr := handshakePicture(segs, callsOf(s))
+			b, derr := handshakePicture(segs, hsCallsOf(s))
 			if derr == nil {
 				return b, nil
 			}
@@ -101,9 +102,9 @@ func handshakeSVG(p proof) ([]byte, error) {
 	return nil, err
 }
 
-// callsOf reads a spec's system calls on the timeline: its "syscalls_at_us", and its
+// hsCallsOf reads a spec's system calls on the timeline: its "syscalls_at_us", and its
 // "accept_at_us" as accept4's call when the list lacks it.
-func callsOf(s specReport) []hsCall {
+func hsCallsOf(s specReport) []hsCall {
 	var calls []hsCall
 	for _, e := range s.entries("syscalls_at_us") {
 		var cs []hsCall
@@ -196,68 +197,127 @@ func handshakePicture(segs []segment, calls []hsCall) ([]byte, error) {
 			rest: fmt.Sprintf("in the accept queue for %.0f µs", acceptAt-handshakeACK),
 			from: handshakeACK, to: acceptAt})
 	}
-	slices.SortStableFunc(events, func(a, b hsEvent) int { return compareFloat(a.at, b.at) })
-	return drawHandshake(client, server, events), nil
-}
-
-func compareFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	slices.SortStableFunc(events, func(a, b hsEvent) int { return cmp.Compare(a.at, b.at) })
+	return hsDraw(client, server, events), nil
 }
 
 // The picture's geometry: the time axis, the client's and the server's lifelines, and the
-// height the axis spans.
+// heights the axes span, the whole story's and the magnified one's.
 const (
-	hsWidth  = 860
-	hsAxisX  = 78
-	hsCX     = 330
-	hsSX     = 590
-	hsTop    = 120
-	hsSpan   = 440
-	hsLabelH = 22 // a label's height: labels closer in time are spread apart, in order
+	hsWidth    = 860
+	hsAxisX    = 78
+	hsCX       = 330
+	hsSX       = 590
+	hsSpan     = 440
+	hsZoomSpan = 300
+	hsLabelH   = 22 // a label's height: labels closer in time are spread apart, in order
+	hsCrowded  = 10 // marks closer than this many pixels call for a magnified copy,
+	hsZoomAt   = 4  // if it magnifies them at least this many times
 
 	hsHandshake = "#1565c0" // the segments without data
 	hsData      = "#e65100" // the segment that carries the client's bytes
 )
 
-func drawHandshake(client, server string, events []hsEvent) []byte {
-	last := 0.0
-	for _, e := range events {
-		last = max(last, e.at, e.to)
-	}
-	step := niceStep(last)
-	end := math.Max(step, math.Ceil(last/step)*step)
-	y := func(us float64) float64 { return hsTop + us/end*hsSpan }
+// hsPanel is one time axis of the picture, to scale: from 0 at top to end at top+span.
+type hsPanel struct {
+	name      string // "whole" or "zoom", in each mark's data-panel
+	events    []hsEvent
+	top, span float64
+	end, step float64   // the axis's last tick, and the interval between ticks
+	labelY    []float64 // each event's label's height
+}
 
-	// Each side's labels, in time order, at their marks' heights where they fit.
-	var left, right []int
-	for i, e := range events {
-		if e.client {
-			left = append(left, i)
-		} else {
-			right = append(right, i)
+// newHSPanel lays events out on an axis from 0 to a round number past last, top to top+span,
+// each side's labels in time order at their marks' heights where they fit.
+func newHSPanel(name string, events []hsEvent, top, span, last float64) *hsPanel {
+	step := hsNiceStep(last)
+	p := &hsPanel{name: name, events: events, top: top, span: span, step: step,
+		end: math.Max(step, math.Ceil(last/step)*step), labelY: make([]float64, len(events))}
+	for _, client := range []bool{true, false} {
+		var side []int
+		for i, e := range events {
+			if e.client == client {
+				side = append(side, i)
+			}
 		}
-	}
-	labelY := make([]float64, len(events))
-	for _, side := range [][]int{left, right} {
 		want := make([]float64, len(side))
 		for k, i := range side {
-			want[k] = y(events[i].at)
+			want[k] = p.y(events[i].at)
 		}
-		for k, got := range spread(want, hsLabelH, hsTop-6) {
-			labelY[side[k]] = got
+		for k, got := range hsSpread(want, hsLabelH, top-6) {
+			p.labelY[side[k]] = got
 		}
 	}
-	bottom := float64(hsTop + hsSpan)
-	for _, ly := range labelY {
-		bottom = max(bottom, ly)
+	return p
+}
+
+// y is the height of a time on the panel's axis.
+func (p *hsPanel) y(us float64) float64 { return p.top + us/p.end*p.span }
+
+// bottom is the panel's lowest point: its axis's end, or a label pushed below it.
+func (p *hsPanel) bottom() float64 {
+	b := p.top + p.span + 14
+	for _, ly := range p.labelY {
+		b = max(b, ly+10)
 	}
-	h := int(bottom) + 64
+	return b
+}
+
+// crowded says whether two of the panel's marks (the queue's bar aside) are so close in time
+// that their arrows would run together.
+func (p *hsPanel) crowded() bool {
+	var at []float64
+	for _, e := range p.events {
+		if e.kind != "queued" {
+			at = append(at, e.at)
+		}
+	}
+	slices.Sort(at)
+	for i := 1; i < len(at); i++ {
+		if (at[i]-at[i-1])/p.end*p.span < hsCrowded {
+			return true
+		}
+	}
+	return false
+}
+
+// hsDraw draws the events on one axis to scale from 0 to a round number past the last; and,
+// when some are too close to tell apart there, the ones before accept() again, magnified,
+// on an axis of their own, to scale too.
+func hsDraw(client, server string, events []hsEvent) []byte {
+	last, acceptAt := 0.0, math.Inf(1)
+	for _, e := range events {
+		last = max(last, e.at, e.to)
+		if e.kind == "accept" {
+			acceptAt = e.at
+		}
+	}
+	whole := newHSPanel("whole", events, 120, hsSpan, last)
+	panels := []*hsPanel{whole}
+
+	var early []hsEvent
+	cut := 0.0
+	for _, e := range events {
+		if e.kind != "queued" && e.at < acceptAt {
+			early = append(early, e)
+			cut = max(cut, e.at)
+		}
+	}
+	zoomTop := whole.bottom() + 90
+	zoomEnd := math.Ceil(cut/hsNiceStep(cut)) * hsNiceStep(cut)
+	if magnified := (hsZoomSpan / zoomEnd) / (whole.span / whole.end); whole.crowded() && magnified >= hsZoomAt {
+		for _, e := range events {
+			if e.kind == "queued" && e.from < zoomEnd {
+				e.to = min(e.to, zoomEnd)
+				e.at = (e.from + e.to) / 2
+				e.rest = fmt.Sprintf("in the accept queue till %.0f µs", acceptAt)
+				early = append(early, e)
+			}
+		}
+		slices.SortStableFunc(early, func(a, b hsEvent) int { return cmp.Compare(a.at, b.at) })
+		panels = append(panels, newHSPanel("zoom", early, zoomTop, hsZoomSpan, cut))
+	}
+	h := int(panels[len(panels)-1].bottom()) + 50
 
 	s := newSVG(hsWidth, h, "The TCP handshake on lo, the client's data, connect() and accept(), to scale in time")
 	s.text(hsWidth/2, 28, "middle", `font-weight="bold" font-size="16"`,
@@ -266,24 +326,6 @@ func drawHandshake(client, server string, events []hsEvent) []byte {
 		"Time runs down: each mark is as far down as it was late, in µs after the client's SYN.")
 	s.text(hsCX, 86, "middle", `font-weight="bold"`, "client "+client)
 	s.text(hsSX, 86, "middle", `font-weight="bold"`, "server "+server)
-
-	// The axis, its ticks, and faint lines across at each.
-	fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%.1f" stroke="#757575" stroke-width="1.5"/>`+"\n",
-		hsAxisX, hsTop, hsAxisX, y(end))
-	s.text(hsAxisX, hsTop-18, "middle", `font-size="12" fill="#555555"`, "µs")
-	for t := 0.0; t <= end+step/2; t += step {
-		ty := y(t)
-		fmt.Fprintf(s, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#757575" stroke-width="1.5"/>`+"\n",
-			hsAxisX-5, ty, hsAxisX, ty)
-		fmt.Fprintf(s, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eeeeee" stroke-width="1"/>`+"\n",
-			hsAxisX, ty, hsSX+10, ty)
-		fmt.Fprintf(s, `<text x="%d" y="%.1f" text-anchor="end" font-size="12" fill="#555555">%s</text>`+"\n",
-			hsAxisX-9, ty+4, strconv.FormatFloat(t, 'f', -1, 64))
-	}
-	for _, x := range []int{hsCX, hsSX} {
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%.1f" stroke="#9e9e9e" stroke-width="2"/>`+"\n",
-			x, hsTop-14, x, y(end)+14)
-	}
 	s.WriteString("<defs>")
 	for _, m := range [][2]string{{"handshake", hsHandshake}, {"data", hsData}} {
 		fmt.Fprintf(s, `<marker id="arrow-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" `+
@@ -291,17 +333,17 @@ func drawHandshake(client, server string, events []hsEvent) []byte {
 			m[0], m[1])
 	}
 	s.WriteString("</defs>\n")
-
-	// The marks first, the queue under the rest, then the labels over them.
-	for _, under := range []bool{true, false} {
-		for _, e := range events {
-			if (e.kind == "queued") == under {
-				drawMark(s, e, y)
-			}
-		}
-	}
-	for i, e := range events {
-		drawLabel(s, e, y(e.at), labelY[i])
+	whole.draw(s)
+	if len(panels) > 1 {
+		zoom := panels[1]
+		fmt.Fprintf(s, `<line x1="20" y1="%.1f" x2="%d" y2="%.1f" stroke="#bdbdbd" stroke-width="1"/>`+"\n",
+			zoomTop-70, hsWidth-20, zoomTop-70)
+		s.text(hsWidth/2, int(zoomTop-44), "middle", `font-weight="bold" font-size="15"`,
+			fmt.Sprintf("The same, up to %s µs: magnified %.0f times, to scale too",
+				strconv.FormatFloat(zoom.end, 'f', -1, 64), (zoom.span/zoom.end)/(whole.span/whole.end)))
+		s.text(hsCX, int(zoomTop-20), "middle", `font-size="13" font-weight="bold"`, "client")
+		s.text(hsSX, int(zoomTop-20), "middle", `font-size="13" font-weight="bold"`, "server")
+		zoom.draw(s)
 	}
 
 	s.text(hsWidth/2, h-30, "middle", `font-size="12" fill="#555555"`,
@@ -311,11 +353,43 @@ func drawHandshake(client, server string, events []hsEvent) []byte {
 	return s.bytes()
 }
 
-// drawMark draws an event where its time puts it: a segment as an arrow from its sender to
+// draw draws the panel's axis, its ticks and faint lines across at each, the lifelines, the
+// marks (the queue under the rest), then the labels over them.
+func (p *hsPanel) draw(s *svg) {
+	fmt.Fprintf(s, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#757575" stroke-width="1.5"/>`+"\n",
+		hsAxisX, p.top, hsAxisX, p.y(p.end))
+	s.text(hsAxisX, int(p.top-18), "middle", `font-size="12" fill="#555555"`, "µs")
+	for t := 0.0; t <= p.end+p.step/2; t += p.step {
+		ty := p.y(t)
+		fmt.Fprintf(s, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#757575" stroke-width="1.5"/>`+"\n",
+			hsAxisX-5, ty, hsAxisX, ty)
+		fmt.Fprintf(s, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eeeeee" stroke-width="1"/>`+"\n",
+			hsAxisX, ty, hsSX+10, ty)
+		fmt.Fprintf(s, `<text x="%d" y="%.1f" text-anchor="end" font-size="12" fill="#555555">%s</text>`+"\n",
+			hsAxisX-9, ty+4, strconv.FormatFloat(t, 'f', -1, 64))
+	}
+	for _, x := range []int{hsCX, hsSX} {
+		fmt.Fprintf(s, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#9e9e9e" stroke-width="2"/>`+"\n",
+			x, p.top-14, x, p.y(p.end)+14)
+	}
+	for _, under := range []bool{true, false} {
+		for _, e := range p.events {
+			if (e.kind == "queued") == under {
+				hsDrawMark(s, p.name, e, p.y)
+			}
+		}
+	}
+	for i, e := range p.events {
+		hsDrawLabel(s, e, p.y(e.at), p.labelY[i])
+	}
+}
+
+// hsDrawMark draws an event where its time puts it: a segment as an arrow from its sender to
 // its receiver, a call as a mark on its side's lifeline, the queue as a bar beside the
 // server's. Each carries its time (data-us) and its height, so a test can check the scale.
-func drawMark(s *svg, e hsEvent, y func(float64) float64) {
+func hsDrawMark(s *svg, panel string, e hsEvent, y func(float64) float64) {
 	ey := y(e.at)
+	mark := fmt.Sprintf(`data-panel="%s" data-us="%g"`, panel, e.at)
 	switch e.kind {
 	case "segment":
 		x1, x2, colour, arrow := hsCX, hsSX, hsHandshake, "handshake"
@@ -325,27 +399,27 @@ func drawMark(s *svg, e hsEvent, y func(float64) float64) {
 		if e.seg.Len > 0 {
 			colour, arrow = hsData, "data"
 		}
-		fmt.Fprintf(s, `<line data-us="%g" x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-width="2" `+
-			`marker-end="url(#arrow-%s)"/>`+"\n", e.at, x1, ey, x2, ey, colour, arrow)
+		fmt.Fprintf(s, `<line %s x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-width="2" `+
+			`marker-end="url(#arrow-%s)"/>`+"\n", mark, x1, ey, x2, ey, colour, arrow)
 	case "connect":
-		fmt.Fprintf(s, `<circle data-us="%g" cx="%d" cy="%.1f" r="6" fill="%s"/>`+"\n", e.at, hsCX, ey, hsHandshake)
+		fmt.Fprintf(s, `<circle %s cx="%d" cy="%.1f" r="6" fill="%s"/>`+"\n", mark, hsCX, ey, hsHandshake)
 	case "accept":
-		fmt.Fprintf(s, `<rect data-us="%g" x="%d" y="%.1f" width="14" height="14" fill="%s"/>`+"\n",
-			e.at, hsSX-7, ey-7, hsData)
+		fmt.Fprintf(s, `<rect %s x="%d" y="%.1f" width="14" height="14" fill="%s"/>`+"\n",
+			mark, hsSX-7, ey-7, hsData)
 	case "queued":
-		fmt.Fprintf(s, `<rect data-us="%g" x="%d" y="%.1f" width="8" height="%.1f" fill="#ffe0b2" `+
-			`stroke="#e65100" stroke-width="1"/>`+"\n", e.at, hsSX+2, y(e.from), y(e.to)-y(e.from))
+		fmt.Fprintf(s, `<rect %s x="%d" y="%.1f" width="8" height="%.1f" fill="#ffe0b2" `+
+			`stroke="#e65100" stroke-width="1"/>`+"\n", mark, hsSX+2, y(e.from), y(e.to)-y(e.from))
 	}
 }
 
-// drawLabel writes an event's label on its side, at height ly (its mark's, unless a nearer
+// hsDrawLabel writes an event's label on its side, at height ly (its mark's, unless a nearer
 // one took that place), with a thin line to the mark at my.
-func drawLabel(s *svg, e hsEvent, my, ly float64) {
+func hsDrawLabel(s *svg, e hsEvent, my, ly float64) {
 	when := fmt.Sprintf(" at %.0f µs", e.at)
 	if e.kind == "queued" {
 		when = ""
 	}
-	width := textWidth(e.head, 7.8) + textWidth(e.rest+when, 6.2)
+	width := hsTextWidth(e.head, 7.8) + hsTextWidth(e.rest+when, 6.2)
 	markX := float64(hsSX)
 	x, anchor, end := float64(hsSX+18), "start", float64(hsSX+14)
 	if e.kind == "queued" {
@@ -382,14 +456,14 @@ func drawLabel(s *svg, e hsEvent, my, ly float64) {
 	fmt.Fprintf(s, "%s</text>\n", esc(e.rest+when))
 }
 
-// textWidth estimates a string's width in px at perChar px a character.
-func textWidth(t string, perChar float64) float64 {
+// hsTextWidth estimates a string's width in px at perChar px a character.
+func hsTextWidth(t string, perChar float64) float64 {
 	return float64(utf8.RuneCountInString(t)) * perChar
 }
 
-// niceStep is a tick interval for an axis up to last: 1, 2 or 5 times a power of ten, so
+// hsNiceStep is a tick interval for an axis up to last: 1, 2 or 5 times a power of ten, so
 // that the axis has four to eight ticks.
-func niceStep(last float64) float64 {
+func hsNiceStep(last float64) float64 {
 	if last <= 0 {
 		return 1
 	}
@@ -402,9 +476,9 @@ func niceStep(last float64) float64 {
 	}
 }
 
-// spread places labels wanted at heights want (in order) at least gap apart and not above
+// hsSpread places labels wanted at heights want (in order) at least gap apart and not above
 // top: each group that would overlap is centred on what its labels want.
-func spread(want []float64, gap, top float64) []float64 {
+func hsSpread(want []float64, gap, top float64) []float64 {
 	type group struct {
 		first, n int
 		at       float64 // the group's first label
