@@ -13,16 +13,16 @@ import (
 
 // --8<-- [start:ch5-example]
 func Example_handshakeBeforeAccept() {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0") // from now on the kernel answers SYNs
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // the kernel answers SYNs now
 	defer ln.Close()
-	c, _ := net.Dial("tcp", ln.Addr().String()) // returns once the handshake is done
+	c, _ := net.Dial("tcp", ln.Addr().String()) // returns: the handshake is done
 	defer c.Close()
-	n, _ := c.Write([]byte("hello")) // to a connection no one has accepted yet
-	s, _ := ln.Accept()              // hands over a finished connection, the bytes in it
+	n, _ := c.Write([]byte("hello")) // and no one has accepted yet
+	s, _ := ln.Accept()              // a finished connection, bytes and all
 	buf := make([]byte, 8)
 	m, _ := s.Read(buf)
 	fmt.Printf("wrote %d bytes before Accept; the server reads %q\n", n, buf[:m])
-	s.Close() // saying no is the program's choice: a FIN
+	s.Close() // the program's "no": a FIN
 	_, err := c.Read(buf)
 	fmt.Println("the client reads", err)
 	// Output:
