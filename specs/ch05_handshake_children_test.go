@@ -119,13 +119,15 @@ func (c *ch5Closers) close() {
 	}
 }
 
-// ch5BeforeAcceptSeen is what the handshake.before-accept child observed.
+// ch5BeforeAcceptSeen is what the handshake.before-accept child observed. Its times are
+// time.Now's wall clock, CLOCK_REALTIME, the clock the kernel stamps captured segments with
+// (SO_TIMESTAMPNS): the spec puts the calls and the segments on one timeline as they are.
 type ch5BeforeAcceptSeen struct {
 	Listener, Client netip.AddrPort
 	Segments         []lab.Segment // from connect to just before accept4
-	ConnectReturned  time.Time
+	ConnectReturned  time.Time     // as sock.Connect returned: the handshake done, for the client
 	WriteReturned    time.Time
-	AcceptAt         time.Time // just before accept4, CLOCK_REALTIME like the segments
+	AcceptAt         time.Time // just before accept4
 	Written          int       // write's return
 	Payload          []byte
 	ClientState      string // TCP_INFO on the client before accept
@@ -138,7 +140,11 @@ type ch5BeforeAcceptSeen struct {
 }
 
 // --8<-- [start:handshake-before-accept-child]
-var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loopback string) (ch5BeforeAcceptSeen, error) {
+var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", ch5BeforeAcceptChild)
+
+// ch5BeforeAcceptChild is the handshake.before-accept proof, in order: listen, start the
+// capture, connect, write, read the capture, and only then accept.
+func ch5BeforeAcceptChild(loopback string) (ch5BeforeAcceptSeen, error) {
 	var seen ch5BeforeAcceptSeen
 	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
 	if err != nil {
@@ -157,6 +163,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 		return seen, err
 	}
 	defer unix.Close(client)
+	// connect has returned: as far as the client knows, the connection is open.
 	seen.ConnectReturned = time.Now()
 	if seen.Client, err = sock.LocalAddr(client); err != nil {
 		return seen, err
@@ -211,7 +218,7 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", func(loop
 	_, _, err = unix.Recvfrom(s, buf, unix.MSG_DONTWAIT)
 	seen.ReadAgain = ch5ErrnoOf(err)
 	return seen, nil
-})
+}
 
 // --8<-- [end:handshake-before-accept-child]
 
@@ -242,7 +249,11 @@ type ch5EmfileSeen struct {
 }
 
 // --8<-- [start:handshake-emfile-queued-child]
-var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loopback string) (ch5EmfileSeen, error) {
+var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", ch5EmfileChild)
+
+// ch5EmfileChild is the handshake.emfile-queued proof: a client queued, the descriptor table
+// filled, accept4 tried and the busy loop run, then one descriptor freed.
+func ch5EmfileChild(loopback string) (ch5EmfileSeen, error) {
 	p := &ch5Emfile{}
 	defer p.closers.close()
 	// The proof, step by step; each keeps what the kernel answered in p.seen.
@@ -261,7 +272,7 @@ var ch5EmfileQueued = lab.RegisterChild("ch5.handshake.emfile-queued", func(loop
 		}
 	}
 	return p.seen, nil
-})
+}
 
 // ch5Emfile is the EMFILE proof under way: a listener watched by epoll, its port captured,
 // one client in its queue, the descriptors that fill the table, and what was seen so far.
@@ -296,7 +307,8 @@ func (p *ch5Emfile) listenWatched(loopback string) error {
 		return os.NewSyscallError("epoll_create1", err)
 	}
 	p.closers.add(func() { unix.Close(p.epfd) })
-	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}); err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, l, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
@@ -341,7 +353,8 @@ func (p *ch5Emfile) fillTable() error {
 	}
 	p.seen.Filled = len(p.fillers)
 	if len(p.fillers) == 0 {
-		return fmt.Errorf("the table was full before the proof filled it (%s)", ch5ErrnoName(p.seen.FillErr))
+		return fmt.Errorf("the table was full before the proof filled it (%s)",
+			ch5ErrnoName(p.seen.FillErr))
 	}
 	return nil
 }
@@ -449,7 +462,8 @@ func (p *ch5Emfile) sendLateByte() error {
 	p.seen.MarkerAt = time.Now()
 	acked := func(segs []lab.Segment) bool {
 		for _, s := range segs {
-			if s.Src == p.seen.Listener && s.Dst == p.seen.Client && s.Flags == "ACK" && s.Ack == uint32(1+len(p.seen.Marker)) {
+			if s.Src == p.seen.Listener && s.Dst == p.seen.Client && s.Flags == "ACK" &&
+				s.Ack == uint32(1+len(p.seen.Marker)) {
 				return true
 			}
 		}
@@ -573,7 +587,11 @@ func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
 }
 
 // --8<-- [start:handshake-shed-child]
-var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5ShedSeen, error) {
+var ch5Shed = lab.RegisterChild("ch5.handshake.shed", ch5ShedChild)
+
+// ch5ShedChild is the handshake.shed proof: the SO_LINGER contrast first, while the table
+// has room, then refserver serving clients until it sheds them.
+func ch5ShedChild(loopback string) (ch5ShedSeen, error) {
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
 	p := &ch5Shedding{}
 	defer p.closers.close()
@@ -599,7 +617,7 @@ var ch5Shed = lab.RegisterChild("ch5.handshake.shed", func(loopback string) (ch5
 	p.seen.Stopped = p.srv.Stats()
 	p.seen.Log = p.logged.All()
 	return p.seen, err
-})
+}
 
 // ch5Shedding is the shedding proof under way: refserver serving in this process, its port
 // captured, the clients it served (held open), and what was seen so far.
@@ -704,17 +722,20 @@ func (p *ch5Shedding) knockUntilShed() error {
 		}
 		c, err := p.knock("fill")
 		if err != nil {
-			return fmt.Errorf("client %d: %w; %s; refserver said: %q", len(p.seen.Clients)+1, err, p.srv.Stats(), p.logged.All())
+			return fmt.Errorf("client %d: %w; %s; refserver said: %q",
+				len(p.seen.Clients)+1, err, p.srv.Stats(), p.logged.All())
 		}
 		if c.Errno != "" {
-			return fmt.Errorf("client %d (port %d): read: %s; refserver said: %q", len(p.seen.Clients), c.Port, c.Errno, p.logged.All())
+			return fmt.Errorf("client %d (port %d): read: %s; refserver said: %q",
+				len(p.seen.Clients), c.Port, c.Errno, p.logged.All())
 		}
 		if c.Read == 0 {
 			shed++
 		}
 	}
 	if shed < ch5ShedFill {
-		return fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors", len(p.seen.Clients), shed)
+		return fmt.Errorf("%d clients, %d shed: the server never ran out of descriptors",
+			len(p.seen.Clients), shed)
 	}
 	return nil
 }
@@ -792,7 +813,8 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	}
 	// Linger on, for 0 seconds: close(2) does not send FIN, it aborts the connection
 	// (tcp_close -> tcp_disconnect), and the kernel sends RST.
-	if err := unix.SetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0}); err != nil {
+	abort := unix.Linger{Onoff: 1, Linger: 0}
+	if err := unix.SetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER, &abort); err != nil {
 		unix.Close(s)
 		return seen, os.NewSyscallError("setsockopt SO_LINGER", err)
 	}

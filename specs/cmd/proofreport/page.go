@@ -199,7 +199,7 @@ func pictureAlt(id string) string {
 	case "port.same":
 		return onePortAlt
 	case "handshake.before-accept":
-		return "A timeline of SYN, SYN-ACK and ACK on lo, before accept() is called"
+		return "The handshake drawn to scale in time: SYN, SYN-ACK, ACK, connect() returned and the client's data, all before accept() is called"
 	case "limit.per-destination":
 		return "The port space: the ephemeral range inside the 65,536 port numbers, and a narrowed range spent toward one destination"
 	case "limit.multiply":

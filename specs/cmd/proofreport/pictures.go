@@ -1,13 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // pictures draws every picture the chapters show, from the proofs' evidence. Each is always
@@ -38,25 +34,11 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 	// One port: port.same's listener and accepted sockets, IPv4 first.
 	onePortPicture(byID["port.same"], pics, missing)
 
-	// The handshake: handshake.before-accept's captured segments, when it could capture.
-	if b, err := fromSpecs(byID["handshake.before-accept"], "packets", func(e reportEntry) ([]byte, error) {
-		segs, err := decodeSegments(e)
-		if err != nil {
-			return nil, err
-		}
-		if len(segs) == 0 {
-			return nil, fmt.Errorf("the capture is empty")
-		}
-		return handshakePicture(segs, acceptAt(byID["handshake.before-accept"], segs[0].Time))
-	}); err == nil {
-		pics["handshake.svg"] = b
+	// The handshake, to scale in time: handshake.before-accept's segments and calls.
+	if pic, why := handshakeFigure(byID["handshake.before-accept"]); why == "" {
+		pics["handshake.svg"] = pic
 	} else {
-		why := "handshake.before-accept captured no packets in this run (" + err.Error() + "): " +
-			"capture needs a private network namespace, which root or an unprivileged user namespace gives."
-		if len(byID["handshake.before-accept"].Specs) == 0 {
-			why = "handshake.before-accept has no spec in this report yet, so no packets to draw."
-		}
-		pics["handshake.svg"], missing["handshake.svg"] = placeholder("The handshake, packet by packet", why), why
+		pics["handshake.svg"], missing["handshake.svg"] = pic, why
 	}
 
 	// The port space and limit.per-destination's ports; limit.multiply's batches apart
@@ -144,39 +126,6 @@ func fromSpecs(p proof, name string, draw func(reportEntry) ([]byte, error)) ([]
 		}
 	}
 	return nil, err
-}
-
-// acceptAt finds when accept() was called, in µs after the first captured segment (t0),
-// from an entry of the proof named accept_at_us (or _ms, _ns), or an entry whose name
-// mentions accept and holds a time. NaN when there is none.
-func acceptAt(p proof, t0 time.Time) float64 {
-	for _, s := range p.Specs {
-		for _, e := range s.ReportEntries {
-			if !strings.HasPrefix(e.Name, "accept_at") {
-				continue
-			}
-			var t time.Time
-			if e.decode(&t) == nil && !t.IsZero() && !t0.IsZero() {
-				return float64(t.Sub(t0).Nanoseconds()) / 1e3
-			}
-			var n json.Number
-			if e.decode(&n) != nil {
-				continue
-			}
-			f, err := strconv.ParseFloat(n.String(), 64)
-			if err != nil {
-				continue
-			}
-			switch {
-			case strings.HasSuffix(e.Name, "_ms"):
-				f *= 1e3
-			case strings.HasSuffix(e.Name, "_ns"):
-				f /= 1e3
-			}
-			return f
-		}
-	}
-	return math.NaN()
 }
 
 type portRange struct {

@@ -96,7 +96,7 @@ func TestPicturesAreDrawnFromTheEvidence(t *testing.T) {
 	want := map[string][]string{
 		// IPv4 first, and the source port is the one element marked as differing.
 		"tuple-identity.svg": {"40512", "40514", "127.0.0.1", "1 of 5 elements differ", "the source port"},
-		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", "PSH,ACK  (5 bytes of data)", "accept() called", ">1500<", ">1600<"},
+		"handshake.svg":      {">SYN<", ">SYN,ACK<", ">ACK<", " 5 bytes of data at 60 µs", ">connect()<", " returned at 45 µs", ">accept()<", " called at 1500 µs", " of all the data at 70 µs"},
 		"port-space.svg": {"32768-60999", "28232 source ports", "narrowed to 40000-40007 (8 ports)",
 			"to 127.0.0.1:7000 until the kernel refused", ">40007<", ">#8<", ">#9<", ">EADDRNOTAVAIL<"},
 		// limit.multiply's batches, apart from limit.per-destination's.

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"html"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The pictures are SVG written by hand: plain shapes and text in the reader's own sans-serif
@@ -125,127 +123,4 @@ type tupleSeen struct {
 	Conn   string `json:"conn"`
 	Client string `json:"client"`
 	Server string `json:"server"`
-}
-
-// segment is one captured TCP segment: lab.Segment (an absolute time), or a chapter's
-// timeline packet (at_us, µs after the connection's SYN, and from: "client" or "server").
-type segment struct {
-	Time  time.Time `json:"time"`
-	AtUS  *float64  `json:"at_us"`
-	From  string    `json:"from"`
-	Src   string    `json:"src"`
-	Dst   string    `json:"dst"`
-	Flags string    `json:"flags"`
-	Len   int       `json:"len"`
-}
-
-// decodeSegments reads a "packets" entry: a list of segments, or an object that holds
-// one under "packets" (with the connection's name beside it).
-func decodeSegments(e reportEntry) ([]segment, error) {
-	var wrapped struct {
-		Packets []segment `json:"packets"`
-	}
-	if err := e.decode(&wrapped); err == nil && len(wrapped.Packets) > 0 {
-		return wrapped.Packets, nil
-	}
-	var segs []segment
-	if err := e.decode(&segs); err != nil {
-		return nil, err
-	}
-	return segs, nil
-}
-
-// offsets are the segments' times in µs after the first one's.
-func offsets(segs []segment) []float64 {
-	us := make([]float64, len(segs))
-	for i, sg := range segs {
-		switch {
-		case sg.AtUS != nil:
-			us[i] = *sg.AtUS
-		case !sg.Time.IsZero() && !segs[0].Time.IsZero():
-			us[i] = float64(sg.Time.Sub(segs[0].Time).Nanoseconds()) / 1e3
-		}
-	}
-	if segs[0].AtUS != nil {
-		for i := range us {
-			us[i] -= *segs[0].AtUS
-		}
-	}
-	return us
-}
-
-// handshakePicture draws the captured segments as a sequence diagram between client and
-// server, with accept() at acceptUS µs after the first segment, when known (not NaN).
-func handshakePicture(segs []segment, acceptUS float64) ([]byte, error) {
-	if len(segs) == 0 {
-		return nil, fmt.Errorf("no segments")
-	}
-	fromClient := func(sg segment) bool { return sg.From == "client" }
-	client, server := "", ""
-	for _, sg := range segs {
-		if sg.From == "" && sg.Flags == "SYN" {
-			client = sg.Src
-			break
-		}
-	}
-	if client != "" || segs[0].From == "" {
-		if client == "" {
-			client = segs[0].Src
-		}
-		fromClient = func(sg segment) bool { return sg.Src == client }
-	}
-	for _, sg := range segs {
-		if fromClient(sg) {
-			client, server = sg.Src, sg.Dst
-			break
-		}
-	}
-	us := offsets(segs)
-	known := !math.IsNaN(acceptUS)
-	const cx, sx, top, step = 200, 620, 96, 44
-	rowsN := len(segs)
-	if known {
-		rowsN++
-	}
-	h := top + rowsN*step + 50
-	s := newSVG(800, h, "The TCP handshake on lo, as the proof captured it, and accept()")
-	s.text(400, 26, "middle", `font-weight="bold" font-size="16"`, "The handshake happens before accept()")
-	s.text(cx, 58, "middle", `font-weight="bold"`, "client "+client)
-	s.text(sx, 58, "middle", `font-weight="bold"`, "server "+server)
-	s.text(60, 58, "middle", `font-size="12" fill="#555555"`, "µs")
-	fmt.Fprintf(s, `<line x1="%d" y1="70" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-30)
-	fmt.Fprintf(s, `<line x1="%d" y1="70" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-30)
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
-	row := 0
-	acceptDrawn := !known
-	drawAccept := func() {
-		y := top + row*step
-		s.box(sx-90, y-4, 180, 30, colDiff)
-		s.text(sx, y+16, "middle", `font-family="monospace" font-weight="bold"`, "accept() called")
-		s.text(60, y+16, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("%.0f", acceptUS))
-		row++
-		acceptDrawn = true
-	}
-	for i, sg := range segs {
-		if !acceptDrawn && us[i] > acceptUS {
-			drawAccept()
-		}
-		y := top + row*step
-		x1, x2 := cx, sx
-		if !fromClient(sg) {
-			x1, x2 = sx, cx
-		}
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#1565c0" stroke-width="2" marker-end="url(#arrow)"/>`+"\n", x1, y, x2, y+18)
-		label := sg.Flags
-		if sg.Len > 0 {
-			label += fmt.Sprintf("  (%d bytes of data)", sg.Len)
-		}
-		s.text((cx+sx)/2, y-2, "middle", `font-family="monospace"`, label)
-		s.text(60, y+12, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("%.0f", us[i]))
-		row++
-	}
-	if !acceptDrawn {
-		drawAccept()
-	}
-	return s.bytes(), nil
 }
