@@ -36,6 +36,8 @@ var pictureOf = map[string]string{
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
 	"backlog.full":            "backlog-overflow.svg",
+	"passive.spawns-active":   passiveActiveSVG,
+	"passive.shared-port":     reuseportSpreadSVG,
 }
 
 // stateMark is a state in words: no emoji, which a reader's fonts may lack.
@@ -191,6 +193,10 @@ func pictureAlt(id string) string {
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":
 		return "A connect() to a full accept queue: the SYN dropped, accept() makes room, the SYN sent again completes the handshake"
+	case "passive.spawns-active":
+		return "The passive socket, before and after listen(), and the active sockets accept() spawned from it, with their descriptors"
+	case "passive.shared-port":
+		return "An SO_REUSEPORT group: each listener's accept queue after a burst of connections, and each repeated 4-tuple on the same listener"
 	default:
 		return "The port space per destination"
 	}
