@@ -144,7 +144,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			err = unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil)
 			refused("send", os.NewSyscallError("sendto", err), unix.EPIPE)
 			cited["queued"] = ch6Queue(l.FD()).Len // every call met a connection queued
-			// SO_ACCEPTCONN, the kernel's own flag for "passive": 1 in TCP_LISTEN, 0 otherwise.
+			// SO_ACCEPTCONN, the kernel's flag for "passive": 1 in TCP_LISTEN, else 0.
 			listener := ch6Describe("listener", l.FD())
 			Expect(bound.AcceptConn).To(BeZero(), "SO_ACCEPTCONN before listen")
 			Expect(listener.AcceptConn).To(Equal(1), "SO_ACCEPTCONN on the listener")
@@ -204,8 +204,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// The handshakes are done, and the connections wait in the accept queue with no
 				// descriptor of the server's yet: the count rose by the client sockets alone.
 				clientFDs := seen.AfterConnect - seen.Before
-				Expect(clientFDs).To(Equal(len(clients)), "descriptors added by %d connect() calls",
-					len(clients))
+				Expect(clientFDs).To(Equal(len(clients)),
+					"descriptors added by %d connect() calls", len(clients))
 				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).
 					WithTimeout(lab.AcceptWithin).Should(BeEquivalentTo(clientFDs),
 					"the accept queue against the client sockets in /proc/self/fd")
@@ -219,7 +219,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				seen.AfterAccept = ch6Descriptors()
 				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
 				// ...while the passive one, its queue now empty, is still listening.
-				seen.QueuedAfter, seen.ListenerState = ch6Queue(l.FD()).Len, lab.TCPState(l.FD())
+				seen.QueuedAfter = ch6Queue(l.FD()).Len
+				seen.ListenerState = lab.TCPState(l.FD())
 				Expect(seen.QueuedAfter).To(BeZero())
 				Expect(seen.ListenerState).To(Equal("LISTEN"))
 				// --8<-- [end:passive-spawns-active-core]
@@ -305,7 +306,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			b := lab.TCPSocket(fam).ReuseAddr()
 			err = try("socket B", b, at, reuse)
 			Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
-				"bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, got %v", err)
+				"bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, "+
+					"got %v", err)
 			cited["reuseaddr_errno"] = sock.ErrnoName(err)
 			// --8<-- [end:passive-one-per-port-core]
 

@@ -25,22 +25,22 @@ func Example_passiveAndActive() {
 	sock.Listen(listener, 8) // passive from here on
 	addr, _ := sock.LocalAddr(listener)
 	client, _ := sock.Socket(unix.AF_INET)
-	sock.Connect(client, addr, time.Second)          // the kernel does the handshake
-	sock.WaitFor(listener, unix.POLLIN, time.Second) // and queues the connection
-	conn, _, _ := sock.Accept(listener)              // a new descriptor: an active socket
-	fmt.Println("accept returned a new descriptor:", conn != listener && conn != client)
-	roles := []string{"listener", "accepted", "client"}
+	sock.Connect(client, addr, time.Second)          // the kernel's handshake
+	sock.WaitFor(listener, unix.POLLIN, time.Second) // its connection, queued
+	conn, _, _ := sock.Accept(listener)              // a new, active socket
+	fmt.Println("a new descriptor:", conn != listener && conn != client)
+	roles := []string{"listener:", "accepted:", "client:"}
 	for i, fd := range []int{listener, conn, client} {
 		defer unix.Close(fd)
-		passive, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-		_, err := unix.Getpeername(fd)
-		fmt.Printf("%-8s SO_ACCEPTCONN %d, getpeername: %v\n", roles[i], passive, err)
+		on, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		_, err := unix.Getpeername(fd) // ENOTCONN: no peer
+		fmt.Printf("%-9s SO_ACCEPTCONN %d, peer %t\n", roles[i], on, err == nil)
 	}
 	// Output:
-	// accept returned a new descriptor: true
-	// listener SO_ACCEPTCONN 1, getpeername: transport endpoint is not connected
-	// accepted SO_ACCEPTCONN 0, getpeername: <nil>
-	// client   SO_ACCEPTCONN 0, getpeername: <nil>
+	// a new descriptor: true
+	// listener: SO_ACCEPTCONN 1, peer false
+	// accepted: SO_ACCEPTCONN 0, peer true
+	// client:   SO_ACCEPTCONN 0, peer true
 }
 
 // --8<-- [end:ch6-example]
