@@ -56,7 +56,7 @@ type ch6SocketSeen struct {
 type ch6Spawned struct {
 	Listener      int    `json:"listener"`       // the passive socket's descriptor
 	Before        int    `json:"before"`         // open descriptors with the listener alone
-	AfterConnect  int    `json:"after_connect"`  // after every client's connect(): client sockets only
+	AfterConnect  int    `json:"after_connect"`  // after every client's connect(): clients only
 	QueuedBefore  uint32 `json:"queued_before"`  // the listener's accept queue then (tcpi_unacked)
 	AfterAccept   int    `json:"after_accept"`   // after accept4() took every queued connection
 	QueuedAfter   uint32 `json:"queued_after"`   // the accept queue then
@@ -70,7 +70,7 @@ type ch6BindSeen struct {
 	Call    string   `json:"call"`              // "bind" or "listen"
 	Addr    string   `json:"addr"`              // the address and port it was given, or holds
 	Options []string `json:"options,omitempty"` // socket options set before bind: "SO_REUSEADDR"
-	Errno   string   `json:"errno,omitempty"`   // sock.ErrnoName of the failure; empty: it succeeded
+	Errno   string   `json:"errno,omitempty"`   // sock.ErrnoName of the failure; empty: success
 }
 
 // ch6Share is one listener of an SO_REUSEPORT group.
@@ -101,139 +101,144 @@ type ch6Repeat struct {
 var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 	for _, fam := range lab.Families() {
 		// --8<-- [start:passive-no-data]
-		It("gives a listening socket no peer and no data, only connections to accept, over "+fam.String(),
-			Label("claim:passive.no-data", fam.Name), func() {
-				lab.RequireFamily(fam)
-				s := lab.TCPSocket(fam)
-				s.Bind(fam.At(0))
-				// Bound but not listening: neither passive nor active yet.
-				bound := ch6Describe("bound, before listen", s.FD())
-				l := s.Listen(8)
+		It("gives a listening socket no peer and no data, only connections to accept, over "+
+			fam.String(), Label("claim:passive.no-data", fam.Name), func() {
+			lab.RequireFamily(fam)
+			s := lab.TCPSocket(fam)
+			s.Bind(fam.At(0))
+			// Bound but not listening: neither passive nor active yet.
+			bound := ch6Describe("bound, before listen", s.FD())
+			l := s.Listen(8)
 
-				// A client connects and sends before anything is accepted: the handshake and
-				// the bytes are the kernel's business, queued with the connection, not on
-				// the listener.
-				c := lab.Dial(l.Addr)
-				c.Send([]byte("hello"))
-				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).WithTimeout(lab.AcceptWithin).
-					Should(BeEquivalentTo(1), "the client's connection in the listener's accept queue")
+			// A client connects and sends before anything is accepted: the handshake and
+			// the bytes are the kernel's business, queued with the connection, not on
+			// the listener.
+			c := lab.Dial(l.Addr)
+			c.Send([]byte("hello"))
+			Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).
+				WithTimeout(lab.AcceptWithin).
+				Should(BeEquivalentTo(1), "the client's connection in the listener's accept queue")
 
-				buf := make([]byte, 16)
-				// read(2) and recv(2) on a listener: tcp_recvmsg answers ENOTCONN for a
-				// socket in LISTEN, even with a connection and its data waiting behind it.
-				_, err := unix.Read(l.FD(), buf)
-				err = os.NewSyscallError("read", err)
-				lab.Record(lab.EntryErrno, lab.Refused("read", err, l.Addr, netip.AddrPort{}))
-				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "read on the listener: want ENOTCONN, got %v", err)
-				errnos := lab.Figures{"read_errno": sock.ErrnoName(err)}
+			// refused records the call that failed on the listener, and wants the errno.
+			cited := lab.Figures{}
+			refused := func(call string, err error, want unix.Errno) {
+				lab.Record(lab.EntryErrno, lab.Refused(call, err, l.Addr, netip.AddrPort{}))
+				Expect(errors.Is(err, want)).To(BeTrue(),
+					"%s on the listener: want %s, got %v", call, unix.ErrnoName(want), err)
+				cited[call+"_errno"] = sock.ErrnoName(err)
+			}
+			buf := make([]byte, 16)
+			// --8<-- [start:passive-no-data-core]
+			// read(2) and recv(2): tcp_recvmsg answers ENOTCONN for a socket in LISTEN,
+			// even with a connection and its data waiting behind it.
+			_, err := unix.Read(l.FD(), buf)
+			refused("read", os.NewSyscallError("read", err), unix.ENOTCONN)
+			_, _, err = unix.Recvfrom(l.FD(), buf, 0)
+			refused("recv", os.NewSyscallError("recvfrom", err), unix.ENOTCONN)
+			// getpeername(2): no other end. inet_getname (and inet6_getname) answers
+			// ENOTCONN for a socket with no peer port, and a listener's inet_dport is 0.
+			_, err = sock.PeerAddr(l.FD())
+			refused("getpeername", err, unix.ENOTCONN)
+			// send(2): tcp_sendmsg waits for a connection only in SYN_SENT or SYN_RECV; in
+			// LISTEN sk_stream_wait_connect answers EPIPE (MSG_NOSIGNAL: with no SIGPIPE).
+			err = unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil)
+			refused("send", os.NewSyscallError("sendto", err), unix.EPIPE)
+			cited["queued"] = ch6Queue(l.FD()).Len // every call met a connection queued
+			// SO_ACCEPTCONN, the kernel's flag for "passive": 1 in TCP_LISTEN, else 0.
+			listener := ch6Describe("listener", l.FD())
+			Expect(bound.AcceptConn).To(BeZero(), "SO_ACCEPTCONN before listen")
+			Expect(listener.AcceptConn).To(Equal(1), "SO_ACCEPTCONN on the listener")
+			Expect(listener.State).To(Equal("LISTEN"))
+			// --8<-- [end:passive-no-data-core]
+			lab.Cite(cited)
 
-				_, _, err = unix.Recvfrom(l.FD(), buf, 0)
-				err = os.NewSyscallError("recvfrom", err)
-				lab.Record(lab.EntryErrno, lab.Refused("recv", err, l.Addr, netip.AddrPort{}))
-				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "recv on the listener: want ENOTCONN, got %v", err)
-				errnos["recv_errno"] = sock.ErrnoName(err)
+			// The socket the listener spawns is the active one, with the peer and the data.
+			a := l.Accept()
+			sockets := []ch6SocketSeen{bound, listener,
+				ch6Describe("client", c.FD()), ch6Describe("accepted", a.FD())}
+			lab.Record(ch6EntrySockets, sockets)
+			for _, active := range sockets[2:] {
+				Expect(active.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on the %s", active.Role)
+				Expect(active.State).To(Equal("ESTABLISHED"), "the %s", active.Role)
+			}
 
-				// getpeername(2): a passive socket has no other end. inet_getname (and
-				// inet6_getname) answers ENOTCONN for a socket with no peer port, and a
-				// listener's inet_dport is 0.
-				_, err = sock.PeerAddr(l.FD())
-				lab.Record(lab.EntryErrno, lab.Refused("getpeername", err, l.Addr, netip.AddrPort{}))
-				Expect(errors.Is(err, unix.ENOTCONN)).To(BeTrue(), "getpeername on the listener: want ENOTCONN, got %v", err)
-				errnos["getpeername_errno"] = sock.ErrnoName(err)
-
-				// send(2): tcp_sendmsg waits for a connection only in SYN_SENT or SYN_RECV;
-				// in LISTEN sk_stream_wait_connect answers EPIPE, and MSG_NOSIGNAL spares
-				// the process the SIGPIPE that comes with it.
-				err = os.NewSyscallError("sendto", unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil))
-				lab.Record(lab.EntryErrno, lab.Refused("send", err, l.Addr, netip.AddrPort{}))
-				Expect(errors.Is(err, unix.EPIPE)).To(BeTrue(), "send on the listener: want EPIPE, got %v", err)
-				errnos["send_errno"] = sock.ErrnoName(err)
-				// Every call above met a listener with a connection and its data queued.
-				errnos["queued"] = ch6Queue(l.FD()).Len
-				lab.Cite(errnos)
-
-				// The connection the listener spawns is the one with the peer and the data.
-				a := l.Accept()
-				got := a.Read(len("hello"))
-				sockets := []ch6SocketSeen{bound, ch6Describe("listener", l.FD()),
-					ch6Describe("client", c.FD()), ch6Describe("accepted", a.FD())}
-				lab.Record(ch6EntrySockets, sockets)
-				lab.Record(lab.EntryTraffic, []lab.TrafficSeen{{Proto: "tcp", To: a.LocalAddr().String(), From: a.PeerAddr().String(), Payload: string(got)}})
-
-				Expect(string(got)).To(Equal("hello"))
-				Expect(a.PeerAddr()).To(Equal(c.LocalAddr()))
-				// SO_ACCEPTCONN is the kernel's own flag for "passive": set by listen(2)
-				// (sk_state TCP_LISTEN), on no other socket.
-				Expect(sockets[0].AcceptConn).To(BeZero(), "SO_ACCEPTCONN before listen")
-				Expect(sockets[1].AcceptConn).To(Equal(1), "SO_ACCEPTCONN on the listener")
-				Expect(sockets[1].State).To(Equal("LISTEN"))
-				for _, active := range sockets[2:] {
-					Expect(active.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on the %s", active.Role)
-					Expect(active.State).To(Equal("ESTABLISHED"), "the %s", active.Role)
-				}
-				lab.Cite(lab.Figures{
-					"bound_fd": sockets[0].FD, "bound_acceptconn": sockets[0].AcceptConn, "bound_state": sockets[0].State,
-					"listener_fd": sockets[1].FD, "listener_acceptconn": sockets[1].AcceptConn, "listener_state": sockets[1].State,
-					"client_acceptconn": sockets[2].AcceptConn, "client_state": sockets[2].State,
-					"accepted_acceptconn": sockets[3].AcceptConn, "accepted_state": sockets[3].State,
-					"accepted_read": string(got), "accepted_peer": sockets[3].Peer,
-				})
+			got := a.Read(len("hello"))
+			lab.Record(lab.EntryTraffic, []lab.TrafficSeen{{Proto: "tcp",
+				To: a.LocalAddr().String(), From: a.PeerAddr().String(), Payload: string(got)}})
+			Expect(string(got)).To(Equal("hello"))
+			Expect(a.PeerAddr()).To(Equal(c.LocalAddr()))
+			lab.Cite(lab.Figures{
+				"bound_fd": sockets[0].FD, "bound_state": sockets[0].State,
+				"bound_acceptconn": sockets[0].AcceptConn, "listener_fd": sockets[1].FD,
+				"listener_state": sockets[1].State, "listener_acceptconn": sockets[1].AcceptConn,
+				"client_state": sockets[2].State, "client_acceptconn": sockets[2].AcceptConn,
+				"accepted_state": sockets[3].State, "accepted_acceptconn": sockets[3].AcceptConn,
+				"accepted_read": string(got), "accepted_peer": sockets[3].Peer,
 			})
+		})
 		// --8<-- [end:passive-no-data]
 
 		// --8<-- [start:passive-spawns-active]
-		It("spawns a new descriptor for each connection at accept(), while the listener goes on listening, over "+fam.String(),
+		It("spawns a new descriptor for each connection at accept(), while the listener goes on "+
+			"listening, over "+fam.String(),
 			Label("claim:passive.spawns-active", fam.Name), func() {
 				lab.RequireFamily(fam)
 				const connections = 8
 				l := lab.Listen(fam.At(0), connections)
 				var seen ch6Spawned
+				var sockets []ch6SocketSeen
+				var tuples []lab.TupleSeen
+				defer func() {
+					lab.Record(ch6EntrySpawned, seen)
+					lab.Record(ch6EntrySockets, sockets)
+					lab.Record(lab.EntryTuples, tuples)
+				}()
 				seen.Listener = l.FD()
-				seen.Before = ch6Descriptors()
-
-				var clients []*lab.Sock
+				var clients, accepted []*lab.Sock
+				// --8<-- [start:passive-spawns-active-core]
+				seen.Before = ch6Descriptors() // the process's descriptors, in /proc/self/fd
 				for range connections {
 					clients = append(clients, lab.Dial(l.Addr))
 				}
 				seen.AfterConnect = ch6Descriptors()
+				// The handshakes are done, and the connections wait in the accept queue with no
+				// descriptor of the server's yet: the count rose by the client sockets alone.
 				clientFDs := seen.AfterConnect - seen.Before
-				// The handshakes are done and the connections wait in the accept queue,
-				// with no descriptor of the server's yet: the count rose by the client
-				// sockets alone, and the queue holds as many connections.
-				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).WithTimeout(lab.AcceptWithin).
-					Should(BeEquivalentTo(clientFDs), "the accept queue against the client sockets in /proc/self/fd")
+				Expect(clientFDs).To(Equal(len(clients)),
+					"descriptors added by %d connect() calls", len(clients))
+				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).
+					WithTimeout(lab.AcceptWithin).Should(BeEquivalentTo(clientFDs),
+					"the accept queue against the client sockets in /proc/self/fd")
 				seen.QueuedBefore = ch6Queue(l.FD()).Len
 
-				var accepted []*lab.Sock
-				var tuples []lab.TupleSeen
-				peers := map[netip.AddrPort]bool{}
 				for range clientFDs {
-					a := l.Accept()
-					accepted = append(accepted, a)
+					accepted = append(accepted, l.Accept())
+				}
+				// One new descriptor per accept4: N connections, N+1 descriptors on the
+				// server's side, the listener's and one per connection...
+				seen.AfterAccept = ch6Descriptors()
+				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
+				// ...while the passive one, its queue now empty, is still listening.
+				seen.QueuedAfter = ch6Queue(l.FD()).Len
+				seen.ListenerState = lab.TCPState(l.FD())
+				Expect(seen.QueuedAfter).To(BeZero())
+				Expect(seen.ListenerState).To(Equal("LISTEN"))
+				// --8<-- [end:passive-spawns-active-core]
+
+				peers := map[netip.AddrPort]bool{}
+				sockets = append(sockets, ch6Describe("listener", l.FD()))
+				for _, a := range accepted {
 					seen.Accepted = append(seen.Accepted, a.FD())
 					t := a.Tuple()
 					peers[t.Remote] = true
-					tuples = append(tuples, lab.TupleSeen{Conn: fmt.Sprintf("accept4 = %d", a.FD()), Server: t.String()})
-				}
-				seen.AfterAccept = ch6Descriptors()
-				seen.QueuedAfter = ch6Queue(l.FD()).Len
-				seen.ListenerState = lab.TCPState(l.FD())
-				sockets := []ch6SocketSeen{ch6Describe("listener", l.FD())}
-				for _, a := range accepted {
+					tuples = append(tuples, lab.TupleSeen{Conn: fmt.Sprintf("accept4 = %d", a.FD()),
+						Server: t.String()})
 					sockets = append(sockets, ch6Describe("accepted", a.FD()))
 				}
-				lab.Record(ch6EntrySpawned, seen)
-				lab.Record(ch6EntrySockets, sockets)
-				lab.Record(lab.EntryTuples, tuples)
-
-				// The descriptors the connect() calls added are the client sockets, one each.
-				Expect(clientFDs).To(Equal(len(clients)), "descriptors added by %d connect() calls", len(clients))
-				// One new descriptor per accept4: N connections, N+1 descriptors on the
-				// server's side, the listener's and one per connection.
-				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
 				distinct := map[int]bool{l.FD(): true}
 				for _, fd := range seen.Accepted {
-					Expect(distinct).NotTo(HaveKey(fd), "accept4 returned descriptor %d twice, or the listener's", fd)
+					Expect(distinct).NotTo(HaveKey(fd),
+						"accept4 returned descriptor %d twice, or the listener's", fd)
 					distinct[fd] = true
 				}
 				// Each is an active socket of its own, each to a different client...
@@ -245,140 +250,170 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Expect(s.State).To(Equal("ESTABLISHED"), "descriptor %d", s.FD)
 					Expect(s.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on descriptor %d", s.FD)
 				}
-				// ...while the passive one, its queue now empty, is still listening.
-				Expect(seen.QueuedAfter).To(BeZero())
+				// ...and the passive one still is: it says so, and takes one more.
 				Expect(sockets[0].State).To(Equal("LISTEN"))
 				Expect(sockets[0].AcceptConn).To(Equal(1))
 				next := lab.Dial(l.Addr)
-				Expect(l.Accept().PeerAddr()).To(Equal(next.LocalAddr()), "a connection after the others")
+				Expect(l.Accept().PeerAddr()).To(Equal(next.LocalAddr()),
+					"a connection after the others")
 				lab.Cite(lab.Figures{
-					"listener_fd": seen.Listener, "listener_state": sockets[0].State,
-					"before": seen.Before, "after_connect": seen.AfterConnect, "after_accept": seen.AfterAccept,
-					"clients": clientFDs, "queued": seen.QueuedBefore, "queued_after": seen.QueuedAfter,
+					"listener_fd": seen.Listener, "listener_state": seen.ListenerState,
+					"before": seen.Before, "after_connect": seen.AfterConnect,
+					"after_accept": seen.AfterAccept, "clients": clientFDs,
+					"queued": seen.QueuedBefore, "queued_after": seen.QueuedAfter,
 					"accepted": seen.Accepted,
 				})
 			})
 		// --8<-- [end:passive-spawns-active]
 
 		// --8<-- [start:passive-one-per-port]
-		It("lets one local address and port have one listener, SO_REUSEADDR or not, over "+fam.String(),
-			Label("claim:passive.one-per-port", fam.Name), func() {
-				lab.RequireFamily(fam)
-				var binds []ch6BindSeen
-				try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
-					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
-					return err
-				}
-				listen := func(who string, s *lab.Sock, opts ...string) error {
-					err := sock.Listen(s.FD(), 8)
-					binds = append(binds, ch6BindSeen{Socket: who, Call: "listen", Addr: s.LocalAddr().String(), Options: opts, Errno: sock.ErrnoName(err)})
-					return err
-				}
-				defer func() { lab.Record(ch6EntryBinds, binds) }()
+		It("lets one local address and port have one listener, SO_REUSEADDR or not, over "+
+			fam.String(), Label("claim:passive.one-per-port", fam.Name), func() {
+			lab.RequireFamily(fam)
+			var binds []ch6BindSeen
+			try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
+				err := s.TryBind(at)
+				binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(),
+					Options: opts, Errno: sock.ErrnoName(err)})
+				return err
+			}
+			listen := func(who string, s *lab.Sock, opts ...string) error {
+				err := sock.Listen(s.FD(), 8)
+				binds = append(binds, ch6BindSeen{Socket: who, Call: "listen",
+					Addr: s.LocalAddr().String(), Options: opts, Errno: sock.ErrnoName(err)})
+				return err
+			}
+			defer func() { lab.Record(ch6EntryBinds, binds) }()
+			reuse := "SO_REUSEADDR"
 
-				// No options: the second bind(2) finds the port's owner in the bind hash
-				// (inet_csk_get_port, inet_csk_bind_conflict) and fails.
-				first := lab.Listen(fam.At(0), 8)
-				binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: first.Addr.String()})
-				err := try("second socket", lab.TCPSocket(fam), first.Addr)
-				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a listener: want EADDRINUSE, got %v", err)
-				cited := lab.Figures{"plain_errno": sock.ErrnoName(err)}
+			// --8<-- [start:passive-one-per-port-core]
+			// No options: the second bind(2) finds the port's owner in the bind hash
+			// (inet_csk_get_port, inet_csk_bind_conflict) and fails.
+			first := lab.Listen(fam.At(0), 8)
+			binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen",
+				Addr: first.Addr.String()})
+			err := try("second socket", lab.TCPSocket(fam), first.Addr)
+			Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
+				"bind beside a listener: want EADDRINUSE, got %v", err)
+			cited := lab.Figures{"plain_errno": sock.ErrnoName(err)}
 
-				// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
-				// listen (a TIME_WAIT, say), never with a listener.
-				reuse := "SO_REUSEADDR"
-				a := lab.TCPSocket(fam).ReuseAddr()
-				Expect(try("listener A", a, fam.At(0), reuse)).To(Succeed())
-				at := a.LocalAddr()
-				Expect(listen("listener A", a, reuse)).To(Succeed())
-				b := lab.TCPSocket(fam).ReuseAddr()
-				err = try("socket B", b, at, reuse)
-				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, got %v", err)
-				cited["reuseaddr_errno"] = sock.ErrnoName(err)
+			// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
+			// listen (a TIME_WAIT, say), never with a listener.
+			a := lab.TCPSocket(fam).ReuseAddr()
+			Expect(try("listener A", a, fam.At(0), reuse)).To(Succeed())
+			at := a.LocalAddr()
+			Expect(listen("listener A", a, reuse)).To(Succeed())
+			b := lab.TCPSocket(fam).ReuseAddr()
+			err = try("socket B", b, at, reuse)
+			Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
+				"bind with SO_REUSEADDR on both, beside a listener: want EADDRINUSE, "+
+					"got %v", err)
+			cited["reuseaddr_errno"] = sock.ErrnoName(err)
+			// --8<-- [end:passive-one-per-port-core]
 
-				// Two SO_REUSEADDR sockets may both bind while neither listens; then the
-				// first listen(2) wins, and the second fails: inet_csk_listen_start asks
-				// inet_csk_get_port for the port again, now as a listener, so the rule is
-				// about passive sockets, not about bind.
-				c := lab.TCPSocket(fam).ReuseAddr()
-				Expect(try("socket C", c, fam.At(0), reuse)).To(Succeed())
-				shared := c.LocalAddr()
-				d := lab.TCPSocket(fam).ReuseAddr()
-				Expect(try("socket D", d, shared, reuse)).To(Succeed())
-				Expect(d.LocalAddr()).To(Equal(shared), "getsockname on D: both bound to one address and port")
-				Expect(listen("socket C", c, reuse)).To(Succeed())
-				err = listen("socket D", d, reuse)
-				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "listen on a second socket bound to %s: want EADDRINUSE, got %v", shared, err)
-				cited["both_bound"] = shared.String()
-				cited["second_listen_errno"] = sock.ErrnoName(err)
+			// Two SO_REUSEADDR sockets may both bind while neither listens; then the
+			// first listen(2) wins, and the second fails: inet_csk_listen_start asks
+			// inet_csk_get_port for the port again, now as a listener, so the rule is
+			// about passive sockets, not about bind.
+			c := lab.TCPSocket(fam).ReuseAddr()
+			Expect(try("socket C", c, fam.At(0), reuse)).To(Succeed())
+			shared := c.LocalAddr()
+			d := lab.TCPSocket(fam).ReuseAddr()
+			Expect(try("socket D", d, shared, reuse)).To(Succeed())
+			Expect(d.LocalAddr()).To(Equal(shared),
+				"getsockname on D: both bound to one address and port")
+			Expect(listen("socket C", c, reuse)).To(Succeed())
+			err = listen("socket D", d, reuse)
+			Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
+				"listen on a second socket bound to %s: want EADDRINUSE, got %v", shared, err)
+			cited["both_bound"] = shared.String()
+			cited["second_listen_errno"] = sock.ErrnoName(err)
 
-				// The conflict was the listener: once A is closed, B's bind goes through.
-				Expect(a.Close()).To(Succeed())
-				Expect(try("socket B, after A's close", b, at, reuse)).To(Succeed())
-				Expect(listen("socket B, after A's close", b, reuse)).To(Succeed())
-				Expect(ch6AcceptConn(b.FD())).To(Equal(1), "SO_ACCEPTCONN on B")
-				cited["after_close"] = b.LocalAddr().String()
-				lab.Cite(cited)
-			})
+			// The conflict was the listener: once A is closed, B's bind goes through.
+			Expect(a.Close()).To(Succeed())
+			Expect(try("socket B, after A's close", b, at, reuse)).To(Succeed())
+			Expect(listen("socket B, after A's close", b, reuse)).To(Succeed())
+			Expect(ch6AcceptConn(b.FD())).To(Equal(1), "SO_ACCEPTCONN on B")
+			cited["after_close"] = b.LocalAddr().String()
+			lab.Cite(cited)
+		})
 		// --8<-- [end:passive-one-per-port]
 
 		// --8<-- [start:passive-reuseaddr-timewait]
-		It("lets SO_REUSEADDR bind a port that a TIME_WAIT connection holds, when the old listener set it too, over "+fam.String(),
+		It("lets SO_REUSEADDR bind a port that a TIME_WAIT connection holds, when the old "+
+			"listener set it too, over "+fam.String(),
 			Label("claim:passive.one-per-port", fam.Name), func() {
 				lab.RequireFamily(fam)
 				var binds []ch6BindSeen
 				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				// bound records a bind(2) or listen(2) of a new socket on the old port.
+				bound := func(call string, at netip.AddrPort, err error, opts ...string) {
+					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: call,
+						Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
+				}
+				reuse := []string{"SO_REUSEADDR"}
 				cited := lab.Figures{}
 				for _, oldReuse := range []bool{true, false} {
 					var opts []string
 					old := lab.TCPSocket(fam)
 					if oldReuse {
 						old.ReuseAddr()
-						opts = []string{"SO_REUSEADDR"}
+						opts = reuse
 					}
 					old.Bind(fam.At(0))
 					l := old.Listen(8)
-					binds = append(binds, ch6BindSeen{Socket: "old listener", Call: "listen", Addr: l.Addr.String(), Options: opts})
+					binds = append(binds, ch6BindSeen{Socket: "old listener", Call: "listen",
+						Addr: l.Addr.String(), Options: opts})
 					c := lab.Dial(l.Addr)
 					a := l.Accept()
 					client := c.LocalAddr()
 					// The server closes first: its end sends FIN, and once the client's FIN
-					// comes back it is TIME_WAIT (tcp_time_wait), a socket with no descriptor
-					// that keeps the port for 60 s (TCP_TIMEWAIT_LEN, include/net/tcp.h).
+					// comes back it is TIME_WAIT (tcp_time_wait), a socket with no
+					// descriptor that keeps the port for 60 s (TCP_TIMEWAIT_LEN,
+					// include/net/tcp.h).
 					Expect(a.Close()).To(Succeed())
-					Eventually(func() string { return lab.TCPState(c.FD()) }).WithTimeout(lab.ReadWithin).
+					Eventually(func() string { return lab.TCPState(c.FD()) }).
+						WithTimeout(lab.ReadWithin).
 						Should(Equal("CLOSE_WAIT"), "the client, after the server's FIN")
 					Expect(c.Close()).To(Succeed())
 					var tw string
-					Eventually(func() string { tw = ch6TimeWait(fam, l.Addr.Port(), client.Port()); return tw }).
-						WithTimeout(lab.ReadWithin).ShouldNot(BeEmpty(), "the server's end in TIME_WAIT in /proc/net/tcp")
+					Eventually(func() string {
+						tw = ch6TimeWait(fam, l.Addr.Port(), client.Port())
+						return tw
+					}).WithTimeout(lab.ReadWithin).
+						ShouldNot(BeEmpty(), "the server's end in TIME_WAIT in /proc/net/tcp")
 					Expect(l.Close()).To(Succeed())
-					binds = append(binds, ch6BindSeen{Socket: "old listener, closed; its connection in TIME_WAIT", Call: "close", Addr: l.Addr.String(), Options: opts})
+					binds = append(binds, ch6BindSeen{
+						Socket: "old listener, closed; its connection in TIME_WAIT",
+						Call:   "close", Addr: l.Addr.String(), Options: opts})
 
+					// --8<-- [start:passive-reuseaddr-timewait-core]
 					// No listener and no descriptor holds the port now, only the TIME_WAIT: a
 					// socket without SO_REUSEADDR is refused by it.
-					plain := lab.TCPSocket(fam)
-					err := plain.TryBind(l.Addr)
+					err := lab.TCPSocket(fam).TryBind(l.Addr)
+					bound("bind", l.Addr, err)
+					Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
+						"bind beside a TIME_WAIT, no SO_REUSEADDR: want EADDRINUSE, got %v", err)
 					plainErrno := sock.ErrnoName(err)
-					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Errno: plainErrno})
-					Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "bind beside a TIME_WAIT, no SO_REUSEADDR: want EADDRINUSE, got %v", err)
 
 					// With SO_REUSEADDR: inet_bind_conflict lets a socket by only when both
 					// have sk_reuse and the other is not listening, and a TIME_WAIT has its
 					// connection's flag, which the connection got from its listener.
 					again := lab.TCPSocket(fam).ReuseAddr()
 					err = again.TryBind(l.Addr)
-					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "bind", Addr: l.Addr.String(), Options: []string{"SO_REUSEADDR"}, Errno: sock.ErrnoName(err)})
+					bound("bind", l.Addr, err, reuse...)
 					if !oldReuse {
-						Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEADDR beside the TIME_WAIT of a listener without it: want EADDRINUSE, got %v", err)
+						Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEADDR beside "+
+							"the TIME_WAIT of a listener without it: want EADDRINUSE, got %v", err)
 						cited["tw_old_without_errno"] = sock.ErrnoName(err)
 						continue
 					}
-					Expect(err).NotTo(HaveOccurred(), "SO_REUSEADDR beside the TIME_WAIT of a listener with it")
+					Expect(err).NotTo(HaveOccurred(),
+						"SO_REUSEADDR beside the TIME_WAIT of a listener with it")
 					err = sock.Listen(again.FD(), 8)
-					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: "listen", Addr: again.LocalAddr().String(), Options: []string{"SO_REUSEADDR"}, Errno: sock.ErrnoName(err)})
+					bound("listen", again.LocalAddr(), err, reuse...)
 					Expect(err).NotTo(HaveOccurred())
+					// --8<-- [end:passive-reuseaddr-timewait-core]
 					cited["tw_connection"] = tw
 					cited["tw_plain_errno"] = plainErrno
 					cited["tw_relisten"] = again.LocalAddr().String()
@@ -388,8 +423,9 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 		// --8<-- [end:passive-reuseaddr-timewait]
 
 		// --8<-- [start:passive-shared-port]
-		It("shares a port number between listeners on different local addresses, each taking its own connections, over "+fam.String(),
-			Label("claim:passive.shared-port", fam.Name), func() {
+		It("shares a port number between listeners on different local addresses, each taking its "+
+			"own connections, over "+fam.String(), Label("claim:passive.shared-port", fam.Name),
+			func() {
 				lab.RequireFamily(fam)
 				// IPv4: 127.0.0.1 and 127.0.0.2, both on lo (127.0.0.0/8 is local). IPv6:
 				// ::1, and 127.0.0.1 in the other family.
@@ -405,11 +441,13 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// few ports are tried. A kernel that never shared a port fails every try.
 				for range 8 {
 					one = lab.Listen(fam.At(0), 8)
-					binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen", Addr: one.Addr.String()})
+					binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen",
+						Addr: one.Addr.String()})
 					s := lab.TCPSocket(lab.IPv4)
 					at := netip.AddrPortFrom(other, one.Addr.Port())
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind", Addr: at.String(), Errno: sock.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind",
+						Addr: at.String(), Errno: sock.ErrnoName(err)})
 					if err == nil {
 						two = s.Listen(8)
 						break
@@ -419,8 +457,10 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					s.Close()
 				}
 				lab.Record(ch6EntryBinds, binds)
-				Expect(two).NotTo(BeNil(), "no port number could be shared by %s and %s in 8 tries", fam.Loopback, other)
+				Expect(two).NotTo(BeNil(), "no port number could be shared by %s and %s in 8 tries",
+					fam.Loopback, other)
 
+				// --8<-- [start:passive-shared-port-core]
 				// Both passive, on one port number (getsockname), two addresses.
 				Expect(two.Addr.Port()).To(Equal(one.Addr.Port()))
 				Expect(two.Addr.Addr()).NotTo(Equal(one.Addr.Addr()))
@@ -432,14 +472,19 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				c1 := lab.Dial(one.Addr)
 				a1 := one.Accept()
 				otherQueue := ch6Queue(two.FD()).Len
-				Expect(otherQueue).To(BeZero(), "the second listener's queue after a connection to the first")
+				Expect(otherQueue).To(BeZero(),
+					"the second listener's queue after a connection to the first")
 				c2 := lab.Dial(two.Addr)
 				a2 := two.Accept()
-				Expect(ch6Queue(one.FD()).Len).To(BeZero(), "the first listener's queue after a connection to the second")
+				Expect(ch6Queue(one.FD()).Len).To(BeZero(),
+					"the first listener's queue after a connection to the second")
+				// --8<-- [end:passive-shared-port-core]
 				t1, t2 := a1.Tuple(), a2.Tuple()
 				lab.Record(lab.EntryTuples, []lab.TupleSeen{
-					{Conn: "to the first listener", Client: c1.Tuple().String(), Server: t1.String()},
-					{Conn: "to the second listener", Client: c2.Tuple().String(), Server: t2.String()},
+					{Conn: "to the first listener", Client: c1.Tuple().String(),
+						Server: t1.String()},
+					{Conn: "to the second listener", Client: c2.Tuple().String(),
+						Server: t2.String()},
 				})
 				Expect(t1.Local).To(Equal(one.Addr))
 				Expect(t2.Local).To(Equal(two.Addr))
@@ -454,7 +499,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 		// --8<-- [end:passive-shared-port]
 
 		// --8<-- [start:passive-shared-port-wildcard]
-		It("refuses a wildcard listener beside a specific one on the same port, either way round, in a sandbox, over "+fam.String(),
+		It("refuses a wildcard listener beside a specific one on the same port, either way round, "+
+			"in a sandbox, over "+fam.String(),
 			Label("claim:passive.shared-port", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// The wildcard listens on every address, the host's real interfaces too:
@@ -476,24 +522,34 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(binds[4].Errno).To(BeEmpty(), "%+v", binds[4])
 				Expect(binds[5].Errno).To(BeEmpty(), "%+v", binds[5])
 				lab.Cite(lab.Figures{
-					"wildcard_specific": binds[0].Addr, "wildcard_refused": binds[1].Addr, "wildcard_errno": binds[1].Errno,
-					"wildcard_listener": binds[2].Addr, "wildcard_specific_refused": binds[3].Addr, "wildcard_specific_errno": binds[3].Errno,
-					"wildcard_after_close": binds[5].Addr,
+					"wildcard_specific": binds[0].Addr, "wildcard_refused": binds[1].Addr,
+					"wildcard_errno": binds[1].Errno, "wildcard_listener": binds[2].Addr,
+					"wildcard_specific_refused": binds[3].Addr,
+					"wildcard_specific_errno":   binds[3].Errno,
+					"wildcard_after_close":      binds[5].Addr,
 				})
 			})
 		// --8<-- [end:passive-shared-port-wildcard]
 
 		// --8<-- [start:passive-shared-port-reuseport]
-		It("spreads connections over refserver's SO_REUSEPORT listeners on one address and port by a hash of the 4-tuple, over "+fam.String(),
+		It("spreads connections over refserver's SO_REUSEPORT listeners on one address and port "+
+			"by a hash of the 4-tuple, over "+fam.String(),
 			Label("claim:passive.shared-port", fam.Name), func() {
 				lab.RequireFamily(fam)
 				const connections = 1000
 				const probes = 8
+				var spread ch6Spread
+				var repeats []ch6Repeat
+				defer func() {
+					lab.Record(ch6EntryRepeat, repeats)
+					lab.Record(ch6EntrySpread, spread)
+				}()
 				// refserver.New sets SO_REUSEADDR and SO_REUSEPORT on each of the four
 				// sockets, binds them all to one address and port, and listens; no loop
 				// runs until Serve, so every connection stays in the accept queue of the
 				// listener the kernel chose for it.
-				srv, err := refserver.New(refserver.Config{Addr: fam.At(0), ReusePort: true, Loops: 4, Backlog: 4096, Handler: refserver.Echo{}})
+				srv, err := refserver.New(refserver.Config{Addr: fam.At(0), ReusePort: true,
+					Loops: 4, Backlog: 4096, Handler: refserver.Echo{}})
 				Expect(err).NotTo(HaveOccurred())
 				DeferCleanup(func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -501,7 +557,6 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					srv.Shutdown(ctx)
 				})
 				listeners := srv.Listeners()
-				var spread ch6Spread
 				spread.Addr = srv.Addr().String()
 				for _, fd := range listeners {
 					local, err := sock.LocalAddr(fd)
@@ -515,7 +570,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Expect(rp).To(Equal(1))
 					// The queues must hold a share each, or a dropped SYN (1 s) would slow
 					// this down: listen's backlog, cut to net.core.somaxconn.
-					Expect(ch6Queue(fd).Max).To(BeNumerically(">=", connections/2), "accept queue limit of descriptor %d", fd)
+					Expect(ch6Queue(fd).Max).To(BeNumerically(">=", connections/2),
+						"accept queue limit of descriptor %d", fd)
 				}
 				Expect(len(listeners)).To(BeNumerically(">", 1))
 
@@ -530,40 +586,46 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					}
 				}
 				// The last handshakes' ACKs may still be on their way to the server.
-				Eventually(func() uint32 { return ch6QueueSum(listeners) }).WithTimeout(lab.AcceptWithin).
-					Should(BeEquivalentTo(spread.Connected), "the listeners' accept queues against the clients connected")
+				Eventually(func() uint32 { return ch6QueueSum(listeners) }).
+					WithTimeout(lab.AcceptWithin).Should(BeEquivalentTo(spread.Connected),
+					"the listeners' accept queues against the clients connected")
 				for _, fd := range listeners {
 					q := ch6Queue(fd)
 					local, _ := sock.LocalAddr(fd)
-					spread.Listeners = append(spread.Listeners, ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
+					spread.Listeners = append(spread.Listeners,
+						ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
 				}
 
+				// --8<-- [start:passive-shared-port-reuseport-core]
+				// Every connection the kernel completed is in exactly one queue of the group,
+				// and each listener got a share: at least a tenth, a quarter being even.
+				var sum uint32
+				for _, l := range spread.Listeners {
+					sum += l.Queued
+					Expect(l.Queued).To(BeNumerically(">=", spread.Connected/10),
+						"listener %d of %+v", l.FD, spread.Listeners)
+				}
+				Expect(sum).To(BeEquivalentTo(spread.Connected))
 				// The same 4-tuple lands on the same listener, whatever the queues hold: for
-				// each SYN, inet_lookup_reuseport hashes the 4-tuple (inet_ehashfn, keyed with
-				// a secret drawn once per boot) and reuseport_select_sock scales the hash to
-				// the group's size; no queue length, and no turn, enters it.
-				// Two SO_REUSEADDR sockets bind one client port (allowed while neither
-				// listens), so that no other program's connect() can take it in between;
-				// the first connects, and its close with SO_LINGER 0 sends RST, which
-				// removes both ends from the established table, so the second may connect
-				// with the very same 4-tuple. The reset connection stays in its accept
-				// queue: each queue only grows.
-				var repeats []ch6Repeat
+				// each SYN, inet_lookup_reuseport hashes the 4-tuple (inet_ehashfn, keyed once
+				// per boot) and reuseport_select_sock scales the hash to the group's size.
 				for range probes {
-					s := lab.TCPSocket(fam).ReuseAddr()
-					local := s.Bind(fam.At(0))
-					again := lab.TCPSocket(fam).ReuseAddr()
-					again.Bind(local)
+					// Two SO_REUSEADDR sockets bind one client port (allowed while neither
+					// listens), so that no other program's connect() can take it between.
+					s, again := lab.TCPSocket(fam).ReuseAddr(), lab.TCPSocket(fam).ReuseAddr()
+					again.Bind(s.Bind(fam.At(0)))
 					first := ch6QueuedOn(listeners, func() { s.Connect(srv.Addr()) })
 					t := s.Tuple()
-					Expect(unix.SetsockoptLinger(s.FD(), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})).To(Succeed())
-					Expect(s.Close()).To(Succeed())
+					ch6Reset(s) // RST: the 4-tuple leaves the established table, free again
 					second := ch6QueuedOn(listeners, func() { again.Connect(srv.Addr()) })
 					Expect(again.Tuple()).To(Equal(t))
+					Expect(second).To(Equal(first),
+						"the 4-tuple %s went to listener %d, then to %d", t, first, second)
 					clients = append(clients, again)
-					repeats = append(repeats, ch6Repeat{Tuple: t.String(), First: first, Second: second})
+					repeats = append(repeats,
+						ch6Repeat{Tuple: t.String(), First: first, Second: second})
 				}
-				lab.Record(ch6EntryRepeat, repeats)
+				// --8<-- [end:passive-shared-port-reuseport-core]
 
 				// Serve: each loop accepts from its own listener; every client is answered.
 				served := make(chan error, 1)
@@ -581,23 +643,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				Expect(srv.Shutdown(ctx)).To(Succeed(), "every client closed: nothing left to drain")
+				Expect(srv.Shutdown(ctx)).To(Succeed(),
+					"every client closed: nothing left to drain")
 				Eventually(served).WithTimeout(5 * time.Second).Should(Receive(BeNil()))
 				st := srv.Stats()
 				spread.Accepted, spread.Closed = st.Accepted, st.Closed
-				lab.Record(ch6EntrySpread, spread)
 
-				// Every connection the kernel completed is in exactly one queue of the group,
-				// and each listener got a share: at least a tenth, a quarter being even.
-				var sum uint32
-				for _, l := range spread.Listeners {
-					sum += l.Queued
-					Expect(l.Queued).To(BeNumerically(">=", spread.Connected/10), "listener %d of %+v", l.FD, spread.Listeners)
-				}
-				Expect(sum).To(BeEquivalentTo(spread.Connected))
-				for _, r := range repeats {
-					Expect(r.Second).To(Equal(r.First), "the 4-tuple %s went to listener %d, then to %d", r.Tuple, r.First, r.Second)
-				}
 				// Served: each echo byte came back, and refserver accepted what was queued,
 				// the probes' reset connections included.
 				Expect(spread.Echoed).To(Equal(spread.Connected))
@@ -622,7 +673,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 		// --8<-- [end:passive-shared-port-reuseport]
 
 		// --8<-- [start:passive-reuseport-every-socket]
-		It("lets listeners share one address and port only when every socket of them set SO_REUSEPORT, over "+fam.String(),
+		It("lets listeners share one address and port only when every socket of them set "+
+			"SO_REUSEPORT, over "+fam.String(),
 			Label("claim:passive.shared-port", fam.Name), func() {
 				lab.RequireFamily(fam)
 				var binds []ch6BindSeen
@@ -642,7 +694,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 						at = s.LocalAddr()
 						call, err = "listen", sock.Listen(s.FD(), 8)
 					}
-					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
+					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(),
+						Options: opts, Errno: sock.ErrnoName(err)})
 					return s, err
 				}
 
@@ -651,7 +704,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				plain, err := listener("listener without SO_REUSEPORT", fam.At(0), false)
 				Expect(err).NotTo(HaveOccurred())
 				_, err = listener("socket with SO_REUSEPORT", plain.LocalAddr(), true)
-				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "SO_REUSEPORT beside a listener without it: want EADDRINUSE, got %v", err)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
+					"SO_REUSEPORT beside a listener without it: want EADDRINUSE, got %v", err)
 				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
 				cited := lab.Figures{"every_second_only_errno": sock.ErrnoName(err)}
 
@@ -660,7 +714,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(err).NotTo(HaveOccurred())
 				at := group.LocalAddr()
 				_, err = listener("socket without SO_REUSEPORT", at, false)
-				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "a socket without SO_REUSEPORT beside a listener with it: want EADDRINUSE, got %v", err)
+				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(), "a socket without "+
+					"SO_REUSEPORT beside a listener with it: want EADDRINUSE, got %v", err)
 				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
 				cited["every_first_only_errno"] = sock.ErrnoName(err)
 
@@ -677,7 +732,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 		// --8<-- [end:passive-reuseport-every-socket]
 
 		// --8<-- [start:passive-reuseport-owner]
-		It("refuses an SO_REUSEPORT socket of another owner beside a listener, in a sandbox, over "+fam.String(),
+		It("refuses an SO_REUSEPORT socket of another owner beside a listener, in a sandbox, "+
+			"over "+fam.String(),
 			Label("claim:passive.shared-port", fam.Name), func() {
 				lab.RequireFamily(fam)
 				// The child changes its own filesystem UID to make a socket another user owns:
@@ -685,7 +741,9 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				seen := lab.RunInSandbox(ch6OwnerChild, fam.Name, lab.SandboxOptions{})
 				lab.Record(ch6EntryBinds, seen.Binds)
 				lab.Require(seen.Other == ch6OtherUID,
-					fmt.Sprintf("a socket of another owner needs CAP_SETUID over uid %d (run as root): setfsuid left the socket's owner at uid %d", ch6OtherUID, seen.Other))
+					fmt.Sprintf("a socket of another owner needs CAP_SETUID over uid %d (run "+
+						"as root): setfsuid left the socket's owner at uid %d",
+						ch6OtherUID, seen.Other))
 
 				Expect(seen.Binds).To(HaveLen(3))
 				// The owners as fstat(2) reads them: the socket's inode, whose uid the kernel
@@ -699,8 +757,9 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(seen.Binds[2].Errno).To(BeEmpty(), "%+v", seen.Binds[2])
 				Expect(seen.Binds[2].Call).To(Equal("listen"), "%+v", seen.Binds[2])
 				lab.Cite(lab.Figures{
-					"owner_first": seen.First, "owner_other": seen.Other, "owner_errno": seen.Binds[1].Errno,
-					"owner_same": seen.Same, "owner_addr": seen.Binds[0].Addr,
+					"owner_first": seen.First, "owner_other": seen.Other,
+					"owner_errno": seen.Binds[1].Errno,
+					"owner_same":  seen.Same, "owner_addr": seen.Binds[0].Addr,
 				})
 			})
 		// --8<-- [end:passive-reuseport-owner]
@@ -709,10 +768,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 
 // --8<-- [start:passive-shared-port-child]
 
-// ch6WildcardChild runs in a private network namespace, where a wildcard listener reaches
+var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", ch6Wildcard)
+
+// ch6Wildcard runs in a private network namespace, where a wildcard listener reaches
 // nothing but the namespace's lo. It reports each bind and listen with the errno, or
 // returns an error when a step that must work did not.
-var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family string) ([]ch6BindSeen, error) {
+func ch6Wildcard(family string) ([]ch6BindSeen, error) {
 	loopback, wildcard := lab.IPv4.Loopback, netip.IPv4Unspecified()
 	if family == lab.IPv6.Name {
 		// net.ipv6.bindv6only is 0 in a new namespace: [::] also covers IPv4.
@@ -720,7 +781,8 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	}
 	var seen []ch6BindSeen
 	record := func(who, call string, at netip.AddrPort, err error) {
-		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Errno: sock.ErrnoName(err)})
+		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(),
+			Errno: sock.ErrnoName(err)})
 	}
 	// tryListen binds and listens on a new socket; it keeps the socket only on success. It
 	// records the call that failed (bind or listen), or "listen" when both succeeded.
@@ -743,7 +805,8 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 	}
 	// bind(2) to wildcard:P: inet_csk_bind_conflict finds loopback:P's listener, whose
 	// address the wildcard includes.
-	if fd, _, err := tryListen("wildcard, same port", netip.AddrPortFrom(wildcard, p.Port())); err == nil {
+	wildP := netip.AddrPortFrom(wildcard, p.Port())
+	if fd, _, err := tryListen("wildcard, same port", wildP); err == nil {
 		unix.Close(fd)
 	}
 	wild, q, err := tryListen("listener on the wildcard", netip.AddrPortFrom(wildcard, 0))
@@ -751,7 +814,8 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 		return seen, err
 	}
 	defer unix.Close(wild)
-	if fd, _, err := tryListen("loopback, same port", netip.AddrPortFrom(loopback, q.Port())); err == nil {
+	loopQ := netip.AddrPortFrom(loopback, q.Port())
+	if fd, _, err := tryListen("loopback, same port", loopQ); err == nil {
 		unix.Close(fd)
 	}
 
@@ -764,15 +828,14 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", func(family 
 		return seen, err
 	}
 	defer unix.Close(fd)
-	at := netip.AddrPortFrom(wildcard, p.Port())
-	err = sock.Bind(fd, at)
-	record("wildcard, after loopback's close", "bind", at, err)
+	err = sock.Bind(fd, wildP)
+	record("wildcard, after loopback's close", "bind", wildP, err)
 	if err == nil {
 		err = sock.Listen(fd, 8)
-		record("wildcard, after loopback's close", "listen", at, err)
+		record("wildcard, after loopback's close", "listen", wildP, err)
 	}
 	return seen, nil
-})
+}
 
 // --8<-- [end:passive-shared-port-child]
 
@@ -790,10 +853,12 @@ type ch6OwnerSeen struct {
 	Binds []ch6BindSeen `json:"binds"`
 }
 
-// ch6OwnerChild runs in a process of its own (and a network namespace of its own). It opens
-// an SO_REUSEPORT listener, then an SO_REUSEPORT socket owned by another user, and one
-// owned by the listener's owner, each bound to the listener's address and port.
-var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family string) (ch6OwnerSeen, error) {
+var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", ch6Owner)
+
+// ch6Owner runs in a process of its own (and a network namespace of its own). It opens an
+// SO_REUSEPORT listener, then an SO_REUSEPORT socket owned by another user, and one owned
+// by the listener's owner, each bound to the listener's address and port.
+func ch6Owner(family string) (ch6OwnerSeen, error) {
 	loopback := lab.IPv4.Loopback
 	if family == lab.IPv6.Name {
 		loopback = lab.IPv6.Loopback
@@ -823,7 +888,8 @@ var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family
 			at, _ = sock.LocalAddr(fd)
 			call, err = "listen", sock.Listen(fd, 8)
 		}
-		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(), Options: []string{"SO_REUSEPORT"}, Errno: sock.ErrnoName(err)})
+		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(),
+			Options: []string{"SO_REUSEPORT"}, Errno: sock.ErrnoName(err)})
 		return at, err
 	}
 
@@ -876,7 +942,7 @@ var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", func(family
 	seen.Same = uid
 	try(fmt.Sprintf("socket of uid %d", uid), same, at)
 	return seen, nil
-})
+}
 
 // --8<-- [end:passive-reuseport-owner-child]
 
@@ -950,6 +1016,16 @@ func ch6QueuedOn(listeners []int, connect func()) int {
 	}
 	Expect(grew).NotTo(Equal(-1))
 	return grew
+}
+
+// ch6Reset closes a connected socket with SO_LINGER 0, so that it sends RST: that takes
+// both ends out of the established table, and the same 4-tuple may connect again. The
+// connection it reset stays in its listener's accept queue: each queue only grows.
+func ch6Reset(s *lab.Sock) {
+	GinkgoHelper()
+	Expect(unix.SetsockoptLinger(s.FD(), unix.SOL_SOCKET, unix.SO_LINGER,
+		&unix.Linger{Onoff: 1, Linger: 0})).To(Succeed())
+	Expect(s.Close()).To(Succeed())
 }
 
 // ch6TimeWait finds the connection from local port to remote port among the TIME_WAIT

@@ -38,6 +38,8 @@ var pictureOf = map[string]string{
 	"handshake.before-accept": "handshake.svg",
 	"backlog.size":            "accept-queue.svg",
 	"backlog.full":            "backlog-overflow.svg",
+	"passive.spawns-active":   passiveActiveSVG,
+	"passive.shared-port":     reuseportSpreadSVG,
 	"close.timewait":          "close-timeline.svg",
 	"queue.synrecv":           "handshake-views.svg",
 	// Part II, chapters 9 and 10.
@@ -208,6 +210,10 @@ func pictureAlt(id string) string {
 		return "The accept queue: clients queued before accept(), and backlog+1 connections per listener, the next client left in SYN_SENT"
 	case "backlog.full":
 		return "A connect() to a full accept queue: the SYN dropped, accept() makes room, the SYN sent again completes the handshake"
+	case "passive.spawns-active":
+		return "The passive socket, before and after listen(), and the active sockets accept() spawned from it, with their descriptors"
+	case "passive.shared-port":
+		return "An SO_REUSEPORT group: each listener's accept queue after a burst of connections, and each repeated 4-tuple on the same listener"
 	case "close.timewait":
 		return "A close, call by call: FIN each way, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, TIME_WAIT on the side that closed first; and an RST that leaves nothing"
 	case "queue.synrecv":

@@ -90,6 +90,8 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
 
+	// Chapter 6: the passive socket and its active ones; an SO_REUSEPORT group's spread.
+	ch6Pictures(byID, pics, missing)
 	// Part II, chapters 7 and 8 (pictures_closing.go, pictures_queues.go).
 	closingPictures(byID, pics, missing)
 	queuesPictures(byID, pics, missing)
