@@ -109,6 +109,9 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 			"it needs a private network namespace, which root or an unprivileged user namespace gives."
 		pics["backlog-overflow.svg"], missing["backlog-overflow.svg"] = placeholder("A connect() to a full accept queue", why), why
 	}
+
+	// The primer's pictures (pictures_primer.go).
+	primerPictures(byID, ps, pics)
 	return pics, missing
 }
 
