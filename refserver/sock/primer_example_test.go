@@ -23,15 +23,17 @@ func Example_descriptorAndErrno() {
 	fd, _ := sock.Socket(unix.AF_INET)
 	defer unix.Close(fd)
 	link, _ := os.Readlink(fmt.Sprint("/proc/self/fd/", fd))
-	fmt.Println("descriptor above 2:", fd > 2, "| /proc/self/fd says:", link[:len("socket:")])
-	sock.Bind(fd, netip.MustParseAddrPort("127.0.0.1:0")) // port 0: the kernel picks one
+	fmt.Println("above 2:", fd > 2, "| it names a", link[:len("socket")])
+	sock.Bind(fd, netip.MustParseAddrPort("127.0.0.1:0")) // port 0: any free
 	at, _ := sock.LocalAddr(fd)
 	other, _ := sock.Socket(unix.AF_INET)
 	defer unix.Close(other)
-	fmt.Println("bind the same port:", sock.ErrnoName(sock.Bind(other, at)))
-	fmt.Println("connect, nobody listening:", sock.ErrnoName(sock.Connect(other, at, time.Second)))
+	err := sock.Bind(other, at)
+	fmt.Println("bind the same port:", sock.ErrnoName(err))
+	err = sock.Connect(other, at, time.Second)
+	fmt.Println("connect, nobody listening:", sock.ErrnoName(err))
 	// Output:
-	// descriptor above 2: true | /proc/self/fd says: socket:
+	// above 2: true | it names a socket
 	// bind the same port: EADDRINUSE
 	// connect, nobody listening: ECONNREFUSED
 }
@@ -46,9 +48,9 @@ func Example_handshakeBeforeAccept() {
 	defer unix.Close(l)
 	c, _ := sock.Socket(unix.AF_INET)
 	defer unix.Close(c)
-	err := sock.Connect(c, at, time.Second) // returns once SYN, SYN-ACK and ACK have crossed
+	err := sock.Connect(c, at, time.Second) // SYN, SYN-ACK, ACK: done
 	state, _ := sock.TCPState(c)
-	sock.WaitFor(l, unix.POLLIN, time.Second) // a listener is readable: its queue is not empty
+	sock.WaitFor(l, unix.POLLIN, time.Second) // readable: a connection waits
 	q, _ := sock.AcceptQueueOf(l)
 	fmt.Println("connect:", err, "| client:", state, "| accept queue:", q.Len)
 	s, _, _ := sock.Accept(l)

@@ -100,11 +100,12 @@ func primerFlags(pkts []primerPacket, flags ...string) ([]primerPacket, bool) {
 	return out, true
 }
 
-// The pictures' lifelines: the client on the left, the server on the right.
+// The pictures are as wide as a chapter's text at 1280 px, so that they are shown at their
+// own size, never shrunk: the client's lifeline on the left, the server's on the right.
 const (
-	primerW      = 860
-	primerClient = 250
-	primerServer = 610
+	primerW      = 700
+	primerClient = 200
+	primerServer = 500
 )
 
 func primerArrowDefs(s *svg) {
@@ -119,6 +120,16 @@ func primerSegment(s *svg, fromX, toX, y, drop int, color, marker, label string)
 	fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2" marker-end="url(#%s)"/>`+"\n",
 		fromX, y, toX, y+drop, color, marker)
 	s.text((fromX+toX)/2, y+drop/2-12, "middle", `font-family="monospace" font-size="13"`, label)
+}
+
+// primerSegmentLabelled draws a steep segment, its label on the arrow's middle over a white
+// patch: beside a steep arrow a label would cross it.
+func primerSegmentLabelled(s *svg, fromX, toX, y, drop int, label string) {
+	fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#1565c0" stroke-width="2" marker-end="url(#pa)"/>`+"\n",
+		fromX, y, toX, y+drop)
+	w := 8*len(label) + 6 // 13 px monospace: about 8 px a character
+	fmt.Fprintf(s, `<rect x="%d" y="%d" width="%d" height="18" fill="#ffffff"/>`+"\n", (fromX+toX)/2-w/2, y+drop/2-9, w)
+	s.text((fromX+toX)/2, y+drop/2+5, "middle", `font-family="monospace" font-size="13"`, label)
 }
 
 func primerLifelines(s *svg, client, server string, top, bottom int) {
@@ -159,7 +170,7 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 	acceptUS, haveAccept := calls["accept4 called"]
 
 	const top, step, drop = 110, 78, 34
-	h := top + 3*step + 170
+	h := top + 3*step + 186
 	sv := newSVG(primerW, h, "The three-way handshake of one connection, as lo carried it on the reader's machine")
 	sv.text(primerW/2, 28, "middle", `font-weight="bold" font-size="16"`, "The three-way handshake, as your kernel sent it")
 	sv.text(primerW/2, 50, "middle", `font-size="13" fill="#555555"`,
@@ -173,7 +184,7 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 		}
 	}
 	left, right := primerClient-14, primerServer+14
-	state(right, top+4, "start", "LISTEN", "the listener, after listen()")
+	state(right, top+4, "start", "LISTEN", "the listener")
 	names := []string{"SYN", "SYN-ACK", "ACK"}
 	for i, pk := range hs {
 		y := top + 24 + i*step
@@ -190,11 +201,11 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 		switch i {
 		case 0:
 			state(left, y+6, "end", "SYN_SENT", "connect() sent a SYN")
-			state(right, y+drop+6, "start", "SYN_RECV", "a request in the SYN queue")
+			state(right, y+drop+6, "start", "SYN_RECV", "in the SYN queue")
 		case 1:
-			state(left, y+drop+6, "end", "ESTABLISHED", "for the client, after its ACK")
+			state(left, y+drop+6, "end", "ESTABLISHED", "once its ACK is out")
 		case 2:
-			state(right, y+drop+6, "start", "ESTABLISHED", "a new socket, in the accept queue")
+			state(right, y+drop+6, "start", "ESTABLISHED", "a new socket, queued")
 		}
 	}
 	// After the ACK: connect() returns on the client, and later accept() is called.
@@ -209,10 +220,13 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 	if haveAccept {
 		mark(right, last+56, "start", "accept() called", acceptUS)
 	}
-	sv.text(primerW/2, h-30, "middle", `font-size="12" fill="#555555"`,
-		"Rows evenly spaced, not to scale (chapter 5 draws it to scale). Times: lo's timestamps after the SYN.")
-	sv.text(primerW/2, h-12, "middle", `font-size="12" fill="#555555"`,
-		"Sequence numbers counted from each side's first, as tcpdump shows them: a SYN takes one.")
+	for i, line := range []string{
+		"Rows evenly spaced, not to scale: chapter 5 draws it to scale.",
+		"Times: lo's timestamps, after the SYN. Sequence numbers counted from each",
+		"side's first, as tcpdump shows them: a SYN takes up one.",
+	} {
+		sv.text(primerW/2, h-48+i*18, "middle", `font-size="12" fill="#555555"`, line)
+	}
 	return sv.bytes(), nil
 }
 
@@ -268,14 +282,14 @@ func primerClosePicture(p proof) ([]byte, error) {
 	}
 
 	const top, step, drop = 120, 40, 20
-	h := top + 4*step + 120
+	h := top + 4*step + 136
 	sv := newSVG(primerW, h, "How a connection ends: the server's FIN, and its RST, as lo carried them on the reader's machine")
 	sv.text(primerW/2, 28, "middle", `font-weight="bold" font-size="16"`, "How a connection ends: FIN or RST, as your kernel sent them")
 	sv.text(primerW/2, 50, "middle", `font-size="13" fill="#555555"`,
 		"two connections of the proof handshake.shed (chapter 5), captured on lo")
 	primerArrowDefs(sv)
 	panel := func(x0 int, title string, pkts []primerPacket, flag, color, marker string, read, state string) {
-		cx, sx := x0+60, x0+340
+		cx, sx := x0+40, x0+300
 		sv.text((cx+sx)/2, top-48, "middle", `font-weight="bold" fill="`+color+`"`, title)
 		sv.text(cx, top-14, "middle", `font-weight="bold"`, "client")
 		sv.text(sx, top-14, "middle", `font-weight="bold"`, "server")
@@ -303,22 +317,24 @@ func primerClosePicture(p proof) ([]byte, error) {
 			fmt.Fprintf(sv, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
 		}
 		if read != "" {
-			sv.text(cx-40, bottom+26, "start", `font-family="monospace" font-weight="bold"`, read)
+			sv.text(cx-30, bottom+26, "start", `font-family="monospace" font-weight="bold"`, read)
 		}
 		if state != "" {
-			sv.text(cx-40, bottom+48, "start", `font-size="13"`, "and the client's socket is in")
+			sv.text(cx-30, bottom+48, "start", `font-size="13"`, "and the client's socket is in")
 			sv.text(cx+150, bottom+48, "start", `font-family="monospace" font-weight="bold" fill="#e65100"`, state)
 		}
 	}
-	panel(30, "close(): FIN, an orderly end", fin, "FIN", "#2e7d32", "pf", "read() returns 0: end-of-stream", finState)
+	panel(10, "close(): FIN, an orderly end", fin, "FIN", "#2e7d32", "pf", "read() returns 0: end-of-stream", finState)
 	rstRead := "read() fails"
 	if rstErrno != "" {
 		rstRead += " with " + rstErrno
 	}
-	panel(460, "close() with SO_LINGER {1, 0}: RST, an abort", rst, "RST", "#c62828", "pr", rstRead, rstState)
-	fmt.Fprintf(sv, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#e0e0e0" stroke-width="2"/>`+"\n", primerW/2+15, top-60, primerW/2+15, h-40)
-	sv.text(primerW/2, h-14, "middle", `font-size="12" fill="#555555"`,
-		"Gray: the handshake before. Rows evenly spaced, not to scale; times are lo's, after each connection's SYN.")
+	panel(360, "SO_LINGER {1, 0}, close(): RST, an abort", rst, "RST", "#c62828", "pr", rstRead, rstState)
+	fmt.Fprintf(sv, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#e0e0e0" stroke-width="2"/>`+"\n", primerW/2, top-60, primerW/2, h-52)
+	sv.text(primerW/2, h-30, "middle", `font-size="12" fill="#555555"`,
+		"Gray: the handshake before. Rows evenly spaced, not to scale;")
+	sv.text(primerW/2, h-12, "middle", `font-size="12" fill="#555555"`,
+		"times are lo's timestamps, after each connection's SYN.")
 	return sv.bytes(), nil
 }
 
@@ -414,7 +430,7 @@ func primerStatesPicture(seen map[string][]int) []byte {
 		{5, "close(): send FIN", "FIN_WAIT1"},
 		{7, "ACK of the FIN in", "FIN_WAIT2"},
 		{9, "FIN in: send ACK", "TIME_WAIT"},
-		{11, "2 MSL later: 60 s on Linux", "CLOSED"},
+		{11, "60 s later (2 MSL)", "CLOSED"},
 	}
 	server := []primerTransition{
 		{0, "listen()", "LISTEN"},
@@ -433,14 +449,14 @@ func primerStatesPicture(seen map[string][]int) []byte {
 		{5, 6, true, "FIN"}, {6, 7, false, "ACK"}, {8, 9, false, "FIN"}, {9, 10, true, "ACK"},
 	}
 	const top, step, rows = 104, 42, 12
-	const lx, rx, bw = 280, 580, 160 // the two columns' centres, and a state's width
-	h := top + rows*step + 60
-	sv := newSVG(primerW+80, h, "The states of a TCP connection along its common path, both sides, after RFC 9293's figure 5")
-	w := primerW + 80
+	const lx, rx, bw = 230, 470, 140 // the two columns' centres, and a state's width
+	h := top + rows*step + 78
+	sv := newSVG(primerW, h, "The states of a TCP connection along its common path, both sides, after RFC 9293's figure 5")
+	w := primerW
 	sv.text(w/2, 28, "middle", `font-weight="bold" font-size="16"`, "The states a connection goes through: the common path")
 	sv.text(w/2, 50, "middle", `font-size="13" fill="#555555"`,
-		"RFC 9293, section 3.3.2 (figure 5), names as TCP_INFO and ss spell them; time runs down")
-	sv.text(lx, top-22, "middle", `font-weight="bold"`, "the side that connects (and closes first)")
+		"after RFC 9293, section 3.3.2 (figure 5), names as TCP_INFO spells them; time runs down")
+	sv.text(lx, top-22, "middle", `font-weight="bold"`, "the side that connects, closes first")
 	sv.text(rx, top-22, "middle", `font-weight="bold"`, "the side that listens")
 	primerArrowDefs(sv)
 	y := func(row int) int { return top + row*step }
@@ -479,12 +495,15 @@ func primerStatesPicture(seen map[string][]int) []byte {
 		if !sg.toServer {
 			x1, x2 = x2, x1
 		}
-		primerSegment(sv, x1, x2, y(sg.from), y(sg.to)-y(sg.from), "#1565c0", "pa", sg.label)
+		primerSegmentLabelled(sv, x1, x2, y(sg.from), y(sg.to)-y(sg.from), sg.label)
 	}
-	sv.text(w/2, h-30, "middle", `font-size="12" fill="#555555"`,
-		"On the server the listener stays in LISTEN: SYN_RECV is a request it holds, and ESTABLISHED a new socket, accept()'s.")
-	sv.text(w/2, h-12, "middle", `font-size="12" fill="#555555"`,
-		`"your run": the chapters whose proofs read a socket in that state from your kernel.`)
+	for i, line := range []string{
+		"On the server, the listener stays in LISTEN: SYN_RECV is a request it holds,",
+		"and ESTABLISHED a new socket, the one accept() returns. \"your run\": the",
+		"chapters whose proofs read a socket in that state from your kernel.",
+	} {
+		sv.text(w/2, h-48+i*18, "middle", `font-size="12" fill="#555555"`, line)
+	}
 	return sv.bytes()
 }
 

@@ -47,7 +47,7 @@ func TestPrimerPicturesAreDrawnFromTheEvidence(t *testing.T) {
 		// The common path, with the states the fixture's proofs read marked by chapter:
 		// ESTABLISHED by chapters 4 and 5, CLOSE_WAIT by chapter 5 only.
 		"primer-states.svg": {">SYN_SENT<", ">FIN_WAIT2<", ">TIME_WAIT<", ">LAST_ACK<", "your run: ch. 4, 5<",
-			"your run: ch. 5<", "2 MSL later: 60 s on Linux"},
+			"your run: ch. 5<", "60 s later (2 MSL)"},
 	}
 	for name, parts := range want {
 		b := checkSVG(t, filepath.Join(dir, name))
