@@ -82,6 +82,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 		// --8<-- [start:port-ephemeral]
 		It("takes each client's source port from ip_local_port_range at connect(), a different "+
 			"one each time, over "+fam.String(),
+			// --8<-- [start:primer-proof]
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				r := lab.LocalPortRange()
@@ -94,6 +95,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					s := lab.TCPSocket(fam)
 					// Never bound: getsockname says port 0, the socket has none yet.
 					Expect(s.LocalAddr().Port()).To(BeZero())
+					// --8<-- [end:primer-proof]
 					t := s.Connect(l.Addr)
 					// connect(2) bound it implicitly (inet_hash_connect): the client's kernel
 					// chose the port, from net.ipv4.ip_local_port_range, for IPv6 too.

@@ -101,6 +101,8 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 	// The server pages: the steps, and the loop (pictures_server.go).
 	serverPictures(r, byID, pics, missing)
 	loopPictures(byID, pics, missing)
+	// The primer's pictures (pictures_primer.go).
+	primerPictures(byID, ps, pics)
 	return pics, missing
 }
 

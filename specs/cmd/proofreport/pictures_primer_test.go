@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// primerFixture draws the primer's pictures from the fixture report, as edit leaves it, into
+// a fresh directory.
+func primerFixture(t *testing.T, edit func(*suiteReport)) string {
+	t.Helper()
+	r, err := loadReport("testdata/primer-report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&r)
+	ps, _ := proofs(r)
+	byID := map[string]proof{}
+	for _, p := range ps {
+		byID[p.ID] = p
+	}
+	pics := map[string][]byte{}
+	primerPictures(byID, ps, pics)
+	dir := t.TempDir()
+	for name, b := range pics {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestPrimerPicturesAreDrawnFromTheEvidence(t *testing.T) {
+	dir := primerFixture(t, func(*suiteReport) {})
+	want := map[string][]string{
+		// handshake.before-accept's IPv4 connection: its three segments with their relative
+		// numbers and lo's times, and the two calls on the timeline.
+		"primer-handshake.svg": {"client 127.0.0.1:46398", "server 127.0.0.1:37347", ">SYN  seq 0<",
+			">SYN-ACK  seq 0, ack 1<", ">ACK  seq 1, ack 1<", ">at 11 µs<", ">at 26 µs<",
+			"connect() returned 0", ">at 42 µs<", "accept() called", ">at 180 µs<", ">SYN_RECV<"},
+		// handshake.shed's two ends: the server's FIN and RST, what each client read, and the
+		// state each client's socket was left in.
+		"primer-close.svg": {">FIN,ACK  at 36 µs<", ">RST,ACK  at 56 µs<", "end-of-stream",
+			"read() fails with ECONNRESET", ">CLOSE_WAIT<", ">CLOSE<"},
+		// The common path, with the states the fixture's proofs read marked by chapter:
+		// ESTABLISHED by chapters 4 and 5, CLOSE_WAIT by chapter 5 only.
+		"primer-states.svg": {">SYN_SENT<", ">FIN_WAIT2<", ">TIME_WAIT<", ">LAST_ACK<", "your run: ch. 4, 5<",
+			"your run: ch. 5<", "60 s later (2 MSL)"},
+	}
+	for name, parts := range want {
+		b := checkSVG(t, filepath.Join(dir, name))
+		for _, p := range parts {
+			if !strings.Contains(b, p) {
+				t.Errorf("%s lacks %q", name, p)
+			}
+		}
+	}
+}
+
+func TestPrimerPicturesWithoutTheirEvidence(t *testing.T) {
+	// The same specs, passed, with no evidence.
+	dir := primerFixture(t, func(r *suiteReport) {
+		for i := range r.SpecReports {
+			r.SpecReports[i].ReportEntries = nil
+		}
+	})
+	for name, want := range map[string]string{
+		"primer-handshake.svg": "captured no handshake",
+		"primer-close.svg":     "captured no FIN and no RST",
+	} {
+		if b := checkSVG(t, filepath.Join(dir, name)); !strings.Contains(b, want) {
+			t.Errorf("%s is not the placeholder that says %q:\n%s", name, want, b)
+		}
+	}
+	// The states are the protocol's, drawn whatever the run; only the marks need evidence.
+	if b := checkSVG(t, filepath.Join(dir, "primer-states.svg")); strings.Contains(b, "your run: ch.") ||
+		!strings.Contains(b, ">ESTABLISHED<") {
+		t.Errorf("primer-states.svg without evidence:\n%s", b)
+	}
+}
