@@ -23,6 +23,9 @@ type budget struct {
 	resume func()
 }
 
+// --8<-- [start:budget-core]
+
+// add counts n bytes newly queued; the first to pass the budget pauses reading.
 func (b *budget) add(n int) {
 	q := b.queued.Add(int64(n))
 	if q > b.max && !b.paused.Load() && b.paused.CompareAndSwap(false, true) {
@@ -31,6 +34,8 @@ func (b *budget) add(n int) {
 	}
 }
 
+// sub counts n bytes sent or dropped; the first to bring the queues down to half the budget
+// resumes reading, and wakes the loops to re-arm what they parked.
 func (b *budget) sub(n int) {
 	if n == 0 {
 		return
@@ -40,5 +45,7 @@ func (b *budget) sub(n int) {
 		b.resume()
 	}
 }
+
+// --8<-- [end:budget-core]
 
 // --8<-- [end:budget]

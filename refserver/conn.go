@@ -100,10 +100,12 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if l.pendConn != c {
 		l.flushPending() // another connection's, from an Execute just before
 	}
+	// --8<-- [start:write-gather]
 	if len(p) < directWrite && len(l.pend)+len(p) <= cap(l.pend) {
 		l.pend, l.pendConn = append(l.pend, p...), c
 		return len(p), nil
 	}
+	// --8<-- [end:write-gather]
 	if l.pendConn == c {
 		l.flushPending() // what was gathered goes first
 		if c.err != nil {

@@ -391,6 +391,7 @@ func (l *loop) settle(c *Conn) {
 // waits, and reading stops meanwhile; nothing while the budget has reading paused; input
 // (EPOLLIN) otherwise. epoll_ctl runs only when that changes.
 func (l *loop) arm(c *Conn) {
+	// --8<-- [start:arm-core]
 	want, events := connState(0), uint32(unix.EPOLLIN)
 	switch {
 	case len(c.out) > 0:
@@ -398,6 +399,7 @@ func (l *loop) arm(c *Conn) {
 	case l.srv.budget.paused.Load():
 		want, events = stParked, 0 // EPOLLERR and EPOLLHUP are reported even so
 	}
+	// --8<-- [end:arm-core]
 	if c.state&(stWantOut|stParked) == want {
 		return
 	}

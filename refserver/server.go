@@ -119,9 +119,11 @@ func (s *Server) openListener(addr netip.AddrPort) (int, error) {
 	if err == nil && s.cfg.ReusePort {
 		err = step(sock.SetReusePort(fd), "setsockopt(%d, SOL_SOCKET, SO_REUSEPORT, 1)", fd)
 	}
+	// --8<-- [start:v6only]
 	if err == nil && s.cfg.V6Only && family == unix.AF_INET6 {
 		err = step(sock.SetV6Only(fd, true), "setsockopt(%d, IPPROTO_IPV6, IPV6_V6ONLY, 1)", fd)
 	}
+	// --8<-- [end:v6only]
 	if err == nil {
 		err = step(sock.Bind(fd, addr), "bind(%d, %s)", fd, addr)
 	}

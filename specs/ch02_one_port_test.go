@@ -93,7 +93,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// --8<-- [start:port-ephemeral-core]
 				for i := range connections {
 					s := lab.TCPSocket(fam)
-					// Never bound: getsockname says port 0, the socket has none yet.
+					// Never bound: getsockname says port 0, no port yet.
 					Expect(s.LocalAddr().Port()).To(BeZero())
 					// --8<-- [end:primer-proof]
 					t := s.Connect(l.Addr)

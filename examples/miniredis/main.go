@@ -54,6 +54,7 @@ func main() {
 		*idle = -1 // the flag's 0 is never; Config's zero value is the default
 	}
 	logger := log.New(os.Stderr, "miniredis: ", 0)
+	// --8<-- [start:main-core]
 	srv, err := refserver.New(refserver.Config{
 		Addr: ap, Loops: *loops, MaxConns: *maxConns, MaxConnsPerIP: *perIP, IdleTimeout: *idle,
 		MaxInput: *maxInput, MaxOutput: replyMark + *maxInput, // a reply is at most a value
@@ -75,6 +76,7 @@ func main() {
 		os.Exit(1)
 	}
 	logger.Printf("stopped: %s", srv.Stats())
+	// --8<-- [end:main-core]
 }
 
 // --8<-- [end:main]

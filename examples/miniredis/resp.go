@@ -31,6 +31,7 @@ func parse(in []byte, args [][]byte) ([][]byte, int, error) {
 	if err != nil || pos == 0 {
 		return args, 0, err
 	}
+	// --8<-- [start:parse-core]
 	for range count {
 		if pos >= len(in) {
 			return args[:given], 0, nil
@@ -49,6 +50,7 @@ func parse(in []byte, args [][]byte) ([][]byte, int, error) {
 		pos = next + size + 2
 	}
 	return args, pos, nil
+	// --8<-- [end:parse-core]
 }
 
 // --8<-- [end:parse]

@@ -50,7 +50,8 @@ func halfRange(dst netip.AddrPort, src netip.Addr, n, block int) ([]halfBlock, e
 			return blocks, fmt.Errorf("connect %d: %w", i+1, err)
 		}
 		if (i+1)%block == 0 {
-			blocks = append(blocks, halfBlock{i + 1 - block, i + 1, float64(spent.Microseconds()) / float64(block)})
+			perConnect := float64(spent.Microseconds()) / float64(block)
+			blocks = append(blocks, halfBlock{i + 1 - block, i + 1, perConnect})
 			spent = 0
 		}
 	}
