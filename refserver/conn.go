@@ -42,13 +42,9 @@ type Conn struct {
 	// peer comes free with accept4 and is kept because getpeername fails with ENOTCONN once
 	// the peer has reset the connection, and the close log still wants to name it.
 	peer netip.AddrPort
-	// in holds the input the Handler left (a message not yet whole, or requests it put off
-	// while its output backs up), at most Config.MaxInput. It is nil while there is none:
-	// a Handler that takes everything, like Echo, reads from the loop's buffer, no copy.
-	in []byte
-	// out holds what the socket's send buffer had no room for, at most Config.MaxOutput. It
-	// is nil whenever the kernel took everything, so an idle connection holds no buffer.
-	out []byte
+	// buf holds the input the Handler left and the output the socket had no room for, and
+	// is nil while there is neither: an idle connection costs its Conn alone (128 bytes).
+	buf *buffers
 	// err is the first failure, kept until the loop closes the descriptor after the callback
 	// that met it, so a Handler is never re-entered from inside its own Write.
 	err   error
@@ -64,6 +60,46 @@ type Conn struct {
 
 	// Context is the Handler's own per-connection state; refserver never touches it.
 	Context any
+}
+
+// buffers are what a connection holds only while it must.
+type buffers struct {
+	// in is the input the Handler left (a message not yet whole, or requests it put off
+	// while its output backs up), at most Config.MaxInput. A Handler that takes everything,
+	// like Echo, reads from the loop's buffer and never has one: no copy.
+	in []byte
+	// out is what the socket's send buffer had no room for, at most Config.MaxOutput.
+	out []byte
+}
+
+// inBuf and outBuf are the connection's kept input and queued output, nil when it has none.
+func (c *Conn) inBuf() []byte {
+	if c.buf == nil {
+		return nil
+	}
+	return c.buf.in
+}
+
+func (c *Conn) outBuf() []byte {
+	if c.buf == nil {
+		return nil
+	}
+	return c.buf.out
+}
+
+// setIn and setOut replace them, and let go of the buffers once both are empty.
+func (c *Conn) setIn(b []byte)  { c.setBufs(b, c.outBuf()) }
+func (c *Conn) setOut(b []byte) { c.setBufs(c.inBuf(), b) }
+
+func (c *Conn) setBufs(in, out []byte) {
+	switch {
+	case len(in) == 0 && len(out) == 0:
+		c.buf = nil
+	case c.buf == nil:
+		c.buf = &buffers{in: in, out: out}
+	default:
+		c.buf.in, c.buf.out = in, out
+	}
 }
 
 // Fd is the connection's descriptor, for getsockopt and friends. Do not close it: Close does.
@@ -93,7 +129,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if c.state&(stClosed|stWrShut) != 0 || c.err != nil {
 		return 0, ErrClosed
 	}
-	if len(c.out) > 0 {
+	if len(c.outBuf()) > 0 {
 		return c.queue(p) // the socket is full: behind what waits
 	}
 	l := c.loop
@@ -111,7 +147,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		if c.err != nil {
 			return 0, c.err
 		}
-		if len(c.out) > 0 {
+		if len(c.outBuf()) > 0 {
 			return c.queue(p)
 		}
 	}
@@ -125,7 +161,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 // one read stops at a mark of its own (say 256 KiB) and returns what it consumed: the loop
 // hands it the rest again once the queue has drained.
 func (c *Conn) Queued() int {
-	n := len(c.out)
+	n := len(c.outBuf())
 	if c.loop.pendConn == c {
 		n += len(c.loop.pend)
 	}
@@ -171,11 +207,12 @@ func (c *Conn) send(p []byte) (int, error) {
 
 // queue keeps p in the connection's own buffer until EPOLLOUT, within Config.MaxOutput.
 func (c *Conn) queue(p []byte) (int, error) {
-	if len(c.out)+len(p) > c.loop.srv.cfg.MaxOutput {
+	out := c.outBuf()
+	if len(out)+len(p) > c.loop.srv.cfg.MaxOutput {
 		c.fail(ErrOutputLimit)
 		return 0, ErrOutputLimit
 	}
-	c.out = append(c.out, p...)
+	c.setOut(append(out, p...))
 	c.loop.srv.budget.add(len(p))
 	return len(p), nil
 }
@@ -215,7 +252,8 @@ func writeSome(fd int, p []byte) (int, error) {
 
 // flush sends what waits in the connection's buffer. It reports whether everything went.
 func (c *Conn) flush() bool {
-	n, err := writeSome(c.fd, c.out)
+	out := c.outBuf()
+	n, err := writeSome(c.fd, out)
 	if err != nil {
 		c.fail(err)
 		return false
@@ -228,17 +266,17 @@ func (c *Conn) flush() bool {
 		c.lastActive = c.loop.now
 		c.loop.srv.budget.sub(n)
 	}
-	if n < len(c.out) {
+	if n < len(out) {
 		// Keep the unsent tail at the front; the buffer is reused, not regrown.
-		c.out = c.out[:copy(c.out, c.out[n:])]
+		c.setOut(out[:copy(out, out[n:])])
 		return false
 	}
-	c.out = nil // drop the buffer: an idle connection should hold no memory
+	c.setOut(nil) // drop the buffer: an idle connection should hold no memory
 	return true
 }
 
 // dropBuffers lets go of what a closed connection held.
 func (c *Conn) dropBuffers() {
-	c.loop.srv.budget.sub(len(c.out))
-	c.in, c.out = nil, nil
+	c.loop.srv.budget.sub(len(c.outBuf()))
+	c.buf = nil
 }

@@ -194,12 +194,12 @@ func (l *loop) run() error {
 // serve handles one connection's readiness. Output first: a connection in backpressure is
 // registered for EPOLLOUT only, and reading resumes once what it owes the peer is sent.
 func (l *loop) serve(c *Conn, events uint32) {
-	if len(c.out) > 0 && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		if c.flush() && len(c.in) > 0 {
+	if len(c.outBuf()) > 0 && events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+		if c.flush() && len(c.inBuf()) > 0 {
 			l.handBack(c) // requests put off while the output backed up
 		}
 	}
-	if len(c.out) == 0 && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+	if len(c.outBuf()) == 0 && events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) != 0 {
 		l.read(c)
 	}
 	l.settle(c)
@@ -212,14 +212,15 @@ func (l *loop) serve(c *Conn, events uint32) {
 // --8<-- [start:read]
 
 func (l *loop) read(c *Conn) {
-	buf, kept := l.buf, len(c.in)
+	buf, kept := l.buf, len(c.inBuf())
 	if kept > 0 {
 		// Input the Handler left: read behind it, into the connection's own buffer.
 		if !c.growInput() {
 			c.fail(ErrInputLimit)
 			return
 		}
-		buf = c.in[kept:cap(c.in)]
+		in := c.inBuf()
+		buf = in[kept:cap(in)]
 	}
 	if c.drainLeft > 0 {
 		buf = buf[:min(len(buf), c.drainLeft)] // no further than what came before the drain
@@ -245,8 +246,8 @@ func (l *loop) read(c *Conn) {
 			}
 		}
 		if kept > 0 {
-			c.in = c.in[:kept+n]
-			buf = c.in
+			buf = c.inBuf()[:kept+n]
+			c.setIn(buf)
 		}
 		l.deliver(c, buf[:kept+n])
 	}
@@ -263,21 +264,22 @@ func (l *loop) deliver(c *Conn, in []byte) {
 	used := min(max(l.srv.cfg.Handler.OnData(c, in), 0), len(in))
 	l.flushPending()
 	rest := in[used:]
-	switch {
+	switch kept := c.inBuf(); {
 	case len(rest) == 0:
-		c.in = nil // an idle connection holds no input buffer
-	case len(c.in) > 0:
-		c.in = c.in[:copy(c.in, rest)]
+		c.setIn(nil) // an idle connection holds no input buffer
+	case len(kept) > 0:
+		c.setIn(kept[:copy(kept, rest)])
 	default:
-		c.in = append(make([]byte, 0, min(max(2*len(rest), minInput), l.srv.cfg.MaxInput)), rest...)
+		room := min(max(2*len(rest), minInput), l.srv.cfg.MaxInput)
+		c.setIn(append(make([]byte, 0, room), rest...))
 	}
-	if len(c.in) >= l.srv.cfg.MaxInput {
+	if len(c.inBuf()) >= l.srv.cfg.MaxInput {
 		// What is kept fills MaxInput and the Handler could not use it: the message it waits
 		// for is longer than that, and can never be handed over whole.
 		c.fail(ErrInputLimit)
 		return
 	}
-	if used > 0 && len(c.in) > 0 {
+	if used > 0 && len(c.inBuf()) > 0 {
 		// Progress with input left: more requests may be whole in it.
 		l.handBack(c)
 	}
@@ -303,28 +305,28 @@ func (l *loop) handOverAgain() {
 	l.again = nil
 	for _, c := range todo {
 		c.state &^= stAgain
-		if c.state&stClosed != 0 || len(c.out) > 0 || len(c.in) == 0 {
+		if c.state&stClosed != 0 || len(c.outBuf()) > 0 || len(c.inBuf()) == 0 {
 			continue
 		}
-		l.deliver(c, c.in)
+		l.deliver(c, c.inBuf())
 		l.settle(c)
 	}
 }
 
-// growInput makes room in c.in for a read: at least minInput, within Config.MaxInput. It
+// growInput makes room in the kept input for a read: at least minInput, within Config.MaxInput. It
 // fails when the kept input already fills MaxInput: a message longer than that cannot be
 // handed over whole, ever.
 func (c *Conn) growInput() bool {
-	limit := c.loop.srv.cfg.MaxInput
-	if cap(c.in)-len(c.in) >= minInput || (cap(c.in) == limit && len(c.in) < limit) {
+	limit, in := c.loop.srv.cfg.MaxInput, c.inBuf()
+	if cap(in)-len(in) >= minInput || (cap(in) == limit && len(in) < limit) {
 		return true
 	}
-	if len(c.in) >= limit {
+	if len(in) >= limit {
 		return false
 	}
-	grown := make([]byte, len(c.in), min(max(2*cap(c.in), len(c.in)+minInput), limit))
-	copy(grown, c.in)
-	c.in = grown
+	grown := make([]byte, len(in), min(max(2*cap(in), len(in)+minInput), limit))
+	copy(grown, in)
+	c.setIn(grown)
 	return true
 }
 
@@ -351,7 +353,7 @@ func (l *loop) settle(c *Conn) {
 		return
 	}
 	// --8<-- [start:lingering]
-	if c.err == nil && c.state&stClosing != 0 && len(c.out) == 0 && c.state&stAgain == 0 {
+	if c.err == nil && c.state&stClosing != 0 && len(c.outBuf()) == 0 && c.state&stAgain == 0 {
 		if c.state&stPeerDone != 0 {
 			l.closeConn(c, nil)
 			return
@@ -394,7 +396,7 @@ func (l *loop) arm(c *Conn) {
 	// --8<-- [start:arm-core]
 	want, events := connState(0), uint32(unix.EPOLLIN)
 	switch {
-	case len(c.out) > 0:
+	case len(c.outBuf()) > 0:
 		want, events = stWantOut, unix.EPOLLOUT
 	case l.srv.budget.paused.Load():
 		want, events = stParked, 0 // EPOLLERR and EPOLLHUP are reported even so
