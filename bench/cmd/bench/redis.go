@@ -234,7 +234,7 @@ func runRedisOne(cfg *config, rep *report, sc redisScenario, name string, round 
 			rep.Config.Redis.IOThreads = v[1]
 		}
 	}
-	rr, err := redisBench(cfg, s, sc)
+	rr, err := redisBench(cfg, s, sc, name)
 	if err != nil {
 		if aerr := s.alive(); aerr != nil {
 			err = aerr
@@ -249,30 +249,43 @@ func runRedisOne(cfg *config, rep *report, sc redisScenario, name string, round 
 	return rr, nil
 }
 
+// lastRates are the rates each test ran at in the latest measured run of a scenario and
+// server: the next round sizes its warm-up from them.
+var lastRates = map[[2]string]map[string]benchRow{}
+
 // redisBench measures one `redis-benchmark -t ping,set,get` at the scenario's shape. It has
-// no duration, only a number of requests per test (-n), so a short run (two pipelines per
-// client) finds each test's rate, a run of -warmup's worth at those rates warms the server
-// and finds them again, and the measured run asks for -duration's worth in all, ten
-// pipelines per client at least. The server's CPU is read when each test's line comes out,
+// no duration, only a number of requests per test (-n), so in the first round a short run
+// (two pipelines per client) finds each test's rate; a run of -warmup's worth at those rates
+// (or the previous round's) warms the server and finds them again, and the measured run
+// asks for -duration's worth in all, ten pipelines per client at least, so that the
+// clients' connecting stays a small part of it. The calibration is skipped when it can be
+// because at 1000 clients an invocation spends most of a second opening them: redis-benchmark
+// pauses after every 64. The server's CPU is read when each test's line comes out,
 // which gives each test's share; the mix is the whole invocation, as many requests of each
 // test, its clients' connecting and closing included, as redis-benchmark's own figures do.
-func redisBench(cfg *config, s *server, sc redisScenario) (redisRound, error) {
-	// n is how many requests of each test take d at the rates of an earlier run.
-	n := func(rows map[string]benchRow, d time.Duration) int {
+func redisBench(cfg *config, s *server, sc redisScenario, name string) (redisRound, error) {
+	// n is how many requests of each test take d at the rates of an earlier run, pipelines
+	// per client at least.
+	n := func(rows map[string]benchRow, d time.Duration, pipelines int) int {
 		var per float64 // seconds for one request of each test
 		for _, t := range redisTests {
 			per += 1 / rows[t].rate
 		}
-		return max(sc.clients*sc.pipeline*10, int(d.Seconds()/per))
+		return max(sc.clients*sc.pipeline*pipelines, int(d.Seconds()/per))
 	}
-	res, err := redisBenchmark(cfg, s, sc, sc.clients*sc.pipeline*2, nil)
+	rates := lastRates[[2]string{sc.key, name}]
+	if rates == nil {
+		res, err := redisBenchmark(cfg, s, sc, sc.clients*sc.pipeline*2, nil)
+		if err != nil {
+			return nil, err
+		}
+		rates = res.rows
+	}
+	res, err := redisBenchmark(cfg, s, sc, n(rates, cfg.warmup, 2), nil)
 	if err != nil {
 		return nil, err
 	}
-	if res, err = redisBenchmark(cfg, s, sc, n(res.rows, cfg.warmup), nil); err != nil {
-		return nil, err
-	}
-	count := n(res.rows, cfg.duration)
+	count := n(res.rows, cfg.duration, 10)
 	var marks []sample // the start, then one as each test's line comes out
 	mark := func(client int) {
 		var m sample
@@ -315,6 +328,7 @@ func redisBench(cfg *config, s *server, sc redisScenario) (redisRound, error) {
 		inv += 1 / row.rate
 	}
 	rr[mix] = between(marks[0], end, float64(count*len(redisTests)), float64(len(redisTests))/inv)
+	lastRates[[2]string{sc.key, name}] = res.rows
 	return rr, nil
 }
 

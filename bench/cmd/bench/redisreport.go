@@ -145,7 +145,7 @@ func (r *report) redisLine() string {
 	if srv == "" {
 		srv = "not run"
 	}
-	return fmt.Sprintf("redis-server: %s, io-threads %s (CONFIG GET); %s; a fresh server per load, round and server, and on it a short run of `redis-benchmark -t ping,set,get` for the rates, "+
+	return fmt.Sprintf("redis-server: %s, io-threads %s (CONFIG GET); %s; a fresh server per load, round and server, and on it, in the first round, a short run of `redis-benchmark -t ping,set,get` for the rates (then the previous round's), "+
 		"a warm-up of %s and a measured run of %s's worth of requests (-n) at the warm-up's rates; server CPU over the whole measured invocation, its clients' connecting and closing included, per request; "+
 		"a test's share read as its line comes out; rounds: %d, medians.",
 		srv, io, c.Redis.Benchmark, c.Warmup, c.Duration, c.Rounds)
