@@ -35,9 +35,10 @@ browsertest:
 
 # Performance: bench/ is a Go module of its own (gnet stays out of the main go.mod).
 # `make bench` runs the echo servers (Go net, gnet, refserver, and refserver with a splice(2)
-# echo of its own) side by side, every scenario against every server in alternation, and
-# writes the tables and the chart into chapters/performance.md; `make bench ROUNDS=1
-# DURATION=1s` is the quick look. `make scale` opens more than 65,536 connections to one
+# echo of its own) side by side, every scenario against every server in alternation, then
+# miniredis beside redis-server and the same protocol on Go net under redis-benchmark
+# (Debian: apt-get install redis-server redis-tools), and writes the tables and the chart
+# into chapters/performance.md; `make bench ROUNDS=1 DURATION=1s` is the quick look. `make scale` opens more than 65,536 connections to one
 # address and port in a private network namespace.
 # Both want root or unprivileged user namespaces (bench falls back to the host's loopback).
 ROUNDS ?= 5
@@ -49,7 +50,7 @@ SCALE_CONNS ?= 80000
 # The C server is the limit: refserver's design with no runtime, built by the system's C
 # compiler (Debian: gcc).
 bench-build:
-	cd bench && go build -o bin/ ./servers/... ./cmd/... && go build -o bin/refserver-cli portproof/refserver/cmd/refserver
+	cd bench && go build -o bin/ ./servers/... ./cmd/... portproof/examples/miniredis && go build -o bin/refserver-cli portproof/refserver/cmd/refserver
 	$(CC) -O2 -Wall -Wextra -Werror -pthread -o bench/bin/c-epoll bench/servers/c-epoll/echo.c
 
 bench: bench-build

@@ -1,6 +1,8 @@
 // Command bench runs the echo servers of bench/servers side by side: every scenario against
 // every server in alternation, several rounds, then prints the medians with their ratios to
-// Go net and writes the table and a chart into the docs page (make bench).
+// Go net and writes the table and a chart into the docs page (make bench). Then it does the
+// same for three Redis-protocol servers under redis-benchmark: redis-server, miniredis (the
+// fork of refserver in examples/) and the same subset on Go net, with ratios to redis-server.
 //
 // It runs in a network namespace of its own when it may (root, or unprivileged user
 // namespaces): the servers and the load share a private loopback, and the TIME_WAIT sockets
@@ -36,28 +38,38 @@ type config struct {
 	profile   string
 	servers   []string
 	scenarios []scenario
-	host      bool
-	netns     string // "private" or why not
+	// The redis scenarios, their servers, and the versions of redis-server and redis-benchmark.
+	redisServers   []string
+	redisScenarios []redisScenario
+	redis          redisInfo
+	host           bool
+	netns          string // "private" or why not
 }
 
 func main() {
-	cfg, servers, scens, replay := parseFlags()
+	cfg, servers, redisServers, scens, replay := parseFlags()
 	if replay != "" {
 		os.Exit(replayReport(cfg, replay))
 	}
 	enterNamespace(cfg)
-	if err := cfg.resolve(servers, scens); err != nil {
+	if err := cfg.resolve(servers, redisServers, scens); err != nil {
 		fatal(err)
 	}
 	rep := newReport(cfg)
 	start := time.Now()
-	fmt.Fprintf(os.Stderr, "bench: %d rounds of %v (+%v warm-up), servers %s, GOMAXPROCS %d, network namespace: %s\n",
-		cfg.rounds, cfg.duration, cfg.warmup, strings.Join(cfg.servers, ", "), cfg.procs, cfg.netns)
+	fmt.Fprintf(os.Stderr, "bench: %d rounds of %v (+%v warm-up), servers %s, redis servers %s, GOMAXPROCS %d, network namespace: %s\n",
+		cfg.rounds, cfg.duration, cfg.warmup, strings.Join(cfg.servers, ", "), strings.Join(cfg.redisServers, ", "), cfg.procs, cfg.netns)
 	failed := false
 	for _, sc := range cfg.scenarios {
 		rep.Runs[sc.key] = map[string][]measure{}
 		for r := range cfg.rounds {
 			failed = runRound(cfg, rep, sc, r) || failed
+		}
+	}
+	for _, sc := range cfg.redisScenarios {
+		rep.RedisRuns[sc.key] = map[string][]redisRound{}
+		for r := range cfg.rounds {
+			failed = runRedisRound(cfg, rep, sc, r) || failed
 		}
 	}
 	rep.Machine.Elapsed = time.Since(start).Round(time.Second).String()
@@ -73,7 +85,7 @@ func main() {
 
 // parseFlags reads the command line; the lists of servers and scenarios come back as given,
 // for resolve, and so does -replay.
-func parseFlags() (cfg *config, servers, scens, replay string) {
+func parseFlags() (cfg *config, servers, redisServers, scens, replay string) {
 	cfg = &config{}
 	flag.IntVar(&cfg.rounds, "rounds", 5, "`rounds`: each scenario runs against every server this many times, in alternation")
 	flag.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured `time` of one timed run")
@@ -86,11 +98,12 @@ func parseFlags() (cfg *config, servers, scens, replay string) {
 	flag.StringVar(&cfg.jsonOut, "json", "", "write every round's figures as JSON to `file`")
 	flag.StringVar(&cfg.profile, "profile", "", "`directory`: have each server write a CPU profile per run there")
 	flag.StringVar(&servers, "servers", strings.Join(serverNames, ","), "servers to run: "+strings.Join(serverNames, ", ")+", or another binary in -bin")
-	flag.StringVar(&scens, "scenarios", "pingpong50,pingpong1000,bulk,connrate,idle", "scenarios to run")
+	flag.StringVar(&redisServers, "redis-servers", strings.Join(redisServerNames, ","), "servers of the redis scenarios: "+strings.Join(redisServerNames, ", ")+" (redis-server from PATH, the others from -bin), or another binary in -bin")
+	flag.StringVar(&scens, "scenarios", "pingpong50,pingpong1000,bulk,connrate,idle,redis50,redis1000,redis50p16", "scenarios to run")
 	flag.BoolVar(&cfg.host, "host", false, "run on the host's loopback, not in a private network namespace")
 	flag.StringVar(&replay, "replay", "", "measure nothing: print and write the tables, chart and page from a -json `file` of an earlier run")
 	flag.Parse()
-	return cfg, servers, scens, replay
+	return cfg, servers, redisServers, scens, replay
 }
 
 // enterNamespace runs the benchmark again in a private network namespace and exits with
@@ -121,8 +134,9 @@ func enterNamespace(cfg *config) {
 }
 
 // resolve fills in the defaults that depend on others (-warmup, -bin) and checks the
-// servers and scenarios asked for.
-func (cfg *config) resolve(servers, scens string) error {
+// servers and scenarios asked for, and that redis-server and redis-benchmark are here when
+// a redis scenario is.
+func (cfg *config) resolve(servers, redisServers, scens string) error {
 	if cfg.warmup == 0 {
 		cfg.warmup = min(max(cfg.duration/4, 200*time.Millisecond), time.Second)
 	}
@@ -142,11 +156,27 @@ func (cfg *config) resolve(servers, scens string) error {
 		}
 	}
 	for _, k := range strings.Split(scens, ",") {
+		if rs, ok := redisScenarioByKey(k); ok {
+			cfg.redisScenarios = append(cfg.redisScenarios, rs)
+			continue
+		}
 		i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.key == k })
 		if i < 0 {
 			return fmt.Errorf("-scenarios: unknown %q", k)
 		}
 		cfg.scenarios = append(cfg.scenarios, scenarios[i])
+	}
+	if len(cfg.redisScenarios) > 0 {
+		cfg.redisServers = strings.Split(redisServers, ",")
+		for _, s := range cfg.redisServers {
+			if _, err := os.Stat(filepath.Join(cfg.bin, s)); s != "redis-server" && err != nil {
+				return fmt.Errorf("-redis-servers: no %s in %s (make bench builds miniredis and gonet-redis there)", s, cfg.bin)
+			}
+		}
+		var err error
+		if cfg.redis, err = checkRedisTools(cfg.redisServers); err != nil {
+			return err
+		}
 	}
 	if cfg.profile != "" {
 		return os.MkdirAll(cfg.profile, 0o755)
@@ -160,10 +190,14 @@ func newReport(cfg *config) *report {
 		Machine: machine(cfg),
 		Config: reportConfig{Rounds: cfg.rounds, Duration: cfg.duration.String(), Warmup: cfg.warmup.String(),
 			Procs: cfg.procs, IdleConns: cfg.idleConns, Netns: cfg.netns, PortRange: netns.Sysctl("net.ipv4.ip_local_port_range"),
-			Servers: cfg.servers},
-		Runs: map[string]map[string][]measure{},
+			Servers: cfg.servers, RedisServers: cfg.redisServers, Redis: cfg.redis},
+		Runs:      map[string]map[string][]measure{},
+		RedisRuns: map[string]map[string][]redisRound{},
 	}
 	for _, sc := range cfg.scenarios {
+		rep.Config.Scenarios = append(rep.Config.Scenarios, sc.key)
+	}
+	for _, sc := range cfg.redisScenarios {
 		rep.Config.Scenarios = append(rep.Config.Scenarios, sc.key)
 	}
 	return rep
@@ -194,6 +228,7 @@ func runRound(cfg *config, rep *report, sc scenario, round int) (failed bool) {
 // emit summarizes the rounds, prints the tables and writes what was asked: JSON, chart, page.
 func emit(cfg *config, rep *report) error {
 	rep.summarize(cfg)
+	rep.summarizeRedis(cfg)
 	fmt.Println()
 	fmt.Print(rep.text(cfg))
 	if cfg.jsonOut != "" {
@@ -205,7 +240,7 @@ func emit(cfg *config, rep *report) error {
 			return err
 		}
 	}
-	if cfg.svg != "" {
+	if cfg.svg != "" && len(cfg.scenarios) > 0 {
 		if err := os.MkdirAll(filepath.Dir(cfg.svg), 0o755); err != nil {
 			return err
 		}
@@ -234,8 +269,8 @@ func replayReport(cfg *config, path string) int {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		fatal(fmt.Errorf("%s: %w", path, err))
 	}
-	rep.Summary, rep.Goals = nil, nil
-	cfg.servers = rep.Config.Servers
+	rep.Summary, rep.Goals, rep.RedisSummary, rep.RedisGoals = nil, nil, nil, nil
+	cfg.servers, cfg.redisServers = rep.Config.Servers, rep.Config.RedisServers
 	if len(cfg.servers) == 0 {
 		for _, n := range serverNames {
 			if len(rep.Runs[scenarios[0].key][n]) > 0 || len(rep.Runs["idle"][n]) > 0 {
@@ -246,6 +281,11 @@ func replayReport(cfg *config, path string) int {
 	for _, sc := range scenarios {
 		if _, ok := rep.Runs[sc.key]; ok && (len(rep.Config.Scenarios) == 0 || slices.Contains(rep.Config.Scenarios, sc.key)) {
 			cfg.scenarios = append(cfg.scenarios, sc)
+		}
+	}
+	for _, sc := range redisScenarios {
+		if _, ok := rep.RedisRuns[sc.key]; ok && slices.Contains(rep.Config.Scenarios, sc.key) {
+			cfg.redisScenarios = append(cfg.redisScenarios, sc)
 		}
 	}
 	cfg.idleConns = rep.Config.IdleConns

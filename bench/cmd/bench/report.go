@@ -21,14 +21,27 @@ type report struct {
 	Runs    map[string]map[string][]measure `json:"runs"` // scenario, server, rounds
 	Summary []summary                       `json:"-"`    // NaN where a ratio has no base: see MarshalJSON
 	Goals   []goal                          `json:"goals"`
+	// The Redis-protocol servers under redis-benchmark: scenario, server, rounds.
+	RedisRuns    map[string]map[string][]redisRound `json:"redis_runs,omitempty"`
+	RedisSummary []redisSummary                     `json:"-"` // as Summary
+	RedisGoals   []goal                             `json:"redis_goals,omitempty"`
 }
 
 // MarshalJSON writes the summary too, leaving out the figures that are NaN (a ratio to a
 // server that did not run), which encoding/json refuses.
 func (r *report) MarshalJSON() ([]byte, error) {
 	type plain report // without this method
+	return json.Marshal(struct {
+		*plain
+		Summary      []map[string]any `json:"summary"`
+		RedisSummary []map[string]any `json:"redis_summary,omitempty"`
+	}{(*plain)(r), finiteRows(r.Summary), finiteRows(r.RedisSummary)})
+}
+
+// finiteRows is a summary's rows as JSON objects without their NaN and zero figures.
+func finiteRows[T any](summaries []T) []map[string]any {
 	var rows []map[string]any
-	for _, s := range r.Summary {
+	for _, s := range summaries {
 		row := map[string]any{}
 		v := reflect.ValueOf(s)
 		for i := range v.NumField() {
@@ -44,10 +57,7 @@ func (r *report) MarshalJSON() ([]byte, error) {
 		}
 		rows = append(rows, row)
 	}
-	return json.Marshal(struct {
-		*plain
-		Summary []map[string]any `json:"summary"`
-	}{(*plain)(r), rows})
+	return rows
 }
 
 type machineInfo struct {
@@ -72,6 +82,9 @@ type reportConfig struct {
 	PortRange string   `json:"port_range"`
 	Servers   []string `json:"servers"`
 	Scenarios []string `json:"scenarios"`
+	// RedisServers are the Redis-protocol servers of the redis scenarios.
+	RedisServers []string  `json:"redis_servers,omitempty"`
+	Redis        redisInfo `json:"redis"`
 }
 
 func machine(*config) machineInfo {
@@ -327,37 +340,45 @@ var (
 func (r *report) text(cfg *config) string {
 	var b strings.Builder
 	timed, idle := r.rows(cfg)
-	table := func(head []string, rows [][]string) {
-		w := make([]int, len(head))
-		for _, row := range append([][]string{head}, rows...) {
-			for i, c := range row {
-				w[i] = max(w[i], len([]rune(c)))
-			}
-		}
-		for _, row := range append([][]string{head}, rows...) {
-			for i, c := range row {
-				pad := strings.Repeat(" ", w[i]-len([]rune(c)))
-				if i < 2 {
-					b.WriteString(c + pad + "  ")
-				} else {
-					b.WriteString(pad + c + "  ")
-				}
-			}
-			b.WriteString("\n")
-		}
-		b.WriteString("\n")
-	}
 	fmt.Fprintf(&b, "%s\n\n", r.machineLine())
 	if len(timed) > 0 {
-		table(timedHead, timed)
+		b.WriteString(textTable(timedHead, timed))
 	}
 	if len(idle) > 0 {
 		fmt.Fprintf(&b, "idle: %s connections\n", num(float64(cfg.idleConns), 0))
-		table(idleHead, idle)
+		b.WriteString(textTable(idleHead, idle))
 	}
 	for _, g := range r.Goals {
 		fmt.Fprintf(&b, "%-16s %s: %s\n", g.Verdict, g.Text, g.Figures)
 	}
+	if len(cfg.redisScenarios) > 0 {
+		b.WriteString("\n" + r.redisText(cfg))
+	}
+	return b.String()
+}
+
+// textTable lines the cells up for a terminal: the first two columns to the left, the
+// figures to the right.
+func textTable(head []string, rows [][]string) string {
+	var b strings.Builder
+	w := make([]int, len(head))
+	for _, row := range append([][]string{head}, rows...) {
+		for i, c := range row {
+			w[i] = max(w[i], len([]rune(c)))
+		}
+	}
+	for _, row := range append([][]string{head}, rows...) {
+		for i, c := range row {
+			pad := strings.Repeat(" ", w[i]-len([]rune(c)))
+			if i < 2 {
+				b.WriteString(c + pad + "  ")
+			} else {
+				b.WriteString(pad + c + "  ")
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
@@ -368,31 +389,35 @@ func (r *report) machineLine() string {
 		m.Kernel, m.CPUs, m.CPUModel, m.Go, m.Date, m.Refserver, m.LoadStart, m.LoadEnd, c.Rounds, c.Duration, c.Warmup, c.Procs, c.Procs, c.Netns, c.PortRange, m.Elapsed)
 }
 
+// markdownTable is a table for the page, the figures' columns aligned right.
+func markdownTable(head []string, rows [][]string) string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
+	for i := range head {
+		if i < 2 {
+			b.WriteString("---|")
+		} else {
+			b.WriteString("--:|")
+		}
+	}
+	b.WriteString("\n")
+	for _, row := range rows {
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
 func (r *report) markdown(cfg *config) string {
 	var b strings.Builder
 	timed, idle := r.rows(cfg)
-	table := func(head []string, rows [][]string) {
-		b.WriteString("| " + strings.Join(head, " | ") + " |\n|")
-		for i := range head {
-			if i < 2 {
-				b.WriteString("---|")
-			} else {
-				b.WriteString("--:|")
-			}
-		}
-		b.WriteString("\n")
-		for _, row := range rows {
-			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
-		}
-		b.WriteString("\n")
-	}
 	fmt.Fprintf(&b, "*%s*\n\n", r.machineLine())
 	if len(timed) > 0 {
-		table(timedHead, timed)
+		b.WriteString(markdownTable(timedHead, timed))
 	}
 	if len(idle) > 0 {
 		fmt.Fprintf(&b, "Idle, %s connections asked for:\n\n", num(float64(cfg.idleConns), 0))
-		table(idleHead, idle)
+		b.WriteString(markdownTable(idleHead, idle))
 	}
 	if cfg.svg != "" {
 		fmt.Fprintf(&b, "![Server CPU per operation and throughput relative to Go net, and RSS per idle connection](%s)\n\n", r.svgLink(cfg))
@@ -421,7 +446,16 @@ const (
 	benchEnd   = "<!-- bench:end -->"
 )
 
-// writePage replaces the page's generated section, keeping the prose around it.
+// writePage replaces the page's generated sections of the scenarios that ran (the echo
+// servers', the Redis-protocol servers'), keeping the prose around them.
 func (r *report) writePage(cfg *config) error {
-	return page.ReplaceSection(cfg.page, benchStart, benchEnd, r.markdown(cfg))
+	if len(cfg.scenarios) > 0 {
+		if err := page.ReplaceSection(cfg.page, benchStart, benchEnd, r.markdown(cfg)); err != nil {
+			return err
+		}
+	}
+	if len(cfg.redisScenarios) > 0 {
+		return r.writeRedisPage(cfg)
+	}
+	return nil
 }

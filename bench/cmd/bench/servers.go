@@ -32,6 +32,9 @@ func label(name string) string {
 	if l := serverLabels[name]; l != "" {
 		return l
 	}
+	if l := redisLabels[name]; l != "" {
+		return l
+	}
 	return name
 }
 
@@ -41,7 +44,8 @@ type server struct {
 	pid     int
 	addr    netip.AddrPort
 	cmd     *exec.Cmd
-	log     *os.File
+	log     *os.File // what it printed, both streams, for a failure's message
+	dir     string   // a directory of its own, removed when it stops (redis-server's -dir)
 }
 
 // startServer runs bin/<name> on 127.0.0.1:0 and waits for its "listening on ADDR" line.
@@ -56,29 +60,58 @@ func startServer(cfg *config, name, profile string, heap bool) (*server, error) 
 	case profile != "":
 		args = append(args, "-cpuprofile", profile+".cpu.prof")
 	}
-	cmd := exec.Command(filepath.Join(cfg.bin, name), args...)
+	s, err := launch(cfg, name, filepath.Join(cfg.bin, name), args, listening)
+	if s != nil {
+		s.profile = profile != ""
+	}
+	return s, err
+}
+
+// listening finds the address in the benchmark servers' "listening on ADDR (pid ...)".
+func listening(line string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, "listening on ")
+	if f := strings.Fields(rest); ok && len(f) > 0 {
+		return f[0], true
+	}
+	return "", false
+}
+
+// launch starts path with args and waits until ready finds the address the server listens
+// on in a line of its output, stdout or stderr (servers not written for the benchmark
+// announce themselves in their own words, on either).
+func launch(cfg *config, name, path string, args []string, ready func(line string) (addr string, ok bool)) (*server, error) {
+	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", cfg.procs))
 	logf, err := os.CreateTemp("", "portproof-bench-"+name+"-*.log")
 	if err != nil {
 		return nil, err
 	}
 	os.Remove(logf.Name()) // kept open for reading back on failure, gone on exit
-	cmd.Stderr = logf
-	out, err := cmd.StdoutPipe()
+	pr, pw, err := os.Pipe()
 	if err != nil {
+		logf.Close()
 		return nil, err
 	}
+	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close() // the server's now: the reader below ends when the server does
+	if err != nil {
+		pr.Close()
+		logf.Close()
 		return nil, fmt.Errorf("%s: %w (make bench builds the servers into bench/bin)", name, err)
 	}
-	s := &server{name: name, profile: profile != "", pid: cmd.Process.Pid, cmd: cmd, log: logf}
+	s := &server{name: name, pid: cmd.Process.Pid, cmd: cmd, log: logf}
 	lines := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(out)
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		found := false
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				lines <- strings.Fields(rest)[0]
+			logf.WriteString(sc.Text() + "\n")
+			if a, ok := ready(sc.Text()); ok && !found {
+				found = true
+				lines <- a
 			}
 		}
 	}()
@@ -91,7 +124,7 @@ func startServer(cfg *config, name, profile string, heap bool) (*server, error) 
 		return s, nil
 	case <-time.After(10 * time.Second):
 		s.stop()
-		return nil, fmt.Errorf("%s: no \"listening on\" line within 10s; stderr: %s", name, s.stderr())
+		return nil, fmt.Errorf("%s: not listening within 10s; it said: %s", name, s.stderr())
 	}
 }
 
@@ -107,8 +140,12 @@ func (s *server) stop() {
 		<-done
 	}
 	s.log.Close()
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
 }
 
+// stderr is the start of what the server printed.
 func (s *server) stderr() string {
 	b := make([]byte, 4096)
 	n, _ := s.log.ReadAt(b, 0)
