@@ -33,6 +33,7 @@ type redis struct{ db *store }
 // built, reused for every command of that loop's connections without a lock.
 type scratch struct {
 	args  [][]byte
+	name  []byte // the command's name, upper-cased
 	reply []byte
 }
 
@@ -64,7 +65,7 @@ func (r redis) OnData(c *refserver.Conn, in []byte) int {
 		if len(args) == 0 {
 			continue // an empty inline line
 		}
-		s.reply = r.do(args, s.reply[:0])
+		s.reply = r.do(s, args)
 		c.Write(s.reply) // gathered, and sent in one write(2) when OnData returns
 		if bytes.EqualFold(args[0], []byte("QUIT")) {
 			c.Close()
@@ -76,15 +77,23 @@ func (r redis) OnData(c *refserver.Conn, in []byte) int {
 
 // --8<-- [end:ondata]
 
-// do runs one command and appends its reply to out.
-func (r redis) do(args [][]byte, out []byte) []byte {
-	name, args := string(bytes.ToUpper(args[0])), args[1:]
+// do runs one command and returns its reply, built in the loop's scratch buffers: no
+// allocation per command but the value a SET keeps. (A comparison of string(b) with a
+// constant does not allocate either.)
+func (r redis) do(s *scratch, args [][]byte) []byte {
+	s.name = append(s.name[:0], args[0]...)
+	for i, ch := range s.name {
+		if 'a' <= ch && ch <= 'z' {
+			s.name[i] = ch - 'a' + 'A'
+		}
+	}
+	name, args, out := s.name, args[1:], s.reply[:0]
 	switch {
-	case name == "PING" && len(args) == 0:
+	case string(name) == "PING" && len(args) == 0:
 		return append(out, "+PONG\r\n"...)
-	case name == "PING" && len(args) == 1, name == "ECHO" && len(args) == 1:
+	case string(name) == "PING" && len(args) == 1, string(name) == "ECHO" && len(args) == 1:
 		return bulk(out, args[0])
-	case name == "GET" && len(args) == 1:
+	case string(name) == "GET" && len(args) == 1:
 		r.db.mu.Lock()
 		v, ok := r.db.keys[string(args[0])]
 		r.db.mu.Unlock()
@@ -92,26 +101,26 @@ func (r redis) do(args [][]byte, out []byte) []byte {
 			return append(out, "$-1\r\n"...)
 		}
 		return bulk(out, v)
-	case name == "SET" && len(args) == 2:
+	case string(name) == "SET" && len(args) == 2:
 		v := bytes.Clone(args[1]) // args point into the connection's input, reused after
 		r.db.mu.Lock()
 		r.db.keys[string(args[0])] = v
 		r.db.mu.Unlock()
 		return append(out, "+OK\r\n"...)
-	case (name == "DEL" || name == "EXISTS") && len(args) > 0:
+	case (string(name) == "DEL" || string(name) == "EXISTS") && len(args) > 0:
 		n := 0
 		r.db.mu.Lock()
 		for _, k := range args {
 			if _, ok := r.db.keys[string(k)]; ok {
 				n++
-				if name == "DEL" {
+				if string(name) == "DEL" {
 					delete(r.db.keys, string(k))
 				}
 			}
 		}
 		r.db.mu.Unlock()
 		return integer(out, int64(n))
-	case name == "INCR" && len(args) == 1:
+	case string(name) == "INCR" && len(args) == 1:
 		k := string(args[0])
 		r.db.mu.Lock()
 		defer r.db.mu.Unlock()
@@ -124,14 +133,15 @@ func (r redis) do(args [][]byte, out []byte) []byte {
 		}
 		r.db.keys[k] = strconv.AppendInt(nil, n+1, 10)
 		return integer(out, n+1)
-	case name == "COMMAND", name == "CONFIG" && len(args) > 0 && bytes.EqualFold(args[0], []byte("GET")):
+	case string(name) == "COMMAND",
+		string(name) == "CONFIG" && len(args) > 0 && bytes.EqualFold(args[0], []byte("GET")):
 		// Clients ask at start-up (redis-cli for its hints, redis-benchmark for the
 		// persistence settings); an empty array says there is nothing to tell.
 		return append(out, "*0\r\n"...)
-	case name == "QUIT":
+	case string(name) == "QUIT":
 		return append(out, "+OK\r\n"...)
 	}
-	return append(out, "-ERR unknown command or wrong number of arguments for '"+name+"'\r\n"...)
+	return append(out, "-ERR unknown command or wrong number of arguments for '"+string(name)+"'\r\n"...)
 }
 
 func bulk(out, v []byte) []byte {
