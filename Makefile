@@ -43,7 +43,7 @@ browsertest:
 # Both want root or unprivileged user namespaces (bench falls back to the host's loopback).
 ROUNDS ?= 5
 DURATION ?= 3s
-SCALE_CONNS ?= 80000
+SCALE_CONNS ?= 100000
 
 .PHONY: bench scale bench-build
 

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,10 +33,13 @@ type config struct {
 	refserver               string
 	page                    string
 	timeout                 time.Duration
-	conc                    int
+	threads                 int
 }
 
 const envResult = "PORTPROOF_SCALE_RESULT"
+
+// backlog is each server's listen(2) backlog, and the namespace's net.core.somaxconn.
+const backlog = 16384
 
 func main() {
 	cfg := &config{}
@@ -46,10 +47,15 @@ func main() {
 	client := flag.Bool("client", false, "internal: run as one client process")
 	src := flag.String("src", "", "internal (-client): source addresses, comma-separated")
 	n := flag.Int("n", 0, "internal (-client): connections to open")
-	flag.IntVar(&cfg.conns, "conns", 80000, "simultaneous connections to open")
-	flag.IntVar(&cfg.servers, "servers", 5, "refserver processes sharing the port (SO_REUSEPORT)")
-	flag.IntVar(&cfg.clients, "clients", 5, "client processes")
-	flag.IntVar(&cfg.conc, "conc", 128, "connects in flight per client process")
+	// The defaults, for 100,000 on 2 CPUs: 6 servers and 6 clients hold about 16,700
+	// descriptors each, under RLIMIT_NOFILE's 20,000 with room for SO_REUSEPORT's uneven
+	// spread; 2 threads a client, 12 in all, get ahead of the servers enough that a server's
+	// epoll_wait often finds several connections to accept (a third less of the servers' CPU
+	// than with 1 thread), and more would only queue for the 2 CPUs.
+	flag.IntVar(&cfg.conns, "conns", 100000, "simultaneous connections to open")
+	flag.IntVar(&cfg.servers, "servers", 6, "refserver processes sharing the port (SO_REUSEPORT)")
+	flag.IntVar(&cfg.clients, "clients", 6, "client processes")
+	flag.IntVar(&cfg.threads, "threads", 2, "OS threads per client process, each making blocking connects")
 	flag.StringVar(&addr, "addr", "127.0.0.1:7000", "the one address and port every connection goes to")
 	flag.StringVar(&cfg.refserver, "refserver", "", "the refserver CLI `binary` (default: refserver-cli beside this program)")
 	flag.StringVar(&cfg.page, "page", "", "docs `page` whose generated section gets the figures (empty: none)")
@@ -60,7 +66,7 @@ func main() {
 		fatal(fmt.Errorf("-addr %q: want an IPv4 address and port", addr))
 	}
 	if *client {
-		os.Exit(runClient(cfg.addr, *src, *n, cfg.conc))
+		os.Exit(runClient(cfg.addr, *src, *n, cfg.threads))
 	}
 	if netns.Inside() {
 		os.Exit(inside(cfg))
@@ -121,12 +127,19 @@ type result struct {
 	Kernel, CPU, Go, Date        string
 	CPUs                         int
 	Conns, Servers, Clients      int
+	Threads                      int // per client process
 	Addr                         string
 	PortRange                    string
 	HalfRange                    int
 	Sources                      int
-	PerSourceMax                 int // most connections from one source address (kernel count)
-	EstablishSeconds, Rate       float64
+	PerSourceMax                 int     // most connections from one source address (kernel count)
+	LoadAvg                      string  // /proc/loadavg as the establishment began
+	EstablishSeconds, Rate       float64 // socket, bind and connect alone, all of them
+	ClientCPUSeconds             float64 // the clients' CPU time while establishing
+	ServerCPUSeconds             float64 // the servers'
+	ListenOverflows, SynRetrans  int64   // TcpExt counters' growth while establishing
+	Echoed, EchoFailures         int     // connections that echoed a byte, after
+	EchoSeconds                  float64
 	Established                  int   // server ends ESTABLISHED on Addr (kernel)
 	ClientEnds                   int   // client ends ESTABLISHED toward Addr (kernel)
 	Listeners                    int   // LISTEN sockets on Addr (kernel)
@@ -179,7 +192,13 @@ func (p *proc) kill() {
 // the kernel's count of them and what they cost, the teardown, and the half-range
 // experiment. It exits 1 on a failure; the processes it started are killed on any way out.
 func inside(cfg *config) int {
-	if err := netns.Setup(nil); err != nil {
+	// A connect(2) whose SYN is lost (a full accept queue) waits for its retransmissions:
+	// 1, 2 and 4 s with two retries, instead of the default six's two minutes in all. Both
+	// settings are the namespace's own.
+	if err := netns.Setup(map[string]string{
+		"net.ipv4.tcp_syn_retries": "2",
+		"net.core.somaxconn":       strconv.Itoa(backlog),
+	}); err != nil {
 		fatal(err)
 	}
 	r := &run{cfg: cfg, res: newResult(cfg), bin: refserverBinary(cfg)}
@@ -192,7 +211,11 @@ func inside(cfg *config) int {
 		fatal(err)
 	}
 	before := r.memory()
-	if err := r.establish(); err != nil {
+	pr, err := r.establish()
+	if err == nil {
+		err = r.echo(pr)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "scale: %v; tearing down\n", err)
 		return 1
 	}
@@ -282,79 +305,6 @@ func pids(ps []*proc) string {
 		s = append(s, strconv.Itoa(p.cmd.Process.Pid))
 	}
 	return strings.Join(s, ", ")
-}
-
-// runClient is one client process: n connections from its source addresses, each proven
-// by a byte echoed, then held until stdin closes.
-func runClient(dst netip.AddrPort, srcList string, n, conc int) int {
-	var srcs []netip.Addr
-	for s := range strings.SplitSeq(srcList, ",") {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			fmt.Printf("error: -src %q\n", s)
-			return 2
-		}
-		srcs = append(srcs, a)
-	}
-	conns := make([]net.Conn, n)
-	var next, ok, failed atomic.Int64
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	go func() {
-		var last int64 = -1
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-				if v := ok.Load(); v != last {
-					fmt.Printf("progress %d\n", v)
-					last = v
-				}
-			}
-		}
-	}()
-	for range conc {
-		wg.Go(func() {
-			b := []byte{'s'}
-			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
-				var err error
-				for attempt := 0; attempt < 3; attempt++ {
-					var c net.Conn
-					if c, err = netns.DialFrom(srcs[i%len(srcs)], dst, 10*time.Second); err != nil {
-						continue
-					}
-					c.SetDeadline(time.Now().Add(10 * time.Second))
-					if _, err = c.Write(b); err == nil {
-						_, err = io.ReadFull(c, b)
-					}
-					if err != nil {
-						c.Close()
-						continue
-					}
-					c.SetDeadline(time.Time{})
-					conns[i] = c
-					ok.Add(1)
-					break
-				}
-				if err != nil {
-					if failed.Add(1) == 1 {
-						fmt.Printf("first failure: %v\n", err)
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(stop)
-	fmt.Printf("done %d %d\n", ok.Load(), failed.Load())
-	io.Copy(io.Discard, os.Stdin) // hold until the driver closes stdin
-	for _, c := range conns {
-		if c != nil {
-			c.Close()
-		}
-	}
-	return 0
 }
 
 func isTerminal(f *os.File) bool {

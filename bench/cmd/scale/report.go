@@ -55,7 +55,12 @@ func (r *result) markdown() string {
 	row("most descriptors in one server process", fmt.Sprintf("%s of %s", num(r.MaxServerFDs), num(r.DescriptorHard)))
 	row("client processes, source addresses", fmt.Sprintf("%d, %d (127.0.0.2 to 127.0.0.%d)", r.Clients, r.Sources, r.Sources+1))
 	row("most connections from one source address", fmt.Sprintf("%s (port range %s: half is %s)", num(r.PerSourceMax), r.PortRange, num(r.HalfRange)))
-	row("time to establish them all, each proven by an echoed byte", fmt.Sprintf("%.1f s (%s connections/s)", r.EstablishSeconds, num(int(r.Rate))))
+	row(fmt.Sprintf("time to establish them all: socket, bind, a blocking connect, from %d threads in the client processes", r.Clients*r.Threads),
+		fmt.Sprintf("**%.1f s** (%s connections/s; load average %s)", r.EstablishSeconds, num(int(r.Rate)), r.LoadAvg))
+	row("CPU time while establishing: the clients, the servers", fmt.Sprintf("%.1f s, %.1f s (%.0f µs per connection)",
+		r.ClientCPUSeconds, r.ServerCPUSeconds, 1e6*(r.ClientCPUSeconds+r.ServerCPUSeconds)/float64(max(r.Conns, 1))))
+	row("SYNs retransmitted, accept-queue overflows while establishing (TcpExt)", fmt.Sprintf("%d, %d", r.SynRetrans, r.ListenOverflows))
+	row("then, untimed above: connections that echoed a byte through refserver", fmt.Sprintf("%s of %s, in %.1f s", num(r.Echoed), num(r.Conns), r.EchoSeconds))
 	row("kernel slab memory per connection, both ends (/proc/slabinfo, proc_inode_cache left out)", fmt.Sprintf("%.2f KiB (%.2f KiB per socket)",
 		(r.SlabPerConn-r.ProcInodePerConn)/1024, (r.SlabPerConn-r.ProcInodePerConn)/2048))
 	row("the largest caches' growth per connection", slabList(r.SlabTop))

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ type run struct {
 // the hard limit on descriptors that every process here may raise itself to.
 func newResult(cfg *config) result {
 	res := result{Kernel: procfs.KernelRelease(), CPU: procfs.CPUModel(), CPUs: runtime.NumCPU(), Go: runtime.Version(),
-		Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Conns: cfg.conns, Servers: cfg.servers, Clients: cfg.clients,
+		Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Conns: cfg.conns, Servers: cfg.servers, Clients: cfg.clients, Threads: cfg.threads,
 		Addr: cfg.addr.String(), PortRange: netns.Sysctl("net.ipv4.ip_local_port_range")}
 	var lo, hi int
 	fmt.Sscanf(res.PortRange, "%d %d", &lo, &hi)
@@ -65,6 +66,9 @@ func (r *run) killAll() {
 // descriptor limit.
 func (r *run) plan() error {
 	cfg, res := r.cfg, &r.res
+	if cfg.conns < 1 || cfg.servers < 1 || cfg.clients < 1 || cfg.threads < 1 {
+		return fmt.Errorf("-conns, -servers, -clients and -threads must be 1 or more")
+	}
 	perSource := res.HalfRange * 8 / 10
 	res.Sources = max((cfg.conns+perSource-1)/perSource, cfg.clients)
 	res.Sources = (res.Sources + cfg.clients - 1) / cfg.clients * cfg.clients // a whole number per client
@@ -86,7 +90,12 @@ func (r *run) plan() error {
 
 // startServer starts one refserver CLI on addr and waits for its "listening on" line.
 func (r *run) startServer(name string, addr netip.AddrPort, extra ...string) (*proc, error) {
-	args := append([]string{"-addr", addr.String(), "-mode", "echo", "-loops", "1", "-quiet", "-idle-timeout", "0", "-max-conns", "0"}, extra...)
+	// -backlog: room in the accept queue for the clients to run ahead of a server that the
+	// scheduler keeps waiting; a full queue drops the SYN (TcpExt ListenOverflows), and the
+	// connect waits a second for its retransmission. The kernel caps it at
+	// net.core.somaxconn, which inside sets to match.
+	args := append([]string{"-addr", addr.String(), "-mode", "echo", "-loops", "1", "-quiet", "-idle-timeout", "0", "-max-conns", "0",
+		"-backlog", strconv.Itoa(backlog)}, extra...)
 	p, err := start(name, r.bin, args...)
 	if err != nil {
 		return nil, err
@@ -134,16 +143,25 @@ func (r *run) memory() memory {
 
 // progress is what the client processes report on their stdout, each its own counters.
 type progress struct {
-	counts, failures []atomic.Int64
-	done             chan error // one per client: nil once it reports "done", else why it ended
+	counts, failures   []atomic.Int64
+	echoed, echoFailed []atomic.Int64
+	done               chan error // nil once a client reports "done", else why it ended
+	echoes             chan error // nil once a client reports "echoed", else why it ended
 }
 
 // establish starts the client processes, each with its share of the connections and of
-// the source addresses, and waits until every one says its connections are open.
-func (r *run) establish() error {
+// the source addresses, and waits until every one says its connections are open. The time
+// is from before the first client starts to the last one's "done": establishment alone,
+// the echoes come after (echo).
+func (r *run) establish() (*progress, error) {
 	cfg := r.cfg
 	self, _ := os.Executable()
-	pr := &progress{counts: make([]atomic.Int64, cfg.clients), failures: make([]atomic.Int64, cfg.clients), done: make(chan error, cfg.clients)}
+	pr := &progress{counts: make([]atomic.Int64, cfg.clients), failures: make([]atomic.Int64, cfg.clients),
+		echoed: make([]atomic.Int64, cfg.clients), echoFailed: make([]atomic.Int64, cfg.clients),
+		done: make(chan error, 2*cfg.clients), echoes: make(chan error, 2*cfg.clients)}
+	r.res.LoadAvg = loadavg()
+	netBefore := readNetstat()
+	cpuBefore := cpuOf(r.servers)
 	t0 := time.Now()
 	per := r.res.Sources / cfg.clients
 	for i := range cfg.clients {
@@ -156,7 +174,7 @@ func (r *run) establish() error {
 			n++
 		}
 		p, err := start(fmt.Sprintf("client %d", i+1), self, "-client", "-addr", cfg.addr.String(), "-src", strings.Join(srcs, ","),
-			"-n", strconv.Itoa(n), "-conc", strconv.Itoa(cfg.conc))
+			"-n", strconv.Itoa(n), "-threads", strconv.Itoa(cfg.threads))
 		if err != nil {
 			r.killAll()
 			fatal(err)
@@ -171,16 +189,99 @@ func (r *run) establish() error {
 		r.res.ClientFailures += int(pr.failures[i].Load())
 	}
 	if err != nil {
-		return err
+		return pr, err
 	}
+	netAfter := readNetstat()
+	r.res.ListenOverflows = netAfter["ListenOverflows"] - netBefore["ListenOverflows"]
+	r.res.SynRetrans = netAfter["TCPSynRetrans"] - netBefore["TCPSynRetrans"]
+	r.res.ClientCPUSeconds = cpuOf(r.clients).Seconds()
+	r.res.ServerCPUSeconds = (cpuOf(r.servers) - cpuBefore).Seconds()
 	r.res.Rate = float64(cfg.conns) / r.res.EstablishSeconds
-	fmt.Printf("scale: the clients report %s connections in %.1fs (%s/s), each answered by an echo\n",
-		num(cfg.conns), r.res.EstablishSeconds, num(int(r.res.Rate)))
+	fmt.Printf("scale: the clients report %s connections in %.2fs (%s/s; load average as they started: %s)\n",
+		num(cfg.conns), r.res.EstablishSeconds, num(int(r.res.Rate)), r.res.LoadAvg)
+	fmt.Printf("scale: CPU while establishing: clients %.2fs, servers %.2fs (%.1f µs per connection together); "+
+		"kernel: %d SYNs retransmitted, %d accept-queue overflows\n",
+		r.res.ClientCPUSeconds, r.res.ServerCPUSeconds, 1e6*(r.res.ClientCPUSeconds+r.res.ServerCPUSeconds)/float64(cfg.conns),
+		r.res.SynRetrans, r.res.ListenOverflows)
+	return pr, nil
+}
+
+// echo has every client send a byte on each of its connections and read it back, after
+// the establishment and timed apart from it: each connection is proven served by refserver.
+func (r *run) echo(pr *progress) error {
+	t0 := time.Now()
+	for _, p := range r.clients {
+		if _, err := io.WriteString(p.in, "echo\n"); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	timeout := time.After(r.cfg.timeout)
+	for range r.clients {
+		select {
+		case err := <-pr.echoes:
+			if err != nil {
+				return err
+			}
+		case <-timeout:
+			return fmt.Errorf("no echoes within %v", r.cfg.timeout)
+		}
+	}
+	r.res.EchoSeconds = time.Since(t0).Seconds()
+	for i := range pr.echoed {
+		r.res.Echoed += int(pr.echoed[i].Load())
+		r.res.EchoFailures += int(pr.echoFailed[i].Load())
+	}
+	fmt.Printf("scale: then every connection echoed a byte: %s answered, %d not, in %.2fs\n", num(r.res.Echoed), r.res.EchoFailures, r.res.EchoSeconds)
 	return nil
 }
 
+// loadavg is how busy the machine was: /proc/loadavg's three averages, and how many of its
+// tasks were runnable at that instant (the averages also remember this run's last minute).
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 4 {
+		return "?"
+	}
+	run, total, _ := strings.Cut(f[3], "/")
+	return fmt.Sprintf("%s %s %s, %s of %s tasks runnable", f[0], f[1], f[2], run, total)
+}
+
+// cpuOf is the CPU time the processes have used so far, all their threads.
+func cpuOf(ps []*proc) time.Duration {
+	var d time.Duration
+	for _, p := range ps {
+		c, _ := procfs.CPU(p.cmd.Process.Pid)
+		d += c
+	}
+	return d
+}
+
+// readNetstat is the namespace's TcpExt counters (/proc/net/netstat): ListenOverflows
+// counts the SYNs and final ACKs a full accept queue dropped, TCPSynRetrans the SYNs and
+// SYN-ACKs sent again, each a handshake that waited a second or more.
+func readNetstat() map[string]int64 {
+	m := map[string]int64{}
+	b, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return m
+	}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) {
+			continue
+		}
+		for j := 1; j < len(names); j++ {
+			m[names[j]], _ = strconv.ParseInt(values[j], 10, 64)
+		}
+	}
+	return m
+}
+
 // follow reads client i's lines: "progress N" as it goes, "done N FAILED" once its
-// connections are open (or failed three times each); anything else is passed on.
+// connections are open (or failed three times each), "echoed N FAILED" after an echo;
+// anything else is passed on.
 func (pr *progress) follow(i int, p *proc) {
 	for p.out.Scan() {
 		f := strings.Fields(p.out.Text())
@@ -194,11 +295,19 @@ func (pr *progress) follow(i int, p *proc) {
 			pr.counts[i].Store(v)
 			pr.failures[i].Store(fl)
 			pr.done <- nil
+		case len(f) == 3 && f[0] == "echoed":
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			fl, _ := strconv.ParseInt(f[2], 10, 64)
+			pr.echoed[i].Store(v)
+			pr.echoFailed[i].Store(fl)
+			pr.echoes <- nil
 		default:
 			fmt.Fprintf(os.Stderr, "  client %d: %s\n", i+1, p.out.Text())
 		}
 	}
-	pr.done <- fmt.Errorf("client %d ended early", i+1)
+	err := fmt.Errorf("client %d ended early", i+1)
+	pr.done <- err
+	pr.echoes <- err
 }
 
 // waitEstablished waits for every client's "done", at most -timeout, and shows the count
@@ -206,39 +315,45 @@ func (pr *progress) follow(i int, p *proc) {
 func (r *run) waitEstablished(pr *progress, t0 time.Time) error {
 	cfg := r.cfg
 	tty := isTerminal(os.Stderr)
-	if tty {
-		defer fmt.Fprintln(os.Stderr)
+	var last time.Time
+	show := func(final bool) {
+		var total int64
+		for i := range pr.counts {
+			total += pr.counts[i].Load()
+		}
+		st, _ := procfs.ReadSockstat()
+		el := time.Since(t0).Seconds()
+		line := fmt.Sprintf("establishing: %7s / %s  %3.0f%%  %6s/s  kernel: %s TCP sockets in use  %4.1fs",
+			num(int(total)), num(cfg.conns), 100*float64(total)/float64(cfg.conns), num(int(float64(total)/el)), num(int(st.InUse)), el)
+		switch {
+		case tty && final:
+			fmt.Fprintf(os.Stderr, "\r%s\n", line)
+		case tty:
+			fmt.Fprintf(os.Stderr, "\r%s", line)
+		case final || time.Since(last) >= 2*time.Second:
+			fmt.Fprintln(os.Stderr, line)
+			last = time.Now()
+		}
 	}
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	timeout := time.After(cfg.timeout)
-	var last time.Time
 	for finished := 0; finished < cfg.clients; {
 		select {
 		case err := <-pr.done:
 			if err != nil {
+				show(true)
 				return err
 			}
 			finished++
 		case <-tick.C:
-			var total int64
-			for i := range pr.counts {
-				total += pr.counts[i].Load()
-			}
-			st, _ := procfs.ReadSockstat()
-			el := time.Since(t0).Seconds()
-			line := fmt.Sprintf("establishing: %7s / %s  %3.0f%%  %6s/s  kernel: %s TCP sockets in use  %4.1fs",
-				num(int(total)), num(cfg.conns), 100*float64(total)/float64(cfg.conns), num(int(float64(total)/el)), num(int(st.InUse)), el)
-			if tty {
-				fmt.Fprintf(os.Stderr, "\r%s", line)
-			} else if time.Since(last) >= 2*time.Second {
-				fmt.Fprintln(os.Stderr, line)
-				last = time.Now()
-			}
+			show(false)
 		case <-timeout:
+			show(true)
 			return fmt.Errorf("not established within %v", cfg.timeout)
 		}
 	}
+	show(true) // the last count, all of them: the client processes' own word
 	return nil
 }
 
@@ -383,10 +498,10 @@ func (r *run) halfRange() error {
 // the result to the process outside the namespace.
 func (r *run) verdict() int {
 	res := &r.res
-	ok := res.Established == r.cfg.conns && res.ClientEnds == r.cfg.conns && res.LeftEstablished == 0
+	ok := res.Established == r.cfg.conns && res.ClientEnds == r.cfg.conns && res.Echoed == r.cfg.conns && res.LeftEstablished == 0
 	switch {
 	case !ok:
-		fmt.Fprintf(os.Stderr, "scale: FAILED: wanted %s established on both ends and none left after\n", num(r.cfg.conns))
+		fmt.Fprintf(os.Stderr, "scale: FAILED: wanted %s established on both ends, each echoing, and none left after\n", num(r.cfg.conns))
 	case res.Established > 65536:
 		fmt.Printf("scale: %s simultaneous connections to one address and port, more than 65,536\n", num(res.Established))
 	}
