@@ -80,9 +80,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 		// --8<-- [end:port-same]
 
 		// --8<-- [start:port-ephemeral]
+		// --8<-- [start:primer-proof]
 		It("takes each client's source port from ip_local_port_range at connect(), a different "+
 			"one each time, over "+fam.String(),
-			// --8<-- [start:primer-proof]
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				r := lab.LocalPortRange()
