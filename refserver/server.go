@@ -135,8 +135,11 @@ func (s *Server) openListener(addr netip.AddrPort) (int, error) {
 	}
 	if q, err := sock.AcceptQueueOf(fd); err == nil {
 		somax, _ := sock.Sysctl("net.core.somaxconn")
-		s.log.printf("  the accept queue holds up to %d (TCP_INFO tcpi_sacked; backlog %d, "+
-			"net.core.somaxconn %s)", q.Max, s.cfg.Backlog, somax)
+		// The limit is sk_max_ack_backlog; the kernel calls the queue full only when it holds
+		// more (sk_acceptq_is_full), so it holds one connection more than its limit.
+		s.log.printf("  the accept queue's limit is %d (TCP_INFO tcpi_sacked; it holds %d, "+
+			"sk_acceptq_is_full; backlog %d, net.core.somaxconn %s)",
+			q.Max, q.Max+1, s.cfg.Backlog, somax)
 	}
 	return fd, nil
 }

@@ -61,10 +61,12 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// With one server port for all, the connections are told apart by the
 				// clients' ports, all different.
 				Expect(duplicates(ports["clients"])).To(BeEmpty())
+				// --8<-- [start:primer-matchers]
 				// Each accepted socket is a connection of its own (TCP_INFO: ESTABLISHED), and
 				// the listener, after all those accepts, is still the one passive socket (LISTEN).
 				Expect(server.Accepted).To(HaveEach(HaveField("State", "ESTABLISHED")))
 				Expect(server.Listener.State).To(Equal("LISTEN"))
+				// --8<-- [end:primer-matchers]
 				var states []string
 				for _, a := range server.Accepted {
 					states = append(states, a.State)
@@ -80,9 +82,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 		// --8<-- [end:port-same]
 
 		// --8<-- [start:port-ephemeral]
+		// --8<-- [start:primer-proof]
 		It("takes each client's source port from ip_local_port_range at connect(), a different "+
 			"one each time, over "+fam.String(),
-			// --8<-- [start:primer-proof]
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				r := lab.LocalPortRange()

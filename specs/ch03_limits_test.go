@@ -432,7 +432,9 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			// Soft above hard: EINVAL (do_prlimit), nothing changed.
 			Expect(errors.Is(over.Errno, unix.EINVAL)).To(BeTrue(), "soft above hard: %s", over.Error)
 			Expect(over.After).To(Equal(back.After))
+			// --8<-- [end:limit-fd-config-core]
 
+			// --8<-- [start:limit-fd-config-cap-core]
 			// The hard limit lowered by a thread without CAP_SYS_RESOURCE (CapEff, from
 			// /proc/thread-self/status), then asked back: not above fs.nr_open, so the EPERM
 			// is do_prlimit's capable(CAP_SYS_RESOURCE) answering, not its nr_open check.
@@ -443,7 +445,6 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			Expect(errors.Is(denied.Errno, unix.EPERM)).To(BeTrue(),
 				"hard limit raised back: %s", denied.Error)
 			Expect(denied.After).To(Equal(down.After))
-			// --8<-- [end:limit-fd-config-core]
 			// Asked back by a thread with the process's own capabilities: capable() looks in
 			// the initial user namespace, so it succeeds only where CAP_SYS_RESOURCE is in
 			// the effective set there.
@@ -467,6 +468,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					"hard limit raised back in a user namespace: %s", u.Calls[1].Error)
 				Expect(u.Calls[1].After).To(Equal(u.Calls[0].After))
 			}
+			// --8<-- [end:limit-fd-config-cap-core]
 
 			// What the Go runtime does at start-up (syscall/rlimit.go), seen in the child's
 			// own child: handed a soft limit below hard-1 (getrlimit in the parent), it starts

@@ -29,9 +29,9 @@ func Example_backlogPlusOne() {
 	for i := 1; i <= 2; i++ { // two clients, and no accept() at all
 		c, _ := sock.Socket(unix.AF_INET)
 		defer unix.Close(c)
-		err := sock.Connect(c, addr, 300*time.Millisecond)
-		_ = sock.WaitFor(l, unix.POLLIN, time.Second) // readable: one is queued
-		q, _ := sock.AcceptQueueOf(l)                 // TCP_INFO on the listener
+		err := sock.Connect(c, addr, 300*time.Millisecond) // the example's own deadline
+		_ = sock.WaitFor(l, unix.POLLIN, time.Second)      // readable: one is queued
+		q, _ := sock.AcceptQueueOf(l)                      // TCP_INFO on the listener
 		fmt.Printf("client %d: %v; queued %d\n", i, err, q.Len)
 	}
 	// Output:

@@ -102,6 +102,8 @@ func Example_rst() {
 
 // --8<-- [end:primer-rst]
 
+// --8<-- [start:primer-helpers]
+
 // listener is socket, bind to 127.0.0.1 port 0 and listen: the server page's steps 1 to 3.
 func listener() (int, netip.AddrPort) {
 	l, _ := sock.Socket(unix.AF_INET)
@@ -126,3 +128,5 @@ func readOne(fd int) (int, error) {
 	sock.WaitFor(fd, unix.POLLIN, time.Second)
 	return sock.Read(fd, make([]byte, 1))
 }
+
+// --8<-- [end:primer-helpers]

@@ -283,7 +283,9 @@ func checkStartup(t *testing.T, c *cli, f testkit.Family) {
 	find(`^setsockopt\(` + fd + `, SOL_SOCKET, SO_REUSEADDR, 1\) = 0$`)
 	find(`^bind\(` + fd + `, ` + regexp.QuoteMeta(f.Any().String()) + `\) = 0$`)
 	find(`^listen\(` + fd + `, ` + strconv.Itoa(unix.SOMAXCONN) + `\) = 0$`)
-	find(fmt.Sprintf(`^  the accept queue holds up to %d \(`, acceptQueueMax(t, unix.SOMAXCONN)))
+	limit := acceptQueueMax(t, unix.SOMAXCONN)
+	find(fmt.Sprintf(`^  the accept queue's limit is %d \(TCP_INFO tcpi_sacked; it holds %d, `,
+		limit, limit+1))
 	find(`^listening on `)
 	for i := 1; i < len(pos); i++ {
 		if pos[i] < pos[i-1] {

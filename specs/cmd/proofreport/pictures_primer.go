@@ -416,21 +416,23 @@ func primerStrings(v any, f func(string)) {
 type primerTransition struct {
 	at    int    // the row
 	event string // what made it: a call, or a segment that arrived
-	state string // the state it leads to ("CLOSED": none)
+	state string // the state it leads to ("CLOSE": none, as TCP_INFO names it)
 }
 
 // primerStatesPicture draws RFC 9293's state diagram (section 3.3.2, figure 5) along its
-// common path, the side that connects and closes first on the left and the side that
-// listens on the right, each state as long as it lasts, with the segments that move both
-// sides on. States the reader's proofs recorded are marked with their chapters.
+// common path, the side that connects on the left and the side that listens on the right,
+// each state as long as it lasts, with the segments that move both sides on. Either side may
+// close first; the picture has the left one do it, and says so. The names are TCP_INFO's
+// (sock.TCPState): CLOSE where the RFC writes CLOSED. States the reader's proofs recorded
+// are marked with their chapters.
 func primerStatesPicture(seen map[string][]int) []byte {
 	client := []primerTransition{
 		{1, "connect(): send SYN", "SYN_SENT"},
 		{3, "SYN-ACK in: send ACK", "ESTABLISHED"},
-		{5, "close(): send FIN", "FIN_WAIT1"},
+		{5, "close() first: send FIN", "FIN_WAIT1"},
 		{7, "ACK of the FIN in", "FIN_WAIT2"},
 		{9, "FIN in: send ACK", "TIME_WAIT"},
-		{11, "60 s later (2 MSL)", "CLOSED"},
+		{11, "60 s later (Linux)", "CLOSE"},
 	}
 	server := []primerTransition{
 		{0, "listen()", "LISTEN"},
@@ -438,7 +440,7 @@ func primerStatesPicture(seen map[string][]int) []byte {
 		{4, "ACK in", "ESTABLISHED"},
 		{6, "FIN in: send ACK", "CLOSE_WAIT"},
 		{8, "close(): send FIN", "LAST_ACK"},
-		{10, "ACK of the FIN in", "CLOSED"},
+		{10, "ACK of the FIN in", "CLOSE"},
 	}
 	segments := []struct {
 		from, to int // rows: sent, arrived
@@ -448,16 +450,26 @@ func primerStatesPicture(seen map[string][]int) []byte {
 		{1, 2, true, "SYN"}, {2, 3, false, "SYN-ACK"}, {3, 4, true, "ACK"},
 		{5, 6, true, "FIN"}, {6, 7, false, "ACK"}, {8, 9, false, "FIN"}, {9, 10, true, "ACK"},
 	}
-	const top, step, rows = 104, 42, 12
+	const top, step, rows = 122, 42, 12
 	const lx, rx, bw = 230, 470, 140 // the two columns' centres, and a state's width
-	h := top + rows*step + 78
+	caption := []string{
+		"Either side may close first: that side takes the left path from FIN_WAIT1 on, the other",
+		"the right one from CLOSE_WAIT. In the primer's Example_fin the server closed first,",
+		"so the client was left in CLOSE_WAIT. TIME_WAIT lasts 60 s on Linux (TCP_TIMEWAIT_LEN);",
+		"RFC 9293 asks for 2 MSL, 4 minutes. On the server the listener stays in LISTEN:",
+		"SYN_RECV is a request it holds, and ESTABLISHED a new socket, the one accept() returns.",
+		"\"your run\": the chapters whose proofs read a socket in that state from your kernel.",
+	}
+	h := top + rows*step + 24 + 18*len(caption)
 	sv := newSVG(primerW, h, "The states of a TCP connection along its common path, both sides, after RFC 9293's figure 5")
 	w := primerW
 	sv.text(w/2, 28, "middle", `font-weight="bold" font-size="16"`, "The states a connection goes through: the common path")
 	sv.text(w/2, 50, "middle", `font-size="13" fill="#555555"`,
 		"after RFC 9293, section 3.3.2 (figure 5), names as TCP_INFO spells them; time runs down")
-	sv.text(lx, top-22, "middle", `font-weight="bold"`, "the side that connects, closes first")
-	sv.text(rx, top-22, "middle", `font-weight="bold"`, "the side that listens")
+	sv.text(lx, top-40, "middle", `font-weight="bold"`, "the side that connects")
+	sv.text(lx, top-22, "middle", `font-size="13" fill="#555555"`, "and, here, closes first")
+	sv.text(rx, top-40, "middle", `font-weight="bold"`, "the side that listens")
+	sv.text(rx, top-22, "middle", `font-size="13" fill="#555555"`, "and, here, closes second")
 	primerArrowDefs(sv)
 	y := func(row int) int { return top + row*step }
 	column := func(x int, ts []primerTransition, anchor string, labelX int, first string) {
@@ -469,14 +481,16 @@ func primerStatesPicture(seen map[string][]int) []byte {
 			}
 			if to > from {
 				style := colMuted
-				if state != "CLOSED" {
+				if state != "CLOSE" {
 					style = colSame
 				}
 				sv.box(x-bw/2, y(from)+3, bw, y(to)-y(from)-6, style)
 				mid := (y(from) + y(to)) / 2
-				sv.text(x, mid+5, "middle", `font-family="monospace" font-weight="bold"`, state)
-				if ch := seen[state]; len(ch) > 0 {
-					sv.text(x, mid+21, "middle", `font-size="11" fill="#e65100"`, "your run: "+primerChapters(ch))
+				marks := primerMarks(seen[state])
+				name := mid + 5 - 7*len(marks) // the name and its marks, centred in the box
+				sv.text(x, name, "middle", `font-family="monospace" font-weight="bold"`, state)
+				for j, m := range marks {
+					sv.text(x, name+16+14*j, "middle", `font-size="11" fill="#e65100"`, m)
 				}
 			}
 			if i == len(ts) {
@@ -488,8 +502,8 @@ func primerStatesPicture(seen map[string][]int) []byte {
 			from, state = ts[i].at, ts[i].state
 		}
 	}
-	column(lx, client, "end", lx-bw/2-10, "CLOSED")
-	column(rx, server, "start", rx+bw/2+10, "CLOSED")
+	column(lx, client, "end", lx-bw/2-10, "CLOSE")
+	column(rx, server, "start", rx+bw/2+10, "CLOSE")
 	for _, sg := range segments {
 		x1, x2 := lx+bw/2, rx-bw/2
 		if !sg.toServer {
@@ -497,21 +511,43 @@ func primerStatesPicture(seen map[string][]int) []byte {
 		}
 		primerSegmentLabelled(sv, x1, x2, y(sg.from), y(sg.to)-y(sg.from), sg.label)
 	}
-	for i, line := range []string{
-		"On the server, the listener stays in LISTEN: SYN_RECV is a request it holds,",
-		"and ESTABLISHED a new socket, the one accept() returns. \"your run\": the",
-		"chapters whose proofs read a socket in that state from your kernel.",
-	} {
-		sv.text(w/2, h-48+i*18, "middle", `font-size="12" fill="#555555"`, line)
+	for i, line := range caption {
+		sv.text(w/2, y(rows)+24+i*18, "middle", `font-size="12" fill="#555555"`, line)
 	}
 	return sv.bytes()
 }
 
-// primerChapters is "ch. 4" or "ch. 1, 4, 5": short, to fit in a state's box.
+// primerMarks are the lines that mark a state with the chapters that read it: one line
+// while it fits a state's box ("your run: ch. 4, 5"), else two ("your run:", "ch. 1, 2, 4-8").
+func primerMarks(ch []int) []string {
+	if len(ch) == 0 {
+		return nil
+	}
+	chapters := primerChapters(ch)
+	if one := "your run: " + chapters; len(one) <= 21 { // 11 px text: about 6 px a character
+		return []string{one}
+	}
+	return []string{"your run:", chapters}
+}
+
+// primerChapters is "ch. 4" or "ch. 1, 2, 4-8": short, to fit in a state's box, with a run
+// of three chapters or more written as its first and last.
 func primerChapters(ch []int) string {
 	var s []string
-	for _, c := range ch {
-		s = append(s, fmt.Sprint(c))
+	for i := 0; i < len(ch); {
+		j := i
+		for j+1 < len(ch) && ch[j+1] == ch[j]+1 {
+			j++
+		}
+		switch {
+		case j-i >= 2:
+			s = append(s, fmt.Sprintf("%d-%d", ch[i], ch[j]))
+		case j > i:
+			s = append(s, fmt.Sprint(ch[i]), fmt.Sprint(ch[j]))
+		default:
+			s = append(s, fmt.Sprint(ch[i]))
+		}
+		i = j + 1
 	}
 	return "ch. " + strings.Join(s, ", ")
 }

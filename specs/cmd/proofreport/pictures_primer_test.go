@@ -47,7 +47,9 @@ func TestPrimerPicturesAreDrawnFromTheEvidence(t *testing.T) {
 		// The common path, with the states the fixture's proofs read marked by chapter:
 		// ESTABLISHED by chapters 4 and 5, CLOSE_WAIT by chapter 5 only.
 		"primer-states.svg": {">SYN_SENT<", ">FIN_WAIT2<", ">TIME_WAIT<", ">LAST_ACK<", "your run: ch. 4, 5<",
-			"your run: ch. 5<", "60 s later (2 MSL)"},
+			"your run: ch. 5<",
+			// TCP_INFO's names, and Linux's TIME_WAIT, as the primer's text has them.
+			"60 s later (Linux)", "TCP_TIMEWAIT_LEN", ">CLOSE<", "closes first"},
 	}
 	for name, parts := range want {
 		b := checkSVG(t, filepath.Join(dir, name))
@@ -78,5 +80,37 @@ func TestPrimerPicturesWithoutTheirEvidence(t *testing.T) {
 	if b := checkSVG(t, filepath.Join(dir, "primer-states.svg")); strings.Contains(b, "your run: ch.") ||
 		!strings.Contains(b, ">ESTABLISHED<") {
 		t.Errorf("primer-states.svg without evidence:\n%s", b)
+	}
+}
+
+func TestPrimerStatesNamesAreTCPInfos(t *testing.T) {
+	// TCP_INFO (sock.TCPState) says CLOSE where RFC 9293 writes CLOSED; the picture says
+	// which spelling it uses, so it must use it throughout.
+	b := string(primerStatesPicture(nil))
+	if strings.Contains(b, "CLOSED") || !strings.Contains(b, ">CLOSE<") {
+		t.Errorf("primer-states.svg names the closed state otherwise than TCP_INFO:\n%s", b)
+	}
+}
+
+func TestPrimerMarksFitAStatesBox(t *testing.T) {
+	for _, c := range []struct {
+		ch   []int
+		want []string
+	}{
+		{nil, nil},
+		{[]int{4}, []string{"your run: ch. 4"}},
+		{[]int{4, 5}, []string{"your run: ch. 4, 5"}},
+		{[]int{1, 2, 4, 5, 6, 7, 8}, []string{"your run:", "ch. 1, 2, 4-8"}},
+		{[]int{1, 3, 5, 7, 9}, []string{"your run:", "ch. 1, 3, 5, 7, 9"}},
+	} {
+		got := primerMarks(c.ch)
+		if strings.Join(got, "|") != strings.Join(c.want, "|") {
+			t.Errorf("primerMarks(%v) = %q, want %q", c.ch, got, c.want)
+		}
+		for _, line := range got {
+			if len(line) > 21 {
+				t.Errorf("primerMarks(%v): %q is wider than a state's box", c.ch, line)
+			}
+		}
 	}
 }

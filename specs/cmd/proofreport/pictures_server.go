@@ -113,8 +113,8 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	s := &svg{} // the body; its height is known once it is drawn
 	s.text(w/2, 28, "middle", `font-weight="bold" font-size="16"`,
 		"What the kernel holds after each step")
-	s.text(w/2, 48, "middle", grey, "as this run read it back: getsockname, getpeername, "+
-		"TCP_INFO, SO_ACCEPTCONN")
+	s.text(w/2, 48, "middle", grey, "as three proofs of this run read it back (getsockname, "+
+		"getpeername, TCP_INFO, SO_ACCEPTCONN), each on a listener of its own")
 	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" `+
 		`markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/>`+
 		`</marker></defs>`+"\n")
@@ -145,7 +145,7 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	}
 
 	y := 62
-	divider(y, "passive.no-data: one socket, step by step")
+	divider(y, fmt.Sprintf("passive.no-data: one socket, step by step; its listener %s", lis.Local))
 	y += 24
 
 	// 1. socket(): a descriptor, and a socket with nothing in it yet.
@@ -186,7 +186,8 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	s.text(ax+12, qy+42, "start", small, "handshakes done, waiting for accept()")
 	slotX, slotY := ax+qw-12-110, qy+50
 	if st.Queued >= 0 {
-		s.text(ax+12, qy+62, "start", small, fmt.Sprintf("%d waiting here:", st.Queued))
+		s.text(ax+12, qy+62, "start", small, fmt.Sprintf("%d waiting here, this proof's client:",
+			st.Queued))
 	}
 	if st.Queued > 0 {
 		s.box(slotX, slotY, 110, 20, colDiff)
@@ -194,10 +195,11 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	}
 	y = qy + 76
 	if q := st.Queue; q != nil {
-		s.text(bx, y+18, "start", grey, fmt.Sprintf("from backlog.queue: listen(fd, %d) read back a "+
-			"limit of %d (TCP_INFO),", q.Backlog, q.Max))
+		s.text(bx, y+18, "start", grey, fmt.Sprintf("from backlog.queue, another listener (%s): "+
+			"listen(fd, %d) read back a limit of %d (TCP_INFO),", q.Listener, q.Backlog, q.Max))
 		s.text(bx, y+34, "start", grey, fmt.Sprintf("at most net.core.somaxconn (%d); "+
-			"an accept queue holds limit + 1", q.Somaxconn))
+			"an accept queue holds limit + 1. Its length as clients came: %s", q.Somaxconn,
+			serverLens(q.Lens)))
 		y += 34
 	}
 	y += 22
@@ -226,7 +228,8 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	// One more descriptor per accept, each connection its own 4-tuple.
 	if sp := st.Spawned; sp != nil && len(st.Tuples) > 0 {
 		y += 20
-		divider(y, "passive.spawns-active: one listener, one descriptor per accept")
+		divider(y, "passive.spawns-active: one descriptor per accept; its listener "+
+			serverListenerOf(st.Tuples))
 		y += 24
 		s.text(left, y+16, "start", small, fmt.Sprintf("descriptors open: %d with listener %d; "+
 			"%d after %d connect() calls (the clients' own; %d in the accept queue); "+
@@ -259,6 +262,26 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	out := newSVG(w, y+20, "socket, bind, listen, accept: what the kernel holds after each step")
 	out.Write(s.Bytes())
 	return out.bytes(), nil
+}
+
+// serverLens writes the accept queue's lengths as backlog.queue read them: "0, 1, 2, 3".
+func serverLens(lens []uint32) string {
+	var s []string
+	for _, n := range lens {
+		s = append(s, fmt.Sprint(n))
+	}
+	return strings.Join(s, ", ")
+}
+
+// serverListenerOf is the listener's address and port, the local end of the first accepted
+// connection's tuple, or "" when there is none.
+func serverListenerOf(tuples []tupleSeen) string {
+	for _, t := range tuples {
+		if _, l, _, err := tupleOf(t.Server); err == nil {
+			return l.String()
+		}
+	}
+	return ""
 }
 
 // The loop page's picture (chapters/loop.md): what a full descriptor table costs a loop that

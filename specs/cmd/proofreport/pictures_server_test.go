@@ -18,16 +18,18 @@ func TestServerStepsAreDrawnFromTheEvidence(t *testing.T) {
 		"socket(AF_INET, SOCK_STREAM) = 7", "bind(7, address)", ">127.0.0.1:52799<",
 		"state CLOSE, SO_ACCEPTCONN 0, getpeername: ENOTCONN", "listen(7, backlog)",
 		"state LISTEN, SO_ACCEPTCONN 1", "the SYN queue", "net.ipv4.tcp_syncookies 1",
-		"the accept queue", "1 waiting here", ">:44698<",
+		"the accept queue", "1 waiting here, this proof", ">:44698<",
 		"connect(8, 127.0.0.1:52799) = 0", "127.0.0.1:44698 → 127.0.0.1:52799", "state ESTABLISHED before any accept()",
 		"accept4(7) = 9", "127.0.0.1:52799 ↔ 127.0.0.1:44698", "descriptor 7 goes on listening",
 		// backlog.queue's limit.
 		"listen(fd, 8) read back a limit of 8", "net.core.somaxconn (4096)",
+		"Its length as clients came: 0, 1, 2, 3",
 		// passive.spawns-active's descriptors and 4-tuples.
 		"10 with listener 7; 18 after 8 connect() calls", "26 after as many accept4()",
 		">17<", ">24<", "↔ :41810", "↔ :41872", "every one is local 127.0.0.1:38823",
-		// Each part names its proof.
-		"from passive.no-data", "from backlog.queue", "from passive.spawns-active",
+		// Each part names its proof, and its listener: three proofs, three listeners.
+		"from passive.no-data", "its listener 127.0.0.1:52799", "from backlog.queue, another listener (",
+		"from passive.spawns-active", "its listener 127.0.0.1:38823",
 	} {
 		if !strings.Contains(b, want) {
 			t.Errorf("server-steps.svg lacks %q", want)
