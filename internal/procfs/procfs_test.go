@@ -74,6 +74,25 @@ func TestEachTCPParses(t *testing.T) {
 	}
 }
 
+// TestTCPTableErrorsQuoteTheRow: both readers of the table share its row loop; a row that
+// does not parse is named in the error, and a row too short for the reader is left out.
+func TestTCPTableErrorsQuoteTheRow(t *testing.T) {
+	const bad = "   0: 0100007F:1B58 0100007F:ZZZZ 01 00000000:00000000 00:00000000"
+	table := "header\n   9: short row\n" + bad + "\n"
+	for name, err := range map[string]error{
+		"eachTCP":      eachTCP(strings.NewReader(table), func(TCPRow) {}),
+		"eachTCPTimed": eachTCPTimed(strings.NewReader(table), func(TCPTimed) {}),
+	} {
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%s: %v; want an error quoting %q", name, err, bad)
+		}
+	}
+	var rows int
+	if err := eachTCP(strings.NewReader("header\n   9: short row\n"), func(TCPRow) { rows++ }); err != nil || rows != 0 {
+		t.Errorf("a row of three fields: %d rows, %v; want it left out", rows, err)
+	}
+}
+
 // TestEachTCPFindsAListener: the kernel's own table holds a listener this process opened,
 // over each family this machine has.
 func TestEachTCPFindsAListener(t *testing.T) {
