@@ -176,17 +176,8 @@ func Slabs() (map[string]int64, error) {
 	return m, sc.Err()
 }
 
-// Meminfo reads one field of /proc/meminfo, in bytes.
+// Meminfo reads one field of /proc/meminfo, in bytes; 0 when it cannot.
 func Meminfo(field string) int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := kBField("/proc/meminfo", field)
+	return n
 }

@@ -4,7 +4,6 @@
 package procfs
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -59,19 +58,23 @@ func parseCPU(b []byte) (time.Duration, error) {
 // RSS is the process's resident set size in bytes (VmRSS of /proc/PID/status): the pages of
 // its memory that are in RAM now, its heap, stacks and the binary's touched pages.
 func RSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	return kBField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+}
+
+// kBField reads, in bytes, the field of a file that lists one "Name:   1234 kB" a line, as
+// /proc/PID/status and /proc/meminfo do.
+func kBField(path, field string) (int64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("%s: no %s", path, field)
 }
 
 // FDs counts the process's open descriptors by kind, from the links in /proc/PID/fd:

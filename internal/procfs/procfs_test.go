@@ -116,3 +116,24 @@ func TestEachTCPFindsAListener(t *testing.T) {
 		}
 	}
 }
+
+// TestKBField: RSS and Meminfo read their "Name:   N kB" line with one parser.
+func TestKBField(t *testing.T) {
+	path := t.TempDir() + "/status"
+	status := "Name:\tx\nVmHWM:\t    2048 kB\nVmRSS:\t    1234 kB\nThreads:\t3\n"
+	if err := os.WriteFile(path, []byte(status), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := kBField(path, "VmRSS"); n != 1234<<10 || err != nil {
+		t.Errorf("kBField VmRSS = %d, %v; want %d", n, err, 1234<<10)
+	}
+	if _, err := kBField(path, "VmSwap"); err == nil || !strings.Contains(err.Error(), "no VmSwap") {
+		t.Errorf("a field the file lacks: %v", err)
+	}
+	if n, err := RSS(os.Getpid()); n <= 0 || err != nil {
+		t.Errorf("RSS(self) = %d, %v", n, err)
+	}
+	if n := Meminfo("MemTotal"); n <= 0 {
+		t.Errorf("Meminfo(MemTotal) = %d", n)
+	}
+}

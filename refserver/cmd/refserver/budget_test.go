@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/internal/netns"
+	"portproof/internal/procfs"
 	"portproof/internal/testkit"
 )
 
@@ -216,19 +217,9 @@ func pollStats(c *cli, ok func(string) bool) error {
 // vmRSS is a process's resident memory in bytes, VmRSS in /proc/PID/status.
 func vmRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procfs.RSS(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kib << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }
