@@ -15,44 +15,23 @@ import (
 // limit back (backlog_queue); chapter 6's passive.spawns-active accepts eight clients from one
 // listener (descriptors_spawned, tuples). Each part of the picture names the proof it is from.
 
-// serverSocket mirrors the specs' ch6SocketSeen: one socket as the kernel describes it.
-type serverSocket struct {
-	Role       string `json:"role"`
-	FD         int    `json:"fd"`
-	State      string `json:"state"`
-	AcceptConn int    `json:"acceptconn"`
-	Local      string `json:"local"`
-	Peer       string `json:"peer"`
-}
-
-// serverSpawned mirrors the specs' ch6Spawned: descriptors before and after the accepts.
-type serverSpawned struct {
-	Listener     int    `json:"listener"`
-	Before       int    `json:"before"`
-	AfterConnect int    `json:"after_connect"`
-	QueuedBefore uint32 `json:"queued_before"`
-	AfterAccept  int    `json:"after_accept"`
-	QueuedAfter  uint32 `json:"queued_after"`
-	Accepted     []int  `json:"accepted"`
-}
-
 // serverSteps is what the picture is drawn from; only Sockets is required.
 type serverSteps struct {
-	Sockets    map[string]serverSocket // by role: "bound, before listen", "listener", ...
-	Queued     int                     // the listener's accept queue while nothing was accepted
-	Queue      *backlogQueue           // backlog.queue's listener
-	Spawned    *serverSpawned          // passive.spawns-active's descriptors
-	Tuples     []tupleSeen             // and the 4-tuple of each connection it accepted
-	SynCookies string                  // net.ipv4.tcp_syncookies, from the machine entry
+	Sockets    map[string]ch6SocketSeen // by role: "bound, before listen", "listener", ...
+	Queued     int                      // the listener's accept queue while nothing was accepted
+	Queue      *backlogQueue            // backlog.queue's listener
+	Spawned    *ch6Spawned              // passive.spawns-active's descriptors
+	Tuples     []tupleSeen              // and the 4-tuple of each connection it accepted
+	SynCookies string                   // net.ipv4.tcp_syncookies, from the machine entry
 }
 
 // serverPictures draws server-steps.svg, or its placeholder with the reason.
 func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "server-steps.svg"
 	st := serverSteps{Queued: -1}
-	var socks []serverSocket
+	var socks []ch6SocketSeen
 	if decodeFirst(byID["passive.no-data"], "socket_kinds", &socks) {
-		st.Sockets = map[string]serverSocket{}
+		st.Sockets = map[string]ch6SocketSeen{}
 		for _, s := range socks {
 			st.Sockets[s.Role] = s
 		}
@@ -62,7 +41,7 @@ func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte
 	if decodeFirst(byID["backlog.queue"], "backlog_queue", &q) {
 		st.Queue = &q
 	}
-	var sp serverSpawned
+	var sp ch6Spawned
 	if decodeFirst(byID["passive.spawns-active"], "descriptors_spawned", &sp) {
 		st.Spawned = &sp
 		decodeFirst(byID["passive.spawns-active"], "tuples", &st.Tuples)
