@@ -274,9 +274,7 @@ func passiveActivePicture(nd *ch6NoData, sp *ch6Spawns) ([]byte, error) {
 	}
 	s := newSVG(width, h, "A passive socket and the active sockets it spawns, as the kernel "+
 		"described them: descriptor, TCP state, SO_ACCEPTCONN, addresses")
-	fmt.Fprint(s, `<defs><marker id="arrow6" viewBox="0 0 10 10" refX="10" refY="5" `+
-		`markerWidth="7" markerHeight="7" orient="auto-start-reverse">`+
-		`<path d="M0,0 L10,5 L0,10 z" fill="#424242"/></marker></defs>`+"\n")
+	s.arrowheads(7, arrowhead{"arrow6", "#424242"})
 	s.text(width/2, 28, "middle", `font-weight="bold" font-size="16"`,
 		"One passive socket; every accept() spawns an active one")
 	y := 50

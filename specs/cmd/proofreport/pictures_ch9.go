@@ -68,7 +68,7 @@ func dualStackPictures(byID map[string]proof, pics map[string][]byte, missing no
 func dualStackPicture(off, on dualStackSeen) []byte {
 	s := newSVG(900, 400, "One port, two families: a listener on [::] with IPV6_V6ONLY off, and on")
 	s.text(450, 28, "middle", `font-weight="bold" font-size="16"`, "One port, two families")
-	fmt.Fprint(s, `<defs><marker id="ds-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"ds-arrow", "#1565c0"})
 	arrow := func(x1, y1, x2, y2 int) {
 		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#1565c0" stroke-width="2" marker-end="url(#ds-arrow)"/>`+"\n", x1, y1, x2, y2)
 	}

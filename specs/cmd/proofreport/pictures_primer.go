@@ -109,9 +109,8 @@ const (
 )
 
 func primerArrowDefs(s *svg) {
-	for id, col := range map[string]string{"pa": "#1565c0", "pf": "#2e7d32", "pr": "#c62828", "pg": "#9e9e9e"} {
-		fmt.Fprintf(s, `<defs><marker id="%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker></defs>`+"\n", id, col)
-	}
+	s.arrowheads(8, arrowhead{"pa", "#1565c0"}, arrowhead{"pf", "#2e7d32"}, arrowhead{"pr", "#c62828"},
+		arrowhead{"pg", "#9e9e9e"})
 }
 
 // primerSegment draws a segment as an arrow from one lifeline at y to the other at y+drop,

@@ -128,8 +128,7 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 	s := newSVG(860, h, "The client's view and the server's, side by side: a deferred handshake, "+
 		"and the client's data meeting a full accept queue")
 	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "Connected, says the client; a request, says the server")
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker>`+
-		`<marker id="arrowred" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#c62828"/></marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"arrow", "#1565c0"}, arrowhead{"arrowred", "#c62828"})
 	y := 56
 	for _, p := range panels {
 		s.text(430, y, "middle", `font-weight="bold"`, p.title)

@@ -94,9 +94,7 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 		"What the kernel holds after each step")
 	s.text(w/2, 48, "middle", grey, "as this run read it back: getsockname, getpeername, "+
 		"TCP_INFO, SO_ACCEPTCONN")
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" `+
-		`markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/>`+
-		`</marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"arrow", "#1565c0"})
 	arrow := func(x1, y1, x2, y2 int, style string) {
 		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" %s stroke-width="2" `+
 			`marker-end="url(#arrow)"/>`+"\n", x1, y1, x2, y2, style)

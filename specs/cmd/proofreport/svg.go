@@ -42,6 +42,21 @@ func (s *svg) box(x, y, w, h int, style string) {
 	fmt.Fprintf(s, `<rect x="%d" y="%d" width="%d" height="%d" rx="6" %s stroke-width="1.5"/>`+"\n", x, y, w, h, style)
 }
 
+// arrowhead is a marker an arrow ends in, marker-end="url(#id)": a triangle filled with colour.
+type arrowhead struct{ id, colour string }
+
+// arrowheads defines the picture's arrowheads, each size px wide and high, pointing along
+// the line they end.
+func (s *svg) arrowheads(size int, heads ...arrowhead) {
+	s.WriteString("<defs>")
+	for _, h := range heads {
+		fmt.Fprintf(s, `<marker id="%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="%d" `+
+			`markerHeight="%d" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker>`,
+			h.id, size, size, h.colour)
+	}
+	s.WriteString("</defs>\n")
+}
+
 func (s *svg) bytes() []byte {
 	s.WriteString("</svg>\n")
 	return s.Bytes()
