@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"strconv"
 	"strings"
 )
 
@@ -327,16 +326,4 @@ func spareCPUPicture(spin, shed loopCPU, f shedFigures) []byte {
 	}
 	fmt.Fprintf(s, `<line x1="%d" y1="300" x2="%d" y2="300" stroke="#9e9e9e"/>`+"\n", x0, x1)
 	return s.bytes()
-}
-
-// grouped writes n with a comma between each group of three digits: 36,913.
-func grouped(n int) string {
-	d := strconv.Itoa(n)
-	if n < 0 {
-		return "-" + grouped(-n)
-	}
-	for i := len(d) - 3; i > 0; i -= 3 {
-		d = d[:i] + "," + d[i:]
-	}
-	return d
 }

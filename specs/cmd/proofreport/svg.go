@@ -62,6 +62,18 @@ func (s *svg) bytes() []byte {
 	return s.Bytes()
 }
 
+// grouped writes n with a comma between each group of three digits: 36,913.
+func grouped(n int) string {
+	d := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + grouped(-n)
+	}
+	for i := len(d) - 3; i > 0; i -= 3 {
+		d = d[:i] + "," + d[i:]
+	}
+	return d
+}
+
 // placeholder is the picture for evidence this run did not produce, with the reason.
 func placeholder(title, why string) []byte {
 	s := newSVG(720, 120, title)
