@@ -122,11 +122,9 @@ func ch6Pictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 
 // ch6SpecWith is the first passed spec of p, IPv4 first, that recorded an entry named name.
 func ch6SpecWith(p proof, name string) (specReport, bool) {
-	for _, fam := range []string{"ipv4", "", "ipv6"} {
-		for _, s := range p.Specs {
-			if s.State == "passed" && s.family() == fam && len(s.entries(name)) > 0 {
-				return s, true
-			}
+	for _, s := range p.passed() {
+		if len(s.entries(name)) > 0 {
+			return s, true
 		}
 	}
 	return specReport{}, false

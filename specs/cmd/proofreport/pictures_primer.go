@@ -59,18 +59,6 @@ type primerState struct {
 	State  string `json:"state"`
 }
 
-// primerPassed are p's passing specs, IPv4 first: its addresses are the shorter to read.
-func primerPassed(p proof) []specReport {
-	var out []specReport
-	for _, s := range p.Specs {
-		if s.State == "passed" {
-			out = append(out, s)
-		}
-	}
-	slices.SortStableFunc(out, func(a, b specReport) int { return strings.Compare(a.family(), b.family()) })
-	return out
-}
-
 // primerTimelines are the spec's "packets" entries that decode as timelines.
 func primerTimelines(s specReport) []primerTimeline {
 	var out []primerTimeline
@@ -143,7 +131,7 @@ func primerLifelines(s *svg, client, server string, top, bottom int) {
 // connection, with the states each end is in after each, and when connect() returned and
 // accept() was called.
 func primerHandshakePicture(p proof) ([]byte, error) {
-	specs := primerPassed(p)
+	specs := p.passed()
 	if len(specs) == 0 {
 		return nil, fmt.Errorf("no passing spec")
 	}
@@ -232,7 +220,7 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 // primerClosePicture draws, side by side, the end of two of handshake.shed's connections:
 // one the server closed with FIN, one with RST, and what each client then read.
 func primerClosePicture(p proof) ([]byte, error) {
-	specs := primerPassed(p)
+	specs := p.passed()
 	if len(specs) == 0 {
 		return nil, fmt.Errorf("no passing spec")
 	}

@@ -217,11 +217,9 @@ func queuesPictures(byID map[string]proof, pics map[string][]byte, missing notes
 	}
 	// Both overflows come from one spec, IPv4 first: the picture compares them.
 	var overflows []queueStory
-	specs := slices.Clone(p.Specs)
-	slices.SortStableFunc(specs, func(a, b specReport) int { return strings.Compare(a.family(), b.family()) })
-	for _, sp := range specs {
-		if sp.State != "passed" || len(overflows) > 0 {
-			continue
+	for _, sp := range p.passed() {
+		if len(overflows) > 0 {
+			break
 		}
 		for _, e := range sp.entries("queue_overflow") {
 			var o queueStory
