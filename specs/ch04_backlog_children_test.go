@@ -284,17 +284,14 @@ func ch4Full(loopback string) (ch4FullSeen, error) {
 	if o.AbortOnOverflow, err = sock.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
 		return seen, err
 	}
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 0)
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	l, addr, capture, err := lab.ListenCaptured(at, 0)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	o.Listener = addr.String()
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer capture.Close()
+	o.Listener = addr.String()
 
 	filler, err := lab.DialTo(addr)
 	if err != nil {

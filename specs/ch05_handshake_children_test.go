@@ -146,17 +146,14 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", ch5Before
 // capture, connect, write, read the capture, and only then accept.
 func ch5BeforeAcceptChild(loopback string) (ch5BeforeAcceptSeen, error) {
 	var seen ch5BeforeAcceptSeen
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	l, addr, capture, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	seen.Listener = addr
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer capture.Close()
+	seen.Listener = addr
 
 	client, err := lab.DialTo(addr)
 	if err != nil {
@@ -293,16 +290,14 @@ func (p *ch5Emfile) listenWatched(loopback string) error {
 	if p.seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return err
 	}
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	l, addr, capture, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return err
 	}
 	p.closers.add(func() { unix.Close(l) })
-	p.l, p.seen.Listener = l, addr
-	if p.capture, err = lab.StartCapture(addr.Port()); err != nil {
-		return err
-	}
-	p.closers.add(func() { p.capture.Close() })
+	p.closers.add(func() { capture.Close() })
+	p.l, p.seen.Listener, p.capture = l, addr, capture
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return os.NewSyscallError("epoll_create1", err)
 	}
@@ -789,15 +784,11 @@ func (p *ch5Shedding) captureShed() error {
 // {1, 0}, which refserver never sets, and reports what its client read.
 func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	var seen ch5LingerSeen
-	l, addr, err := lab.ListenOn(at, 8)
+	l, addr, capture, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer capture.Close()
 	client, err := lab.DialTo(addr)
 	if err != nil {

@@ -134,16 +134,7 @@ func ch7Segments(c *lab.Capture, want int) ([]lab.Segment, error) {
 // ch7Listen is a listener on the loopback address of the child's argument, and a capture
 // of its port.
 func ch7Listen(loopback string) (int, netip.AddrPort, *lab.Capture, error) {
-	l, at, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
-	if err != nil {
-		return -1, at, nil, err
-	}
-	c, err := lab.StartCapture(at.Port())
-	if err != nil {
-		unix.Close(l)
-		return -1, at, nil, err
-	}
-	return l, at, c, nil
+	return lab.ListenCaptured(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
 }
 
 // ch7HalfSeen is the half-close: one end shut for writing while the other still talks.

@@ -41,25 +41,22 @@ func ch8Delta(before, after lab.Counters) map[string]int64 {
 // ch8Deferred is a listener with TCP_DEFER_ACCEPT, on the child's loopback address, and a
 // capture of its port.
 func ch8Deferred(loopback string, backlog int) (int, netip.AddrPort, int, *lab.Capture, error) {
-	l, at, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), backlog)
+	l, at, c, err := lab.ListenCaptured(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), backlog)
 	if err != nil {
 		return -1, at, 0, nil, err
 	}
 	// The kernel keeps the option as a count of SYN-ACK retransmissions (secs_to_retrans)
 	// and gives back the seconds those take: what it will really wait.
 	if err := unix.SetsockoptInt(l, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, ch8DeferSeconds); err != nil {
+		c.Close()
 		unix.Close(l)
 		return -1, at, 0, nil, os.NewSyscallError("setsockopt TCP_DEFER_ACCEPT", err)
 	}
 	defer_, err := unix.GetsockoptInt(l, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
 	if err != nil {
+		c.Close()
 		unix.Close(l)
 		return -1, at, 0, nil, os.NewSyscallError("getsockopt TCP_DEFER_ACCEPT", err)
-	}
-	c, err := lab.StartCapture(at.Port())
-	if err != nil {
-		unix.Close(l)
-		return -1, at, 0, nil, err
 	}
 	return l, at, defer_, c, nil
 }
@@ -383,11 +380,12 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 		return seen, err
 	}
 	lo := netip.MustParseAddr(loopback)
-	l, at, err := lab.ListenOn(netip.AddrPortFrom(lo, 0), ch8SynBacklog)
+	l, at, capture, err := lab.ListenCaptured(netip.AddrPortFrom(lo, 0), ch8SynBacklog)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
+	defer capture.Close()
 	seen.Listener = at.String()
 	// The SYN-ACKs go to ports where nothing listens, and the kernel answers each with RST,
 	// which would end the request at once: the listener's own socket filter drops RSTs
@@ -395,11 +393,6 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 	if err := ch7Filter(l, ch8DropRST); err != nil {
 		return seen, err
 	}
-	capture, err := lab.StartCapture(at.Port())
-	if err != nil {
-		return seen, err
-	}
-	defer capture.Close()
 	raw, err := ch8RawSocket(lo)
 	if err != nil {
 		return seen, err

@@ -59,6 +59,22 @@ type Capture struct {
 // and the TCP header's fixed 20 bytes, or IPv6's 40 and TCP's largest (60).
 const captureSnap = 128
 
+// ListenCaptured is ListenOn with a capture of the listener's port (StartCapture), started
+// before any client can come: where a child that reads its proof's packets starts. It works
+// in a sandbox child only, as StartCapture does; on an error nothing is left open.
+func ListenCaptured(at netip.AddrPort, backlog int) (int, netip.AddrPort, *Capture, error) {
+	l, addr, err := ListenOn(at, backlog)
+	if err != nil {
+		return -1, addr, nil, err
+	}
+	c, err := StartCapture(addr.Port())
+	if err != nil {
+		unix.Close(l)
+		return -1, addr, nil, err
+	}
+	return l, addr, c, nil
+}
+
 // StartCapture starts capturing on lo the TCP segments whose source or destination port is
 // port. Start it before the traffic: it sees what lo carries from then on.
 func StartCapture(port uint16) (*Capture, error) {

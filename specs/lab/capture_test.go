@@ -36,17 +36,13 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	}
 	defer unix.Close(other)
 	seen.Other = otherAddr.Port()
-	l, addr, err := lab.ListenOn(at, 8)
+	l, addr, c, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	seen.Listener = addr
-	c, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer c.Close()
+	seen.Listener = addr
 
 	noise, err := lab.DialTo(otherAddr)
 	if err != nil {
@@ -143,5 +139,17 @@ func sameSegments(got, want []lab.Segment) error {
 func TestCaptureNeedsTheSandbox(t *testing.T) {
 	if _, err := lab.StartCapture(80); err == nil || errors.Is(err, unix.EPERM) {
 		t.Errorf("StartCapture in the test process: want the sandbox-only refusal, got %v", err)
+	}
+	// ListenCaptured refuses the same way, and closes the listener it had made.
+	before, err := lab.OpenDescriptorNumbers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _, c, err := lab.ListenCaptured(netip.MustParseAddrPort("127.0.0.1:0"), 8)
+	if err == nil || errors.Is(err, unix.EPERM) || l != -1 || c != nil {
+		t.Errorf("ListenCaptured in the test process: %d, %v, %v; want -1 and the sandbox-only refusal", l, c, err)
+	}
+	if after, err := lab.OpenDescriptorNumbers(); err != nil || !slices.Equal(after, before) {
+		t.Errorf("descriptors after ListenCaptured's refusal: %v, before %v (%v)", after, before, err)
 	}
 }
