@@ -40,7 +40,7 @@ func TestPageListsEveryClaimWithItsState(t *testing.T) {
 			t.Errorf("claim %s: the article's words are not quoted", c.ID)
 		}
 	}
-	for _, want := range []string{
+	checkHolds(t, "the page", page,
 		"| [`tuple.identity`](#tuple-identity) | 1 | true | passed |",
 		"| [`passive.no-data`](#passive-no-data) | 6 | true | FAILED |",
 		"| [`backlog.open-vs-pending`](#backlog-open-vs-pending) | 4 | true | no proof yet |",
@@ -54,16 +54,12 @@ func TestPageListsEveryClaimWithItsState(t *testing.T) {
 		"to equal", // the failure message
 		"`net.core.somaxconn`",
 		"The lesson: [chapter 3](ch3-limits.md).",
-	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("the page lacks %q", want)
-		}
-	}
+	)
 }
 
 func TestEvidenceIsRenderedReadably(t *testing.T) {
 	page, _ := generate(t, "testdata/report.json")
-	for _, want := range []string{
+	checkHolds(t, "the page", page,
 		// tuples: a table, columns in the spec's order
 		"| conn | client | server |",
 		"| `first` | `tcp 127.0.0.1:40512 -> 127.0.0.1:7000` | `tcp 127.0.0.1:7000 -> 127.0.0.1:40512` |",
@@ -84,11 +80,7 @@ func TestEvidenceIsRenderedReadably(t *testing.T) {
 		// a scalar
 		"**Accept at us** <small>(`accept_at_us`)</small>\n\n`1500`",
 		"#### What the kernel answered, over ipv4 loopback 127.0.0.1",
-	} {
-		if !strings.Contains(page, want) {
-			t.Errorf("the page lacks %q", want)
-		}
-	}
+	)
 }
 
 func TestPicturesAreDrawnFromTheEvidence(t *testing.T) {
@@ -186,11 +178,12 @@ func checkPictures(t *testing.T, img string, want map[string][]string) {
 	}
 }
 
-// checkHolds checks that svg, the picture name, holds every one of parts.
-func checkHolds(t *testing.T, name, svg string, parts ...string) {
+// checkHolds checks that text, a picture's or the page's, holds every one of parts; name
+// says whose it is.
+func checkHolds(t *testing.T, name, text string, parts ...string) {
 	t.Helper()
 	for _, p := range parts {
-		if !strings.Contains(svg, p) {
+		if !strings.Contains(text, p) {
 			t.Errorf("%s lacks %q", name, p)
 		}
 	}
