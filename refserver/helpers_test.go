@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/internal/testkit"
 	"portproof/refserver/sock"
 )
 
@@ -58,15 +60,10 @@ func startServer(t testing.TB, cfg Config) *Server {
 	return srv
 }
 
-// dialE connects to ap with a deadline on the connection; for goroutines, which must not
-// call t.Fatal.
+// dialE connects to ap with connDeadline on the connection (testkit.Dial); for goroutines,
+// which must not call t.Fatal.
 func dialE(ap netip.AddrPort) (*net.TCPConn, error) {
-	c, err := net.DialTimeout("tcp", ap.String(), 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	c.SetDeadline(time.Now().Add(connDeadline))
-	return c.(*net.TCPConn), nil
+	return testkit.Dial(ap, connDeadline)
 }
 
 // dial connects to ap and closes the connection when the test ends.

@@ -165,12 +165,8 @@ func stall(t *testing.T, c *cli, n, each int) []net.Conn {
 // echoOnce checks that a fresh client is served.
 func echoOnce(t *testing.T, c *cli) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", c.addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := c.dial(t)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(connDeadline))
 	fmt.Fprintln(conn, "ping")
 	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping\n" {
 		t.Fatalf("a fresh client: %q, %v; want its echo", line, err)
