@@ -36,8 +36,7 @@ type child struct {
 func startChild(t *testing.T, nofile int) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=serve", fmt.Sprintf("%s=%d", helperNofileEnv, nofile),
-		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // -race: no second's sleep at exit
+	cmd.Env = testkit.ChildEnv(helperEnv+"=serve", fmt.Sprintf("%s=%d", helperNofileEnv, nofile))
 	ch := &child{cmd: cmd, out: testkit.NewLines(), exit: make(chan error, 1)}
 	cmd.Stdout = ch.out
 	var stderr bytes.Buffer

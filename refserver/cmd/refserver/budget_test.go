@@ -104,7 +104,7 @@ func runInNamespace(t *testing.T, run string) {
 	_, err := netns.First(func(k netns.Kind) error {
 		out.Reset()
 		cmd = k.Command(context.Background(), "-test.run="+run, "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), budgetInside+"=1", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+		cmd.Env = testkit.ChildEnv(budgetInside + "=1")
 		cmd.Stdout, cmd.Stderr = &out, &out
 		return cmd.Run()
 	})

@@ -54,9 +54,9 @@ type cli struct {
 
 func command(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	// Under -race, a process that exits 0 sleeps a second first (GORACE atexit_sleep_ms,
-	// 1000 by default), which the exit timings would measure.
-	cmd.Env = append(os.Environ(), asCLI+"=1", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	// Under -race, a process that exits 0 sleeps a second first, which the exit timings
+	// would measure: testkit.ChildEnv turns it off.
+	cmd.Env = testkit.ChildEnv(asCLI + "=1")
 	return cmd
 }
 
