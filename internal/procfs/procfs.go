@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,29 +81,50 @@ func kBField(path, field string) (int64, error) {
 // FDs counts the process's open descriptors by kind, from the links in /proc/PID/fd:
 // sockets, pipes, and the rest (eventfds, epoll instances, files).
 func FDs(pid int) (sockets, pipes, other int, err error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	d, err := os.Open(dir)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	for _, n := range names {
-		target, err := os.Readlink(dir + "/" + n)
+	fds, err := Descriptors(pid)
+	for _, fd := range fds {
 		switch {
-		case err != nil: // closed since the listing
-		case strings.HasPrefix(target, "socket:"):
+		case fd.Socket():
 			sockets++
-		case strings.HasPrefix(target, "pipe:"):
+		case strings.HasPrefix(fd.Target, "pipe:"):
 			pipes++
 		default:
 			other++
 		}
 	}
-	return sockets, pipes, other, nil
+	return sockets, pipes, other, err
+}
+
+// FD is one of a process's open descriptors: its number, and what its link in /proc/PID/fd
+// names ("socket:[1234]", "pipe:[5678]", "/dev/null", "anon_inode:[eventpoll]").
+type FD struct {
+	Num    int
+	Target string
+}
+
+// Socket tells whether the descriptor is a socket's.
+func (fd FD) Socket() bool { return strings.HasPrefix(fd.Target, "socket:") }
+
+// Descriptors lists the process's open descriptors from /proc/PID/fd, lowest first; one
+// closed while the list is read is left out.
+func Descriptors(pid int) ([]FD, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var fds []FD
+	for _, e := range ents { // os.ReadDir sorts by name: "10" before "9"
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink(dir + "/" + e.Name()); err == nil {
+			fds = append(fds, FD{Num: n, Target: target})
+		}
+	}
+	slices.SortFunc(fds, func(a, b FD) int { return a.Num - b.Num })
+	return fds, nil
 }
 
 // Loadavg is the first three fields of /proc/loadavg: how busy the machine was.

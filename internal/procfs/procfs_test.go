@@ -137,3 +137,52 @@ func TestKBField(t *testing.T) {
 		t.Errorf("Meminfo(MemTotal) = %d", n)
 	}
 }
+
+// TestDescriptors: the process's own table lists a pipe and a socket it opened, by number,
+// lowest first, and FDs counts them by kind.
+func TestDescriptors(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if s >= 0 {
+			unix.Close(s)
+		}
+	}()
+	sockets0, pipes0, _, err := FDs(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := Descriptors(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(fds, func(a, b FD) int { return a.Num - b.Num }) {
+		t.Errorf("not lowest first: %v", fds)
+	}
+	byNum := map[int]FD{}
+	for _, fd := range fds {
+		byNum[fd.Num] = fd
+	}
+	if fd := byNum[s]; !fd.Socket() {
+		t.Errorf("descriptor %d, a socket: %+v", s, fd)
+	}
+	for _, p := range []*os.File{r, w} {
+		if fd := byNum[int(p.Fd())]; fd.Socket() || !strings.HasPrefix(fd.Target, "pipe:") {
+			t.Errorf("descriptor %d, a pipe's end: %+v", p.Fd(), fd)
+		}
+	}
+	unix.Close(s)
+	s = -1
+	if sockets, pipes, _, err := FDs(os.Getpid()); err != nil || sockets != sockets0-1 || pipes != pipes0 {
+		t.Errorf("FDs after closing the socket: %d sockets, %d pipes, %v; want %d and %d",
+			sockets, pipes, err, sockets0-1, pipes0)
+	}
+}
