@@ -137,8 +137,8 @@ func closePicture(tw closeTimeWait) ([]byte, error) {
 		s.text(cx, y+24, "middle", `font-weight="bold"`, "client "+tw.Client)
 		s.text(40, y+24, "middle", `font-size="12" fill="#555555"`, "ms")
 		bottom := y + 36 + n*step
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, y+32, sx, bottom)
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, y+32, cx, bottom)
+		s.lifeline(sx, y+32, bottom)
+		s.lifeline(cx, y+32, bottom)
 		y += 52
 	}
 	draw := func(evs []closeEvent) {

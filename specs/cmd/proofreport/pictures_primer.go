@@ -123,7 +123,7 @@ func primerLifelines(s *svg, client, server string, top, bottom int) {
 	s.text(primerClient, top-14, "middle", `font-weight="bold"`, "client "+client)
 	s.text(primerServer, top-14, "middle", `font-weight="bold"`, "server "+server)
 	for _, x := range []int{primerClient, primerServer} {
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
+		s.lifeline(x, top, bottom)
 	}
 }
 
@@ -301,7 +301,7 @@ func primerClosePicture(p proof) ([]byte, error) {
 		}
 		bottom := top + row*step + 6
 		for _, x := range []int{cx, sx} {
-			fmt.Fprintf(sv, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
+			sv.lifeline(x, top, bottom)
 		}
 		if read != "" {
 			sv.text(cx-30, bottom+26, "start", `font-family="monospace" font-weight="bold"`, read)

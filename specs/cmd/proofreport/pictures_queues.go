@@ -199,8 +199,8 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 				y += step
 			}
 		}
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, top, cx, y-10)
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, top, sx, y-10)
+		s.lifeline(cx, top, y-10)
+		s.lifeline(sx, top, y-10)
 		y += 20
 	}
 	return s.bytes(), nil

@@ -42,6 +42,12 @@ func (s *svg) box(x, y, w, h int, style string) {
 	fmt.Fprintf(s, `<rect x="%d" y="%d" width="%d" height="%d" rx="6" %s stroke-width="1.5"/>`+"\n", x, y, w, h, style)
 }
 
+// lifeline draws an end's time line, a client's or a server's, down from top to bottom at x:
+// the segments of the pictures that tell a story in time go from one to the other.
+func (s *svg) lifeline(x, top, bottom int) {
+	fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
+}
+
 // arrowhead is a marker an arrow ends in, marker-end="url(#id)": a triangle filled with colour.
 type arrowhead struct{ id, colour string }
 
