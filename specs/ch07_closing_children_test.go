@@ -3,20 +3,18 @@
 package specs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log"
 	"net/netip"
 	"os"
-	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"portproof/internal/procfs"
+	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
 	"portproof/specs/lab"
@@ -731,8 +729,8 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 	unix.Close(plain)
 
 	// refserver's own listener: socket, SO_REUSEADDR, bind, listen.
-	var narration syncBuffer
-	cfg.Addr, cfg.Log = addr, log.New(&narration, "", 0)
+	narration := testkit.NewLines()
+	cfg.Addr, cfg.Log = addr, log.New(narration, "", 0)
 	second, err := refserver.New(cfg)
 	seen.Restart = fmt.Sprint(err)
 	if err != nil {
@@ -744,7 +742,7 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 		defer cancel()
 		second.Shutdown(ctx)
 	}()
-	seen.Narration = strings.Split(strings.TrimSpace(narration.String()), "\n")
+	seen.Narration = narration.All()
 	lfd := second.Listeners()[0]
 	seen.ReuseAddr, err = unix.GetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR)
 	if err != nil {
@@ -837,10 +835,10 @@ var ch7ListenerResetChild = lab.RegisterChild("ch7.close.listener-resets", ch7Li
 
 func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 	var seen ch7ResetSeen
-	var narration syncBuffer
+	narration := testkit.NewLines()
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
 	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Handler: refserver.Echo{},
-		Log: log.New(&narration, "", 0)})
+		Log: log.New(narration, "", 0)})
 	if err != nil {
 		return seen, err
 	}
@@ -900,29 +898,10 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 			return seen, err
 		}
 	}
-	seen.Narration = strings.Split(strings.TrimSpace(narration.String()), "\n")
+	seen.Narration = narration.All()
 	// Three handshakes, three bytes and their ACKs, three RSTs.
 	seen.Packets, err = ch7Segments(capture, 3*3+3*2+3)
 	return seen, err
 }
 
 // --8<-- [end:listener-resets-child]
-
-// syncBuffer is a bytes.Buffer for a log.Logger that refserver's loops write from their own
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
