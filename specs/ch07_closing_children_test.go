@@ -782,10 +782,7 @@ func ch7Served(addr netip.AddrPort) (int, string, error) {
 // ch7TimeWaitsOn lists the TIME_WAITs whose local end is addr (/proc/net/tcp), once there
 // are at least want, and tells whether a listener is on addr.
 func ch7TimeWaitsOn(addr netip.AddrPort, want int) ([]string, bool, error) {
-	domain := unix.AF_INET6
-	if addr.Addr().Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(addr)
 	var tws []string
 	var listening bool
 	for range 1000 {

@@ -510,10 +510,7 @@ func ch8Answer(c *lab.Capture, segs *[]lab.Segment, port uint16, before lab.Coun
 
 // ch8SynRecvOn counts the requests in SYN_RECV on the listener at, in /proc/net/tcp.
 func ch8SynRecvOn(at netip.AddrPort) (int, error) {
-	domain := unix.AF_INET6
-	if at.Addr().Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(at)
 	n := 0
 	err := procfs.EachTCPTimed(domain, func(r procfs.TCPTimed) {
 		if r.Local == at && r.State == procfs.TCPSynRecv {
@@ -538,10 +535,7 @@ var ch8DropRST = []unix.SockFilter{
 // which the sandbox's root has over its own namespace. It would receive a copy of every TCP
 // segment too; a filter keeps its buffer empty.
 func ch8RawSocket(lo netip.Addr) (int, error) {
-	domain := unix.AF_INET6
-	if lo.Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(netip.AddrPortFrom(lo, 0))
 	fd, err := unix.Socket(domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, os.NewSyscallError("socket SOCK_RAW", err)
