@@ -387,12 +387,7 @@ func ch4Full(loopback string) (ch4FullSeen, error) {
 	// The client's handshake is done and accepted: its segments have passed lo's taps.
 	// Three are expected (the SYN again, SYN-ACK, ACK); whatever else was captured is
 	// taken too, at no wait, so that an RST could not hide.
-	segs, err := capture.Read(3, lab.ReadWithin)
-	if err != nil {
-		return seen, err
-	}
-	more, err := capture.Read(64, 0)
-	seen.AfterAccept = append(segs, more...)
+	seen.AfterAccept, err = capture.ReadAll(3)
 	return seen, err
 }
 

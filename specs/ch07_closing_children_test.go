@@ -196,17 +196,6 @@ func ch7Acked(fd int) (uint32, error) {
 	return unacked, nil
 }
 
-// ch7Segments reads what the capture holds: at least want segments, or what came within
-// lab.ReadWithin, then whatever else is there at no wait, so that nothing unexpected hides.
-func ch7Segments(c *lab.Capture, want int) ([]lab.Segment, error) {
-	segs, err := c.Read(want, lab.ReadWithin)
-	if err != nil {
-		return segs, err
-	}
-	more, err := c.Read(64, 0)
-	return append(segs, more...), err
-}
-
 // ch7HalfSeen is the half-close: one end shut for writing while the other still talks.
 type ch7HalfSeen struct {
 	ch7Ends
@@ -259,7 +248,7 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 		return seen, err
 	}
 	// Handshake, FIN and its ACK, the server's data and its ACK: seven segments.
-	seen.Packets, err = ch7Segments(l.capture, 7)
+	seen.Packets, err = l.capture.ReadAll(7)
 	return seen, err
 }
 
@@ -361,7 +350,7 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 		return seen, err
 	}
 	// Handshake, data and echo with their ACKs, the two FINs with theirs, and the late bytes.
-	seen.Packets, err = ch7Segments(capture, 13)
+	seen.Packets, err = capture.ReadAll(13)
 	return seen, err
 }
 
@@ -454,7 +443,7 @@ func ch7Unread(loopback string) ([]ch7UnreadSeen, error) {
 		all = append(all, seen)
 	}
 	// Two handshakes (3 each), the data, "bye" and the ACKs, then RST; or FIN and its ACK.
-	segs, err := ch7Segments(l.capture, 16)
+	segs, err := l.capture.ReadAll(16)
 	for i := range all {
 		for _, s := range segs {
 			if s.Src.String() == all[i].Client || s.Dst.String() == all[i].Client {
@@ -592,7 +581,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 		return seen, err
 	}
 	// Handshake, FIN and ACK each way, the FIN again and the ACKs the filter dropped.
-	if seen.Packets, err = ch7Segments(l.capture, 9); err != nil {
+	if seen.Packets, err = l.capture.ReadAll(9); err != nil {
 		return seen, err
 	}
 	seen.Linger, err = ch7LingerZero(l)
@@ -628,7 +617,7 @@ func ch7LingerZero(l *ch7Listener) (ch7LingerReset, error) {
 	if seen.Left, err = ch7Left(c); err != nil {
 		return seen, err
 	}
-	seen.Packets, err = ch7Segments(l.capture, 4) // handshake, RST
+	seen.Packets, err = l.capture.ReadAll(4) // handshake, RST
 	return seen, err
 }
 
@@ -897,7 +886,7 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 	}
 	seen.Narration = narration.All()
 	// Three handshakes, three bytes and their ACKs, three RSTs.
-	seen.Packets, err = ch7Segments(capture, 3*3+3*2+3)
+	seen.Packets, err = capture.ReadAll(3*3 + 3*2 + 3)
 	return seen, err
 }
 

@@ -193,7 +193,7 @@ func ch8Defer(loopback string) (ch8DeferSeen, error) {
 	}
 	seen.Counters = ch8Delta(before, after)
 	// SYN, SYN-ACK, ACK; the data and its ACK.
-	seen.Packets, err = ch7Segments(capture, 5)
+	seen.Packets, err = capture.ReadAll(5)
 	return seen, err
 }
 
@@ -317,7 +317,7 @@ func ch8Overflow(loopback string) (ch8OverflowSeen, error) {
 	if seen.AbortOnOverflow == "1" {
 		want++
 	}
-	seen.Packets, err = ch7Segments(capture, want)
+	seen.Packets, err = capture.ReadAll(want)
 	return seen, err
 }
 
@@ -437,7 +437,7 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 		return seen, err
 	}
 	seen.Counters = ch8Delta(first, last)
-	more, err := ch7Segments(capture, 0)
+	more, err := capture.ReadAll(0)
 	seen.Packets = append(segs, more...)
 	return seen, err
 }

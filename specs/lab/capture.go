@@ -241,6 +241,18 @@ func (c *Capture) Read(n int, within time.Duration) ([]Segment, error) {
 }
 
 // Close closes the packet socket.
+// ReadAll reads at least want segments, or what came within ReadWithin, then whatever else
+// the capture holds at no wait: nothing unexpected, an RST say, hides behind the segments the
+// proof waited for.
+func (c *Capture) ReadAll(want int) ([]Segment, error) {
+	segs, err := c.Read(want, ReadWithin)
+	if err != nil {
+		return segs, err
+	}
+	more, err := c.Read(64, 0)
+	return append(segs, more...), err
+}
+
 func (c *Capture) Close() error { return os.NewSyscallError("close", unix.Close(c.fd)) }
 
 func (c *Capture) relative(s *Segment, seq, ack uint32) {

@@ -24,6 +24,7 @@ type handshakeSeen struct {
 	BeforeAccept     []lab.Segment // captured between connect() and accept()
 	Queued           uint32        // the listener's accept queue then (TCP_INFO)
 	AfterWrite       []lab.Segment // after accept, once the client wrote "hello"
+	Acked            []lab.Segment // ReadAll(0) once the client's kernel had the ACK of it
 	Accepted         sock.Tuple    // the tuple of the socket accept() returned
 }
 
@@ -78,7 +79,17 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	if _, err := unix.Write(client, []byte("hello")); err != nil {
 		return seen, os.NewSyscallError("write", err)
 	}
-	seen.AfterWrite, err = c.Read(1, 2*time.Second)
+	if seen.AfterWrite, err = c.Read(1, 2*time.Second); err != nil {
+		return seen, err
+	}
+	// Once the client's send queue is empty (SIOCOUTQ), the server's ACK has crossed lo: it
+	// waits in the capture, and ReadAll takes it though it asked for none.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if n, err := unix.IoctlGetInt(client, unix.SIOCOUTQ); err != nil || n == 0 {
+			break
+		}
+	}
+	seen.Acked, err = c.ReadAll(0)
 	return seen, err
 })
 
@@ -90,7 +101,7 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, s := range slices.Concat(seen.BeforeAccept, seen.AfterWrite) {
+			for _, s := range slices.Concat(seen.BeforeAccept, seen.AfterWrite, seen.Acked) {
 				t.Log(s.Time.Format("15:04:05.000000"), s)
 				if s.Src.Port() == seen.Other || s.Dst.Port() == seen.Other {
 					t.Errorf("the filter let through a segment of the other listener's port %d: %s", seen.Other, s)
@@ -110,6 +121,9 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 			}
 			if err := sameSegments(seen.AfterWrite, []lab.Segment{{Src: c, Dst: l, Flags: "PSH,ACK", Seq: 1, Ack: 1, Len: 5}}); err != nil {
 				t.Errorf("after write: %v", err)
+			}
+			if err := sameSegments(seen.Acked, []lab.Segment{{Src: l, Dst: c, Flags: "ACK", Seq: 1, Ack: 6}}); err != nil {
+				t.Errorf("ReadAll(0) after the ACK of the write: %v", err)
 			}
 			if seen.Accepted.Remote != c {
 				t.Errorf("accept() returned %s, not the captured client %s", seen.Accepted, c)
