@@ -217,7 +217,7 @@ var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", ch2FillRange
 // ch2FillRangeTwice is the parity child's body, with a listener at server.
 func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	var seen ch2ParitySeen
-	r, err := ch2ReadPortRange()
+	r, err := lab.ReadPortRange()
 	if err != nil {
 		return seen, err
 	}
@@ -284,20 +284,6 @@ func ch2ParityOf(port uint16) string {
 		return "even"
 	}
 	return "odd"
-}
-
-// ch2ReadPortRange reads net.ipv4.ip_local_port_range in the child's own namespace.
-func ch2ReadPortRange() (lab.PortRange, error) {
-	v, err := sock.Sysctl(lab.PortRangeSysctl)
-	if err != nil {
-		return lab.PortRange{}, err
-	}
-	var r lab.PortRange
-	if _, err := fmt.Sscan(v, &r.Low, &r.High); err != nil || r.Low > r.High {
-		return r, fmt.Errorf("%s = %q: not a range", lab.PortRangeSysctl, v)
-	}
-	r.Size, r.Sysctl = int(r.High-r.Low)+1, lab.PortRangeSysctl
-	return r, nil
 }
 
 func ch2CloseAll(fds []int) {
