@@ -229,7 +229,7 @@ func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	defer unix.Close(l)
 
 	var fds []int
-	defer func() { ch2CloseAll(fds) }()
+	defer func() { lab.CloseAll(fds) }()
 	for range r.Size {
 		fd, err := sock.Socket(sock.Family(server))
 		if err != nil {
@@ -248,7 +248,7 @@ func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	}
 	// A socket that was only bound gives its port back at close(2): connect() then finds the
 	// whole range free.
-	ch2CloseAll(fds)
+	lab.CloseAll(fds)
 	fds = nil
 
 	for range r.Size {
@@ -284,12 +284,6 @@ func ch2ParityOf(port uint16) string {
 		return "even"
 	}
 	return "odd"
-}
-
-func ch2CloseAll(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
 }
 
 // ch2Distinct lists each value once, in the order first seen.

@@ -134,12 +134,6 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 // more ports than its range would show it rather than stop the loop.
 func ch3Exhaust(r lab.PortRange) int { return min(r.Size+8, 1<<12) }
 
-func ch3CloseAll(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-}
-
 // --8<-- [start:limit-per-destination-child]
 
 // ch3DefaultRangeChild reads the ephemeral range of a network namespace nobody has tuned:
@@ -172,7 +166,7 @@ func ch3Fill(arg ch3FillArg) (ch3FillSeen, error) {
 	}
 	defer unix.Close(l)
 	var fds []int
-	defer func() { ch3CloseAll(fds) }()
+	defer func() { lab.CloseAll(fds) }()
 	// The handshakes complete without accept(): the kernel queues them (backlog 64).
 	seen.Batch, err = ch3ConnectUntilRefused("to one server port", ch3Source{}, addr,
 		ch3Exhaust(seen.Range), &fds)
@@ -211,7 +205,7 @@ func ch3Multiply(struct{}) (ch3MultiplySeen, error) {
 	two := netip.MustParseAddr("127.0.0.2")
 	three := netip.MustParseAddr("127.0.0.3")
 	var listeners, fds []int
-	defer func() { ch3CloseAll(fds); ch3CloseAll(listeners) }()
+	defer func() { lab.CloseAll(fds); lab.CloseAll(listeners) }()
 	listen := func(at netip.AddrPort) (netip.AddrPort, error) {
 		l, addr, err := lab.ListenOn(at, 64)
 		if err == nil {
@@ -346,7 +340,7 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	defer unix.Close(l)
 	seen.Listener = addr.String()
 	var fds []int
-	defer func() { ch3CloseAll(fds) }()
+	defer func() { lab.CloseAll(fds) }()
 	// EMFILE means no free number below the soft limit (alloc_fd): only the descriptors
 	// below it count. One numbered above it was inherited, left open without close-on-exec
 	// by whatever started go test, and is listed apart.

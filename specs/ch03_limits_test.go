@@ -55,7 +55,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// with a cleanup of its own would spend the time on bookkeeping, not on the
 				// kernel.
 				var clients, servers []int
-				DeferCleanup(func() { ch3CloseAll(clients); ch3CloseAll(servers) })
+				DeferCleanup(func() { lab.CloseAll(clients); lab.CloseAll(servers) })
 				for i := range ch3Many {
 					c, err := lab.DialTo(l.Addr)
 					Expect(err).NotTo(HaveOccurred(), "connection %d", i+1)

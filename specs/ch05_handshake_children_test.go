@@ -333,11 +333,7 @@ func (p *ch5Emfile) queueClient() error {
 // fillTable fills the descriptor table: open takes the lowest free number, and fails with
 // EMFILE once none is left below RLIMIT_NOFILE.
 func (p *ch5Emfile) fillTable() error {
-	p.closers.add(func() {
-		for _, fd := range p.fillers {
-			unix.Close(fd)
-		}
-	})
+	p.closers.add(func() { lab.CloseAll(p.fillers) })
 	for range p.seen.Limit {
 		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -682,9 +678,7 @@ func (p *ch5Shedding) oddTable() error {
 // stop closes the clients held, shuts refserver down and waits for Serve to return.
 func (p *ch5Shedding) stop() error {
 	p.stopped = true
-	for _, fd := range p.held {
-		unix.Close(fd)
-	}
+	lab.CloseAll(p.held)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(p.srv.Shutdown(ctx), <-p.served)

@@ -670,11 +670,7 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 	seen.Addr = addr.String()
 	go first.Serve()
 	var clients []int
-	defer func() {
-		for _, fd := range clients {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(clients) }()
 	for range 3 {
 		fd, echo, err := ch7Served(addr)
 		if err != nil {
@@ -835,11 +831,7 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 	}
 	defer capture.Close()
 	var clients []int
-	defer func() {
-		for _, fd := range clients {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(clients) }()
 	calls := &seen.Calls
 	for range 3 {
 		fd, err := lab.DialTo(srv.Addr())

@@ -239,11 +239,7 @@ func ch8Overflow(loopback string) (ch8OverflowSeen, error) {
 		return seen, err
 	}
 	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(fds) }()
 	client, err := lab.DialTo(at)
 	if err != nil {
 		return seen, err
