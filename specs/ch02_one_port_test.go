@@ -147,7 +147,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					seen := lab.RunInSandbox(ch2ParityChild, fam.At(ch2ServerPort), lab.SandboxOptions{
 						Sysctls: map[string]string{lab.PortRangeSysctl: narrowed},
 					})
-					r, low := seen.Range, ch2ParityOf(seen.Range.Low)
+					r, low := seen.Range, lab.ParityName(seen.Range.Low)
 					lows[low] = true
 					rows = append(rows,
 						ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
@@ -167,7 +167,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					}
 					// ...connect() all those of the low end's parity before any other
 					// (__inet_hash_connect starts from an offset with its low bit cleared)...
-					lowParity := WithTransform(ch2ParityOf, Equal(low))
+					lowParity := WithTransform(lab.ParityName, Equal(low))
 					Expect(seen.Connect[:half]).To(HaveEach(lowParity),
 						"connect() in %s: %v", r, seen.Connect)
 					Expect(seen.Connect[half:]).NotTo(ContainElement(lowParity),
@@ -277,13 +277,6 @@ type ch2ParityRow struct {
 	Low     string   `json:"low_end"` // the parity of its low end
 	Connect []uint16 `json:"connect"` // connect()'s ports, in order
 	Bind    []uint16 `json:"bind"`    // bind(ip:0)'s ports, in order
-}
-
-func ch2ParityOf(port uint16) string {
-	if port%2 == 0 {
-		return "even"
-	}
-	return "odd"
 }
 
 // ch2Distinct lists each value once, in the order first seen.
