@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"portproof/internal/testkit"
 	"portproof/refserver/sock"
 )
 
@@ -24,22 +26,11 @@ import (
 // timeout naming the connection, not with the test binary's panic ten minutes later.
 const connDeadline = 20 * time.Second
 
-// startServer runs a Server with cfg (Addr defaults to 127.0.0.1:0) until the test ends,
-// then shuts it down and checks that both Shutdown and Serve answered nil.
+// startServer runs a Server with cfg (serveNew) until the test ends, then shuts it down and
+// checks that both Shutdown and Serve answered nil.
 func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	if !cfg.Addr.IsValid() {
-		cfg.Addr = netip.MustParseAddrPort("127.0.0.1:0")
-	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New(%s): %v", cfg.Addr, err)
-	}
-	if srv.Addr().Port() == 0 || srv.Addr().Addr() != cfg.Addr.Addr() {
-		t.Fatalf("Addr() = %s: want %s with the port the kernel chose", srv.Addr(), cfg.Addr.Addr())
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	srv, served := serveNew(t, cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -58,15 +49,30 @@ func startServer(t testing.TB, cfg Config) *Server {
 	return srv
 }
 
-// dialE connects to ap with a deadline on the connection; for goroutines, which must not
-// call t.Fatal.
-func dialE(ap netip.AddrPort) (*net.TCPConn, error) {
-	c, err := net.DialTimeout("tcp", ap.String(), 2*time.Second)
-	if err != nil {
-		return nil, err
+// serveNew runs a Server with cfg (Addr defaults to 127.0.0.1:0) and returns it with the
+// channel Serve's answer comes on, for a test that shuts it down itself; startServer does it
+// when the test ends.
+func serveNew(t testing.TB, cfg Config) (*Server, <-chan error) {
+	t.Helper()
+	if !cfg.Addr.IsValid() {
+		cfg.Addr = netip.MustParseAddrPort("127.0.0.1:0")
 	}
-	c.SetDeadline(time.Now().Add(connDeadline))
-	return c.(*net.TCPConn), nil
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", cfg.Addr, err)
+	}
+	if srv.Addr().Port() == 0 || srv.Addr().Addr() != cfg.Addr.Addr() {
+		t.Fatalf("Addr() = %s: want %s with the port the kernel chose", srv.Addr(), cfg.Addr.Addr())
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	return srv, served
+}
+
+// dialE connects to ap with connDeadline on the connection (testkit.Dial); for goroutines,
+// which must not call t.Fatal.
+func dialE(ap netip.AddrPort) (*net.TCPConn, error) {
+	return testkit.Dial(ap, connDeadline)
 }
 
 // dial connects to ap and closes the connection when the test ends.

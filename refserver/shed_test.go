@@ -36,8 +36,7 @@ type child struct {
 func startChild(t *testing.T, nofile int) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=serve", fmt.Sprintf("%s=%d", helperNofileEnv, nofile),
-		"GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0") // -race: no second's sleep at exit
+	cmd.Env = testkit.ChildEnv(helperEnv+"=serve", fmt.Sprintf("%s=%d", helperNofileEnv, nofile))
 	ch := &child{cmd: cmd, out: testkit.NewLines(), exit: make(chan error, 1)}
 	cmd.Stdout = ch.out
 	var stderr bytes.Buffer
@@ -80,24 +79,19 @@ func startChild(t *testing.T, nofile int) *child {
 	return ch
 }
 
-// descriptorsBelow reads the process's descriptor table (/proc/PID/fd): how many numbers
-// below limit are in use, and how many of those are sockets.
+// descriptorsBelow reads the process's descriptor table (procfs.Descriptors): how many
+// numbers below limit are in use, and how many of those are sockets.
 func descriptorsBelow(pid, limit int) (used, sockets int, err error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err != nil || n >= limit {
-			continue
-		}
-		used++
-		if link, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(link, "socket:") {
-			sockets++
+	fds, err := procfs.Descriptors(pid)
+	for _, fd := range fds {
+		if fd.Num < limit {
+			used++
+			if fd.Socket() {
+				sockets++
+			}
 		}
 	}
-	return used, sockets, nil
+	return used, sockets, err
 }
 
 // TestShedOnEMFILE (claim handshake.shed): a server with RLIMIT_NOFILE 40 meets ten times

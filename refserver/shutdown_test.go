@@ -11,26 +11,12 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// serveNew starts a Server without startServer's cleanup: the test shuts it down itself.
-func serveNew(t *testing.T, cfg Config) (*Server, <-chan error) {
-	t.Helper()
-	cfg.Addr = netip.MustParseAddrPort("127.0.0.1:0")
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	return srv, served
-}
 
 // TestShutdown: Shutdown answers every byte the server's kernel had received (acknowledged)
 // before it began, then sends FIN; it returns nil once all are closed, the port refuses

@@ -149,7 +149,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					seen := lab.RunInSandbox(ch2ParityChild, fam.At(ch2ServerPort), lab.SandboxOptions{
 						Sysctls: map[string]string{lab.PortRangeSysctl: narrowed},
 					})
-					r, low := seen.Range, ch2ParityOf(seen.Range.Low)
+					r, low := seen.Range, lab.ParityName(seen.Range.Low)
 					lows[low] = true
 					rows = append(rows,
 						ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
@@ -169,7 +169,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					}
 					// ...connect() all those of the low end's parity before any other
 					// (__inet_hash_connect starts from an offset with its low bit cleared)...
-					lowParity := WithTransform(ch2ParityOf, Equal(low))
+					lowParity := WithTransform(lab.ParityName, Equal(low))
 					Expect(seen.Connect[:half]).To(HaveEach(lowParity),
 						"connect() in %s: %v", r, seen.Connect)
 					Expect(seen.Connect[half:]).NotTo(ContainElement(lowParity),
@@ -219,7 +219,7 @@ var ch2ParityChild = lab.RegisterChild("ch2.port.ephemeral.parity", ch2FillRange
 // ch2FillRangeTwice is the parity child's body, with a listener at server.
 func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	var seen ch2ParitySeen
-	r, err := ch2ReadPortRange()
+	r, err := lab.ReadPortRange()
 	if err != nil {
 		return seen, err
 	}
@@ -231,7 +231,7 @@ func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	defer unix.Close(l)
 
 	var fds []int
-	defer func() { ch2CloseAll(fds) }()
+	defer func() { lab.CloseAll(fds) }()
 	for range r.Size {
 		fd, err := sock.Socket(sock.Family(server))
 		if err != nil {
@@ -250,7 +250,7 @@ func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 	}
 	// A socket that was only bound gives its port back at close(2): connect() then finds the
 	// whole range free.
-	ch2CloseAll(fds)
+	lab.CloseAll(fds)
 	fds = nil
 
 	for range r.Size {
@@ -279,33 +279,6 @@ type ch2ParityRow struct {
 	Low     string   `json:"low_end"` // the parity of its low end
 	Connect []uint16 `json:"connect"` // connect()'s ports, in order
 	Bind    []uint16 `json:"bind"`    // bind(ip:0)'s ports, in order
-}
-
-func ch2ParityOf(port uint16) string {
-	if port%2 == 0 {
-		return "even"
-	}
-	return "odd"
-}
-
-// ch2ReadPortRange reads net.ipv4.ip_local_port_range in the child's own namespace.
-func ch2ReadPortRange() (lab.PortRange, error) {
-	v, err := sock.Sysctl(lab.PortRangeSysctl)
-	if err != nil {
-		return lab.PortRange{}, err
-	}
-	var r lab.PortRange
-	if _, err := fmt.Sscan(v, &r.Low, &r.High); err != nil || r.Low > r.High {
-		return r, fmt.Errorf("%s = %q: not a range", lab.PortRangeSysctl, v)
-	}
-	r.Size, r.Sysctl = int(r.High-r.Low)+1, lab.PortRangeSysctl
-	return r, nil
-}
-
-func ch2CloseAll(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
 }
 
 // ch2Distinct lists each value once, in the order first seen.

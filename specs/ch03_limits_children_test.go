@@ -130,41 +130,16 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 
 // --8<-- [end:limit-connect-until-refused]
 
-// ch3ReadPortRange reads net.ipv4.ip_local_port_range in the child's namespace, as the
-// kernel writes it back: "40000\t40009".
-func ch3ReadPortRange() (lab.PortRange, error) {
-	v, err := sock.Sysctl(lab.PortRangeSysctl)
-	if err != nil {
-		return lab.PortRange{}, err
-	}
-	f := strings.Fields(v)
-	if len(f) != 2 {
-		return lab.PortRange{}, fmt.Errorf("%s = %q: want two numbers", lab.PortRangeSysctl, v)
-	}
-	lo, err1 := strconv.ParseUint(f[0], 10, 16)
-	hi, err2 := strconv.ParseUint(f[1], 10, 16)
-	if err1 != nil || err2 != nil || lo > hi {
-		return lab.PortRange{}, fmt.Errorf("%s = %q: not a range", lab.PortRangeSysctl, v)
-	}
-	return lab.PortRange{Low: uint16(lo), High: uint16(hi), Size: int(hi-lo) + 1, Sysctl: lab.PortRangeSysctl}, nil
-}
-
 // ch3Exhaust bounds a batch: the range and a few more, so that a kernel that handed out
 // more ports than its range would show it rather than stop the loop.
 func ch3Exhaust(r lab.PortRange) int { return min(r.Size+8, 1<<12) }
-
-func ch3CloseAll(fds []int) {
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-}
 
 // --8<-- [start:limit-per-destination-child]
 
 // ch3DefaultRangeChild reads the ephemeral range of a network namespace nobody has tuned:
 // the kernel's own default.
 var ch3DefaultRangeChild = lab.RegisterChild("ch3.limit.per-destination.default",
-	func(struct{}) (lab.PortRange, error) { return ch3ReadPortRange() })
+	func(struct{}) (lab.PortRange, error) { return lab.ReadPortRange() })
 
 type ch3FillArg struct {
 	Server netip.AddrPort // where the listener binds, outside the narrowed range
@@ -182,7 +157,7 @@ var ch3FillChild = lab.RegisterChild("ch3.limit.per-destination", ch3Fill)
 func ch3Fill(arg ch3FillArg) (ch3FillSeen, error) {
 	var seen ch3FillSeen
 	var err error
-	if seen.Range, err = ch3ReadPortRange(); err != nil {
+	if seen.Range, err = lab.ReadPortRange(); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(arg.Server, 64)
@@ -191,7 +166,7 @@ func ch3Fill(arg ch3FillArg) (ch3FillSeen, error) {
 	}
 	defer unix.Close(l)
 	var fds []int
-	defer func() { ch3CloseAll(fds) }()
+	defer func() { lab.CloseAll(fds) }()
 	// The handshakes complete without accept(): the kernel queues them (backlog 64).
 	seen.Batch, err = ch3ConnectUntilRefused("to one server port", ch3Source{}, addr,
 		ch3Exhaust(seen.Range), &fds)
@@ -221,7 +196,7 @@ var ch3MultiplyChild = lab.RegisterChild("ch3.limit.multiply", ch3Multiply)
 func ch3Multiply(struct{}) (ch3MultiplySeen, error) {
 	var seen ch3MultiplySeen
 	var err error
-	if seen.Range, err = ch3ReadPortRange(); err != nil {
+	if seen.Range, err = lab.ReadPortRange(); err != nil {
 		return seen, err
 	}
 	one := netip.MustParseAddr("127.0.0.1")
@@ -230,7 +205,7 @@ func ch3Multiply(struct{}) (ch3MultiplySeen, error) {
 	two := netip.MustParseAddr("127.0.0.2")
 	three := netip.MustParseAddr("127.0.0.3")
 	var listeners, fds []int
-	defer func() { ch3CloseAll(fds); ch3CloseAll(listeners) }()
+	defer func() { lab.CloseAll(fds); lab.CloseAll(listeners) }()
 	listen := func(at netip.AddrPort) (netip.AddrPort, error) {
 		l, addr, err := lab.ListenOn(at, 64)
 		if err == nil {
@@ -355,7 +330,7 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	if seen.Soft, seen.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
 	}
-	if seen.Range, err = ch3ReadPortRange(); err != nil {
+	if seen.Range, err = lab.ReadPortRange(); err != nil {
 		return seen, err
 	}
 	l, addr, err := lab.ListenOn(arg.Listen, 128)
@@ -365,7 +340,7 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	defer unix.Close(l)
 	seen.Listener = addr.String()
 	var fds []int
-	defer func() { ch3CloseAll(fds) }()
+	defer func() { lab.CloseAll(fds) }()
 	// EMFILE means no free number below the soft limit (alloc_fd): only the descriptors
 	// below it count. One numbered above it was inherited, left open without close-on-exec
 	// by whatever started go test, and is listed apart.

@@ -55,7 +55,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// with a cleanup of its own would spend the time on bookkeeping, not on the
 				// kernel.
 				var clients, servers []int
-				DeferCleanup(func() { ch3CloseAll(clients); ch3CloseAll(servers) })
+				DeferCleanup(func() { lab.CloseAll(clients); lab.CloseAll(servers) })
 				for i := range ch3Many {
 					c, err := lab.DialTo(l.Addr)
 					Expect(err).NotTo(HaveOccurred(), "connection %d", i+1)
@@ -189,7 +189,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					"connected":   len(b.Ports), "refused": b.Refused.Errno, "ports": b.Ports,
 					// connect() walks the ports of the range's low end's parity first
 					// (__inet_hash_connect): how many came out before the other parity's first.
-					"low_parity":       ch3ParityName(seen.Range.Low),
+					"low_parity":       lab.ParityName(seen.Range.Low),
 					"low_parity_first": ch3SameParityRun(b.Ports, seen.Range.Low),
 				})
 
@@ -507,14 +507,6 @@ func ch3Answer(s ch3SetrlimitSeen) string {
 		return "success"
 	}
 	return s.Name
-}
-
-// ch3ParityName is "even" or "odd", as port is.
-func ch3ParityName(port uint16) string {
-	if port%2 == 0 {
-		return "even"
-	}
-	return "odd"
 }
 
 // ch3SameParityRun counts the ports at the start of ports that have the parity of like.

@@ -106,46 +106,51 @@ type ch4SizeArg struct {
 // net.core.somaxconn (preinit_net_sysctl in net/core/net_namespace.c sets SOMAXCONN), which
 // no setting of the host's reaches.
 var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", func(arg ch4SizeArg) (ch4CapSeen, error) {
-	seen := ch4CapSeen{Where: "new namespace", Backlog: arg.Backlog, Article: ch4Article}
-	var err error
-	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
-		return seen, err
+	seen, l, _, err := ch4Capped("new namespace", arg)
+	if err == nil {
+		unix.Close(l)
 	}
-	l, _, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0), arg.Backlog)
-	if err != nil {
-		return seen, err
-	}
-	defer unix.Close(l)
-	q, err := sock.AcceptQueueOf(l)
-	seen.Max = q.Max
 	return seen, err
 })
+
+// ch4Capped reads the namespace's net.core.somaxconn, listens on arg.Loopback with
+// listen(fd, arg.Backlog), and reads back the limit the kernel applied (tcpi_sacked);
+// where names the namespace. The listener is the caller's to close.
+func ch4Capped(where string, arg ch4SizeArg) (ch4CapSeen, int, netip.AddrPort, error) {
+	seen := ch4CapSeen{Where: where, Backlog: arg.Backlog, Article: ch4Article}
+	var err error
+	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
+		return seen, -1, netip.AddrPort{}, err
+	}
+	at := netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0)
+	l, addr, err := lab.ListenOn(at, arg.Backlog)
+	if err != nil {
+		return seen, -1, addr, err
+	}
+	q, err := sock.AcceptQueueOf(l)
+	if err != nil {
+		unix.Close(l)
+		return seen, -1, addr, err
+	}
+	seen.Max = q.Max
+	return seen, l, addr, nil
+}
 
 // ch4SizeChild listens with a backlog above the sandbox's net.core.somaxconn, then connects
 // clients one at a time, each once the last is queued, as many as the kernel's maximum plus
 // one; then one more, whose SYN the listener drops: the TcpExt counters show the drop as it
 // happens, with no timer to wait for.
 var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (ch4CapSeen, error) {
-	seen := ch4CapSeen{Where: "sandbox", Backlog: arg.Backlog, Article: ch4Article}
-	var err error
-	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
-		return seen, err
-	}
-	at := netip.AddrPortFrom(netip.MustParseAddr(arg.Loopback), 0)
-	l, addr, err := lab.ListenOn(at, arg.Backlog)
+	seen, l, addr, err := ch4Capped("sandbox", arg)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	q, err := sock.AcceptQueueOf(l)
-	if err != nil {
-		return seen, err
-	}
-	seen.Max = q.Max
-	fill := &ch4FillSeen{Listener: addr.String(), Backlog: arg.Backlog, Max: q.Max}
+	fill := &ch4FillSeen{Listener: addr.String(), Backlog: arg.Backlog, Max: seen.Max}
 	seen.Fill = fill
 
-	for range q.Max + 1 {
+	var q sock.AcceptQueue
+	for range seen.Max + 1 {
 		c, err := lab.DialTo(addr)
 		if err != nil {
 			return seen, err
@@ -284,17 +289,14 @@ func ch4Full(loopback string) (ch4FullSeen, error) {
 	if o.AbortOnOverflow, err = sock.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
 		return seen, err
 	}
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 0)
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	l, addr, capture, err := lab.ListenCaptured(at, 0)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	o.Listener = addr.String()
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer capture.Close()
+	o.Listener = addr.String()
 
 	filler, err := lab.DialTo(addr)
 	if err != nil {
@@ -385,12 +387,7 @@ func ch4Full(loopback string) (ch4FullSeen, error) {
 	// The client's handshake is done and accepted: its segments have passed lo's taps.
 	// Three are expected (the SYN again, SYN-ACK, ACK); whatever else was captured is
 	// taken too, at no wait, so that an RST could not hide.
-	segs, err := capture.Read(3, lab.ReadWithin)
-	if err != nil {
-		return seen, err
-	}
-	more, err := capture.Read(64, 0)
-	seen.AfterAccept = append(segs, more...)
+	seen.AfterAccept, err = capture.ReadAll(3)
 	return seen, err
 }
 

@@ -112,7 +112,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				lab.RequireFamily(fam)
 				const backlog, clients = 8, 3
 				l := lab.Listen(fam.At(0), backlog)
-				q := ch4Queue(l.FD())
+				q := lab.AcceptQueue(l.FD())
 				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog,
 					Somaxconn: lab.SysctlInt("net.core.somaxconn"), Max: q.Max, Lens: []uint32{q.Len}}
 				Expect(q.Len).To(BeZero(), "a new listener's queue")
@@ -139,7 +139,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				// queue shrinks by one.
 				a := l.Accept()
 				seen.Accepted = a.PeerAddr().String()
-				seen.AfterAccept = ch4Queue(l.FD()).Len
+				seen.AfterAccept = lab.AcceptQueue(l.FD()).Len
 				lab.Record(ch4EntryQueue, seen)
 				lab.Record(ch4EntryStates, states)
 				lab.Cite(lab.Figures{"lens": seen.Lens, "limit": q.Max, "established": established,
@@ -178,7 +178,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				var next []doomed
 				for _, backlog := range []int{0, 1, 2} {
 					l := lab.Listen(fam.At(0), backlog)
-					q := ch4Queue(l.FD())
+					q := lab.AcceptQueue(l.FD())
 					fill := ch4FillSeen{Listener: l.Addr.String(), Backlog: backlog, Max: q.Max}
 					// As many clients as the kernel's own limit plus one, each once the last
 					// is queued: every connect() must complete.
@@ -211,7 +211,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 						ShouldNot(Equal("CLOSE"), "connect() has begun")
 					st := ch4State(d.sock)
 					n.Client, n.State = st.Client, st.State
-					n.Queued = ch4Queue(d.l.FD()).Len
+					n.Queued = lab.AcceptQueue(d.l.FD()).Len
 				}
 				for i, d := range next {
 					n := &fills[i].Next
@@ -278,7 +278,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				host := ch4CapSeen{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"),
 					Backlog: backlog, Article: ch4Article}
 				l := lab.Listen(fam.At(0), backlog)
-				q := ch4Queue(l.FD())
+				q := lab.AcceptQueue(l.FD())
 				host.Max = q.Max
 				lab.Record(ch4EntryCap, host)
 
@@ -495,7 +495,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 						seen.Established++
 					}
 				}
-				q := ch4Queue(lfd)
+				q := lab.AcceptQueue(lfd)
 				seen.QueueMax, seen.QueueLen = q.Max, q.Len
 				seen.DescriptorsAfter, err = sock.OpenDescriptors()
 				Expect(err).NotTo(HaveOccurred(), "the descriptors open with every client connected")
@@ -542,14 +542,6 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 		// --8<-- [end:backlog-open-vs-pending]
 	}
 })
-
-// ch4Queue is sock.AcceptQueueOf, which must succeed.
-func ch4Queue(l int) sock.AcceptQueue {
-	GinkgoHelper()
-	q, err := sock.AcceptQueueOf(l)
-	Expect(err).NotTo(HaveOccurred())
-	return q
-}
 
 // ch4AwaitQueueLen is ch4AwaitQueue within lab.AcceptWithin, which must read the queue.
 func ch4AwaitQueueLen(l int, want uint32) sock.AcceptQueue {

@@ -146,17 +146,14 @@ var ch5BeforeAccept = lab.RegisterChild("ch5.handshake.before-accept", ch5Before
 // capture, connect, write, read the capture, and only then accept.
 func ch5BeforeAcceptChild(loopback string) (ch5BeforeAcceptSeen, error) {
 	var seen ch5BeforeAcceptSeen
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	l, addr, capture, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	seen.Listener = addr
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer capture.Close()
+	seen.Listener = addr
 
 	client, err := lab.DialTo(addr)
 	if err != nil {
@@ -293,16 +290,14 @@ func (p *ch5Emfile) listenWatched(loopback string) error {
 	if p.seen.Limit, _, err = sock.DescriptorLimit(); err != nil {
 		return err
 	}
-	l, addr, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
+	l, addr, capture, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return err
 	}
 	p.closers.add(func() { unix.Close(l) })
-	p.l, p.seen.Listener = l, addr
-	if p.capture, err = lab.StartCapture(addr.Port()); err != nil {
-		return err
-	}
-	p.closers.add(func() { p.capture.Close() })
+	p.closers.add(func() { capture.Close() })
+	p.l, p.seen.Listener, p.capture = l, addr, capture
 	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return os.NewSyscallError("epoll_create1", err)
 	}
@@ -338,11 +333,7 @@ func (p *ch5Emfile) queueClient() error {
 // fillTable fills the descriptor table: open takes the lowest free number, and fails with
 // EMFILE once none is left below RLIMIT_NOFILE.
 func (p *ch5Emfile) fillTable() error {
-	p.closers.add(func() {
-		for _, fd := range p.fillers {
-			unix.Close(fd)
-		}
-	})
+	p.closers.add(func() { lab.CloseAll(p.fillers) })
 	for range p.seen.Limit {
 		fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -687,9 +678,7 @@ func (p *ch5Shedding) oddTable() error {
 // stop closes the clients held, shuts refserver down and waits for Serve to return.
 func (p *ch5Shedding) stop() error {
 	p.stopped = true
-	for _, fd := range p.held {
-		unix.Close(fd)
-	}
+	lab.CloseAll(p.held)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(p.srv.Shutdown(ctx), <-p.served)
@@ -789,15 +778,11 @@ func (p *ch5Shedding) captureShed() error {
 // {1, 0}, which refserver never sets, and reports what its client read.
 func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	var seen ch5LingerSeen
-	l, addr, err := lab.ListenOn(at, 8)
+	l, addr, capture, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	capture, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer capture.Close()
 	client, err := lab.DialTo(addr)
 	if err != nil {

@@ -115,7 +115,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			// the listener.
 			c := lab.Dial(l.Addr)
 			c.Send([]byte("hello"))
-			Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).
+			Eventually(func() uint32 { return lab.AcceptQueue(l.FD()).Len }).
 				WithTimeout(lab.AcceptWithin).
 				Should(BeEquivalentTo(1), "the client's connection in the listener's accept queue")
 
@@ -143,7 +143,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			// LISTEN sk_stream_wait_connect answers EPIPE (MSG_NOSIGNAL: with no SIGPIPE).
 			err = unix.Sendto(l.FD(), []byte("x"), unix.MSG_NOSIGNAL, nil)
 			refused("send", os.NewSyscallError("sendto", err), unix.EPIPE)
-			cited["queued"] = ch6Queue(l.FD()).Len // every call met a connection queued
+			cited["queued"] = lab.AcceptQueue(l.FD()).Len // every call met a connection queued
 			// SO_ACCEPTCONN, the kernel's flag for "passive": 1 in TCP_LISTEN, else 0.
 			listener := ch6Describe("listener", l.FD())
 			Expect(bound.AcceptConn).To(BeZero(), "SO_ACCEPTCONN before listen")
@@ -206,10 +206,10 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				clientFDs := seen.AfterConnect - seen.Before
 				Expect(clientFDs).To(Equal(len(clients)),
 					"descriptors added by %d connect() calls", len(clients))
-				Eventually(func() uint32 { return ch6Queue(l.FD()).Len }).
+				Eventually(func() uint32 { return lab.AcceptQueue(l.FD()).Len }).
 					WithTimeout(lab.AcceptWithin).Should(BeEquivalentTo(clientFDs),
 					"the accept queue against the client sockets in /proc/self/fd")
-				seen.QueuedBefore = ch6Queue(l.FD()).Len
+				seen.QueuedBefore = lab.AcceptQueue(l.FD()).Len
 
 				for range clientFDs {
 					accepted = append(accepted, l.Accept())
@@ -219,7 +219,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				seen.AfterAccept = ch6Descriptors()
 				Expect(seen.AfterAccept - seen.AfterConnect).To(Equal(clientFDs))
 				// ...while the passive one, its queue now empty, is still listening.
-				seen.QueuedAfter = ch6Queue(l.FD()).Len
+				seen.QueuedAfter = lab.AcceptQueue(l.FD()).Len
 				seen.ListenerState = lab.TCPState(l.FD())
 				Expect(seen.QueuedAfter).To(BeZero())
 				Expect(seen.ListenerState).To(Equal("LISTEN"))
@@ -471,12 +471,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// address: the other listener's accept queue stays empty.
 				c1 := lab.Dial(one.Addr)
 				a1 := one.Accept()
-				otherQueue := ch6Queue(two.FD()).Len
+				otherQueue := lab.AcceptQueue(two.FD()).Len
 				Expect(otherQueue).To(BeZero(),
 					"the second listener's queue after a connection to the first")
 				c2 := lab.Dial(two.Addr)
 				a2 := two.Accept()
-				Expect(ch6Queue(one.FD()).Len).To(BeZero(),
+				Expect(lab.AcceptQueue(one.FD()).Len).To(BeZero(),
 					"the first listener's queue after a connection to the second")
 				// --8<-- [end:passive-shared-port-core]
 				t1, t2 := a1.Tuple(), a2.Tuple()
@@ -570,7 +570,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					Expect(rp).To(Equal(1))
 					// The queues must hold a share each, or a dropped SYN (1 s) would slow
 					// this down: listen's backlog, cut to net.core.somaxconn.
-					Expect(ch6Queue(fd).Max).To(BeNumerically(">=", connections/2),
+					Expect(lab.AcceptQueue(fd).Max).To(BeNumerically(">=", connections/2),
 						"accept queue limit of descriptor %d", fd)
 				}
 				Expect(len(listeners)).To(BeNumerically(">", 1))
@@ -590,7 +590,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					WithTimeout(lab.AcceptWithin).Should(BeEquivalentTo(spread.Connected),
 					"the listeners' accept queues against the clients connected")
 				for _, fd := range listeners {
-					q := ch6Queue(fd)
+					q := lab.AcceptQueue(fd)
 					local, _ := sock.LocalAddr(fd)
 					spread.Listeners = append(spread.Listeners,
 						ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
@@ -969,18 +969,11 @@ func ch6AcceptConn(fd int) int {
 	return v
 }
 
-func ch6Queue(fd int) sock.AcceptQueue {
-	GinkgoHelper()
-	q, err := sock.AcceptQueueOf(fd)
-	Expect(err).NotTo(HaveOccurred())
-	return q
-}
-
 func ch6QueueSum(listeners []int) uint32 {
 	GinkgoHelper()
 	var sum uint32
 	for _, fd := range listeners {
-		sum += ch6Queue(fd).Len
+		sum += lab.AcceptQueue(fd).Len
 	}
 	return sum
 }
@@ -998,7 +991,7 @@ func ch6QueuedOn(listeners []int, connect func()) int {
 	GinkgoHelper()
 	before := make([]uint32, len(listeners))
 	for i, fd := range listeners {
-		before[i] = ch6Queue(fd).Len
+		before[i] = lab.AcceptQueue(fd).Len
 	}
 	var total uint32
 	for _, n := range before {
@@ -1009,7 +1002,7 @@ func ch6QueuedOn(listeners []int, connect func()) int {
 		Should(Equal(total+1), "the accept queues after one more connection")
 	grew := -1
 	for i, fd := range listeners {
-		if ch6Queue(fd).Len == before[i]+1 {
+		if lab.AcceptQueue(fd).Len == before[i]+1 {
 			Expect(grew).To(Equal(-1), "two queues grew for one connection")
 			grew = i
 		}

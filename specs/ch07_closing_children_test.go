@@ -3,20 +3,18 @@
 package specs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log"
 	"net/netip"
 	"os"
-	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"portproof/internal/procfs"
+	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
 	"portproof/specs/lab"
@@ -33,18 +31,78 @@ type ch7Conn struct {
 	Client, Server netip.AddrPort
 }
 
-// ch7Connect connects a client to the listener l and accepts it.
-func ch7Connect(l int, at netip.AddrPort) (ch7Conn, error) {
-	c := ch7Conn{client: -1, server: -1, Server: at}
+// ch7Listener is a listener on the child's loopback address with a capture of its port, and
+// the connections made on it.
+type ch7Listener struct {
+	fd      int
+	at      netip.AddrPort
+	capture *lab.Capture
+	conns   []*ch7Conn
+}
+
+// ch7Listen is the listener of the children that are not refserver's (lab.ListenCaptured).
+func ch7Listen(loopback string) (*ch7Listener, error) {
+	fd, at, c, err := lab.ListenCaptured(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
+	if err != nil {
+		return nil, err
+	}
+	return &ch7Listener{fd: fd, at: at, capture: c}, nil
+}
+
+// connect connects a client to the listener and accepts it.
+func (l *ch7Listener) connect() (*ch7Conn, error) {
+	c := &ch7Conn{client: -1, server: -1, Server: l.at}
+	l.conns = append(l.conns, c)
 	var err error
-	if c.client, err = lab.DialTo(at); err != nil {
+	if c.client, err = lab.DialTo(l.at); err != nil {
 		return c, err
 	}
 	if c.Client, err = sock.LocalAddr(c.client); err != nil {
 		return c, err
 	}
-	c.server, _, err = lab.AcceptOn(l, lab.AcceptWithin)
+	c.server, _, err = lab.AcceptOn(l.fd, lab.AcceptWithin)
 	return c, err
+}
+
+// close closes what is left of the listener's connections, then the capture and the
+// listener.
+func (l *ch7Listener) close() {
+	for _, c := range l.conns {
+		c.close()
+	}
+	l.capture.Close()
+	unix.Close(l.fd)
+}
+
+// ch7Open is where the half-close and the TIME_WAIT children start: ch7Listen, and one
+// connection on it, whose ends it records in e. On an error nothing is left open.
+func ch7Open(loopback string, e *ch7Ends) (*ch7Listener, *ch7Conn, error) {
+	l, err := ch7Listen(loopback)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := l.connect()
+	if err != nil {
+		l.close()
+		return nil, nil, err
+	}
+	e.Client, e.Server = c.Client.String(), c.Server.String()
+	return l, c, nil
+}
+
+// ch7Ends is what a close child records of a connection before anything else: its two ends,
+// the calls made on them, and the states it read, in order.
+type ch7Ends struct {
+	Client string          `json:"client"`
+	Server string          `json:"server"`
+	Calls  lab.Calls       `json:"calls"`
+	States []lab.StateSeen `json:"states"`
+}
+
+// note keeps the state read, whatever err says, and returns err.
+func (e *ch7Ends) note(s lab.StateSeen, err error) error {
+	e.States = append(e.States, s)
+	return err
 }
 
 // close closes whichever end the child has not closed itself.
@@ -120,41 +178,30 @@ func ch7AwaitTable(who string, local, remote netip.AddrPort, want string) (lab.S
 	return s, err
 }
 
-// ch7Segments reads what the capture holds: at least want segments, or what came within
-// lab.ReadWithin, then whatever else is there at no wait, so that nothing unexpected hides.
-func ch7Segments(c *lab.Capture, want int) ([]lab.Segment, error) {
-	segs, err := c.Read(want, lab.ReadWithin)
-	if err != nil {
-		return segs, err
+// ch7Acked reads the end's TCP_INFO until nothing it sent is unacknowledged (tcpi_unacked
+// 0), at most a second, and returns the last count: on lo the peer's kernel acknowledges at
+// once.
+func ch7Acked(fd int) (uint32, error) {
+	var unacked uint32
+	for range 1000 {
+		ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			return unacked, os.NewSyscallError("getsockopt TCP_INFO", err)
+		}
+		if unacked = ti.Unacked; unacked == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
-	more, err := c.Read(64, 0)
-	return append(segs, more...), err
-}
-
-// ch7Listen is a listener on the loopback address of the child's argument, and a capture
-// of its port.
-func ch7Listen(loopback string) (int, netip.AddrPort, *lab.Capture, error) {
-	l, at, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), 8)
-	if err != nil {
-		return -1, at, nil, err
-	}
-	c, err := lab.StartCapture(at.Port())
-	if err != nil {
-		unix.Close(l)
-		return -1, at, nil, err
-	}
-	return l, at, c, nil
+	return unacked, nil
 }
 
 // ch7HalfSeen is the half-close: one end shut for writing while the other still talks.
 type ch7HalfSeen struct {
-	Client   string          `json:"client"`
-	Server   string          `json:"server"`
-	Calls    lab.Calls       `json:"calls"`
-	States   []lab.StateSeen `json:"states"`
-	Read     string          `json:"read"`      // what the half-closed client read after its FIN
-	WriteErr string          `json:"write_err"` // its write after shutdown(SHUT_WR)
-	Packets  []lab.Segment   `json:"packets"`
+	ch7Ends
+	Read     string        `json:"read"`      // what the half-closed client read after its FIN
+	WriteErr string        `json:"write_err"` // its write after shutdown(SHUT_WR)
+	Packets  []lab.Segment `json:"packets"`
 }
 
 // --8<-- [start:half-child]
@@ -165,33 +212,22 @@ var ch7HalfChild = lab.RegisterChild("ch7.close.half", ch7Half)
 
 func ch7Half(loopback string) (ch7HalfSeen, error) {
 	var seen ch7HalfSeen
-	l, at, capture, err := ch7Listen(loopback)
+	l, c, err := ch7Open(loopback, &seen.ch7Ends)
 	if err != nil {
 		return seen, err
 	}
-	defer unix.Close(l)
-	defer capture.Close()
-	c, err := ch7Connect(l, at)
-	defer c.close()
-	if err != nil {
-		return seen, err
-	}
-	seen.Client, seen.Server = c.Client.String(), c.Server.String()
+	defer l.close()
 	calls := &seen.Calls
-	state := func(s lab.StateSeen, err error) error {
-		seen.States = append(seen.States, s)
-		return err
-	}
 
 	if err := ch7Shutdown(calls, "client", c.client); err != nil {
 		return seen, err
 	}
 	// The FIN is acknowledged at once on lo: the client waits for the server's FIN
 	// (FIN_WAIT2), the server for its own program to close (CLOSE_WAIT).
-	if err := state(ch7Await("client", c.client, "FIN_WAIT2")); err != nil {
+	if err := seen.note(ch7Await("client", c.client, "FIN_WAIT2")); err != nil {
 		return seen, err
 	}
-	if err := state(ch7Await("server", c.server, "CLOSE_WAIT")); err != nil {
+	if err := seen.note(ch7Await("server", c.server, "CLOSE_WAIT")); err != nil {
 		return seen, err
 	}
 	if _, err := ch7Read(calls, "server", c.server); err != nil { // EOF: read(2) returns 0
@@ -208,11 +244,11 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 	seen.Read = string(got)
 	// Its own direction is shut: write(2) fails with EPIPE, and sends nothing.
 	seen.WriteErr = sock.ErrnoName(ch7Write(calls, "client", c.client, []byte("more")))
-	if err := state(lab.StateOf("client", c.client)); err != nil {
+	if err := seen.note(lab.StateOf("client", c.client)); err != nil {
 		return seen, err
 	}
 	// Handshake, FIN and its ACK, the server's data and its ACK: seven segments.
-	seen.Packets, err = ch7Segments(capture, 7)
+	seen.Packets, err = l.capture.ReadAll(7)
 	return seen, err
 }
 
@@ -220,16 +256,13 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 
 // ch7LingerSeen is refserver ending a connection while its client still sends.
 type ch7LingerSeen struct {
-	Client       string          `json:"client"`
-	Server       string          `json:"server"`
-	Calls        lab.Calls       `json:"calls"`
-	States       []lab.StateSeen `json:"states"`
-	Echo         string          `json:"echo"`
-	LateUnacked  uint32          `json:"late_unacked"`  // the client's tcpi_unacked after its late bytes
-	ShutdownErr  string          `json:"shutdown_err"`  // what refserver's Shutdown returned
-	ShutdownDone time.Time       `json:"shutdown_done"` // when it returned
-	Resets       uint64          `json:"resets"`        // refserver's Stats().Resets
-	Packets      []lab.Segment   `json:"packets"`
+	ch7Ends
+	Echo         string        `json:"echo"`
+	LateUnacked  uint32        `json:"late_unacked"`  // the client's tcpi_unacked after its late bytes
+	ShutdownErr  string        `json:"shutdown_err"`  // what refserver's Shutdown returned
+	ShutdownDone time.Time     `json:"shutdown_done"` // when it returned
+	Resets       uint64        `json:"resets"`        // refserver's Stats().Resets
+	Packets      []lab.Segment `json:"packets"`
 }
 
 // --8<-- [start:linger-child]
@@ -288,14 +321,10 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 	if _, err := ch7Read(calls, "client", client); err != nil {
 		return seen, err
 	}
-	st, err := ch7Await("client", client, "CLOSE_WAIT")
-	seen.States = append(seen.States, st)
-	if err != nil {
+	if err := seen.note(ch7Await("client", client, "CLOSE_WAIT")); err != nil {
 		return seen, err
 	}
-	st, err = ch7AwaitTable("server", srv.Addr(), local, "FIN_WAIT2")
-	seen.States = append(seen.States, st)
-	if err != nil {
+	if err := seen.note(ch7AwaitTable("server", srv.Addr(), local, "FIN_WAIT2")); err != nil {
 		return seen, err
 	}
 	// The client had more to say. refserver reads and drops it: no RST, which a close(2)
@@ -303,19 +332,10 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 	if err := ch7Write(calls, "client", client, []byte("late")); err != nil {
 		return seen, err
 	}
-	for range 1000 {
-		ti, err := unix.GetsockoptTCPInfo(client, unix.IPPROTO_TCP, unix.TCP_INFO)
-		if err != nil {
-			return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
-		}
-		if seen.LateUnacked = ti.Unacked; ti.Unacked == 0 {
-			break
-		}
-		time.Sleep(time.Millisecond)
+	if seen.LateUnacked, err = ch7Acked(client); err != nil {
+		return seen, err
 	}
-	st, err = lab.StateOf("client", client)
-	seen.States = append(seen.States, st)
-	if err != nil {
+	if err := seen.note(lab.StateOf("client", client)); err != nil {
 		return seen, err
 	}
 	if err := ch7Close(calls, "client", &client); err != nil {
@@ -326,13 +346,11 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 	err = <-stopped
 	seen.ShutdownDone, seen.ShutdownErr = time.Now(), fmt.Sprint(err)
 	seen.Resets = srv.Stats().Resets
-	st, err = ch7AwaitTable("server", srv.Addr(), local, "TIME_WAIT")
-	seen.States = append(seen.States, st)
-	if err != nil {
+	if err := seen.note(ch7AwaitTable("server", srv.Addr(), local, "TIME_WAIT")); err != nil {
 		return seen, err
 	}
 	// Handshake, data and echo with their ACKs, the two FINs with theirs, and the late bytes.
-	seen.Packets, err = ch7Segments(capture, 13)
+	seen.Packets, err = capture.ReadAll(13)
 	return seen, err
 }
 
@@ -361,17 +379,15 @@ var ch7UnreadChild = lab.RegisterChild("ch7.close.rst-unread", ch7Unread)
 
 func ch7Unread(loopback string) ([]ch7UnreadSeen, error) {
 	var all []ch7UnreadSeen
-	l, at, capture, err := ch7Listen(loopback)
+	l, err := ch7Listen(loopback)
 	if err != nil {
 		return all, err
 	}
-	defer unix.Close(l)
-	defer capture.Close()
+	defer l.close()
 	for _, readFirst := range []bool{false, true} {
 		seen := ch7UnreadSeen{Case: map[bool]string{false: "unread", true: "read first"}[readFirst]}
 		calls := &seen.Calls
-		c, err := ch7Connect(l, at)
-		defer c.close()
+		c, err := l.connect()
 		if err != nil {
 			return all, err
 		}
@@ -427,7 +443,7 @@ func ch7Unread(loopback string) ([]ch7UnreadSeen, error) {
 		all = append(all, seen)
 	}
 	// Two handshakes (3 each), the data, "bye" and the ACKs, then RST; or FIN and its ACK.
-	segs, err := ch7Segments(capture, 16)
+	segs, err := l.capture.ReadAll(16)
 	for i := range all {
 		for _, s := range segs {
 			if s.Src.String() == all[i].Client || s.Dst.String() == all[i].Client {
@@ -442,7 +458,7 @@ func ch7Unread(loopback string) ([]ch7UnreadSeen, error) {
 
 // ch7Settled waits until the server's end holds want unread bytes (SIOCINQ) and the client
 // has nothing unacknowledged, and returns both.
-func ch7Settled(c ch7Conn, want int) (int, uint32, error) {
+func ch7Settled(c *ch7Conn, want int) (int, uint32, error) {
 	var n int
 	var unacked uint32
 	for range 1000 {
@@ -466,11 +482,8 @@ func ch7Settled(c ch7Conn, want int) (int, uint32, error) {
 // ch7TimeWaitSeen is the close of one connection, the server's end closing first, and of a
 // second with SO_LINGER {1, 0}.
 type ch7TimeWaitSeen struct {
-	FinTimeout string          `json:"tcp_fin_timeout"` // read back in the sandbox
-	Client     string          `json:"client"`
-	Server     string          `json:"server"`
-	Calls      lab.Calls       `json:"calls"`
-	States     []lab.StateSeen `json:"states"`
+	FinTimeout string `json:"tcp_fin_timeout"` // read back in the sandbox
+	ch7Ends
 	// Left is what the kernel's table holds of the connection at the end, by end: "server"
 	// TIME_WAIT, and nothing for the client.
 	Left    map[string]string `json:"left"`
@@ -480,11 +493,8 @@ type ch7TimeWaitSeen struct {
 
 // ch7LingerReset is the second connection: the server's end closed with SO_LINGER {1, 0}.
 type ch7LingerReset struct {
-	Read    string            `json:"read"` // the client's read after the server's close
-	Client  string            `json:"client"`
-	Server  string            `json:"server"`
-	Calls   lab.Calls         `json:"calls"`
-	States  []lab.StateSeen   `json:"states"`
+	Read string `json:"read"` // the client's read after the server's close
+	ch7Ends
 	Left    map[string]string `json:"left"`
 	Packets []lab.Segment     `json:"packets"`
 }
@@ -513,23 +523,12 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if seen.FinTimeout, err = sock.Sysctl("net.ipv4.tcp_fin_timeout"); err != nil {
 		return seen, err
 	}
-	l, at, capture, err := ch7Listen(loopback)
+	l, c, err := ch7Open(loopback, &seen.ch7Ends)
 	if err != nil {
 		return seen, err
 	}
-	defer unix.Close(l)
-	defer capture.Close()
-	c, err := ch7Connect(l, at)
-	defer c.close()
-	if err != nil {
-		return seen, err
-	}
-	seen.Client, seen.Server = c.Client.String(), c.Server.String()
+	defer l.close()
 	calls := &seen.Calls
-	note := func(s lab.StateSeen, err error) error {
-		seen.States = append(seen.States, s)
-		return err
-	}
 	server := func() (lab.StateSeen, error) {
 		return lab.TableStateOf("server", c.Server, c.Client)
 	}
@@ -539,10 +538,10 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if err := ch7Close(calls, "server", &c.server); err != nil {
 		return seen, err
 	}
-	if err := note(ch7AwaitTable("server", c.Server, c.Client, "FIN_WAIT2")); err != nil {
+	if err := seen.note(ch7AwaitTable("server", c.Server, c.Client, "FIN_WAIT2")); err != nil {
 		return seen, err
 	}
-	if err := note(ch7Await("client", c.client, "CLOSE_WAIT")); err != nil {
+	if err := seen.note(ch7Await("client", c.client, "CLOSE_WAIT")); err != nil {
 		return seen, err
 	}
 	if _, err := ch7Read(calls, "client", c.client); err != nil { // EOF
@@ -558,10 +557,10 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 		return seen, err
 	}
 	// The server's end got the FIN: TIME_WAIT, on TCP_TIMEWAIT_LEN's clock.
-	if err := note(lab.AwaitState(server, "TIME_WAIT", lab.ReadWithin)); err != nil {
+	if err := seen.note(lab.AwaitState(server, "TIME_WAIT", lab.ReadWithin)); err != nil {
 		return seen, err
 	}
-	if err := note(ch7Await("client", c.client, "LAST_ACK")); err != nil {
+	if err := seen.note(ch7Await("client", c.client, "LAST_ACK")); err != nil {
 		return seen, err
 	}
 	// Without the filter, the ACK that answers the FIN's retransmission gets through.
@@ -569,7 +568,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if err := unix.SetsockoptInt(c.client, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
 		return seen, os.NewSyscallError("setsockopt SO_DETACH_FILTER", err)
 	}
-	if err := note(ch7Await("client", c.client, "CLOSE")); err != nil {
+	if err := seen.note(ch7Await("client", c.client, "CLOSE")); err != nil {
 		return seen, err
 	}
 	if err := ch7Close(calls, "client", &c.client); err != nil {
@@ -578,14 +577,14 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if seen.Left, err = ch7Left(c); err != nil {
 		return seen, err
 	}
-	if err := note(server()); err != nil {
+	if err := seen.note(server()); err != nil {
 		return seen, err
 	}
 	// Handshake, FIN and ACK each way, the FIN again and the ACKs the filter dropped.
-	if seen.Packets, err = ch7Segments(capture, 9); err != nil {
+	if seen.Packets, err = l.capture.ReadAll(9); err != nil {
 		return seen, err
 	}
-	seen.Linger, err = ch7LingerZero(l, at, capture)
+	seen.Linger, err = ch7LingerZero(l)
 	return seen, err
 }
 
@@ -594,10 +593,9 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 // --8<-- [start:linger-zero-child]
 
 // ch7LingerZero closes a second connection's server end with SO_LINGER {1, 0}.
-func ch7LingerZero(l int, at netip.AddrPort, capture *lab.Capture) (ch7LingerReset, error) {
+func ch7LingerZero(l *ch7Listener) (ch7LingerReset, error) {
 	var seen ch7LingerReset
-	c, err := ch7Connect(l, at)
-	defer c.close()
+	c, err := l.connect()
 	if err != nil {
 		return seen, err
 	}
@@ -613,22 +611,20 @@ func ch7LingerZero(l int, at netip.AddrPort, capture *lab.Capture) (ch7LingerRes
 	}
 	got, err := ch7Read(calls, "client", c.client)
 	seen.Read = lab.ResultOf(len(got), err)
-	st, err := lab.StateOf("client", c.client)
-	seen.States = append(seen.States, st)
-	if err != nil {
+	if err := seen.note(lab.StateOf("client", c.client)); err != nil {
 		return seen, err
 	}
 	if seen.Left, err = ch7Left(c); err != nil {
 		return seen, err
 	}
-	seen.Packets, err = ch7Segments(capture, 4) // handshake, RST
+	seen.Packets, err = l.capture.ReadAll(4) // handshake, RST
 	return seen, err
 }
 
 // --8<-- [end:linger-zero-child]
 
 // ch7Left is what the kernel's table holds of the connection, by end: its state, or "".
-func ch7Left(c ch7Conn) (map[string]string, error) {
+func ch7Left(c *ch7Conn) (map[string]string, error) {
 	left := map[string]string{}
 	for who, ends := range map[string][2]netip.AddrPort{"server": {c.Server, c.Client}, "client": {c.Client, c.Server}} {
 		s, err := lab.TableStateOf(who, ends[0], ends[1])
@@ -674,11 +670,7 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 	seen.Addr = addr.String()
 	go first.Serve()
 	var clients []int
-	defer func() {
-		for _, fd := range clients {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(clients) }()
 	for range 3 {
 		fd, echo, err := ch7Served(addr)
 		if err != nil {
@@ -722,8 +714,8 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 	unix.Close(plain)
 
 	// refserver's own listener: socket, SO_REUSEADDR, bind, listen.
-	var narration syncBuffer
-	cfg.Addr, cfg.Log = addr, log.New(&narration, "", 0)
+	narration := testkit.NewLines()
+	cfg.Addr, cfg.Log = addr, log.New(narration, "", 0)
 	second, err := refserver.New(cfg)
 	seen.Restart = fmt.Sprint(err)
 	if err != nil {
@@ -735,7 +727,7 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 		defer cancel()
 		second.Shutdown(ctx)
 	}()
-	seen.Narration = strings.Split(strings.TrimSpace(narration.String()), "\n")
+	seen.Narration = narration.All()
 	lfd := second.Listeners()[0]
 	seen.ReuseAddr, err = unix.GetsockoptInt(lfd, unix.SOL_SOCKET, unix.SO_REUSEADDR)
 	if err != nil {
@@ -775,10 +767,7 @@ func ch7Served(addr netip.AddrPort) (int, string, error) {
 // ch7TimeWaitsOn lists the TIME_WAITs whose local end is addr (/proc/net/tcp), once there
 // are at least want, and tells whether a listener is on addr.
 func ch7TimeWaitsOn(addr netip.AddrPort, want int) ([]string, bool, error) {
-	domain := unix.AF_INET6
-	if addr.Addr().Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(addr)
 	var tws []string
 	var listening bool
 	for range 1000 {
@@ -828,10 +817,10 @@ var ch7ListenerResetChild = lab.RegisterChild("ch7.close.listener-resets", ch7Li
 
 func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 	var seen ch7ResetSeen
-	var narration syncBuffer
+	narration := testkit.NewLines()
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
 	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Handler: refserver.Echo{},
-		Log: log.New(&narration, "", 0)})
+		Log: log.New(narration, "", 0)})
 	if err != nil {
 		return seen, err
 	}
@@ -842,11 +831,7 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 	}
 	defer capture.Close()
 	var clients []int
-	defer func() {
-		for _, fd := range clients {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(clients) }()
 	calls := &seen.Calls
 	for range 3 {
 		fd, err := lab.DialTo(srv.Addr())
@@ -872,15 +857,9 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 		if end.Before, err = sock.TCPState(fd); err != nil {
 			return seen, err
 		}
-		for range 1000 { // the server's kernel acknowledges the byte at once, on lo
-			ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-			if err != nil {
-				return seen, os.NewSyscallError("getsockopt TCP_INFO", err)
-			}
-			if end.Unacked = ti.Unacked; end.Unacked == 0 {
-				break
-			}
-			time.Sleep(time.Millisecond)
+		// The server's kernel acknowledges the byte at once, on lo.
+		if end.Unacked, err = ch7Acked(fd); err != nil {
+			return seen, err
 		}
 		seen.Clients = append(seen.Clients, end)
 	}
@@ -897,29 +876,10 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 			return seen, err
 		}
 	}
-	seen.Narration = strings.Split(strings.TrimSpace(narration.String()), "\n")
+	seen.Narration = narration.All()
 	// Three handshakes, three bytes and their ACKs, three RSTs.
-	seen.Packets, err = ch7Segments(capture, 3*3+3*2+3)
+	seen.Packets, err = capture.ReadAll(3*3 + 3*2 + 3)
 	return seen, err
 }
 
 // --8<-- [end:listener-resets-child]
-
-// syncBuffer is a bytes.Buffer for a log.Logger that refserver's loops write from their own
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

@@ -41,25 +41,22 @@ func ch8Delta(before, after lab.Counters) map[string]int64 {
 // ch8Deferred is a listener with TCP_DEFER_ACCEPT, on the child's loopback address, and a
 // capture of its port.
 func ch8Deferred(loopback string, backlog int) (int, netip.AddrPort, int, *lab.Capture, error) {
-	l, at, err := lab.ListenOn(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), backlog)
+	l, at, c, err := lab.ListenCaptured(netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), backlog)
 	if err != nil {
 		return -1, at, 0, nil, err
 	}
 	// The kernel keeps the option as a count of SYN-ACK retransmissions (secs_to_retrans)
 	// and gives back the seconds those take: what it will really wait.
 	if err := unix.SetsockoptInt(l, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, ch8DeferSeconds); err != nil {
+		c.Close()
 		unix.Close(l)
 		return -1, at, 0, nil, os.NewSyscallError("setsockopt TCP_DEFER_ACCEPT", err)
 	}
 	defer_, err := unix.GetsockoptInt(l, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT)
 	if err != nil {
+		c.Close()
 		unix.Close(l)
 		return -1, at, 0, nil, os.NewSyscallError("getsockopt TCP_DEFER_ACCEPT", err)
-	}
-	c, err := lab.StartCapture(at.Port())
-	if err != nil {
-		unix.Close(l)
-		return -1, at, 0, nil, err
 	}
 	return l, at, defer_, c, nil
 }
@@ -196,7 +193,7 @@ func ch8Defer(loopback string) (ch8DeferSeen, error) {
 	}
 	seen.Counters = ch8Delta(before, after)
 	// SYN, SYN-ACK, ACK; the data and its ACK.
-	seen.Packets, err = ch7Segments(capture, 5)
+	seen.Packets, err = capture.ReadAll(5)
 	return seen, err
 }
 
@@ -242,11 +239,7 @@ func ch8Overflow(loopback string) (ch8OverflowSeen, error) {
 		return seen, err
 	}
 	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(fds) }()
 	client, err := lab.DialTo(at)
 	if err != nil {
 		return seen, err
@@ -320,7 +313,7 @@ func ch8Overflow(loopback string) (ch8OverflowSeen, error) {
 	if seen.AbortOnOverflow == "1" {
 		want++
 	}
-	seen.Packets, err = ch7Segments(capture, want)
+	seen.Packets, err = capture.ReadAll(want)
 	return seen, err
 }
 
@@ -383,11 +376,12 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 		return seen, err
 	}
 	lo := netip.MustParseAddr(loopback)
-	l, at, err := lab.ListenOn(netip.AddrPortFrom(lo, 0), ch8SynBacklog)
+	l, at, capture, err := lab.ListenCaptured(netip.AddrPortFrom(lo, 0), ch8SynBacklog)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
+	defer capture.Close()
 	seen.Listener = at.String()
 	// The SYN-ACKs go to ports where nothing listens, and the kernel answers each with RST,
 	// which would end the request at once: the listener's own socket filter drops RSTs
@@ -395,11 +389,6 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 	if err := ch7Filter(l, ch8DropRST); err != nil {
 		return seen, err
 	}
-	capture, err := lab.StartCapture(at.Port())
-	if err != nil {
-		return seen, err
-	}
-	defer capture.Close()
 	raw, err := ch8RawSocket(lo)
 	if err != nil {
 		return seen, err
@@ -444,7 +433,7 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 		return seen, err
 	}
 	seen.Counters = ch8Delta(first, last)
-	more, err := ch7Segments(capture, 0)
+	more, err := capture.ReadAll(0)
 	seen.Packets = append(segs, more...)
 	return seen, err
 }
@@ -517,10 +506,7 @@ func ch8Answer(c *lab.Capture, segs *[]lab.Segment, port uint16, before lab.Coun
 
 // ch8SynRecvOn counts the requests in SYN_RECV on the listener at, in /proc/net/tcp.
 func ch8SynRecvOn(at netip.AddrPort) (int, error) {
-	domain := unix.AF_INET6
-	if at.Addr().Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(at)
 	n := 0
 	err := procfs.EachTCPTimed(domain, func(r procfs.TCPTimed) {
 		if r.Local == at && r.State == procfs.TCPSynRecv {
@@ -545,10 +531,7 @@ var ch8DropRST = []unix.SockFilter{
 // which the sandbox's root has over its own namespace. It would receive a copy of every TCP
 // segment too; a filter keeps its buffer empty.
 func ch8RawSocket(lo netip.Addr) (int, error) {
-	domain := unix.AF_INET6
-	if lo.Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(netip.AddrPortFrom(lo, 0))
 	fd, err := unix.Socket(domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, os.NewSyscallError("socket SOCK_RAW", err)

@@ -106,11 +106,7 @@ var ch10ScaleChild = lab.RegisterChild("ch10.epoll.scale", func(arg ch10ScaleArg
 	}
 	defer holder.Close()
 	servers, readyClient, err := ch10Connections(arg, holder, &seen)
-	defer func() {
-		for _, fd := range append(servers, readyClient) {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(append(servers, readyClient)) }()
 	if err != nil {
 		return seen, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 	. "github.com/onsi/gomega"
 
+	"portproof/internal/testkit"
 	"portproof/specs/lab"
 )
 
@@ -66,8 +67,7 @@ func repeatSuite(n int) int {
 	for run := 1; run <= n; run++ {
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		// A -race binary sleeps a second at exit by default, to let reports flush.
-		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+		cmd.Env = testkit.ChildEnv() // no -race binary's second of sleep at exit
 		err := cmd.Run()
 		fmt.Printf("suite run %d of %d: %s\n", run, n, map[bool]string{true: "passed", false: fmt.Sprint("failed: ", err)}[err == nil])
 		if err != nil {

@@ -417,25 +417,30 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func serveSite(t *testing.T, dir string) *site {
 	t.Helper()
+	s := &site{}
+	files := http.FileServer(http.Dir(dir))
+	s.base = "http://" + serveLoopback(t, func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		files.ServeHTTP(sw, r)
+		s.mu.Lock()
+		s.log = append(s.log, served{r.URL.Path, sw.status})
+		s.mu.Unlock()
+	})
+	return s
+}
+
+// serveLoopback serves h over HTTP on 127.0.0.1, on a port the kernel chose, until the test
+// ends, and returns the address: the site's server and the trap are both such servers.
+func serveLoopback(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &site{base: "http://" + ln.Addr().String()}
-	files := http.FileServer(http.Dir(dir))
-	srv := &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-			files.ServeHTTP(sw, r)
-			s.mu.Lock()
-			s.log = append(s.log, served{r.URL.Path, sw.status})
-			s.mu.Unlock()
-		}),
-	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: h}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return s
+	return ln.Addr().String()
 }
 
 // trap is the browser's proxy: every request it gets was meant for a host other than
@@ -462,36 +467,27 @@ func (p *trap) got() (site, own []string) {
 
 func trapProxy(t *testing.T) *trap {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &trap{addr: ln.Addr().String()}
-	srv := &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			target, host := r.URL.String(), r.URL.Hostname()
-			if r.Method == http.MethodConnect {
-				target, host = r.Host, r.Host
-				if h, _, err := net.SplitHostPort(r.Host); err == nil {
-					host = h
-				}
+	p := &trap{}
+	p.addr = serveLoopback(t, func(w http.ResponseWriter, r *http.Request) {
+		target, host := r.URL.String(), r.URL.Hostname()
+		if r.Method == http.MethodConnect {
+			target, host = r.Host, r.Host
+			if h, _, err := net.SplitHostPort(r.Host); err == nil {
+				host = h
 			}
-			own := slices.ContainsFunc(chromiumOwn, func(d string) bool {
-				return host == d || strings.HasSuffix(host, "."+d)
-			})
-			p.mu.Lock()
-			if own {
-				p.own = append(p.own, r.Method+" "+target)
-			} else {
-				p.site = append(p.site, r.Method+" "+target)
-			}
-			p.mu.Unlock()
-			http.Error(w, "portproof's browser test: the docs site must not leave 127.0.0.1", http.StatusBadGateway)
-		}),
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+		}
+		own := slices.ContainsFunc(chromiumOwn, func(d string) bool {
+			return host == d || strings.HasSuffix(host, "."+d)
+		})
+		p.mu.Lock()
+		if own {
+			p.own = append(p.own, r.Method+" "+target)
+		} else {
+			p.site = append(p.site, r.Method+" "+target)
+		}
+		p.mu.Unlock()
+		http.Error(w, "portproof's browser test: the docs site must not leave 127.0.0.1", http.StatusBadGateway)
+	})
 	return p
 }
 

@@ -33,6 +33,12 @@ const (
 // or tcp6, what ss -tn reads. (/proc/net is the main thread's namespace, which a thread that
 // entered another one with setns(2) does not share.)
 func EachTCP(domain int, fn func(TCPRow)) error {
+	return readTCPTable(domain, func(r io.Reader) error { return eachTCP(r, fn) })
+}
+
+// readTCPTable opens the calling thread's table of domain and hands it to read; an error
+// read returns names the file.
+func readTCPTable(domain int, read func(io.Reader) error) error {
 	path := "/proc/thread-self/net/tcp"
 	if domain == unix.AF_INET6 {
 		path += "6"
@@ -42,30 +48,47 @@ func EachTCP(domain int, fn func(TCPRow)) error {
 		return err
 	}
 	defer f.Close()
-	if err := eachTCP(f, fn); err != nil {
+	if err := read(f); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
 }
 
 func eachTCP(r io.Reader, fn func(TCPRow)) error {
+	return eachTCPLine(r, 4, func(f []string) error {
+		row, err := parseTCPRow(f)
+		if err == nil {
+			fn(row)
+		}
+		return err
+	})
+}
+
+// eachTCPLine calls parse with the fields of each row of the table, past its header
+// ("  sl  local_address rem_address   st ..."), leaving out a row of fewer fields than that;
+// an error of parse's quotes the row.
+func eachTCPLine(r io.Reader, fields int, parse func(f []string) error) error {
 	sc := bufio.NewScanner(r)
-	sc.Scan() // the header: "  sl  local_address rem_address   st ..."
+	sc.Scan() // the header
 	for sc.Scan() {
-		// "  0: 0100007F:1B58 0200007F:8A3C 01 ..."
 		f := strings.Fields(sc.Text())
-		if len(f) < 4 {
+		if len(f) < fields {
 			continue
 		}
-		l, err1 := parseHexAddrPort(f[1])
-		r, err2 := parseHexAddrPort(f[2])
-		st, err3 := strconv.ParseUint(f[3], 16, 8)
-		if err := errors.Join(err1, err2, err3); err != nil {
+		if err := parse(f); err != nil {
 			return fmt.Errorf("cannot read %q: %w", sc.Text(), err)
 		}
-		fn(TCPRow{Local: l, Remote: r, State: uint8(st)})
 	}
 	return sc.Err()
+}
+
+// parseTCPRow reads the first four fields of a row, its ends and its state:
+// "0:", "0100007F:1B58", "0200007F:8A3C", "01".
+func parseTCPRow(f []string) (TCPRow, error) {
+	l, err1 := parseHexAddrPort(f[1])
+	r, err2 := parseHexAddrPort(f[2])
+	st, err3 := strconv.ParseUint(f[3], 16, 8)
+	return TCPRow{Local: l, Remote: r, State: uint8(st)}, errors.Join(err1, err2, err3)
 }
 
 // parseHexAddrPort reads an end as the kernel prints it: "0100007F:1B58" is 127.0.0.1:7000
@@ -153,17 +176,8 @@ func Slabs() (map[string]int64, error) {
 	return m, sc.Err()
 }
 
-// Meminfo reads one field of /proc/meminfo, in bytes.
+// Meminfo reads one field of /proc/meminfo, in bytes; 0 when it cannot.
 func Meminfo(field string) int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := kBField("/proc/meminfo", field)
+	return n
 }

@@ -4,11 +4,11 @@
 package procfs
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,47 +59,72 @@ func parseCPU(b []byte) (time.Duration, error) {
 // RSS is the process's resident set size in bytes (VmRSS of /proc/PID/status): the pages of
 // its memory that are in RAM now, its heap, stacks and the binary's touched pages.
 func RSS(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	return kBField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+}
+
+// kBField reads, in bytes, the field of a file that lists one "Name:   1234 kB" a line, as
+// /proc/PID/status and /proc/meminfo do.
+func kBField(path, field string) (int64, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("%s: no %s", path, field)
 }
 
 // FDs counts the process's open descriptors by kind, from the links in /proc/PID/fd:
 // sockets, pipes, and the rest (eventfds, epoll instances, files).
 func FDs(pid int) (sockets, pipes, other int, err error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	d, err := os.Open(dir)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	for _, n := range names {
-		target, err := os.Readlink(dir + "/" + n)
+	fds, err := Descriptors(pid)
+	for _, fd := range fds {
 		switch {
-		case err != nil: // closed since the listing
-		case strings.HasPrefix(target, "socket:"):
+		case fd.Socket():
 			sockets++
-		case strings.HasPrefix(target, "pipe:"):
+		case strings.HasPrefix(fd.Target, "pipe:"):
 			pipes++
 		default:
 			other++
 		}
 	}
-	return sockets, pipes, other, nil
+	return sockets, pipes, other, err
+}
+
+// FD is one of a process's open descriptors: its number, and what its link in /proc/PID/fd
+// names ("socket:[1234]", "pipe:[5678]", "/dev/null", "anon_inode:[eventpoll]").
+type FD struct {
+	Num    int
+	Target string
+}
+
+// Socket tells whether the descriptor is a socket's.
+func (fd FD) Socket() bool { return strings.HasPrefix(fd.Target, "socket:") }
+
+// Descriptors lists the process's open descriptors from /proc/PID/fd, lowest first; one
+// closed while the list is read is left out.
+func Descriptors(pid int) ([]FD, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var fds []FD
+	for _, e := range ents { // os.ReadDir sorts by name: "10" before "9"
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink(dir + "/" + e.Name()); err == nil {
+			fds = append(fds, FD{Num: n, Target: target})
+		}
+	}
+	slices.SortFunc(fds, func(a, b FD) int { return a.Num - b.Num })
+	return fds, nil
 }
 
 // Loadavg is the first three fields of /proc/loadavg: how busy the machine was.

@@ -74,6 +74,25 @@ func TestEachTCPParses(t *testing.T) {
 	}
 }
 
+// TestTCPTableErrorsQuoteTheRow: both readers of the table share its row loop; a row that
+// does not parse is named in the error, and a row too short for the reader is left out.
+func TestTCPTableErrorsQuoteTheRow(t *testing.T) {
+	const bad = "   0: 0100007F:1B58 0100007F:ZZZZ 01 00000000:00000000 00:00000000"
+	table := "header\n   9: short row\n" + bad + "\n"
+	for name, err := range map[string]error{
+		"eachTCP":      eachTCP(strings.NewReader(table), func(TCPRow) {}),
+		"eachTCPTimed": eachTCPTimed(strings.NewReader(table), func(TCPTimed) {}),
+	} {
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%s: %v; want an error quoting %q", name, err, bad)
+		}
+	}
+	var rows int
+	if err := eachTCP(strings.NewReader("header\n   9: short row\n"), func(TCPRow) { rows++ }); err != nil || rows != 0 {
+		t.Errorf("a row of three fields: %d rows, %v; want it left out", rows, err)
+	}
+}
+
 // TestEachTCPFindsAListener: the kernel's own table holds a listener this process opened,
 // over each family this machine has.
 func TestEachTCPFindsAListener(t *testing.T) {
@@ -95,5 +114,75 @@ func TestEachTCPFindsAListener(t *testing.T) {
 		if !found {
 			t.Errorf("no LISTEN row for %s", at)
 		}
+	}
+}
+
+// TestKBField: RSS and Meminfo read their "Name:   N kB" line with one parser.
+func TestKBField(t *testing.T) {
+	path := t.TempDir() + "/status"
+	status := "Name:\tx\nVmHWM:\t    2048 kB\nVmRSS:\t    1234 kB\nThreads:\t3\n"
+	if err := os.WriteFile(path, []byte(status), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := kBField(path, "VmRSS"); n != 1234<<10 || err != nil {
+		t.Errorf("kBField VmRSS = %d, %v; want %d", n, err, 1234<<10)
+	}
+	if _, err := kBField(path, "VmSwap"); err == nil || !strings.Contains(err.Error(), "no VmSwap") {
+		t.Errorf("a field the file lacks: %v", err)
+	}
+	if n, err := RSS(os.Getpid()); n <= 0 || err != nil {
+		t.Errorf("RSS(self) = %d, %v", n, err)
+	}
+	if n := Meminfo("MemTotal"); n <= 0 {
+		t.Errorf("Meminfo(MemTotal) = %d", n)
+	}
+}
+
+// TestDescriptors: the process's own table lists a pipe and a socket it opened, by number,
+// lowest first, and FDs counts them by kind.
+func TestDescriptors(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if s >= 0 {
+			unix.Close(s)
+		}
+	}()
+	sockets0, pipes0, _, err := FDs(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := Descriptors(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSortedFunc(fds, func(a, b FD) int { return a.Num - b.Num }) {
+		t.Errorf("not lowest first: %v", fds)
+	}
+	byNum := map[int]FD{}
+	for _, fd := range fds {
+		byNum[fd.Num] = fd
+	}
+	if fd := byNum[s]; !fd.Socket() {
+		t.Errorf("descriptor %d, a socket: %+v", s, fd)
+	}
+	for _, p := range []*os.File{r, w} {
+		if fd := byNum[int(p.Fd())]; fd.Socket() || !strings.HasPrefix(fd.Target, "pipe:") {
+			t.Errorf("descriptor %d, a pipe's end: %+v", p.Fd(), fd)
+		}
+	}
+	unix.Close(s)
+	s = -1
+	if sockets, pipes, _, err := FDs(os.Getpid()); err != nil || sockets != sockets0-1 || pipes != pipes0 {
+		t.Errorf("FDs after closing the socket: %d sockets, %d pipes, %v; want %d and %d",
+			sockets, pipes, err, sockets0-1, pipes0)
 	}
 }

@@ -1,16 +1,12 @@
 package procfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TCPTimed is a row of /proc/net/tcp with what EachTCP leaves out: the queues and the
@@ -63,53 +59,33 @@ func TCPStateName(st uint8) string {
 // descriptor reaches (a TIME_WAIT, an orphan in FIN_WAIT2, a request in SYN_RECV) have no
 // getsockopt to ask, and this table is where the kernel shows them.
 func EachTCPTimed(domain int, fn func(TCPTimed)) error {
-	path := "/proc/thread-self/net/tcp"
-	if domain == unix.AF_INET6 {
-		path += "6"
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := eachTCPTimed(f, fn); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return readTCPTable(domain, func(r io.Reader) error { return eachTCPTimed(r, fn) })
 }
 
 // clockTicks is USER_HZ, the unit of tm->when.
 const clockTicks = 100
 
 func eachTCPTimed(r io.Reader, fn func(TCPTimed)) error {
-	sc := bufio.NewScanner(r)
-	sc.Scan() // the header
-	for sc.Scan() {
-		// "  0: 0100007F:1B58 0200007F:8A3C 06 00000000:00000000 03:00001770 00000000 ..."
-		f := strings.Fields(sc.Text())
-		if len(f) < 6 {
-			continue
-		}
-		l, err1 := parseHexAddrPort(f[1])
-		r, err2 := parseHexAddrPort(f[2])
-		st, err3 := strconv.ParseUint(f[3], 16, 8)
+	// "  0: 0100007F:1B58 0200007F:8A3C 06 00000000:00000000 03:00001770 00000000 ..."
+	return eachTCPLine(r, 6, func(f []string) error {
+		row, err1 := parseTCPRow(f)
 		tx, rx, ok1 := strings.Cut(f[4], ":")
 		tr, when, ok2 := strings.Cut(f[5], ":")
-		txq, err4 := strconv.ParseUint(tx, 16, 32)
-		rxq, err5 := strconv.ParseUint(rx, 16, 32)
-		timer, err6 := strconv.ParseUint(tr, 16, 8)
-		ticks, err7 := strconv.ParseUint(when, 16, 64)
+		txq, err2 := strconv.ParseUint(tx, 16, 32)
+		rxq, err3 := strconv.ParseUint(rx, 16, 32)
+		timer, err4 := strconv.ParseUint(tr, 16, 8)
+		ticks, err5 := strconv.ParseUint(when, 16, 64)
 		if !ok1 || !ok2 {
 			err1 = errors.Join(err1, errors.New("no queues or no timer"))
 		}
-		if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
-			return fmt.Errorf("cannot read %q: %w", sc.Text(), err)
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+			return err
 		}
 		fn(TCPTimed{
-			TCPRow:  TCPRow{Local: l, Remote: r, State: uint8(st)},
+			TCPRow:  row,
 			TxQueue: uint32(txq), RxQueue: uint32(rxq), Timer: uint8(timer),
 			When: time.Duration(ticks) * time.Second / clockTicks,
 		})
-	}
-	return sc.Err()
+		return nil
+	})
 }

@@ -59,6 +59,22 @@ type Capture struct {
 // and the TCP header's fixed 20 bytes, or IPv6's 40 and TCP's largest (60).
 const captureSnap = 128
 
+// ListenCaptured is ListenOn with a capture of the listener's port (StartCapture), started
+// before any client can come: where a child that reads its proof's packets starts. It works
+// in a sandbox child only, as StartCapture does; on an error nothing is left open.
+func ListenCaptured(at netip.AddrPort, backlog int) (int, netip.AddrPort, *Capture, error) {
+	l, addr, err := ListenOn(at, backlog)
+	if err != nil {
+		return -1, addr, nil, err
+	}
+	c, err := StartCapture(addr.Port())
+	if err != nil {
+		unix.Close(l)
+		return -1, addr, nil, err
+	}
+	return l, addr, c, nil
+}
+
 // StartCapture starts capturing on lo the TCP segments whose source or destination port is
 // port. Start it before the traffic: it sees what lo carries from then on.
 func StartCapture(port uint16) (*Capture, error) {
@@ -225,6 +241,18 @@ func (c *Capture) Read(n int, within time.Duration) ([]Segment, error) {
 }
 
 // Close closes the packet socket.
+// ReadAll reads at least want segments, or what came within ReadWithin, then whatever else
+// the capture holds at no wait: nothing unexpected, an RST say, hides behind the segments the
+// proof waited for.
+func (c *Capture) ReadAll(want int) ([]Segment, error) {
+	segs, err := c.Read(want, ReadWithin)
+	if err != nil {
+		return segs, err
+	}
+	more, err := c.Read(64, 0)
+	return append(segs, more...), err
+}
+
 func (c *Capture) Close() error { return os.NewSyscallError("close", unix.Close(c.fd)) }
 
 func (c *Capture) relative(s *Segment, seq, ack uint32) {

@@ -24,6 +24,7 @@ type handshakeSeen struct {
 	BeforeAccept     []lab.Segment // captured between connect() and accept()
 	Queued           uint32        // the listener's accept queue then (TCP_INFO)
 	AfterWrite       []lab.Segment // after accept, once the client wrote "hello"
+	Acked            []lab.Segment // ReadAll(0) once the client's kernel had the ACK of it
 	Accepted         sock.Tuple    // the tuple of the socket accept() returned
 }
 
@@ -36,17 +37,13 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	}
 	defer unix.Close(other)
 	seen.Other = otherAddr.Port()
-	l, addr, err := lab.ListenOn(at, 8)
+	l, addr, c, err := lab.ListenCaptured(at, 8)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	seen.Listener = addr
-	c, err := lab.StartCapture(addr.Port())
-	if err != nil {
-		return seen, err
-	}
 	defer c.Close()
+	seen.Listener = addr
 
 	noise, err := lab.DialTo(otherAddr)
 	if err != nil {
@@ -82,7 +79,17 @@ var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (
 	if _, err := unix.Write(client, []byte("hello")); err != nil {
 		return seen, os.NewSyscallError("write", err)
 	}
-	seen.AfterWrite, err = c.Read(1, 2*time.Second)
+	if seen.AfterWrite, err = c.Read(1, 2*time.Second); err != nil {
+		return seen, err
+	}
+	// Once the client's send queue is empty (SIOCOUTQ), the server's ACK has crossed lo: it
+	// waits in the capture, and ReadAll takes it though it asked for none.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if n, err := unix.IoctlGetInt(client, unix.SIOCOUTQ); err != nil || n == 0 {
+			break
+		}
+	}
+	seen.Acked, err = c.ReadAll(0)
 	return seen, err
 })
 
@@ -94,7 +101,7 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, s := range slices.Concat(seen.BeforeAccept, seen.AfterWrite) {
+			for _, s := range slices.Concat(seen.BeforeAccept, seen.AfterWrite, seen.Acked) {
 				t.Log(s.Time.Format("15:04:05.000000"), s)
 				if s.Src.Port() == seen.Other || s.Dst.Port() == seen.Other {
 					t.Errorf("the filter let through a segment of the other listener's port %d: %s", seen.Other, s)
@@ -114,6 +121,9 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 			}
 			if err := sameSegments(seen.AfterWrite, []lab.Segment{{Src: c, Dst: l, Flags: "PSH,ACK", Seq: 1, Ack: 1, Len: 5}}); err != nil {
 				t.Errorf("after write: %v", err)
+			}
+			if err := sameSegments(seen.Acked, []lab.Segment{{Src: l, Dst: c, Flags: "ACK", Seq: 1, Ack: 6}}); err != nil {
+				t.Errorf("ReadAll(0) after the ACK of the write: %v", err)
 			}
 			if seen.Accepted.Remote != c {
 				t.Errorf("accept() returned %s, not the captured client %s", seen.Accepted, c)
@@ -143,5 +153,17 @@ func sameSegments(got, want []lab.Segment) error {
 func TestCaptureNeedsTheSandbox(t *testing.T) {
 	if _, err := lab.StartCapture(80); err == nil || errors.Is(err, unix.EPERM) {
 		t.Errorf("StartCapture in the test process: want the sandbox-only refusal, got %v", err)
+	}
+	// ListenCaptured refuses the same way, and closes the listener it had made.
+	before, err := lab.OpenDescriptorNumbers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _, c, err := lab.ListenCaptured(netip.MustParseAddrPort("127.0.0.1:0"), 8)
+	if err == nil || errors.Is(err, unix.EPERM) || l != -1 || c != nil {
+		t.Errorf("ListenCaptured in the test process: %d, %v, %v; want -1 and the sandbox-only refusal", l, c, err)
+	}
+	if after, err := lab.OpenDescriptorNumbers(); err != nil || !slices.Equal(after, before) {
+		t.Errorf("descriptors after ListenCaptured's refusal: %v, before %v (%v)", after, before, err)
 	}
 }

@@ -33,6 +33,14 @@ type Sock struct {
 	fd int
 }
 
+// CloseAll closes every descriptor of fds: what a child or a spec opened by the dozen, at
+// its end. An error of close(2) is not looked at: the descriptors are done with.
+func CloseAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
 // ownSocket hands fd to the running spec: DeferCleanup closes it when the spec ends.
 func ownSocket(fd int) *Sock {
 	ginkgo.GinkgoHelper()

@@ -119,6 +119,14 @@ func ParityOf(ports []uint16) Parity {
 	return p
 }
 
+// ParityName is "even" or "odd", as port is.
+func ParityName(port uint16) string {
+	if port%2 == 0 {
+		return "even"
+	}
+	return "odd"
+}
+
 // StepsOf is the differences between consecutive ports.
 func StepsOf(ports []uint16) []int {
 	steps := make([]int, 0, len(ports))

@@ -71,11 +71,7 @@ func HoldDescriptors(within time.Duration) (*Holder, error) {
 func (h *Holder) hold(deadline time.Time) {
 	defer close(h.done)
 	var held []int
-	defer func() {
-		for _, fd := range held {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { CloseAll(held) }()
 	if _, err := h.await(h.listener, deadline); err != nil {
 		h.err = err
 		return

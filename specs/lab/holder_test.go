@@ -24,11 +24,7 @@ func sendSockets(path string, n int) (before, after int, err error) {
 		return 0, 0, err
 	}
 	fds := make([]int, 0, n)
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
+	defer func() { lab.CloseAll(fds) }()
 	for range n {
 		fd, err := sock.Socket(unix.AF_INET)
 		if err != nil {
@@ -96,5 +92,31 @@ func TestHolderInOneProcess(t *testing.T) {
 	held, err := h.Wait(5 * time.Second)
 	if err != nil || held != 254 {
 		t.Errorf("held %d, %v; want 254", held, err)
+	}
+}
+
+// TestCloseAll: every descriptor of the list is closed, and none other.
+func TestCloseAll(t *testing.T) {
+	var fds []int
+	for range 3 {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+	}
+	keep, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(keep)
+	lab.CloseAll(fds)
+	for _, fd := range fds {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
+			t.Errorf("descriptor %d after CloseAll: %v, want EBADF", fd, err)
+		}
+	}
+	if _, err := unix.FcntlInt(uintptr(keep), unix.F_GETFD, 0); err != nil {
+		t.Errorf("descriptor %d, not in the list: %v", keep, err)
 	}
 }

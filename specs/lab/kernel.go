@@ -24,6 +24,15 @@ func TCPState(fd int) string {
 	return s
 }
 
+// AcceptQueue is sock.AcceptQueueOf: the listener fd's accept queue from TCP_INFO, the
+// connections in it (tcpi_unacked) and its limit (tcpi_sacked).
+func AcceptQueue(fd int) sock.AcceptQueue {
+	ginkgo.GinkgoHelper()
+	q, err := sock.AcceptQueueOf(fd)
+	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "TCP_INFO of listener %d", fd)
+	return q
+}
+
 // SysctlInt reads a setting that is one integer with sock.Sysctl: net.core.somaxconn,
 // fs.nr_open. A net.* setting is the calling thread's network namespace's: the host's in a
 // spec, the sandbox's in a child. A child, which has no spec to fail, calls ReadSysctlInt.

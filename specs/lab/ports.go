@@ -32,32 +32,34 @@ func (r PortRange) Contains(p uint16) bool { return r.Low <= p && p <= r.High }
 
 func (r PortRange) String() string { return fmt.Sprintf("%d-%d (%d ports)", r.Low, r.High, r.Size) }
 
-// LocalPortRange reads net.ipv4.ip_local_port_range with sock.Sysctl, from
-// /proc/sys/net/ipv4/ip_local_port_range: two numbers, the lowest and the highest port.
+// LocalPortRange is ReadPortRange for a spec, which fails if the range cannot be read.
 func LocalPortRange() PortRange {
 	ginkgo.GinkgoHelper()
-	v, err := sock.Sysctl(PortRangeSysctl)
+	r, err := ReadPortRange()
 	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "read %s", PortRangeSysctl)
-	r, err := parsePortRange(v)
-	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "parse %s", PortRangeSysctl)
 	return r
+}
+
+// ReadPortRange reads net.ipv4.ip_local_port_range with sock.Sysctl, in the namespace of the
+// calling thread (a sandbox child's own): two numbers, the lowest and the highest port, as
+// the kernel writes them back ("40000\t40009").
+func ReadPortRange() (PortRange, error) {
+	v, err := sock.Sysctl(PortRangeSysctl)
+	if err != nil {
+		return PortRange{}, err
+	}
+	return parsePortRange(v)
 }
 
 func parsePortRange(v string) (PortRange, error) {
 	f := strings.Fields(v)
 	if len(f) != 2 {
-		return PortRange{}, fmt.Errorf("%q: want two numbers", v)
+		return PortRange{}, fmt.Errorf("%s = %q: want two numbers", PortRangeSysctl, v)
 	}
-	lo, err := strconv.ParseUint(f[0], 10, 16)
-	if err != nil {
-		return PortRange{}, err
-	}
-	hi, err := strconv.ParseUint(f[1], 10, 16)
-	if err != nil {
-		return PortRange{}, err
-	}
-	if lo > hi {
-		return PortRange{}, fmt.Errorf("%q: low above high", v)
+	lo, err1 := strconv.ParseUint(f[0], 10, 16)
+	hi, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil || lo > hi {
+		return PortRange{}, fmt.Errorf("%s = %q: not a range", PortRangeSysctl, v)
 	}
 	return PortRange{Low: uint16(lo), High: uint16(hi), Size: int(hi-lo) + 1, Sysctl: PortRangeSysctl}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/internal/netns"
+	"portproof/internal/testkit"
 )
 
 // The sandbox runs a proof in a child process of its own, in a network namespace of its own
@@ -257,9 +258,8 @@ func runChild(kind netns.Kind, name string, arg any, opts SandboxOptions, out an
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := kind.Command(ctx, "-test.run=^$")
-	// A binary built with -race sleeps atexit_sleep_ms (1 s by default) on its way out, so
-	// that a race report can be flushed; the child's results travel on their pipe instead.
-	cmd.Env = append(os.Environ(), childEnv+"="+name, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	// No -race sleep at the child's exit: its results travel on their pipe, not in a report.
+	cmd.Env = testkit.ChildEnv(childEnv + "=" + name)
 	cmd.Stdin = bytes.NewReader(reqJSON)
 	output := &outputTail{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = output, output

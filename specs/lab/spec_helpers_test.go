@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"portproof/internal/netns"
+	"portproof/refserver/sock"
 )
 
 // The helpers that report through Ginkgo (RunInSandbox, TCPState, SysctlInt) are tested in
@@ -90,6 +91,21 @@ var _ = Describe("TCPState", func() {
 
 	It("fails the spec on a descriptor that is no TCP socket", func() {
 		failures := InterceptGomegaFailures(func() { TCPState(int(os.Stdin.Fd())) })
+		Expect(failures).To(HaveLen(1))
+	})
+})
+
+var _ = Describe("AcceptQueue", func() {
+	It("reads a listener's queue and its limit", func() {
+		l := Listen(netip.MustParseAddrPort("127.0.0.1:0"), 8)
+		Expect(AcceptQueue(l.FD())).To(Equal(sock.AcceptQueue{Len: 0, Max: 8}))
+		Dial(l.Addr)
+		Eventually(func() uint32 { return AcceptQueue(l.FD()).Len }).WithTimeout(AcceptWithin).
+			Should(Equal(uint32(1)), "the connection nobody accepted")
+	})
+
+	It("fails the spec on a descriptor that is no TCP socket", func() {
+		failures := InterceptGomegaFailures(func() { AcceptQueue(int(os.Stdin.Fd())) })
 		Expect(failures).To(HaveLen(1))
 	})
 })

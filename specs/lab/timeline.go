@@ -8,8 +8,6 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"portproof/internal/procfs"
 	"portproof/refserver/sock"
 )
@@ -96,10 +94,7 @@ func TableStateOf(who string, local, remote netip.AddrPort) (StateSeen, error) {
 // TableRowsOf lists the rows of the kernel's TCP table whose local and remote ends are
 // these, as /proc/thread-self/net/tcp (tcp6 for IPv6) shows them.
 func TableRowsOf(local, remote netip.AddrPort) ([]procfs.TCPTimed, error) {
-	domain := unix.AF_INET6
-	if local.Addr().Is4() {
-		domain = unix.AF_INET
-	}
+	domain := sock.Family(local)
 	var rows []procfs.TCPTimed
 	err := procfs.EachTCPTimed(domain, func(r procfs.TCPTimed) {
 		if r.Local == local && r.Remote == remote {

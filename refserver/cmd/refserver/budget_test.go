@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/internal/netns"
+	"portproof/internal/procfs"
 	"portproof/internal/testkit"
 )
 
@@ -103,7 +104,7 @@ func runInNamespace(t *testing.T, run string) {
 	_, err := netns.First(func(k netns.Kind) error {
 		out.Reset()
 		cmd = k.Command(context.Background(), "-test.run="+run, "-test.v", "-test.count=1")
-		cmd.Env = append(os.Environ(), budgetInside+"=1", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+		cmd.Env = testkit.ChildEnv(budgetInside + "=1")
 		cmd.Stdout, cmd.Stderr = &out, &out
 		return cmd.Run()
 	})
@@ -164,12 +165,8 @@ func stall(t *testing.T, c *cli, n, each int) []net.Conn {
 // echoOnce checks that a fresh client is served.
 func echoOnce(t *testing.T, c *cli) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", c.addr.String(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := c.dial(t)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(connDeadline))
 	fmt.Fprintln(conn, "ping")
 	if line, err := bufio.NewReader(conn).ReadString('\n'); err != nil || line != "ping\n" {
 		t.Fatalf("a fresh client: %q, %v; want its echo", line, err)
@@ -216,19 +213,9 @@ func pollStats(c *cli, ok func(string) bool) error {
 // vmRSS is a process's resident memory in bytes, VmRSS in /proc/PID/status.
 func vmRSS(t *testing.T, pid int) int64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procfs.RSS(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kib << 10
-		}
-	}
-	t.Fatal("no VmRSS")
-	return 0
+	return n
 }

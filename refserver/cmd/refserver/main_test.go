@@ -54,9 +54,9 @@ type cli struct {
 
 func command(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
-	// Under -race, a process that exits 0 sleeps a second first (GORACE atexit_sleep_ms,
-	// 1000 by default), which the exit timings would measure.
-	cmd.Env = append(os.Environ(), asCLI+"=1", "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	// Under -race, a process that exits 0 sleeps a second first, which the exit timings
+	// would measure: testkit.ChildEnv turns it off.
+	cmd.Env = testkit.ChildEnv(asCLI + "=1")
 	return cmd
 }
 
@@ -102,6 +102,17 @@ func (c *cli) signal(t *testing.T, s unix.Signal) time.Time {
 		t.Fatalf("kill -%s: %v", unix.SignalName(s), err)
 	}
 	return time.Now()
+}
+
+// dial connects a client to the server, with connDeadline on the connection (testkit.Dial),
+// and fails the test if it cannot.
+func (c *cli) dial(t *testing.T) *net.TCPConn {
+	t.Helper()
+	conn, err := testkit.Dial(c.addr, connDeadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
 
 // wait waits at most d for the process to exit and returns its exit code.
@@ -182,12 +193,8 @@ func TestNarration(t *testing.T) {
 				}
 				checkStartup(t, c, f)
 
-				client, err := net.DialTimeout("tcp", c.addr.String(), 2*time.Second)
-				if err != nil {
-					t.Fatal(err)
-				}
+				client := c.dial(t)
 				defer client.Close()
-				client.SetDeadline(time.Now().Add(connDeadline))
 				r := bufio.NewReader(client)
 				line, err := r.ReadString('\n')
 				if err != nil {
@@ -311,12 +318,8 @@ func TestShutdownCut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := startCLI(t, "-addr", "127.0.0.1:0", "-mode", "echo", "-shutdown-timeout", tc.timeout.String())
-			client, err := net.DialTimeout("tcp", c.addr.String(), 2*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
+			client := c.dial(t)
 			defer client.Close()
-			client.SetDeadline(time.Now().Add(connDeadline))
 			if _, err := c.out.Wait("accept4 = ", 5*time.Second); err != nil {
 				t.Fatal(err)
 			}

@@ -35,12 +35,8 @@ func TestV6Only(t *testing.T) {
 		t.Errorf("want IPV6_V6ONLY set after SO_REUSEADDR and before bind:\n%s", all)
 	}
 	// The listener serves IPv6 clients as ever.
-	client, err := net.DialTimeout("tcp", c.addr.String(), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := c.dial(t)
 	defer client.Close()
-	client.SetDeadline(time.Now().Add(connDeadline))
 	line := make([]byte, 256)
 	if n, err := client.Read(line); err != nil || !strings.HasPrefix(string(line[:n]), "tcp [::1]:") {
 		t.Errorf("tuple line %q, %v", line[:n], err)

@@ -221,9 +221,9 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 	s.text(cx, 64, "middle", `font-weight="bold"`, "client "+o.Client)
 	s.text(sx, 64, "middle", `font-weight="bold"`, "server "+o.Listener)
 	s.text(60, 64, "middle", `font-size="12" fill="#555555"`, "ms")
-	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, cx, h-86)
-	fmt.Fprintf(s, `<line x1="%d" y1="76" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, sx, h-86)
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
+	s.lifeline(cx, 76, h-86)
+	s.lifeline(sx, 76, h-86)
+	s.arrowheads(8, arrowhead{"arrow", "#1565c0"})
 	ms := func(us int64) string { return fmt.Sprintf("%.2f", float64(us)/1e3) }
 	y := top - 16
 

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // pictures draws every picture the chapters show, from the proofs' evidence. Each is always
@@ -112,15 +111,8 @@ func fromSpecs(p proof, name string, draw func(reportEntry) ([]byte, error)) ([]
 	if len(p.Specs) == 0 {
 		return nil, fmt.Errorf("no spec")
 	}
-	ordered := slices.Clone(p.Specs)
-	slices.SortStableFunc(ordered, func(a, b specReport) int {
-		return strings.Compare(a.family(), b.family()) // "" < "ipv4" < "ipv6"
-	})
 	err := fmt.Errorf("no %q evidence", name)
-	for _, s := range ordered {
-		if s.State != "passed" {
-			continue
-		}
+	for _, s := range p.passed() {
 		for _, e := range s.entries(name) {
 			b, derr := draw(e)
 			if derr == nil {

@@ -176,7 +176,7 @@ func scalePicture(sc scaleSeen) []byte {
 	for _, r := range sc.Rounds {
 		x := px(r.Registered)
 		fmt.Fprintf(s, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e0e0e0" stroke-width="1"/>`+"\n", x, top, x, h-bottom)
-		s.text(int(x), h-bottom+20, "middle", `font-size="12"`, thousands(r.Registered))
+		s.text(int(x), h-bottom+20, "middle", `font-size="12"`, grouped(r.Registered))
 	}
 	s.text(left+int(pw)/2, h-bottom+44, "middle", `font-size="13"`, "connections registered (handed to poll), one of them ready")
 	fmt.Fprintf(s, `<text x="22" y="%d" text-anchor="middle" font-size="13" transform="rotate(-90 22 %d)">µs per call</text>`+"\n", top+int(ph)/2, top+int(ph)/2)
@@ -203,7 +203,7 @@ func scalePicture(sc scaleSeen) []byte {
 	}
 	s.text(w/2, h-8, "middle", `font-size="12" fill="#555555"`,
 		fmt.Sprintf("each point: the mean of many calls with timeout 0; %s connections open, their clients' ends in another process",
-			thousands(sc.Connections)))
+			grouped(sc.Connections)))
 	return s.bytes()
 }
 
@@ -260,13 +260,4 @@ func usLabel(us float64) string {
 	default:
 		return fmt.Sprintf("%.1f µs", us)
 	}
-}
-
-// thousands writes 10000 as 10,000.
-func thousands(n int) string {
-	s := fmt.Sprint(n)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 )
 
 // Chapter 2's picture: one listener and the sockets accept() returned, all on its port, each
@@ -61,15 +60,8 @@ func onePortFromSpecs(p proof, draw func(specReport) ([]byte, error)) ([]byte, e
 	if len(p.Specs) == 0 {
 		return nil, fmt.Errorf("no spec")
 	}
-	ordered := slices.Clone(p.Specs)
-	slices.SortStableFunc(ordered, func(a, b specReport) int {
-		return strings.Compare(a.family(), b.family()) // "" < "ipv4" < "ipv6"
-	})
 	err := fmt.Errorf("no spec passed")
-	for _, s := range ordered {
-		if s.State != "passed" {
-			continue
-		}
+	for _, s := range p.passed() {
 		b, derr := draw(s)
 		if derr == nil {
 			return b, nil

@@ -11,7 +11,8 @@ import (
 // SO_REUSEPORT group with the kernel's spread (passive.shared-port's reuseport_spread and
 // reuseport_repeat). The types mirror the specs' own, of the same names, by their JSON
 // names; ch6Refusal and ch6Traffic read the parts of lab.ErrnoSeen and lab.TrafficSeen
-// the picture shows.
+// the picture shows. The server page's picture (pictures_server.go) reads the same sockets
+// and descriptors with ch6SocketSeen and ch6Spawned.
 
 type ch6SocketSeen struct {
 	Role       string `json:"role"`
@@ -121,11 +122,9 @@ func ch6Pictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 
 // ch6SpecWith is the first passed spec of p, IPv4 first, that recorded an entry named name.
 func ch6SpecWith(p proof, name string) (specReport, bool) {
-	for _, fam := range []string{"ipv4", "", "ipv6"} {
-		for _, s := range p.Specs {
-			if s.State == "passed" && s.family() == fam && len(s.entries(name)) > 0 {
-				return s, true
-			}
+	for _, s := range p.passed() {
+		if len(s.entries(name)) > 0 {
+			return s, true
 		}
 	}
 	return specReport{}, false
@@ -273,9 +272,7 @@ func passiveActivePicture(nd *ch6NoData, sp *ch6Spawns) ([]byte, error) {
 	}
 	s := newSVG(width, h, "A passive socket and the active sockets it spawns, as the kernel "+
 		"described them: descriptor, TCP state, SO_ACCEPTCONN, addresses")
-	fmt.Fprint(s, `<defs><marker id="arrow6" viewBox="0 0 10 10" refX="10" refY="5" `+
-		`markerWidth="7" markerHeight="7" orient="auto-start-reverse">`+
-		`<path d="M0,0 L10,5 L0,10 z" fill="#424242"/></marker></defs>`+"\n")
+	s.arrowheads(7, arrowhead{"arrow6", "#424242"})
 	s.text(width/2, 28, "middle", `font-weight="bold" font-size="16"`,
 		"One passive socket; every accept() spawns an active one")
 	y := 50

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -30,17 +27,8 @@ func TestChapter6PicturesAreDrawnFromTheEvidence(t *testing.T) {
 			"fd 11", ">242<", ">256<", ">269<", ">233<", "an even share, 250", "233 to 269, within 8%",
 			"from 127.0.0.1:45665", "all 8 landed on the same listener twice"},
 	}
-	for name, parts := range want {
-		b := checkSVG(t, filepath.Join(img, name))
-		for _, p := range parts {
-			if !strings.Contains(b, p) {
-				t.Errorf("%s lacks %q", name, p)
-			}
-		}
-		if !strings.Contains(page, "](img/proof/"+name+")") {
-			t.Errorf("the page does not show %s", name)
-		}
-	}
+	checkPictures(t, img, want)
+	checkShown(t, page, want)
 	for name, why := range ch6Missing(t, "testdata/ch6-report.json") {
 		t.Errorf("%s is noted missing, though the fixture has its evidence: %s", name, why)
 	}
@@ -66,29 +54,14 @@ func ch6Missing(t *testing.T, path string) notes {
 }
 
 func TestChapter6PicturesWithoutTheirEvidenceArePlaceholders(t *testing.T) {
-	b, err := os.ReadFile("testdata/ch6-report.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.NewReplacer(`"Name": "socket_kinds"`, `"Name": "renamed"`,
+	fixture := renamed(t, "testdata/ch6-report.json", `"Name": "socket_kinds"`, `"Name": "renamed"`,
 		`"Name": "descriptors_spawned"`, `"Name": "renamed"`,
-		`"Name": "reuseport_spread"`, `"Name": "renamed"`).Replace(string(b))
-	if s == string(b) {
-		t.Fatal("the fixture's entry names are not where the test expects them")
-	}
-	fixture := filepath.Join(t.TempDir(), "report.json")
-	if err := os.WriteFile(fixture, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
+		`"Name": "reuseport_spread"`, `"Name": "renamed"`)
 	_, img := generate(t, fixture)
-	for name, want := range map[string]string{
+	checkPlaceholders(t, img, map[string]string{
 		passiveActiveSVG:   "recorded no sockets",
 		reuseportSpreadSVG: "recorded no SO_REUSEPORT group",
-	} {
-		if b := checkSVG(t, filepath.Join(img, name)); !strings.Contains(b, want) {
-			t.Errorf("%s is not the placeholder that says %q:\n%s", name, want, b)
-		}
-	}
+	})
 	if missing := ch6Missing(t, fixture); len(missing) != 2 {
 		t.Errorf("chapter 6's missing pictures noted for the page: %v, want both", missing)
 	}

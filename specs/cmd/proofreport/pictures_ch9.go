@@ -37,23 +37,7 @@ type dualStackClient struct {
 // dualStackPictures draws dual-stack.svg.
 func dualStackPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "dual-stack.svg"
-	var off, on *dualStackSeen
-	fromSpecs(byID["dualstack.mapped"], "dualstack", func(e reportEntry) ([]byte, error) {
-		var d dualStackSeen
-		if err := e.decode(&d); err != nil || d.Wildcard6.V6Only == nil || *d.Wildcard6.V6Only != 0 {
-			return nil, fmt.Errorf("not the IPV6_V6ONLY 0 run")
-		}
-		off = &d
-		return nil, nil
-	})
-	fromSpecs(byID["dualstack.v6only"], "dualstack", func(e reportEntry) ([]byte, error) {
-		var d dualStackSeen
-		if err := e.decode(&d); err != nil || d.Wildcard6.V6Only == nil || *d.Wildcard6.V6Only != 1 {
-			return nil, fmt.Errorf("not the IPV6_V6ONLY 1 run")
-		}
-		on = &d
-		return nil, nil
-	})
+	off, on := dualStackRun(byID["dualstack.mapped"], 0), dualStackRun(byID["dualstack.v6only"], 1)
 	if off == nil || on == nil {
 		why := "dualstack.mapped and dualstack.v6only recorded no listeners in this run: " +
 			"both need a private network namespace, which root or an unprivileged user namespace gives."
@@ -63,12 +47,27 @@ func dualStackPictures(byID map[string]proof, pics map[string][]byte, missing no
 	pics[name] = dualStackPicture(*off, *on)
 }
 
+// dualStackRun is p's first passed dualstack entry whose [::] listener had IPV6_V6ONLY
+// v, IPv4's first; nil when there is none.
+func dualStackRun(p proof, v int) *dualStackSeen {
+	var run *dualStackSeen
+	fromSpecs(p, "dualstack", func(e reportEntry) ([]byte, error) {
+		var d dualStackSeen
+		if err := e.decode(&d); err != nil || d.Wildcard6.V6Only == nil || *d.Wildcard6.V6Only != v {
+			return nil, fmt.Errorf("not the IPV6_V6ONLY %d run", v)
+		}
+		run = &d
+		return nil, nil
+	})
+	return run
+}
+
 // dualStackPicture draws the two runs side by side: on the left one AF_INET6 listener takes
 // both families and 0.0.0.0 is refused; on the right two listeners share the port.
 func dualStackPicture(off, on dualStackSeen) []byte {
 	s := newSVG(900, 400, "One port, two families: a listener on [::] with IPV6_V6ONLY off, and on")
 	s.text(450, 28, "middle", `font-weight="bold" font-size="16"`, "One port, two families")
-	fmt.Fprint(s, `<defs><marker id="ds-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"ds-arrow", "#1565c0"})
 	arrow := func(x1, y1, x2, y2 int) {
 		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#1565c0" stroke-width="2" marker-end="url(#ds-arrow)"/>`+"\n", x1, y1, x2, y2)
 	}

@@ -128,8 +128,7 @@ func closePicture(tw closeTimeWait) ([]byte, error) {
 	s := newSVG(860, h, "Closing a connection: FIN each way, TIME_WAIT on the side that closed first; "+
 		"and the same close with SO_LINGER {1, 0}: an RST, and nothing kept")
 	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "Who closes first keeps TIME_WAIT; an RST keeps nothing")
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker>`+
-		`<marker id="arrowred" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#c62828"/></marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"arrow", "#1565c0"}, arrowhead{"arrowred", "#c62828"})
 
 	y := 60
 	lanes := func(title string, n int) {
@@ -138,8 +137,8 @@ func closePicture(tw closeTimeWait) ([]byte, error) {
 		s.text(cx, y+24, "middle", `font-weight="bold"`, "client "+tw.Client)
 		s.text(40, y+24, "middle", `font-size="12" fill="#555555"`, "ms")
 		bottom := y + 36 + n*step
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, y+32, sx, bottom)
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, y+32, cx, bottom)
+		s.lifeline(sx, y+32, bottom)
+		s.lifeline(cx, y+32, bottom)
 		y += 52
 	}
 	draw := func(evs []closeEvent) {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,7 +10,7 @@ import (
 // them.
 func TestClosingAndQueuesPicturesAreDrawnFromTheEvidence(t *testing.T) {
 	page, img := generate(t, "testdata/report.json")
-	for name, parts := range map[string][]string{
+	want := map[string][]string{
 		// The server closes first: its FIN, its orphan in FIN_WAIT2 on tcp_fin_timeout, the
 		// client's CLOSE_WAIT and LAST_ACK, the ACK the filter dropped, TIME_WAIT; then the
 		// RST of SO_LINGER {1, 0}.
@@ -26,38 +24,18 @@ func TestClosingAndQueuesPicturesAreDrawnFromTheEvidence(t *testing.T) {
 			"tcp_abort_on_overflow 0", "accept queue 3 (limit 2): full", "ListenOverflows +1",
 			"1 segment unacknowledged; read(): EAGAIN", "tcp_abort_on_overflow 1", "EmbryonicRsts +1", "read(): ECONNRESET",
 			"nothing for it", "3 fillers connect"},
-	} {
-		b := checkSVG(t, filepath.Join(img, name))
-		for _, p := range parts {
-			if !strings.Contains(b, p) {
-				t.Errorf("%s lacks %q", name, p)
-			}
-		}
-		if !strings.Contains(page, "](img/proof/"+name+")") {
-			t.Errorf("the page does not show %s", name)
-		}
 	}
+	checkPictures(t, img, want)
+	checkShown(t, page, want)
 }
 
 func TestClosingAndQueuesPicturesWithoutTheirEvidenceArePlaceholders(t *testing.T) {
-	b, err := os.ReadFile("testdata/report.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.NewReplacer(`"Name": "close_`, `"Name": "renamed_`, `"Name": "queue_`, `"Name": "renamed_`).Replace(string(b))
-	fixture := filepath.Join(t.TempDir(), "report.json")
-	if err := os.WriteFile(fixture, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	page, img := generate(t, fixture)
-	for name, want := range map[string]string{
+	page, img := generate(t, renamed(t, "testdata/report.json",
+		`"Name": "close_`, `"Name": "renamed_`, `"Name": "queue_`, `"Name": "renamed_`))
+	checkPlaceholders(t, img, map[string]string{
 		"close-timeline.svg":  "recorded no close",
 		"handshake-views.svg": "recorded no handshake",
-	} {
-		if b := checkSVG(t, filepath.Join(img, name)); !strings.Contains(b, want) {
-			t.Errorf("%s is not the placeholder that says %q:\n%s", name, want, b)
-		}
-	}
+	})
 	if n := strings.Count(page, "!!! note \"No picture from this run\""); n != 2 {
 		t.Errorf("the page notes %d missing pictures, want 2", n)
 	}

@@ -326,13 +326,7 @@ func hsDraw(client, server string, events []hsEvent) []byte {
 		"Time runs down: each mark is as far down as it was late, in µs after the client's SYN.")
 	s.text(hsCX, 86, "middle", `font-weight="bold"`, "client "+client)
 	s.text(hsSX, 86, "middle", `font-weight="bold"`, "server "+server)
-	s.WriteString("<defs>")
-	for _, m := range [][2]string{{"handshake", hsHandshake}, {"data", hsData}} {
-		fmt.Fprintf(s, `<marker id="arrow-%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" `+
-			`markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker>`,
-			m[0], m[1])
-	}
-	s.WriteString("</defs>\n")
+	s.arrowheads(8, arrowhead{"arrow-handshake", hsHandshake}, arrowhead{"arrow-data", hsData})
 	whole.draw(s)
 	if len(panels) > 1 {
 		zoom := panels[1]

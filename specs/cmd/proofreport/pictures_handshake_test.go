@@ -86,11 +86,7 @@ func TestHandshakeIsDrawnToScale(t *testing.T) {
 	if k := kinds(by["zoom"]); k["line"] != 5 || k["circle"] != 1 || k["rect"] != 0 {
 		t.Errorf("the magnified marks by kind: %v, want 5 segments, 1 connect, and not accept", k)
 	}
-	for _, want := range []string{"magnified", "in the accept queue till 1500 µs"} {
-		if !regexp.MustCompile(regexp.QuoteMeta(want)).MatchString(b) {
-			t.Errorf("handshake.svg lacks %q", want)
-		}
-	}
+	checkHolds(t, "handshake.svg", b, "magnified", "in the accept queue till 1500 µs")
 }
 
 // Marks far enough apart need no magnified copy.

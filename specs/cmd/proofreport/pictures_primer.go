@@ -59,18 +59,6 @@ type primerState struct {
 	State  string `json:"state"`
 }
 
-// primerPassed are p's passing specs, IPv4 first: its addresses are the shorter to read.
-func primerPassed(p proof) []specReport {
-	var out []specReport
-	for _, s := range p.Specs {
-		if s.State == "passed" {
-			out = append(out, s)
-		}
-	}
-	slices.SortStableFunc(out, func(a, b specReport) int { return strings.Compare(a.family(), b.family()) })
-	return out
-}
-
 // primerTimelines are the spec's "packets" entries that decode as timelines.
 func primerTimelines(s specReport) []primerTimeline {
 	var out []primerTimeline
@@ -109,9 +97,8 @@ const (
 )
 
 func primerArrowDefs(s *svg) {
-	for id, col := range map[string]string{"pa": "#1565c0", "pf": "#2e7d32", "pr": "#c62828", "pg": "#9e9e9e"} {
-		fmt.Fprintf(s, `<defs><marker id="%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker></defs>`+"\n", id, col)
-	}
+	s.arrowheads(8, arrowhead{"pa", "#1565c0"}, arrowhead{"pf", "#2e7d32"}, arrowhead{"pr", "#c62828"},
+		arrowhead{"pg", "#9e9e9e"})
 }
 
 // primerSegment draws a segment as an arrow from one lifeline at y to the other at y+drop,
@@ -136,7 +123,7 @@ func primerLifelines(s *svg, client, server string, top, bottom int) {
 	s.text(primerClient, top-14, "middle", `font-weight="bold"`, "client "+client)
 	s.text(primerServer, top-14, "middle", `font-weight="bold"`, "server "+server)
 	for _, x := range []int{primerClient, primerServer} {
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
+		s.lifeline(x, top, bottom)
 	}
 }
 
@@ -144,7 +131,7 @@ func primerLifelines(s *svg, client, server string, top, bottom int) {
 // connection, with the states each end is in after each, and when connect() returned and
 // accept() was called.
 func primerHandshakePicture(p proof) ([]byte, error) {
-	specs := primerPassed(p)
+	specs := p.passed()
 	if len(specs) == 0 {
 		return nil, fmt.Errorf("no passing spec")
 	}
@@ -233,7 +220,7 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 // primerClosePicture draws, side by side, the end of two of handshake.shed's connections:
 // one the server closed with FIN, one with RST, and what each client then read.
 func primerClosePicture(p proof) ([]byte, error) {
-	specs := primerPassed(p)
+	specs := p.passed()
 	if len(specs) == 0 {
 		return nil, fmt.Errorf("no passing spec")
 	}
@@ -314,7 +301,7 @@ func primerClosePicture(p proof) ([]byte, error) {
 		}
 		bottom := top + row*step + 6
 		for _, x := range []int{cx, sx} {
-			fmt.Fprintf(sv, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
+			sv.lifeline(x, top, bottom)
 		}
 		if read != "" {
 			sv.text(cx-30, bottom+26, "start", `font-family="monospace" font-weight="bold"`, read)

@@ -51,14 +51,7 @@ func TestPrimerPicturesAreDrawnFromTheEvidence(t *testing.T) {
 			// TCP_INFO's names, and Linux's TIME_WAIT, as the primer's text has them.
 			"60 s later (Linux)", "TCP_TIMEWAIT_LEN", ">CLOSE<", "closes first"},
 	}
-	for name, parts := range want {
-		b := checkSVG(t, filepath.Join(dir, name))
-		for _, p := range parts {
-			if !strings.Contains(b, p) {
-				t.Errorf("%s lacks %q", name, p)
-			}
-		}
-	}
+	checkPictures(t, dir, want)
 }
 
 func TestPrimerPicturesWithoutTheirEvidence(t *testing.T) {
@@ -68,14 +61,10 @@ func TestPrimerPicturesWithoutTheirEvidence(t *testing.T) {
 			r.SpecReports[i].ReportEntries = nil
 		}
 	})
-	for name, want := range map[string]string{
+	checkPlaceholders(t, dir, map[string]string{
 		"primer-handshake.svg": "captured no handshake",
 		"primer-close.svg":     "captured no FIN and no RST",
-	} {
-		if b := checkSVG(t, filepath.Join(dir, name)); !strings.Contains(b, want) {
-			t.Errorf("%s is not the placeholder that says %q:\n%s", name, want, b)
-		}
-	}
+	})
 	// The states are the protocol's, drawn whatever the run; only the marks need evidence.
 	if b := checkSVG(t, filepath.Join(dir, "primer-states.svg")); strings.Contains(b, "your run: ch.") ||
 		!strings.Contains(b, ">ESTABLISHED<") {

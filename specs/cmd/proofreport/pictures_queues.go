@@ -128,8 +128,7 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 	s := newSVG(860, h, "The client's view and the server's, side by side: a deferred handshake, "+
 		"and the client's data meeting a full accept queue")
 	s.text(430, 28, "middle", `font-weight="bold" font-size="16"`, "Connected, says the client; a request, says the server")
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/></marker>`+
-		`<marker id="arrowred" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#c62828"/></marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"arrow", "#1565c0"}, arrowhead{"arrowred", "#c62828"})
 	y := 56
 	for _, p := range panels {
 		s.text(430, y, "middle", `font-weight="bold"`, p.title)
@@ -200,8 +199,8 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 				y += step
 			}
 		}
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", cx, top, cx, y-10)
-		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", sx, top, sx, y-10)
+		s.lifeline(cx, top, y-10)
+		s.lifeline(sx, top, y-10)
 		y += 20
 	}
 	return s.bytes(), nil
@@ -218,11 +217,9 @@ func queuesPictures(byID map[string]proof, pics map[string][]byte, missing notes
 	}
 	// Both overflows come from one spec, IPv4 first: the picture compares them.
 	var overflows []queueStory
-	specs := slices.Clone(p.Specs)
-	slices.SortStableFunc(specs, func(a, b specReport) int { return strings.Compare(a.family(), b.family()) })
-	for _, sp := range specs {
-		if sp.State != "passed" || len(overflows) > 0 {
-			continue
+	for _, sp := range p.passed() {
+		if len(overflows) > 0 {
+			break
 		}
 		for _, e := range sp.entries("queue_overflow") {
 			var o queueStory

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
-	"strconv"
 	"strings"
 )
 
@@ -15,44 +14,23 @@ import (
 // limit back (backlog_queue); chapter 6's passive.spawns-active accepts eight clients from one
 // listener (descriptors_spawned, tuples). Each part of the picture names the proof it is from.
 
-// serverSocket mirrors the specs' ch6SocketSeen: one socket as the kernel describes it.
-type serverSocket struct {
-	Role       string `json:"role"`
-	FD         int    `json:"fd"`
-	State      string `json:"state"`
-	AcceptConn int    `json:"acceptconn"`
-	Local      string `json:"local"`
-	Peer       string `json:"peer"`
-}
-
-// serverSpawned mirrors the specs' ch6Spawned: descriptors before and after the accepts.
-type serverSpawned struct {
-	Listener     int    `json:"listener"`
-	Before       int    `json:"before"`
-	AfterConnect int    `json:"after_connect"`
-	QueuedBefore uint32 `json:"queued_before"`
-	AfterAccept  int    `json:"after_accept"`
-	QueuedAfter  uint32 `json:"queued_after"`
-	Accepted     []int  `json:"accepted"`
-}
-
 // serverSteps is what the picture is drawn from; only Sockets is required.
 type serverSteps struct {
-	Sockets    map[string]serverSocket // by role: "bound, before listen", "listener", ...
-	Queued     int                     // the listener's accept queue while nothing was accepted
-	Queue      *backlogQueue           // backlog.queue's listener
-	Spawned    *serverSpawned          // passive.spawns-active's descriptors
-	Tuples     []tupleSeen             // and the 4-tuple of each connection it accepted
-	SynCookies string                  // net.ipv4.tcp_syncookies, from the machine entry
+	Sockets    map[string]ch6SocketSeen // by role: "bound, before listen", "listener", ...
+	Queued     int                      // the listener's accept queue while nothing was accepted
+	Queue      *backlogQueue            // backlog.queue's listener
+	Spawned    *ch6Spawned              // passive.spawns-active's descriptors
+	Tuples     []tupleSeen              // and the 4-tuple of each connection it accepted
+	SynCookies string                   // net.ipv4.tcp_syncookies, from the machine entry
 }
 
 // serverPictures draws server-steps.svg, or its placeholder with the reason.
 func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "server-steps.svg"
 	st := serverSteps{Queued: -1}
-	var socks []serverSocket
+	var socks []ch6SocketSeen
 	if decodeFirst(byID["passive.no-data"], "socket_kinds", &socks) {
-		st.Sockets = map[string]serverSocket{}
+		st.Sockets = map[string]ch6SocketSeen{}
 		for _, s := range socks {
 			st.Sockets[s.Role] = s
 		}
@@ -62,7 +40,7 @@ func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte
 	if decodeFirst(byID["backlog.queue"], "backlog_queue", &q) {
 		st.Queue = &q
 	}
-	var sp serverSpawned
+	var sp ch6Spawned
 	if decodeFirst(byID["passive.spawns-active"], "descriptors_spawned", &sp) {
 		st.Spawned = &sp
 		decodeFirst(byID["passive.spawns-active"], "tuples", &st.Tuples)
@@ -115,9 +93,7 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 		"What the kernel holds after each step")
 	s.text(w/2, 48, "middle", grey, "as three proofs of this run read it back (getsockname, "+
 		"getpeername, TCP_INFO, SO_ACCEPTCONN), each on a listener of its own")
-	fmt.Fprint(s, `<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" `+
-		`markerHeight="8" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#1565c0"/>`+
-		`</marker></defs>`+"\n")
+	s.arrowheads(8, arrowhead{"arrow", "#1565c0"})
 	arrow := func(x1, y1, x2, y2 int, style string) {
 		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" %s stroke-width="2" `+
 			`marker-end="url(#arrow)"/>`+"\n", x1, y1, x2, y2, style)
@@ -373,16 +349,4 @@ func spareCPUPicture(spin, shed loopCPU, f shedFigures) []byte {
 	}
 	fmt.Fprintf(s, `<line x1="%d" y1="300" x2="%d" y2="300" stroke="#9e9e9e"/>`+"\n", x0, x1)
 	return s.bytes()
-}
-
-// grouped writes n with a comma between each group of three digits: 36,913.
-func grouped(n int) string {
-	d := strconv.Itoa(n)
-	if n < 0 {
-		return "-" + grouped(-n)
-	}
-	for i := len(d) - 3; i > 0; i -= 3 {
-		d = d[:i] + "," + d[i:]
-	}
-	return d
 }

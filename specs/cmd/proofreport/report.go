@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,6 +67,21 @@ func (s specReport) family() string {
 		}
 	}
 	return ""
+}
+
+// passed are p's passed specs in the order the pictures try them: those with no family
+// label, then IPv4's, whose addresses are the shorter to read, then IPv6's.
+func (p proof) passed() []specReport {
+	var out []specReport
+	for _, s := range p.Specs {
+		if s.State == "passed" {
+			out = append(out, s)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b specReport) int {
+		return strings.Compare(a.family(), b.family()) // "" < "ipv4" < "ipv6"
+	})
+	return out
 }
 
 // entries are the spec's report entries named name, in the order recorded.

@@ -42,9 +42,42 @@ func (s *svg) box(x, y, w, h int, style string) {
 	fmt.Fprintf(s, `<rect x="%d" y="%d" width="%d" height="%d" rx="6" %s stroke-width="1.5"/>`+"\n", x, y, w, h, style)
 }
 
+// lifeline draws an end's time line, a client's or a server's, down from top to bottom at x:
+// the segments of the pictures that tell a story in time go from one to the other.
+func (s *svg) lifeline(x, top, bottom int) {
+	fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#9e9e9e" stroke-width="2"/>`+"\n", x, top, x, bottom)
+}
+
+// arrowhead is a marker an arrow ends in, marker-end="url(#id)": a triangle filled with colour.
+type arrowhead struct{ id, colour string }
+
+// arrowheads defines the picture's arrowheads, each size px wide and high, pointing along
+// the line they end.
+func (s *svg) arrowheads(size int, heads ...arrowhead) {
+	s.WriteString("<defs>")
+	for _, h := range heads {
+		fmt.Fprintf(s, `<marker id="%s" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="%d" `+
+			`markerHeight="%d" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="%s"/></marker>`,
+			h.id, size, size, h.colour)
+	}
+	s.WriteString("</defs>\n")
+}
+
 func (s *svg) bytes() []byte {
 	s.WriteString("</svg>\n")
 	return s.Bytes()
+}
+
+// grouped writes n with a comma between each group of three digits: 36,913.
+func grouped(n int) string {
+	d := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + grouped(-n)
+	}
+	for i := len(d) - 3; i > 0; i -= 3 {
+		d = d[:i] + "," + d[i:]
+	}
+	return d
 }
 
 // placeholder is the picture for evidence this run did not produce, with the reason.
