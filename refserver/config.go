@@ -19,7 +19,8 @@ type Config struct {
 	// any kernel accepts since Linux 5.4 (include/linux/socket.h).
 	Backlog int
 	// Loops is how many epoll loops serve, each a goroutine with an epoll instance of its
-	// own; 0 means one per CPU.
+	// own; 0 means one per CPU. New raises GOMAXPROCS to Loops+1 if it is lower (server.go's
+	// spareP says why).
 	Loops int
 	// ReusePort gives each loop a listener of its own on the same address and port
 	// (SO_REUSEPORT), and the kernel spreads connections over them by a hash of the 4-tuple.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,7 @@ const (
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg.withDefaults(), done: make(chan struct{})}
 	s.log = logbook{log: cfg.Log, conns: cfg.LogConns}
+	s.spareP()
 	s.adm = newAdmission(cfg, &s.count, &s.log)
 	s.budget = budget{max: s.cfg.MaxQueued, log: &s.log, resume: func() {
 		for _, l := range s.loops {
@@ -94,6 +96,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.listenersOff.Add(len(s.loops))
 	return s, nil
+}
+
+// spareP leaves the Go runtime one P more than there are loops. A loop sleeps in epoll_wait
+// inside a system call, and while no P is idle the runtime's monitor thread (sysmon) takes
+// the P of a thread that has been in a system call for more than 20 µs and hands it to
+// another thread (retake, in runtime/proc.go): with a loop per P every sleep of every loop
+// costs that hand-off and the way back, and the monitor itself wakes every 20 µs to do it.
+// With a P to spare it leaves sleeping loops alone (the performance page measures the
+// difference).
+func (s *Server) spareP() {
+	if prev := runtime.GOMAXPROCS(0); prev <= s.cfg.Loops {
+		runtime.GOMAXPROCS(s.cfg.Loops + 1)
+		s.log.printf("GOMAXPROCS %d -> %d: one P more than the %d loops, so that the runtime "+
+			"never has to take one from a loop asleep in epoll_wait", prev, s.cfg.Loops+1, s.cfg.Loops)
+	}
 }
 
 // --8<-- [start:openlistener]

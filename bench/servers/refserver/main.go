@@ -1,7 +1,7 @@
 // Command refserver is the benchmark's refserver: refserver.New with the Echo handler, as
 // `refserver -mode echo -quiet -idle-timeout 0` runs it, plus the flags every benchmark server
-// shares (a CPU profile on request). Loops are GOMAXPROCS, one listener shared by the loops
-// (EPOLLEXCLUSIVE), as the CLI's defaults have it.
+// shares (a CPU profile on request). Loops are GOMAXPROCS, each with a listener of its own
+// (SO_REUSEPORT), as `refserver -reuseport` runs them.
 package main
 
 import (
@@ -23,6 +23,10 @@ func main() {
 		Loops:       f.Loops,
 		IdleTimeout: -1, // never: the idle scenario holds connections open
 		Handler:     refserver.Echo{},
+		// A listener per loop (SO_REUSEPORT), as the C server has: a listener the loops
+		// share wakes one of them per connection, EPOLLEXCLUSIVE's "one or more", and that
+		// tends to be the same loop (chapter 10), which then serves most of the connections.
+		ReusePort: true,
 	})
 	// --8<-- [end:echo]
 	if err != nil {
