@@ -108,8 +108,9 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) spareP() {
 	if prev := runtime.GOMAXPROCS(0); prev <= s.cfg.Loops {
 		runtime.GOMAXPROCS(s.cfg.Loops + 1)
-		s.log.printf("GOMAXPROCS %d -> %d: one P more than the %d loops, so that the runtime "+
-			"never has to take one from a loop asleep in epoll_wait", prev, s.cfg.Loops+1, s.cfg.Loops)
+		s.log.printf("GOMAXPROCS %d -> %d: one P more than the %d loops, so that the "+
+			"runtime never takes one from a loop asleep in epoll_wait",
+			prev, s.cfg.Loops+1, s.cfg.Loops)
 	}
 }
 
