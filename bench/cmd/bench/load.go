@@ -206,16 +206,45 @@ func finish(m *measure, ws []*worker, u usage) error {
 	return nil
 }
 
-// stopWorkers tells the workers to stop, gives the ones blocked on a wedged server a
-// deadline, and waits for them.
-func stopWorkers(stop *atomic.Bool, conns []*net.TCPConn, wg *sync.WaitGroup) {
-	stop.Store(true)
+// round is what every timed scenario shares: a tally per client goroutine, the flags that
+// tell them when to count (rec, set by window) and when to stop, and the goroutines to wait
+// for.
+type round struct {
+	ws        []*worker
+	rec, stop atomic.Bool
+	wg        sync.WaitGroup
+}
+
+func newRound(n int) *round {
+	r := &round{ws: make([]*worker, n)}
+	for i := range r.ws {
+		r.ws[i] = &worker{}
+	}
+	return r
+}
+
+// end waits out the measured window, then tells the workers to stop, gives the ones
+// blocked on a wedged server a deadline, and waits for them.
+func (r *round) end(cfg *config, s *server, conns []*net.TCPConn) (usage, error) {
+	u, err := window(cfg, s, &r.rec)
+	r.stop.Store(true)
 	for _, c := range conns {
 		if c != nil {
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 		}
 	}
-	wg.Wait()
+	r.wg.Wait()
+	return u, err
+}
+
+// measure ends the round and merges the workers' tallies with the server's usage.
+func (r *round) measure(cfg *config, s *server, conns []*net.TCPConn) (measure, error) {
+	var m measure
+	u, err := r.end(cfg, s, conns)
+	if err != nil {
+		return m, err
+	}
+	return m, finish(&m, r.ws, u)
 }
 
 // --8<-- [start:pingpong]
@@ -223,21 +252,17 @@ func stopWorkers(stop *atomic.Bool, conns []*net.TCPConn, wg *sync.WaitGroup) {
 // pingPong: each connection sends 64 bytes and waits for their echo, over and over. One
 // operation is one round trip; its latency is from write to the last byte read back.
 func pingPong(cfg *config, s *server, nconns int) (measure, error) {
-	var m measure
 	conns, err := dialAll(s.addr, nconns, 64)
 	if err != nil {
-		return m, err
+		return measure{}, err
 	}
 	defer closeAll(conns)
-	var rec, stop atomic.Bool
-	var wg sync.WaitGroup
-	ws := make([]*worker, nconns)
+	r := newRound(nconns)
 	for i, c := range conns {
-		w := &worker{}
-		ws[i] = w
-		wg.Go(func() {
+		w := r.ws[i]
+		r.wg.Go(func() {
 			msg, got := bytes.Repeat([]byte{byte(i)}, 64), make([]byte, 64)
-			for n := 0; !stop.Load(); n++ {
+			for n := 0; !r.stop.Load(); n++ {
 				msg[0] = byte(n)
 				t := time.Now()
 				if _, err := c.Write(msg); err != nil {
@@ -253,19 +278,14 @@ func pingPong(cfg *config, s *server, nconns int) (measure, error) {
 					w.fail(errors.New("the echo differs from what was sent"))
 					return
 				}
-				if rec.Load() {
+				if r.rec.Load() {
 					w.ops++
 					w.lat = append(w.lat, d)
 				}
 			}
 		})
 	}
-	u, err := window(cfg, s, &rec)
-	stopWorkers(&stop, conns, &wg)
-	if err != nil {
-		return m, err
-	}
-	return m, finish(&m, ws, u)
+	return r.measure(cfg, s, conns)
 }
 
 // --8<-- [end:pingpong]
@@ -281,16 +301,13 @@ func bulk(cfg *config, s *server) (measure, error) {
 		return m, err
 	}
 	defer closeAll(conns)
-	var rec, stop atomic.Bool
-	var wg sync.WaitGroup
-	ws := make([]*worker, nconns)
+	r := newRound(nconns)
 	bytesIn := make([]atomic.Int64, nconns)
 	for i, c := range conns {
-		w := &worker{}
-		ws[i] = w
-		wg.Go(func() {
+		w := r.ws[i]
+		r.wg.Go(func() {
 			buf := bytes.Repeat([]byte("portproof"), block/9+1)[:block]
-			for !stop.Load() {
+			for !r.stop.Load() {
 				if _, err := c.Write(buf); err != nil {
 					w.fail(err)
 					return
@@ -298,18 +315,18 @@ func bulk(cfg *config, s *server) (measure, error) {
 			}
 			c.CloseWrite() // the server echoes what is left, then ends too
 		})
-		wg.Go(func() {
+		r.wg.Go(func() {
 			buf := make([]byte, block)
 			for {
 				n, err := c.Read(buf)
-				if rec.Load() {
+				if r.rec.Load() {
 					bytesIn[i].Add(int64(n))
 				}
 				if err == io.EOF {
 					return
 				}
 				if err != nil {
-					if !stop.Load() {
+					if !r.stop.Load() {
 						w.fail(err)
 					}
 					return
@@ -317,15 +334,14 @@ func bulk(cfg *config, s *server) (measure, error) {
 			}
 		})
 	}
-	u, err := window(cfg, s, &rec)
-	stopWorkers(&stop, conns, &wg)
+	u, err := r.end(cfg, s, conns)
 	if err != nil {
 		return m, err
 	}
-	for i, w := range ws {
+	for i, w := range r.ws {
 		w.ops = float64(bytesIn[i].Load()) / block
 	}
-	err = finish(&m, ws, u)
+	err = finish(&m, r.ws, u)
 	m.Rate = m.Ops * block / u.secs / 1e6
 	return m, err
 }
@@ -334,16 +350,11 @@ func bulk(cfg *config, s *server) (measure, error) {
 // operation is one whole connection; its latency is from connect to the echo.
 func connRate(cfg *config, s *server) (measure, error) {
 	const clients = 32
-	var m measure
-	var rec, stop atomic.Bool
-	var wg sync.WaitGroup
-	ws := make([]*worker, clients)
-	for i := range clients {
-		w := &worker{}
-		ws[i] = w
-		wg.Go(func() {
+	r := newRound(clients)
+	for _, w := range r.ws {
+		r.wg.Go(func() {
 			b := []byte{'x'}
-			for !stop.Load() {
+			for !r.stop.Load() {
 				t := time.Now()
 				c, err := dial(s.addr, 5*time.Second)
 				if err != nil {
@@ -360,19 +371,14 @@ func connRate(cfg *config, s *server) (measure, error) {
 					w.fail(err)
 					return
 				}
-				if rec.Load() {
+				if r.rec.Load() {
 					w.ops++
 					w.lat = append(w.lat, time.Since(t))
 				}
 			}
 		})
 	}
-	u, err := window(cfg, s, &rec)
-	stopWorkers(&stop, nil, &wg)
-	if err != nil {
-		return m, err
-	}
-	return m, finish(&m, ws, u)
+	return r.measure(cfg, s, nil)
 }
 
 // idle: open cfg.idleConns connections, each proven served by one byte echoed, and leave
