@@ -157,9 +157,7 @@ func (r *report) redisText(cfg *config) string {
 	fmt.Fprintf(&b, "%s\n\n", r.redisLine())
 	b.WriteString(textTable(redisMixHead, mixRows))
 	b.WriteString(textTable(head, testRows))
-	for _, g := range r.RedisGoals {
-		fmt.Fprintf(&b, "%-16s %s: %s\n", g.Verdict, g.Text, g.Figures)
-	}
+	b.WriteString(goalsText(r.RedisGoals))
 	return b.String()
 }
 
@@ -171,13 +169,7 @@ func (r *report) redisMarkdown(cfg *config) string {
 	b.WriteString(markdownTable(redisMixHead, mixRows))
 	b.WriteString("Each test:\n\n")
 	b.WriteString(markdownTable(head, testRows))
-	if len(r.RedisGoals) > 0 {
-		b.WriteString("| goal | measured | verdict |\n|---|---|---|\n")
-		for _, g := range r.RedisGoals {
-			fmt.Fprintf(&b, "| %s | %s | **%s** |\n", g.Text, g.Figures, g.Verdict)
-		}
-		b.WriteString("\n")
-	}
+	b.WriteString(goalsMarkdown(r.RedisGoals))
 	return b.String()
 }
 

@@ -267,6 +267,28 @@ func (r *report) goals(cfg *config) []goal {
 	return gs
 }
 
+// goalsText is a line a goal, its verdict first, for the terminal.
+func goalsText(gs []goal) string {
+	var b strings.Builder
+	for _, g := range gs {
+		fmt.Fprintf(&b, "%-16s %s: %s\n", g.Verdict, g.Text, g.Figures)
+	}
+	return b.String()
+}
+
+// goalsMarkdown is the goals' table for the page; nothing when there are none.
+func goalsMarkdown(gs []goal) string {
+	if len(gs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| goal | measured | verdict |\n|---|---|---|\n")
+	for _, g := range gs {
+		fmt.Fprintf(&b, "| %s | %s | **%s** |\n", g.Text, g.Figures, g.Verdict)
+	}
+	return b.String() + "\n"
+}
+
 func scenarioByKey(k string) scenario {
 	i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.key == k })
 	return scenarios[i]
@@ -353,9 +375,7 @@ func (r *report) text(cfg *config) string {
 		fmt.Fprintf(&b, "idle: %s connections\n", num(float64(cfg.idleConns), 0))
 		b.WriteString(textTable(idleHead, idle))
 	}
-	for _, g := range r.Goals {
-		fmt.Fprintf(&b, "%-16s %s: %s\n", g.Verdict, g.Text, g.Figures)
-	}
+	b.WriteString(goalsText(r.Goals))
 	if len(cfg.redisScenarios) > 0 {
 		b.WriteString("\n" + r.redisText(cfg))
 	}
@@ -427,13 +447,7 @@ func (r *report) markdown(cfg *config) string {
 	if cfg.svg != "" {
 		fmt.Fprintf(&b, "![Server CPU per operation and throughput relative to Go net, and RSS per idle connection](%s)\n\n", r.svgLink(cfg))
 	}
-	if len(r.Goals) > 0 {
-		b.WriteString("| goal | measured | verdict |\n|---|---|---|\n")
-		for _, g := range r.Goals {
-			fmt.Fprintf(&b, "| %s | %s | **%s** |\n", g.Text, g.Figures, g.Verdict)
-		}
-		b.WriteString("\n")
-	}
+	b.WriteString(goalsMarkdown(r.Goals))
 	return b.String()
 }
 
