@@ -11,17 +11,10 @@ import (
 // redisSummary is the medians of one scenario, server and test (or the mix of the four)
 // over the rounds, and their ratios to redis-server's.
 type redisSummary struct {
-	Scenario     string  `json:"scenario"`
-	Server       string  `json:"server"`
-	Test         string  `json:"test"`
-	Rounds       int     `json:"rounds"`
-	Rate         float64 `json:"rate"`
-	P50          float64 `json:"p50_us"`
-	P99          float64 `json:"p99_us"`
-	CPUPerOp     float64 `json:"cpu_op_us"`
-	RWPerOp      float64 `json:"rw_op"`
-	SwitchPerOp  float64 `json:"switches_op"`
-	TotalPerOp   float64 `json:"total_cpu_op_us"`
+	Scenario string `json:"scenario"`
+	Server   string `json:"server"`
+	Test     string `json:"test"`
+	medians
 	RateVsRedis  float64 `json:"rate_vs_redis"`
 	CPUVsRedis   float64 `json:"cpu_vs_redis"`
 	TotalVsRedis float64 `json:"total_vs_redis"`
@@ -47,15 +40,7 @@ func (r *report) summarizeRedis(cfg *config) {
 						ms = append(ms, m)
 					}
 				}
-				s := redisSummary{Scenario: sc.key, Server: name, Test: test, Rounds: len(ms),
-					Rate:        median(ms, func(m measure) float64 { return m.Rate }),
-					P50:         median(ms, func(m measure) float64 { return m.P50 }),
-					P99:         median(ms, func(m measure) float64 { return m.P99 }),
-					CPUPerOp:    median(ms, func(m measure) float64 { return m.CPUPerOp }),
-					RWPerOp:     median(ms, func(m measure) float64 { return m.RWPerOp }),
-					SwitchPerOp: median(ms, func(m measure) float64 { return m.SwitchesPerOp }),
-					TotalPerOp:  median(ms, func(m measure) float64 { return m.TotalPerOp }),
-				}
+				s := redisSummary{Scenario: sc.key, Server: name, Test: test, medians: mediansOf(ms)}
 				if test == mix {
 					s.P50, s.P99 = math.NaN(), math.NaN()
 				}

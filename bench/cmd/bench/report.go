@@ -38,26 +38,34 @@ func (r *report) MarshalJSON() ([]byte, error) {
 	}{(*plain)(r), finiteRows(r.Summary), finiteRows(r.RedisSummary)})
 }
 
-// finiteRows is a summary's rows as JSON objects without their NaN and zero figures.
+// finiteRows is a summary's rows as JSON objects without their NaN and zero figures, the
+// embedded medians' fields among the row's own, as encoding/json writes them.
 func finiteRows[T any](summaries []T) []map[string]any {
 	var rows []map[string]any
 	for _, s := range summaries {
 		row := map[string]any{}
-		v := reflect.ValueOf(s)
-		for i := range v.NumField() {
-			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
-			f := v.Field(i)
-			if f.Kind() == reflect.Float64 && (math.IsNaN(f.Float()) || math.IsInf(f.Float(), 0)) {
-				continue
-			}
-			if f.IsZero() && f.Kind() != reflect.String {
-				continue
-			}
-			row[name] = f.Interface()
-		}
+		finiteFields(reflect.ValueOf(s), row)
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+func finiteFields(v reflect.Value, row map[string]any) {
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if v.Type().Field(i).Anonymous {
+			finiteFields(f, row)
+			continue
+		}
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		if f.Kind() == reflect.Float64 && (math.IsNaN(f.Float()) || math.IsInf(f.Float(), 0)) {
+			continue
+		}
+		if f.IsZero() && f.Kind() != reflect.String {
+			continue
+		}
+		row[name] = f.Interface()
+	}
 }
 
 type machineInfo struct {
@@ -107,10 +115,8 @@ func refserverCommit() string {
 	return c
 }
 
-// summary is the medians of one scenario and server over the rounds, and their ratios.
-type summary struct {
-	Scenario    string  `json:"scenario"`
-	Server      string  `json:"server"`
+// medians are a scenario's figures over its rounds, for the echo and the redis reports.
+type medians struct {
 	Rounds      int     `json:"rounds"`
 	Rate        float64 `json:"rate"`
 	P50         float64 `json:"p50_us"`
@@ -119,17 +125,36 @@ type summary struct {
 	RWPerOp     float64 `json:"rw_op"`
 	SwitchPerOp float64 `json:"switches_op"`
 	TotalPerOp  float64 `json:"total_cpu_op_us"`
-	TotalVsGo   float64 `json:"total_vs_gonet"`
-	RateVsGo    float64 `json:"rate_vs_gonet"`
-	CPUVsGo     float64 `json:"cpu_vs_gonet"`
-	CPUVsGnet   float64 `json:"cpu_vs_gnet"`
-	CPUVsC      float64 `json:"cpu_vs_c"` // the limit: the C epoll server
-	Target      int     `json:"target,omitempty"`
-	Held        float64 `json:"held,omitempty"`
-	RSSPerConn  float64 `json:"rss_kib_conn,omitempty"`
-	RSSVsGo     float64 `json:"rss_vs_gonet,omitempty"`
-	RSSVsGnet   float64 `json:"rss_vs_gnet,omitempty"`
-	FDsPerConn  float64 `json:"fds_conn,omitempty"`
+}
+
+func mediansOf(ms []measure) medians {
+	return medians{Rounds: len(ms),
+		Rate:        median(ms, func(m measure) float64 { return m.Rate }),
+		P50:         median(ms, func(m measure) float64 { return m.P50 }),
+		P99:         median(ms, func(m measure) float64 { return m.P99 }),
+		CPUPerOp:    median(ms, func(m measure) float64 { return m.CPUPerOp }),
+		RWPerOp:     median(ms, func(m measure) float64 { return m.RWPerOp }),
+		SwitchPerOp: median(ms, func(m measure) float64 { return m.SwitchesPerOp }),
+		TotalPerOp:  median(ms, func(m measure) float64 { return m.TotalPerOp }),
+	}
+}
+
+// summary is the medians of one scenario and server over the rounds, and their ratios.
+type summary struct {
+	Scenario string `json:"scenario"`
+	Server   string `json:"server"`
+	medians
+	TotalVsGo  float64 `json:"total_vs_gonet"`
+	RateVsGo   float64 `json:"rate_vs_gonet"`
+	CPUVsGo    float64 `json:"cpu_vs_gonet"`
+	CPUVsGnet  float64 `json:"cpu_vs_gnet"`
+	CPUVsC     float64 `json:"cpu_vs_c"` // the limit: the C epoll server
+	Target     int     `json:"target,omitempty"`
+	Held       float64 `json:"held,omitempty"`
+	RSSPerConn float64 `json:"rss_kib_conn,omitempty"`
+	RSSVsGo    float64 `json:"rss_vs_gonet,omitempty"`
+	RSSVsGnet  float64 `json:"rss_vs_gnet,omitempty"`
+	FDsPerConn float64 `json:"fds_conn,omitempty"`
 }
 
 type goal struct {
@@ -173,15 +198,7 @@ func (r *report) summarize(cfg *config) {
 	for _, sc := range cfg.scenarios {
 		for _, name := range cfg.servers {
 			ms := r.Runs[sc.key][name]
-			s := summary{Scenario: sc.key, Server: name, Rounds: len(ms),
-				Rate:        median(ms, func(m measure) float64 { return m.Rate }),
-				P50:         median(ms, func(m measure) float64 { return m.P50 }),
-				P99:         median(ms, func(m measure) float64 { return m.P99 }),
-				CPUPerOp:    median(ms, func(m measure) float64 { return m.CPUPerOp }),
-				RWPerOp:     median(ms, func(m measure) float64 { return m.RWPerOp }),
-				SwitchPerOp: median(ms, func(m measure) float64 { return m.SwitchesPerOp }),
-				TotalPerOp:  median(ms, func(m measure) float64 { return m.TotalPerOp }),
-			}
+			s := summary{Scenario: sc.key, Server: name, medians: mediansOf(ms)}
 			if sc.key == "idle" {
 				s.Target = cfg.idleConns
 				s.Held = median(ms, func(m measure) float64 { return float64(m.Held) })
