@@ -1,4 +1,4 @@
-// Package serve is what the three echo servers of the benchmark share: the same flags, the
+// Package serve is what the echo servers of the benchmark share: the same flags, the
 // same "listening on ADDR" line for the driver to read, and a CPU profile on request, so that
 // they differ only in how they echo.
 package serve

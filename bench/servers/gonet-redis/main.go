@@ -15,38 +15,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"portproof/bench/internal/serve"
 )
 
 func main() {
-	f := serve.Parse() // -loops is the others'; here GOMAXPROCS is all there is
-	ln, err := net.Listen("tcp", f.Addr)
-	if err != nil {
-		serve.Fatal(err)
-	}
-	serve.Announce(ln.Addr().String())
-	go acceptLoop(ln, &store{keys: map[string]string{}})
-	serve.Run(f)
-}
-
-func acceptLoop(ln net.Listener, db *store) {
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			// EMFILE and friends: wait and try again, as net/http does.
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		go db.serve(c)
-	}
+	db := &store{keys: map[string]string{}}
+	serve.GoNet(serve.Parse(), db.serve) // -loops is the others'; here GOMAXPROCS is all there is
 }
 
 // --8<-- [start:serve]

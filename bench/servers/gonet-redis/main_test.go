@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"portproof/bench/internal/serve"
 	"portproof/internal/testkit"
 )
 
@@ -25,7 +26,7 @@ func start(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go acceptLoop(ln, &store{keys: map[string]string{}})
+	go serve.AcceptLoop(ln, (&store{keys: map[string]string{}}).serve)
 	return ln.Addr().String()
 }
 

@@ -7,8 +7,6 @@
 package main
 
 import (
-	"net/netip"
-
 	"golang.org/x/sys/unix"
 
 	"portproof/bench/internal/serve"
@@ -16,23 +14,7 @@ import (
 )
 
 func main() {
-	f := serve.Parse()
-	addr, err := netip.ParseAddrPort(f.Addr)
-	if err != nil {
-		serve.Fatal(err)
-	}
-	srv, err := refserver.New(refserver.Config{
-		Addr:        addr,
-		Loops:       f.Loops,
-		IdleTimeout: -1, // never: the idle scenario holds connections open
-		Handler:     spliceEcho{},
-	})
-	if err != nil {
-		serve.Fatal(err)
-	}
-	serve.Announce(srv.Addr().String())
-	go func() { serve.Fatal(srv.Serve()) }()
-	serve.Run(f)
+	serve.Refserver(serve.Parse(), spliceEcho{})
 }
 
 // --8<-- [start:splice]
