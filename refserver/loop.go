@@ -342,8 +342,6 @@ func (l *loop) flushPending() {
 
 // --8<-- [start:settle]
 
-// --8<-- [start:settle]
-
 // settle is the loop's part after every callback: it closes what is finished (a failed
 // connection at once, a closing one once its output is sent and its kept input handed
 // over), registers for what the connection waits for next, and moves an active connection

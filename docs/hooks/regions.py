@@ -65,16 +65,18 @@ def numbered_region(root, path, name):
         except OSError as e:
             raise PluginError(f"snippet {path}:{name}: {e.strerror}: {path}") from e
     lines = _cache[full]
-    start = end = None
+    marks = {"start": [], "end": []}
     for i, line in enumerate(lines):
         m = MARKER.match(line)
-        if not m or m["region"] != name:
-            continue
-        if m["kind"] == "start" and start is None:
-            start = i
-        elif m["kind"] == "end" and start is not None:
-            end = i
-            break
+        if m and m["region"] == name:
+            marks[m["kind"]].append(i)
+    for kind, at in marks.items():
+        if len(at) > 1:
+            raise PluginError(f'snippet {path}:{name}: "[{kind}:{name}]" stands {len(at)} times in '
+                              f'{path} (lines {", ".join(str(i + 1) for i in at)}): a region is '
+                              "marked once")
+    start = marks["start"][0] if marks["start"] else None
+    end = marks["end"][0] if marks["end"] and start is not None and marks["end"][0] > start else None
     if start is None or end is None:
         raise PluginError(f'snippet {path}:{name}: no region "{name}" in {path} '
                           f'(want "// --8<-- [start:{name}]" ... "// --8<-- [end:{name}]")')
