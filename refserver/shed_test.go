@@ -116,78 +116,13 @@ func TestShedOnEMFILE(t *testing.T) {
 	}
 	room := nofile - fixed
 
-	type client struct {
-		c     *net.TCPConn
-		r     *bufio.Reader
-		tup   sock.Tuple    // from the tuple line, when admitted
-		shed  time.Duration // connect to end of stream, when shed
-		trips int           // round trips while the others came, when admitted
-		worst time.Duration // the slowest of them
-		err   error
-	}
 	cpu0, err := procfs.CPU(ch.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	cs := make([]client, clients)
-	var wg, answered sync.WaitGroup
-	flooded := make(chan struct{}) // closed once every client has had its answer
-	for i := range cs {
-		wg.Add(1)
-		answered.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := &cs[i]
-			t0 := time.Now()
-			if cl.c, cl.err = dialE(ch.addr); cl.err != nil {
-				answered.Done()
-				return
-			}
-			// We send nothing until the server spoke: data unread at close(2) would make
-			// the kernel answer RST instead of FIN.
-			cl.c.SetReadDeadline(time.Now().Add(3 * time.Second))
-			cl.r = bufio.NewReader(cl.c)
-			line, err := cl.r.ReadString('\n')
-			answered.Done()
-			switch {
-			case err == nil:
-				if cl.tup, cl.err = parseTupleLine(line); cl.err != nil {
-					return
-				}
-				// Held: echo while the others come and are shed.
-				for k := 0; ; k++ {
-					msg := fmt.Sprintf("client %d, round trip %d\n", i, k)
-					t1 := time.Now()
-					if _, err := cl.c.Write([]byte(msg)); err != nil {
-						cl.err = fmt.Errorf("round trip %d while the others came: %w", k, err)
-						return
-					}
-					if got, err := cl.r.ReadString('\n'); got != msg || err != nil {
-						cl.err = fmt.Errorf("round trip %d while the others came: %q, %v; want %q", k, got, err, msg)
-						return
-					}
-					cl.trips++
-					cl.worst = max(cl.worst, time.Since(t1))
-					select {
-					case <-flooded:
-						return
-					case <-time.After(10 * time.Millisecond):
-					}
-				}
-			case err == io.EOF && line == "":
-				cl.shed = time.Since(t0)
-				cl.c.Close()
-			default:
-				cl.err = fmt.Errorf("read %q, then %w: want the tuple line or end of stream", line, err)
-			}
-		}()
-	}
-	answered.Wait()
-	connected := time.Since(start)
-	close(flooded)
-	wg.Wait()
-	var held []*client
+	cs, connected := shedFlood(ch.addr, clients)
+	var held []*shedClient
 	var shed, trips int
 	var slowest, worst time.Duration
 	for i := range cs {
@@ -306,5 +241,86 @@ func TestShedOnEMFILE(t *testing.T) {
 	}
 	if want := fmt.Sprint(len(held) + freed); m[1] != want || m[2] != fmt.Sprint(shed) || m[3] != "0" {
 		t.Errorf("%q: want accepted %s, shed %d, refused 0", line, want, shed)
+	}
+}
+
+// shedClient is one client of the flood: held (its tuple line came, and it echoes while the
+// others come) or shed (end of stream, no line).
+type shedClient struct {
+	c     *net.TCPConn
+	r     *bufio.Reader
+	tup   sock.Tuple    // from the tuple line, when admitted
+	shed  time.Duration // connect to end of stream, when shed
+	trips int           // round trips while the others came, when admitted
+	worst time.Duration // the slowest of them
+	err   error
+}
+
+// shedFlood connects n clients at once and returns when every one has been held or shed, the
+// held ones echoing until then; connected is how long the answers took.
+func shedFlood(addr netip.AddrPort, n int) (cs []shedClient, connected time.Duration) {
+	start := time.Now()
+	cs = make([]shedClient, n)
+	var wg, answered sync.WaitGroup
+	flooded := make(chan struct{}) // closed once every client has had its answer
+	for i := range cs {
+		wg.Add(1)
+		answered.Add(1)
+		go func() {
+			defer wg.Done()
+			cs[i].run(addr, i, answered.Done, flooded)
+		}()
+	}
+	answered.Wait()
+	connected = time.Since(start)
+	close(flooded)
+	wg.Wait()
+	return cs, connected
+}
+
+// run connects and reads the server's first answer (then calls answered): the tuple line,
+// after which it echoes until flooded is closed, or end of stream.
+func (cl *shedClient) run(addr netip.AddrPort, i int, answered func(), flooded <-chan struct{}) {
+	t0 := time.Now()
+	if cl.c, cl.err = dialE(addr); cl.err != nil {
+		answered()
+		return
+	}
+	// We send nothing until the server spoke: data unread at close(2) would make the kernel
+	// answer RST instead of FIN.
+	cl.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	cl.r = bufio.NewReader(cl.c)
+	line, err := cl.r.ReadString('\n')
+	answered()
+	switch {
+	case err == io.EOF && line == "":
+		cl.shed = time.Since(t0)
+		cl.c.Close()
+		return
+	case err != nil:
+		cl.err = fmt.Errorf("read %q, then %w: want the tuple line or end of stream", line, err)
+		return
+	}
+	if cl.tup, cl.err = parseTupleLine(line); cl.err != nil {
+		return
+	}
+	for k := 0; ; k++ {
+		msg := fmt.Sprintf("client %d, round trip %d\n", i, k)
+		t1 := time.Now()
+		if _, err := cl.c.Write([]byte(msg)); err != nil {
+			cl.err = fmt.Errorf("round trip %d while the others came: %w", k, err)
+			return
+		}
+		if got, err := cl.r.ReadString('\n'); got != msg || err != nil {
+			cl.err = fmt.Errorf("round trip %d while the others came: %q, %v; want %q", k, got, err, msg)
+			return
+		}
+		cl.trips++
+		cl.worst = max(cl.worst, time.Since(t1))
+		select {
+		case <-flooded:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
