@@ -132,21 +132,11 @@ func ReadSockstat() (Sockstat, error) {
 		if !ok {
 			continue
 		}
+		fields := map[string]*int64{"inuse": &s.InUse, "orphan": &s.Orphan, "tw": &s.TimeWait,
+			"alloc": &s.Alloc, "mem": &s.MemPages}
 		f := strings.Fields(rest)
 		for i := 0; i+1 < len(f); i += 2 {
-			n, _ := strconv.ParseInt(f[i+1], 10, 64)
-			switch f[i] {
-			case "inuse":
-				s.InUse = n
-			case "orphan":
-				s.Orphan = n
-			case "tw":
-				s.TimeWait = n
-			case "alloc":
-				s.Alloc = n
-			case "mem":
-				s.MemPages = n
-			}
+			assign(fields, f[i], f[i+1])
 		}
 	}
 	return s, nil

@@ -174,24 +174,22 @@ func ReadIO(pid int) (IO, error) {
 	if err != nil {
 		return io, err
 	}
+	fields := map[string]*int64{"syscr": &io.Syscr, "syscw": &io.Syscw, "rchar": &io.Rchar,
+		"wchar": &io.Wchar}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		switch k {
-		case "syscr":
-			io.Syscr = n
-		case "syscw":
-			io.Syscw = n
-		case "rchar":
-			io.Rchar = n
-		case "wchar":
-			io.Wchar = n
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			assign(fields, k, v)
 		}
 	}
 	return io, nil
+}
+
+// assign parses value into the field that fields has for key, if it has one: the files of
+// /proc that are lists of names and numbers, of which a reader wants a few.
+func assign(fields map[string]*int64, key, value string) {
+	if p, ok := fields[key]; ok {
+		*p, _ = strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+	}
 }
 
 // ContextSwitches sums voluntary and involuntary context switches over the process's

@@ -186,3 +186,63 @@ func TestDescriptors(t *testing.T) {
 			sockets, pipes, err, sockets0-1, pipes0)
 	}
 }
+
+// TestReadIO: ten read(2) calls of this process on a pipe show in its syscr, and the bytes
+// they moved in rchar.
+func TestReadIO(t *testing.T) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	before, err := ReadIO(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	for range 10 {
+		unix.Write(p[1], buf)
+		if n, err := unix.Read(p[0], buf); n != len(buf) || err != nil {
+			t.Fatalf("read = %d, %v", n, err)
+		}
+	}
+	after, err := ReadIO(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other threads of the test binary read too (the ReadFile of /proc/PID/io itself): at
+	// least, not exactly.
+	if d := after.Syscr - before.Syscr; d < 10 {
+		t.Errorf("syscr grew by %d over ten reads", d)
+	}
+	if d := after.Rchar - before.Rchar; d < 1000 {
+		t.Errorf("rchar grew by %d over ten reads of 100 bytes", d)
+	}
+	if d := after.Syscw - before.Syscw; d < 10 {
+		t.Errorf("syscw grew by %d over ten writes", d)
+	}
+}
+
+// TestReadSockstat: with a listener open, /proc/net/sockstat counts a TCP socket in use.
+func TestReadSockstat(t *testing.T) {
+	before, err := ReadSockstat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	during, err := ReadSockstat()
+	ln.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other processes of the namespace open and close sockets too, so no exact count: the
+	// listener is in use (a parser that read nothing gives 0), and the sockets allocated
+	// (in every namespace) cover those in use.
+	if during.InUse < 1 || during.Alloc < during.InUse {
+		t.Errorf("sockstat with a listener: %+v (before: %+v)", during, before)
+	}
+}
