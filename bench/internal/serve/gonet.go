@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// GoNet serves each connection in a goroutine of its own, as a Go program on the net
-// package does, and returns when the driver signals (Run).
+// GoNet listens on f.Addr and serves what AcceptLoop accepts, as a Go program on the net
+// package does, until the driver signals (Run).
 func GoNet(f Flags, serveConn func(net.Conn)) {
 	ln, err := net.Listen("tcp", f.Addr)
 	if err != nil {

@@ -1,6 +1,7 @@
-// Package serve is what the echo servers of the benchmark share: the same flags, the
-// same "listening on ADDR" line for the driver to read, and a CPU profile on request, so that
-// they differ only in how they echo.
+// Package serve is what the benchmark's Go servers share: the same flags, the same
+// "listening on ADDR" line for the driver to read, a CPU profile on request, and one way to
+// run refserver (Refserver) and Go's net (GoNet), so that servers of one kind differ only in
+// how they answer.
 package serve
 
 import (
