@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -27,11 +28,11 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 
 				c := []sock.Tuple{clients[0].Tuple(), clients[1].Tuple()}
 				s := []sock.Tuple{servers[0].Tuple(), servers[1].Tuple()}
-				lab.Record(lab.EntryTuples, []lab.TupleSeen{
+				lab.Record(evidence.EntryTuples, []evidence.TupleSeen{
 					{Conn: "first", Client: c[0].String(), Server: s[0].String()},
 					{Conn: "second", Client: c[1].String(), Server: s[1].String()},
 				})
-				lab.Cite(lab.Figures{"first": c[0].String(), "second": c[1].String(),
+				lab.Cite(evidence.Figures{"first": c[0].String(), "second": c[1].String(),
 					"listener":     l.Addr.String(),
 					"client_ports": []uint16{c[0].Local.Port(), c[1].Local.Port()}})
 
@@ -103,7 +104,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				to, err := sock.Sockaddr(first.Addr)
 				Expect(err).NotTo(HaveOccurred())
 				refused := os.NewSyscallError("connect", unix.Connect(b.FD(), to))
-				lab.Record(lab.EntryErrno, lab.Refused("connect", refused, b.LocalAddr(), first.Addr))
+				lab.Record(evidence.EntryErrno, lab.Refused("connect", refused, b.LocalAddr(), first.Addr))
 				Expect(errors.Is(refused, unix.EADDRNOTAVAIL)).To(BeTrue(),
 					"connect: want EADDRNOTAVAIL at once, got %v", refused)
 
@@ -111,7 +112,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				// the same local address and port, makes a new connection.
 				tb := b.Connect(second.Addr)
 				sa, sb := first.Accept().Tuple(), second.Accept().Tuple()
-				lab.Record(lab.EntryTuples, []lab.TupleSeen{
+				lab.Record(evidence.EntryTuples, []evidence.TupleSeen{
 					{Conn: "to the first listener", Client: ta.String(), Server: sa.String()},
 					{Conn: "to the second listener, after EADDRNOTAVAIL",
 						Client: tb.String(), Server: sb.String()},
@@ -121,7 +122,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(sa.Mirror()).To(Equal(ta))
 				Expect(sb.Mirror()).To(Equal(tb))
 				// --8<-- [end:tuple-unique-core]
-				lab.Cite(lab.Figures{"shared": shared.String(), "held": held, "listening": listening,
+				lab.Cite(evidence.Figures{"shared": shared.String(), "held": held, "listening": listening,
 					"bind_errno":    sock.ErrnoName(besideListener),
 					"connect_errno": sock.ErrnoName(refused),
 					"first":         ta.String(), "second": tb.String()})
@@ -139,7 +140,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 
 				tcp := tcpClient.Connect(l.Addr)
 				udp := udpClient.Connect(serverAddr) // a UDP connect(2) sends nothing: it fixes the peer
-				lab.Record(lab.EntryTuples, []lab.TupleSeen{
+				lab.Record(evidence.EntryTuples, []evidence.TupleSeen{
 					{Conn: "tcp", Client: tcp.String()},
 					{Conn: "udp", Client: udp.String()},
 				})
@@ -162,7 +163,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				conn := l.Accept()
 				gotTCP := conn.Read(len("over tcp"))
 				gotUDP, from := udpServer.ReceiveFrom()
-				lab.Record(lab.EntryTraffic, []lab.TrafficSeen{
+				lab.Record(evidence.EntryTraffic, []evidence.TrafficSeen{
 					{Proto: tcp.Proto, To: conn.LocalAddr().String(), From: conn.PeerAddr().String(),
 						Payload: string(gotTCP)},
 					{Proto: udp.Proto, To: udpServer.LocalAddr().String(), From: from.String(),
@@ -173,7 +174,7 @@ var _ = Describe(FiveTuple.Title, Label("chapter:1"), func() {
 				Expect(conn.PeerAddr()).To(Equal(tcp.Local))
 				Expect(from).To(Equal(udp.Local))
 				// --8<-- [end:tuple-protocol-core]
-				lab.Cite(lab.Figures{"port": l.Addr.Port(), "client_port": tcp.Local.Port(),
+				lab.Cite(evidence.Figures{"port": l.Addr.Port(), "client_port": tcp.Local.Port(),
 					"tcp": tcp.String(), "udp": udp.String()})
 			})
 		// --8<-- [end:tuple-protocol]

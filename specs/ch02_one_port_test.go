@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -27,9 +28,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 			Label("claim:port.same", fam.Name), func() {
 				lab.RequireFamily(fam)
 				l := lab.Listen(fam.At(0), connections)
-				var seen []lab.TupleSeen
+				var seen []evidence.TupleSeen
 				var server ch2ServerSockets
-				ports := lab.Ports{"listener": {l.Addr.Port()}}
+				ports := evidence.Ports{"listener": {l.Addr.Port()}}
 				// --8<-- [start:port-same-core]
 				for i := range connections {
 					c := lab.Dial(l.Addr)
@@ -39,7 +40,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					ct, st := c.Tuple(), a.Tuple()
 					conn := fmt.Sprintf("connection %d", i+1)
 					seen = append(seen,
-						lab.TupleSeen{Conn: conn, Client: ct.String(), Server: st.String()})
+						evidence.TupleSeen{Conn: conn, Client: ct.String(), Server: st.String()})
 					server.Accepted = append(server.Accepted,
 						ch2Socket{Conn: conn, FD: a.FD(), State: lab.TCPState(a.FD())})
 					ports["accepted"] = append(ports["accepted"], st.Local.Port())
@@ -55,8 +56,8 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				// --8<-- [end:port-same-core]
 				server.Listener = ch2Listener{FD: l.FD(), Addr: l.LocalAddr().String(),
 					State: lab.TCPState(l.FD())}
-				lab.Record(lab.EntryTuples, seen)
-				lab.Record(lab.EntryPorts, ports)
+				lab.Record(evidence.EntryTuples, seen)
+				lab.Record(evidence.EntryPorts, ports)
 				lab.Record(ch2EntryServerSockets, server)
 				// With one server port for all, the connections are told apart by the
 				// clients' ports, all different.
@@ -71,7 +72,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				for _, a := range server.Accepted {
 					states = append(states, a.State)
 				}
-				lab.Cite(lab.Figures{"connections": len(ports["accepted"]), "listener": l.Addr.Port(),
+				lab.Cite(evidence.Figures{"connections": len(ports["accepted"]), "listener": l.Addr.Port(),
 					"accepted_ports":      ch2Distinct(ports["accepted"]),
 					"client_ports":        len(ch2Distinct(ports["clients"])),
 					"lowest_client_port":  slices.Min(ports["clients"]),
@@ -88,7 +89,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				r := lab.LocalPortRange()
-				lab.Record(lab.EntryPortRange, r)
+				lab.Record(evidence.EntryPortRange, r)
 				l := lab.Listen(fam.At(0), connections)
 
 				var connected []uint16
@@ -120,18 +121,18 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				for range connections {
 					bound = append(bound, lab.TCPSocket(fam).Bind(fam.At(0)).Port())
 				}
-				lab.Record(lab.EntryPorts,
-					lab.Ports{"listener": {l.Addr.Port()}, "connect": connected, "bind": bound})
-				lab.Record(lab.EntryPortPattern, lab.PortPattern{
-					Parity: map[string]lab.Parity{
-						"connect": lab.ParityOf(connected), "bind": lab.ParityOf(bound)},
+				lab.Record(evidence.EntryPorts,
+					evidence.Ports{"listener": {l.Addr.Port()}, "connect": connected, "bind": bound})
+				lab.Record(evidence.EntryPortPattern, evidence.PortPattern{
+					Parity: map[string]evidence.Parity{
+						"connect": evidence.ParityOf(connected), "bind": evidence.ParityOf(bound)},
 					Steps: lab.StepsOf(connected),
 				})
 
 				// Different ports for connections that are open at once: no two of them
 				// share a 4-tuple.
 				Expect(duplicates(connected)).To(BeEmpty())
-				lab.Cite(lab.Figures{"range_low": r.Low, "range_high": r.High,
+				lab.Cite(evidence.Figures{"range_low": r.Low, "range_high": r.High,
 					"connections": len(connected), "connect_ports": connected,
 					"steps": lab.StepsOf(connected), "bind_ports": bound})
 			})
@@ -143,13 +144,13 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
 				var rows []ch2ParityRow
-				figures := lab.Figures{}
+				figures := evidence.Figures{}
 				lows := map[string]bool{}
 				for _, narrowed := range ch2ParityRanges {
 					seen := lab.RunInSandbox(ch2ParityChild, fam.At(ch2ServerPort), lab.SandboxOptions{
 						Sysctls: map[string]string{lab.PortRangeSysctl: narrowed},
 					})
-					r, low := seen.Range, lab.ParityName(seen.Range.Low)
+					r, low := seen.Range, evidence.ParityName(seen.Range.Low)
 					lows[low] = true
 					rows = append(rows,
 						ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
@@ -169,7 +170,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					}
 					// ...connect() all those of the low end's parity before any other
 					// (__inet_hash_connect starts from an offset with its low bit cleared)...
-					lowParity := WithTransform(lab.ParityName, Equal(low))
+					lowParity := WithTransform(evidence.ParityName, Equal(low))
 					Expect(seen.Connect[:half]).To(HaveEach(lowParity),
 						"connect() in %s: %v", r, seen.Connect)
 					Expect(seen.Connect[half:]).NotTo(ContainElement(lowParity),
@@ -207,9 +208,9 @@ const ch2ServerPort = 20000
 
 // ch2ParitySeen is what the parity child read from its kernel.
 type ch2ParitySeen struct {
-	Range   lab.PortRange // net.ipv4.ip_local_port_range, read back in the child's namespace
-	Bind    []uint16      // bind(ip:0) of new sockets, in order, until the range was full
-	Connect []uint16      // then connect() of new, unbound sockets to one listener, in order
+	Range   evidence.PortRange // net.ipv4.ip_local_port_range, read back in the child's namespace
+	Bind    []uint16           // bind(ip:0) of new sockets, in order, until the range was full
+	Connect []uint16           // then connect() of new, unbound sockets to one listener, in order
 }
 
 // ch2ParityChild fills the range twice, in a namespace of its own where no other socket

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -54,8 +55,8 @@ type ch3Batch struct {
 	Tuples      []string `json:"tuples"`
 	// Refused is the bind or connect after the last success, and Errno its errno, for
 	// errors.Is in the parent.
-	Refused lab.ErrnoSeen `json:"refused"`
-	Errno   unix.Errno    `json:"errno_value,omitempty"`
+	Refused evidence.ErrnoSeen `json:"refused"`
+	Errno   unix.Errno         `json:"errno_value,omitempty"`
 }
 
 // ch3Source is where a batch's sockets start from: unbound, when Addr is not valid, so that
@@ -132,21 +133,21 @@ func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limi
 
 // ch3Exhaust bounds a batch: the range and a few more, so that a kernel that handed out
 // more ports than its range would show it rather than stop the loop.
-func ch3Exhaust(r lab.PortRange) int { return min(r.Size+8, 1<<12) }
+func ch3Exhaust(r evidence.PortRange) int { return min(r.Size+8, 1<<12) }
 
 // --8<-- [start:limit-per-destination-child]
 
 // ch3DefaultRangeChild reads the ephemeral range of a network namespace nobody has tuned:
 // the kernel's own default.
 var ch3DefaultRangeChild = lab.RegisterChild("ch3.limit.per-destination.default",
-	func(struct{}) (lab.PortRange, error) { return lab.ReadPortRange() })
+	func(struct{}) (evidence.PortRange, error) { return lab.ReadPortRange() })
 
 type ch3FillArg struct {
 	Server netip.AddrPort // where the listener binds, outside the narrowed range
 }
 
 type ch3FillSeen struct {
-	Range lab.PortRange // as the child's kernel reads it back
+	Range evidence.PortRange // as the child's kernel reads it back
 	Batch ch3Batch
 }
 
@@ -178,7 +179,7 @@ func ch3Fill(arg ch3FillArg) (ch3FillSeen, error) {
 // --8<-- [start:limit-multiply-child]
 
 type ch3MultiplySeen struct {
-	Range lab.PortRange
+	Range evidence.PortRange
 	// Batches go to the first destination, a second port, a second server address, and
 	// from a second client address; Again to the first destination once more, afterwards.
 	Batches []ch3Batch
@@ -310,14 +311,14 @@ type ch3DescriptorsSeen struct {
 	// Refused is the accept4 that failed, Errno its errno. Then AllOpen says whether
 	// fcntl(F_GETFD) answered for every number below Soft, and QueueAtRefusal is the
 	// listener's TCP_INFO.
-	Refused        lab.ErrnoSeen    `json:"refused"`
-	Errno          unix.Errno       `json:"errno_value,omitempty"`
-	AllOpen        bool             `json:"all_open"`
-	QueueAtRefusal sock.AcceptQueue `json:"queue_at_refusal"`
+	Refused        evidence.ErrnoSeen `json:"refused"`
+	Errno          unix.Errno         `json:"errno_value,omitempty"`
+	AllOpen        bool               `json:"all_open"`
+	QueueAtRefusal sock.AcceptQueue   `json:"queue_at_refusal"`
 	// PortsUsed counts the distinct local ports of the namespace's sockets (clients and
 	// listener), out of Range, the ephemeral range in the child.
-	PortsUsed int           `json:"ports_used"`
-	Range     lab.PortRange `json:"range"`
+	PortsUsed int                `json:"ports_used"`
+	Range     evidence.PortRange `json:"range"`
 }
 
 // ch3DescriptorsChild connects clients to its own listener first, then accepts with

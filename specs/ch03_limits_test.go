@@ -14,6 +14,7 @@ import (
 
 	"portproof/internal/procfs"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -71,7 +72,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				tuples := map[sock.Tuple]bool{}
 				locals := map[netip.AddrPort]bool{}
 				var clientPorts []uint16
-				var samples []lab.TupleSeen
+				var samples []evidence.TupleSeen
 				sampleNames := map[int]string{0: "first", 1: "second", len(servers) - 1: "last"}
 				for i, s := range servers {
 					st, err := sock.TupleOf(s)
@@ -87,7 +88,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					}
 					// A few of them, as both ends read them, for the report.
 					if name := sampleNames[i]; name != "" {
-						samples = append(samples, lab.TupleSeen{
+						samples = append(samples, evidence.TupleSeen{
 							Conn: name, Client: ct.String(), Server: st.String()})
 					}
 				}
@@ -113,11 +114,11 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				Expect(err).NotTo(HaveOccurred())
 
 				lab.Record(ch3EntryConnections, seen)
-				lab.Record(lab.EntryPorts, lab.Ports{
+				lab.Record(evidence.EntryPorts, evidence.Ports{
 					"listener": {l.Addr.Port()}, "accepted": ch3PortsOf(locals)})
-				lab.Record(lab.EntryTuples, samples)
+				lab.Record(evidence.EntryTuples, samples)
 				hostRange := lab.LocalPortRange()
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"accepted":          len(servers),
 					"established":       seen.Established,
 					"kernel_table":      seen.KernelTable,
@@ -174,14 +175,14 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 				})
 				b := seen.Batch
-				lab.Record(lab.EntryPortRange, seen.Range)
+				lab.Record(evidence.EntryPortRange, seen.Range)
 				lab.Record(ch3EntryBatches, []ch3Batch{b})
-				lab.Record(lab.EntryErrno, b.Refused)
-				lab.Record(lab.EntryPortPattern, lab.PortPattern{
-					Parity: map[string]lab.Parity{"connect": lab.ParityOf(b.Ports)},
+				lab.Record(evidence.EntryErrno, b.Refused)
+				lab.Record(evidence.EntryPortPattern, evidence.PortPattern{
+					Parity: map[string]evidence.Parity{"connect": evidence.ParityOf(b.Ports)},
 					Steps:  lab.StepsOf(b.Ports),
 				})
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"host_low": host.Low, "host_high": host.High, "host_size": host.Size,
 					"default_low": def.Low, "default_high": def.High, "default_size": def.Size,
 					"narrow_low": seen.Range.Low, "narrow_high": seen.Range.High,
@@ -189,7 +190,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					"connected":   len(b.Ports), "refused": b.Refused.Errno, "ports": b.Ports,
 					// connect() walks the ports of the range's low end's parity first
 					// (__inet_hash_connect): how many came out before the other parity's first.
-					"low_parity":       lab.ParityName(seen.Range.Low),
+					"low_parity":       evidence.ParityName(seen.Range.Low),
 					"low_parity_first": ch3SameParityRun(b.Ports, seen.Range.Low),
 				})
 
@@ -211,7 +212,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// The limit is the range, not 64K: a new namespace starts with the range
 				// inet_init_net (net/ipv4/af_inet.c) sets, 32768-60999, as
 				// Documentation/networking/ip-sysctl.rst documents for ip_local_port_range.
-				Expect(def).To(Equal(lab.PortRange{
+				Expect(def).To(Equal(evidence.PortRange{
 					Low: 32768, High: 60999, Size: 28232, Sysctl: lab.PortRangeSysctl,
 				}), "a new network namespace's %s", lab.PortRangeSysctl)
 				// --8<-- [end:limit-per-destination-core]
@@ -229,12 +230,12 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			seen := lab.RunInSandbox(ch3MultiplyChild, struct{}{}, lab.SandboxOptions{
 				Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 			})
-			lab.Record(lab.EntryPortRange, seen.Range)
+			lab.Record(evidence.EntryPortRange, seen.Range)
 			lab.Record(ch3EntryBatches,
 				slices.Concat(seen.Batches, []ch3Batch{seen.Again}, seen.Bound))
 			Expect(seen.Batches).To(HaveLen(4))
 			Expect(seen.Bound).To(HaveLen(3))
-			figures := lab.Figures{
+			figures := evidence.Figures{
 				"narrow_low": seen.Range.Low, "narrow_high": seen.Range.High,
 				"narrow_size":     seen.Range.Size,
 				"again_connected": len(seen.Again.Ports), "again_refused": seen.Again.Refused.Errno,
@@ -313,7 +314,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				seen := lab.RunInSandbox(ch3DescriptorsChild, ch3FDArg{Listen: fam.At(0)},
 					lab.SandboxOptions{NoFile: ch3NoFile})
 				lab.Record(ch3EntryDescriptors, seen)
-				lab.Record(lab.EntryErrno, seen.Refused)
+				lab.Record(evidence.EntryErrno, seen.Refused)
 				Expect(seen.Steps).NotTo(BeEmpty(), "no accept4 whose descriptors could be counted")
 				first, last := seen.Steps[0], seen.Steps[len(seen.Steps)-1]
 				above := []string{}
@@ -323,7 +324,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				if len(above) == 0 {
 					above = append(above, "none")
 				}
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"soft": seen.Soft, "open_at_start": seen.OpenAtStart, "clients": seen.Clients,
 					"queued": seen.QueueBefore.Len, "accepted": seen.Accepted,
 					"first_before": first.Before, "first_after": first.After,
@@ -402,7 +403,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			kept := seen.Kept.Calls[0]
 			Expect(seen.GoStart).To(HaveLen(2))
 			handed, full := seen.GoStart[0], seen.GoStart[1]
-			figures := lab.Figures{
+			figures := evidence.Figures{
 				"host_soft": soft, "host_hard": hard, "start_soft": seen.Start.Soft, "start_hard": h,
 				"lowered_soft": low.After.Soft, "raised_soft": back.After.Soft,
 				"over_soft": over.Soft, "over_refused": over.Name,
@@ -496,9 +497,9 @@ type ch3ManySeen struct {
 
 // ch3DefaultRange is the correction of the 64K: what the ephemeral range really holds.
 type ch3DefaultRange struct {
-	Host          lab.PortRange `json:"host"`           // this machine's, read only
-	KernelDefault lab.PortRange `json:"kernel_default"` // a new network namespace's
-	Article       int           `json:"article"`        // "64K": every 16-bit port
+	Host          evidence.PortRange `json:"host"`           // this machine's, read only
+	KernelDefault evidence.PortRange `json:"kernel_default"` // a new network namespace's
+	Article       int                `json:"article"`        // "64K": every 16-bit port
 }
 
 // ch3Answer is what the kernel answered a setrlimit: "success", or the errno's name.

@@ -14,6 +14,7 @@ import (
 
 	"portproof/refserver"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -263,10 +264,10 @@ type ch4OverflowSeen struct {
 // ch4FullSeen is what the backlog.full child saw: the story, the counters and the segments
 // captured before the server's accept() and after it.
 type ch4FullSeen struct {
-	Overflow     ch4OverflowSeen `json:"overflow"`
-	Counters     ch4CountersSeen `json:"counters"`
-	BeforeAccept []lab.Segment   `json:"before_accept"`
-	AfterAccept  []lab.Segment   `json:"after_accept"`
+	Overflow     ch4OverflowSeen    `json:"overflow"`
+	Counters     ch4CountersSeen    `json:"counters"`
+	BeforeAccept []evidence.Segment `json:"before_accept"`
+	AfterAccept  []evidence.Segment `json:"after_accept"`
 }
 
 // ch4SynCount bounds the connect in case the server never accepted: TCP_SYNCNT 2 has the

@@ -15,6 +15,7 @@ import (
 
 	"portproof/refserver"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -142,7 +143,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				seen.AfterAccept = lab.AcceptQueue(l.FD()).Len
 				lab.Record(ch4EntryQueue, seen)
 				lab.Record(ch4EntryStates, states)
-				lab.Cite(lab.Figures{"lens": seen.Lens, "limit": q.Max, "established": established,
+				lab.Cite(evidence.Figures{"lens": seen.Lens, "limit": q.Max, "established": established,
 					"accepted": seen.Accepted, "after_accept": seen.AfterAccept})
 
 				// --8<-- [start:backlog-queue-core]
@@ -232,7 +233,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					resent = append(resent, f.Next.Retransmits)
 					gaveUp = append(gaveUp, float64(f.Next.AfterUS)/1e6)
 				}
-				lab.Cite(lab.Figures{"limits": limits, "queued": queued,
+				lab.Cite(evidence.Figures{"limits": limits, "queued": queued,
 					"user_timeout_ms": fills[0].Next.UserTimeoutMS,
 					"gave_up_s":       gaveUp, "resent": resent})
 
@@ -299,7 +300,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					"listen(fd, 100) in a sandbox with net.core.somaxconn %d", ch4SandboxSomaxconn)
 				lab.Record(ch4EntryCap, small)
 				f := small.Fill
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"asked": backlog, "host_somaxconn": host.Somaxconn, "host_max": host.Max,
 					"default_somaxconn": fresh.Somaxconn, "default_max": fresh.Max,
 					"small_somaxconn": small.Somaxconn, "small_asked": small.Backlog,
@@ -355,7 +356,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 						"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}},
 					"refserver.New in a sandbox with net.core.somaxconn %d", ch4RaisedSomaxconn)
 				lab.Record(ch4EntryCap, raised)
-				lab.Cite(lab.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn,
+				lab.Cite(evidence.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn,
 					"new_namespace_somaxconn": fresh.Somaxconn})
 
 				Expect(raised.Max).To(BeNumerically("<", raised.Somaxconn),
@@ -390,7 +391,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				lab.Record(ch4EntryCounters, seen.Counters)
 				lab.Record(ch4EntryPackets, packets)
 				rise := seen.Counters.Delta
-				figures := lab.Figures{"abort_on_overflow": o.AbortOnOverflow,
+				figures := evidence.Figures{"abort_on_overflow": o.AbortOnOverflow,
 					"queue_len": o.QueueLen, "queue_limit": o.QueueMax,
 					"overflows_rise": rise["ListenOverflows"], "drops_rise": rise["ListenDrops"],
 					"rto_ms": float64(o.RTOUS) / 1e3, "accept_ms": float64(o.AcceptAtUS) / 1e3,
@@ -504,7 +505,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				st := srv.Stats()
 				seen.ServerOpen, seen.ServerAccepted = st.Open, st.Accepted
 				lab.Record(ch4EntryOpen, seen)
-				lab.Cite(lab.Figures{"open": seen.Established, "echoed": seen.Echoed,
+				lab.Cite(evidence.Figures{"open": seen.Established, "echoed": seen.Echoed,
 					"queue_limit": q.Max, "queue_len": q.Len,
 					"descriptors_before": seen.DescriptorsBefore,
 					"descriptors_after":  seen.DescriptorsAfter,
@@ -561,10 +562,10 @@ func ch4State(c *lab.Sock) ch4StateSeen {
 
 // ch4Timeline puts the segments captured before and after accept() on one timeline from the
 // first, names who sent each, and returns the indexes of the client's SYNs in it.
-func ch4Timeline(before, after []lab.Segment, o *ch4OverflowSeen) ([]ch4Packet, []int) {
+func ch4Timeline(before, after []evidence.Segment, o *ch4OverflowSeen) ([]ch4Packet, []int) {
 	var packets []ch4Packet
 	var syns []int
-	for i, s := range append(append([]lab.Segment(nil), before...), after...) {
+	for i, s := range append(append([]evidence.Segment(nil), before...), after...) {
 		phase := "before accept"
 		if i >= len(before) {
 			phase = "after accept"

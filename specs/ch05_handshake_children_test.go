@@ -17,6 +17,7 @@ import (
 	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -82,9 +83,9 @@ func ch5ErrnoOf(err error) unix.Errno {
 
 // ch5CaptureUntil reads the capture until done says the segments so far are enough, at most
 // within; it keeps the segments keep accepts.
-func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]lab.Segment) bool, within time.Duration) ([]lab.Segment, error) {
+func ch5CaptureUntil(c *lab.Capture, keep func(evidence.Segment) bool, done func([]evidence.Segment) bool, within time.Duration) ([]evidence.Segment, error) {
 	deadline := time.Now().Add(within)
-	var segs []lab.Segment
+	var segs []evidence.Segment
 	for range 10000 {
 		left := time.Until(deadline)
 		if done(segs) || left <= 0 {
@@ -106,7 +107,7 @@ func ch5CaptureUntil(c *lab.Capture, keep func(lab.Segment) bool, done func([]la
 	return segs, nil
 }
 
-func ch5Any(lab.Segment) bool { return true }
+func ch5Any(evidence.Segment) bool { return true }
 
 // ch5Closers is what a child closes once its proof is done, as defers would: last first.
 type ch5Closers []func()
@@ -124,8 +125,8 @@ func (c *ch5Closers) close() {
 // (SO_TIMESTAMPNS): the spec puts the calls and the segments on one timeline as they are.
 type ch5BeforeAcceptSeen struct {
 	Listener, Client netip.AddrPort
-	Segments         []lab.Segment // from connect to just before accept4
-	ConnectReturned  time.Time     // as sock.Connect returned: the handshake done, for the client
+	Segments         []evidence.Segment // from connect to just before accept4
+	ConnectReturned  time.Time          // as sock.Connect returned: the handshake done, for the client
 	WriteReturned    time.Time
 	AcceptAt         time.Time // just before accept4
 	Written          int       // write's return
@@ -233,12 +234,12 @@ type ch5EmfileSeen struct {
 	RecvErr          unix.Errno // recv(MSG_DONTWAIT) on the client while the server cannot accept
 	RecvN            int
 	Epoll            []ch5EpollRound
-	Spin             ch5Spin       // the same epoll_wait and accept4, left to loop
-	Marker           []byte        // sent by the client after the failed accepts
-	MarkerAt         time.Time     // when its write returned
-	AcceptedAt       time.Time     // just before the accept4 that succeeded
-	Segments         []lab.Segment // from connect to the server kernel's ACK of Marker
-	Freed            int           // the descriptor closed to make room
+	Spin             ch5Spin            // the same epoll_wait and accept4, left to loop
+	Marker           []byte             // sent by the client after the failed accepts
+	MarkerAt         time.Time          // when its write returned
+	AcceptedAt       time.Time          // just before the accept4 that succeeded
+	Segments         []evidence.Segment // from connect to the server kernel's ACK of Marker
+	Freed            int                // the descriptor closed to make room
 	AcceptedFD       int
 	Peer             netip.AddrPort
 	QueueAfterAccept sock.AcceptQueue
@@ -451,7 +452,7 @@ func (p *ch5Emfile) sendLateByte() error {
 		return os.NewSyscallError("write", err)
 	}
 	p.seen.MarkerAt = time.Now()
-	acked := func(segs []lab.Segment) bool {
+	acked := func(segs []evidence.Segment) bool {
 		for _, s := range segs {
 			if s.Src == p.seen.Listener && s.Dst == p.seen.Client && s.Flags == "ACK" &&
 				s.Ack == uint32(1+len(p.seen.Marker)) {
@@ -501,7 +502,7 @@ type ch5LingerSeen struct {
 	ReadErr  unix.Errno // the client's read after the server's close
 	ReadN    int
 	State    string // the client's TCP state after that read
-	Segments []lab.Segment
+	Segments []evidence.Segment
 }
 
 // ch5ShedSeen is what the handshake.shed child observed.
@@ -515,7 +516,7 @@ type ch5ShedSeen struct {
 	Log             []string
 	ShedClient      netip.AddrPort // the first client shed
 	ShedClientState string
-	ShedSegments    []lab.Segment // its segments, up to the server's FIN
+	ShedSegments    []evidence.Segment // its segments, up to the server's FIN
 	Linger          ch5LingerSeen
 }
 
@@ -760,8 +761,8 @@ func (p *ch5Shedding) window() error {
 // FIN.
 func (p *ch5Shedding) captureShed() error {
 	shedPort := p.seen.ShedClient.Port()
-	mine := func(s lab.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
-	finned := func(segs []lab.Segment) bool {
+	mine := func(s evidence.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
+	finned := func(segs []evidence.Segment) bool {
 		for _, s := range segs {
 			if s.Dst.Port() == shedPort && strings.Contains(s.Flags, "FIN") {
 				return true
@@ -815,7 +816,7 @@ func ch5AbortiveClose(at netip.AddrPort) (ch5LingerSeen, error) {
 	if seen.State, err = sock.TCPState(client); err != nil {
 		return seen, err
 	}
-	reset := func(segs []lab.Segment) bool {
+	reset := func(segs []evidence.Segment) bool {
 		for _, s := range segs {
 			if strings.Contains(s.Flags, "RST") {
 				return true

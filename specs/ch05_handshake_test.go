@@ -16,10 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record), beside lab.EntryErrno and lab.EntryPorts.
+// The evidence this chapter attaches (lab.Record), beside evidence.EntryErrno and evidence.EntryPorts.
 // The docs draw chapter 5's pictures from these names, so each always holds the same shape.
 const (
 	// ch5EntryPackets is a ch5Timeline: one connection's TCP segments as lo carried them
@@ -162,10 +163,10 @@ type ch5ServerSeen struct {
 
 // ch5TimelineOf puts segments on the timeline of the connection whose client is client: µs
 // after its SYN.
-func ch5TimelineOf(conn string, segs []lab.Segment, client netip.AddrPort) (ch5Timeline, time.Time) {
+func ch5TimelineOf(conn string, segs []evidence.Segment, client netip.AddrPort) (ch5Timeline, time.Time) {
 	GinkgoHelper()
 	t := ch5Timeline{Conn: conn, Packets: []ch5Packet{}}
-	i := slices.IndexFunc(segs, func(s lab.Segment) bool { return s.Src == client && s.Flags == "SYN" })
+	i := slices.IndexFunc(segs, func(s evidence.Segment) bool { return s.Src == client && s.Flags == "SYN" })
 	Expect(i).To(BeNumerically(">=", 0), "no SYN from %s among %v", client, segs)
 	syn := segs[i].Time
 	for _, s := range segs {
@@ -253,7 +254,7 @@ func ch5BeforeAcceptSpec(fam lab.Family) {
 
 		// The chapter's figures, from the timeline its picture draws.
 		p := timeline.Packets
-		lab.Cite(lab.Figures{"written": seen.Written, "client_state": seen.ClientState,
+		lab.Cite(evidence.Figures{"written": seen.Written, "client_state": seen.ClientState,
 			"queue_before": seen.QueueBefore.Len, "synack_us": p[1].AtUS, "ack_us": p[2].AtUS,
 			"connect_us": at.connect, "data_us": p[3].AtUS, "data_seq": hs[3].Seq,
 			"data_acked_us": p[4].AtUS, "data_ack": hs[4].Ack, "accept_us": at.accept,
@@ -290,7 +291,7 @@ func ch5RecordBeforeAccept(seen ch5BeforeAcceptSeen) (ch5Timeline, ch5BeforeAcce
 		Payload: string(seen.Read)})
 	lab.Record(ch5EntryStates, []ch5State{
 		{Socket: "client, before accept", State: seen.ClientState}})
-	lab.Record(lab.EntryPorts, lab.Ports{"listener": {seen.Listener.Port()},
+	lab.Record(evidence.EntryPorts, evidence.Ports{"listener": {seen.Listener.Port()},
 		"client": {seen.Client.Port()}, "accepted peer": {seen.Peer.Port()}})
 	return timeline, at
 }
@@ -341,7 +342,7 @@ func ch5EmfileSpec(fam lab.Family) {
 		// The chapter's figures. The CPU share is evidence of what never sleeping
 		// costs, not a bound: the scheduler decides it.
 		spin := seen.Spin
-		lab.Cite(lab.Figures{"limit": seen.Limit, "filled": seen.Filled,
+		lab.Cite(evidence.Figures{"limit": seen.Limit, "filled": seen.Filled,
 			"fill_errno": ch5ErrnoName(seen.FillErr), "accept_errno": ch5ErrnoName(seen.AcceptErr),
 			"queue_before": seen.QueueBefore.Len, "queue_after": seen.QueueAfterEMFILE.Len,
 			"client_state": seen.ClientState, "recv_errno": ch5ErrnoName(seen.RecvErr),
@@ -372,9 +373,9 @@ func ch5RecordEmfile(seen ch5EmfileSeen) ch5Timeline {
 	})
 	lab.Record(ch5EntryDescriptors, ch5Descriptors{Limit: seen.Limit, Filled: seen.Filled,
 		FillErrno: ch5ErrnoName(seen.FillErr), Freed: seen.Freed, AcceptedFD: seen.AcceptedFD})
-	lab.Record(lab.EntryErrno, lab.Refused("accept4", ch5Err(seen.AcceptErr), seen.Listener,
+	lab.Record(evidence.EntryErrno, lab.Refused("accept4", ch5Err(seen.AcceptErr), seen.Listener,
 		netip.AddrPort{}))
-	lab.Record(lab.EntryErrno, lab.Refused("recv(MSG_DONTWAIT) on the client", ch5Err(seen.RecvErr),
+	lab.Record(evidence.EntryErrno, lab.Refused("recv(MSG_DONTWAIT) on the client", ch5Err(seen.RecvErr),
 		seen.Client, netip.AddrPort{}))
 	lab.Record(ch5EntryAcceptQueue, []ch5Queue{
 		{When: "before accept4", Len: seen.QueueBefore.Len, Max: seen.QueueBefore.Max},
@@ -387,7 +388,7 @@ func ch5RecordEmfile(seen ch5EmfileSeen) ch5Timeline {
 		{Socket: "client, after accept4 failed", State: seen.ClientState}})
 	lab.Record(ch5EntryEpoll, seen.Epoll)
 	lab.Record(ch5EntryCPU, seen.Spin)
-	lab.Record(lab.EntryPorts, lab.Ports{"listener": {seen.Listener.Port()},
+	lab.Record(evidence.EntryPorts, evidence.Ports{"listener": {seen.Listener.Port()},
 		"client": {seen.Client.Port()}, "accepted peer": {seen.Peer.Port()}})
 	return timeline
 }
@@ -476,7 +477,7 @@ func ch5ShedSpec(fam lab.Family) {
 
 		// The chapter's figures.
 		first, ack, fin := seen.Clients[0], shed.Packets[2], shed.Packets[3]
-		lab.Cite(lab.Figures{"limit": seen.Table.Limit, "served": clients.Served,
+		lab.Cite(evidence.Figures{"limit": seen.Table.Limit, "served": clients.Served,
 			"shed": clients.Shed, "greeting_bytes": first.Read,
 			"greeting": strings.TrimSpace(first.Greeting), "shed_state": seen.ShedClientState,
 			"fin_after_ack_us": fin.AtUS - ack.AtUS, "log_line": logLine,
@@ -500,7 +501,7 @@ func ch5RecordShed(seen ch5ShedSeen) (shed, linger ch5Timeline) {
 	linger, _ = ch5TimelineOf("a client closed with SO_LINGER {1, 0}", seen.Linger.Segments,
 		seen.Linger.Client)
 	lab.Record(ch5EntryPackets, linger)
-	lab.Record(lab.EntryErrno, lab.Refused("read after SO_LINGER {1, 0} and close",
+	lab.Record(evidence.EntryErrno, lab.Refused("read after SO_LINGER {1, 0} and close",
 		ch5Err(seen.Linger.ReadErr), seen.Linger.Client, netip.AddrPort{}))
 	lab.Record(ch5EntryStates, []ch5State{
 		{Socket: "a shed client, after reading end-of-stream", State: seen.ShedClientState},

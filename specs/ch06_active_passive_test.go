@@ -20,6 +20,7 @@ import (
 
 	"portproof/refserver"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -120,9 +121,9 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Should(BeEquivalentTo(1), "the client's connection in the listener's accept queue")
 
 			// refused records the call that failed on the listener, and wants the errno.
-			cited := lab.Figures{}
+			cited := evidence.Figures{}
 			refused := func(call string, err error, want unix.Errno) {
-				lab.Record(lab.EntryErrno, lab.Refused(call, err, l.Addr, netip.AddrPort{}))
+				lab.Record(evidence.EntryErrno, lab.Refused(call, err, l.Addr, netip.AddrPort{}))
 				Expect(errors.Is(err, want)).To(BeTrue(),
 					"%s on the listener: want %s, got %v", call, unix.ErrnoName(want), err)
 				cited[call+"_errno"] = sock.ErrnoName(err)
@@ -163,11 +164,11 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			}
 
 			got := a.Read(len("hello"))
-			lab.Record(lab.EntryTraffic, []lab.TrafficSeen{{Proto: "tcp",
+			lab.Record(evidence.EntryTraffic, []evidence.TrafficSeen{{Proto: "tcp",
 				To: a.LocalAddr().String(), From: a.PeerAddr().String(), Payload: string(got)}})
 			Expect(string(got)).To(Equal("hello"))
 			Expect(a.PeerAddr()).To(Equal(c.LocalAddr()))
-			lab.Cite(lab.Figures{
+			lab.Cite(evidence.Figures{
 				"bound_fd": sockets[0].FD, "bound_state": sockets[0].State,
 				"bound_acceptconn": sockets[0].AcceptConn, "listener_fd": sockets[1].FD,
 				"listener_state": sockets[1].State, "listener_acceptconn": sockets[1].AcceptConn,
@@ -187,11 +188,11 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				l := lab.Listen(fam.At(0), connections)
 				var seen ch6Spawned
 				var sockets []ch6SocketSeen
-				var tuples []lab.TupleSeen
+				var tuples []evidence.TupleSeen
 				defer func() {
 					lab.Record(ch6EntrySpawned, seen)
 					lab.Record(ch6EntrySockets, sockets)
-					lab.Record(lab.EntryTuples, tuples)
+					lab.Record(evidence.EntryTuples, tuples)
 				}()
 				seen.Listener = l.FD()
 				var clients, accepted []*lab.Sock
@@ -231,7 +232,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					seen.Accepted = append(seen.Accepted, a.FD())
 					t := a.Tuple()
 					peers[t.Remote] = true
-					tuples = append(tuples, lab.TupleSeen{Conn: fmt.Sprintf("accept4 = %d", a.FD()),
+					tuples = append(tuples, evidence.TupleSeen{Conn: fmt.Sprintf("accept4 = %d", a.FD()),
 						Server: t.String()})
 					sockets = append(sockets, ch6Describe("accepted", a.FD()))
 				}
@@ -256,7 +257,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				next := lab.Dial(l.Addr)
 				Expect(l.Accept().PeerAddr()).To(Equal(next.LocalAddr()),
 					"a connection after the others")
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"listener_fd": seen.Listener, "listener_state": seen.ListenerState,
 					"before": seen.Before, "after_connect": seen.AfterConnect,
 					"after_accept": seen.AfterAccept, "clients": clientFDs,
@@ -295,7 +296,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			err := try("second socket", lab.TCPSocket(fam), first.Addr)
 			Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
 				"bind beside a listener: want EADDRINUSE, got %v", err)
-			cited := lab.Figures{"plain_errno": sock.ErrnoName(err)}
+			cited := evidence.Figures{"plain_errno": sock.ErrnoName(err)}
 
 			// SO_REUSEADDR on both: it lets a socket share a port with ones that do not
 			// listen (a TIME_WAIT, say), never with a listener.
@@ -352,7 +353,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 						Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 				}
 				reuse := []string{"SO_REUSEADDR"}
-				cited := lab.Figures{}
+				cited := evidence.Figures{}
 				for _, oldReuse := range []bool{true, false} {
 					var opts []string
 					old := lab.TCPSocket(fam)
@@ -480,7 +481,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					"the first listener's queue after a connection to the second")
 				// --8<-- [end:passive-shared-port-core]
 				t1, t2 := a1.Tuple(), a2.Tuple()
-				lab.Record(lab.EntryTuples, []lab.TupleSeen{
+				lab.Record(evidence.EntryTuples, []evidence.TupleSeen{
 					{Conn: "to the first listener", Client: c1.Tuple().String(),
 						Server: t1.String()},
 					{Conn: "to the second listener", Client: c2.Tuple().String(),
@@ -490,7 +491,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(t2.Local).To(Equal(two.Addr))
 				Expect(t1.Remote).To(Equal(c1.LocalAddr()))
 				Expect(t2.Remote).To(Equal(c2.LocalAddr()))
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"shared_first": one.Addr.String(), "shared_second": two.Addr.String(),
 					"shared_first_accepted": t1.String(), "shared_second_accepted": t2.String(),
 					"shared_other_queue": otherQueue,
@@ -521,7 +522,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// Once loopback:P's listener is closed, the wildcard binds P and listens.
 				Expect(binds[4].Errno).To(BeEmpty(), "%+v", binds[4])
 				Expect(binds[5].Errno).To(BeEmpty(), "%+v", binds[5])
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"wildcard_specific": binds[0].Addr, "wildcard_refused": binds[1].Addr,
 					"wildcard_errno": binds[1].Errno, "wildcard_listener": binds[2].Addr,
 					"wildcard_specific_refused": binds[3].Addr,
@@ -663,7 +664,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				for _, r := range repeats {
 					landed = append(landed, r.First)
 				}
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"reuseport_addr": spread.Addr, "reuseport_listeners": len(spread.Listeners),
 					"reuseport_connected": spread.Connected, "reuseport_queues": queues,
 					"reuseport_probes": len(repeats), "reuseport_probe_listeners": landed,
@@ -707,7 +708,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
 					"SO_REUSEPORT beside a listener without it: want EADDRINUSE, got %v", err)
 				Expect(binds[len(binds)-1].Call).To(Equal("bind"))
-				cited := lab.Figures{"every_second_only_errno": sock.ErrnoName(err)}
+				cited := evidence.Figures{"every_second_only_errno": sock.ErrnoName(err)}
 
 				// A listener with the option, then a socket without it: refused the same way.
 				group, err := listener("listener with SO_REUSEPORT", fam.At(0), true)
@@ -756,7 +757,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// ...and the same owner's joins the group.
 				Expect(seen.Binds[2].Errno).To(BeEmpty(), "%+v", seen.Binds[2])
 				Expect(seen.Binds[2].Call).To(Equal("listen"), "%+v", seen.Binds[2])
-				lab.Cite(lab.Figures{
+				lab.Cite(evidence.Figures{
 					"owner_first": seen.First, "owner_other": seen.Other,
 					"owner_errno": seen.Binds[1].Errno,
 					"owner_same":  seen.Same, "owner_addr": seen.Binds[0].Addr,

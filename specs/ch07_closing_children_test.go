@@ -17,6 +17,7 @@ import (
 	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -93,14 +94,14 @@ func ch7Open(loopback string, e *ch7Ends) (*ch7Listener, *ch7Conn, error) {
 // ch7Ends is what a close child records of a connection before anything else: its two ends,
 // the calls made on them, and the states it read, in order.
 type ch7Ends struct {
-	Client string          `json:"client"`
-	Server string          `json:"server"`
-	Calls  lab.Calls       `json:"calls"`
-	States []lab.StateSeen `json:"states"`
+	Client string               `json:"client"`
+	Server string               `json:"server"`
+	Calls  evidence.Calls       `json:"calls"`
+	States []evidence.StateSeen `json:"states"`
 }
 
 // note keeps the state read, whatever err says, and returns err.
-func (e *ch7Ends) note(s lab.StateSeen, err error) error {
+func (e *ch7Ends) note(s evidence.StateSeen, err error) error {
 	e.States = append(e.States, s)
 	return err
 }
@@ -116,7 +117,7 @@ func (c *ch7Conn) close() {
 }
 
 // ch7Close is close(2) on one end, recorded; the end is forgotten, whatever the answer.
-func ch7Close(calls *lab.Calls, who string, fd *int) error {
+func ch7Close(calls *evidence.Calls, who string, fd *int) error {
 	at := time.Now()
 	err := unix.Close(*fd)
 	*fd = -1
@@ -126,7 +127,7 @@ func ch7Close(calls *lab.Calls, who string, fd *int) error {
 
 // ch7Read waits for the end to be readable and reads once, recorded: what came, "EOF", or
 // the errno. The errno is the answer here, not a failure of the child.
-func ch7Read(calls *lab.Calls, who string, fd int) ([]byte, error) {
+func ch7Read(calls *evidence.Calls, who string, fd int) ([]byte, error) {
 	if err := lab.WaitFor(fd, unix.POLLIN, lab.ReadWithin); err != nil {
 		return nil, err
 	}
@@ -142,7 +143,7 @@ func ch7Read(calls *lab.Calls, who string, fd int) ([]byte, error) {
 
 // ch7Write sends p with MSG_NOSIGNAL, recorded: a write after shutdown(SHUT_WR) is EPIPE,
 // and without the flag the kernel would raise SIGPIPE too.
-func ch7Write(calls *lab.Calls, who string, fd int, p []byte) error {
+func ch7Write(calls *evidence.Calls, who string, fd int, p []byte) error {
 	at := time.Now()
 	n, err := unix.SendmsgN(fd, p, nil, nil, unix.MSG_NOSIGNAL)
 	if err == nil && n < len(p) {
@@ -153,7 +154,7 @@ func ch7Write(calls *lab.Calls, who string, fd int, p []byte) error {
 }
 
 // ch7Shutdown is shutdown(SHUT_WR), recorded.
-func ch7Shutdown(calls *lab.Calls, who string, fd int) error {
+func ch7Shutdown(calls *evidence.Calls, who string, fd int) error {
 	at := time.Now()
 	err := unix.Shutdown(fd, unix.SHUT_WR)
 	calls.Add(who, "shutdown(SHUT_WR)", at, lab.ResultOf(-1, err))
@@ -161,8 +162,8 @@ func ch7Shutdown(calls *lab.Calls, who string, fd int) error {
 }
 
 // ch7Await reads the end with TCP_INFO until its state is want, at most lab.ReadWithin.
-func ch7Await(who string, fd int, want string) (lab.StateSeen, error) {
-	s, err := lab.AwaitState(func() (lab.StateSeen, error) { return lab.StateOf(who, fd) }, want, lab.ReadWithin)
+func ch7Await(who string, fd int, want string) (evidence.StateSeen, error) {
+	s, err := lab.AwaitState(func() (evidence.StateSeen, error) { return lab.StateOf(who, fd) }, want, lab.ReadWithin)
 	if err == nil && s.State != want {
 		err = fmt.Errorf("the %s's end stayed %s, not %s (TCP_INFO)", who, s.State, want)
 	}
@@ -170,8 +171,8 @@ func ch7Await(who string, fd int, want string) (lab.StateSeen, error) {
 }
 
 // ch7AwaitTable reads the end local -> remote in /proc/net/tcp until its state is want.
-func ch7AwaitTable(who string, local, remote netip.AddrPort, want string) (lab.StateSeen, error) {
-	s, err := lab.AwaitState(func() (lab.StateSeen, error) { return lab.TableStateOf(who, local, remote) }, want, lab.ReadWithin)
+func ch7AwaitTable(who string, local, remote netip.AddrPort, want string) (evidence.StateSeen, error) {
+	s, err := lab.AwaitState(func() (evidence.StateSeen, error) { return lab.TableStateOf(who, local, remote) }, want, lab.ReadWithin)
 	if err == nil && s.State != want {
 		err = fmt.Errorf("the %s's end stayed %s, not %s (/proc/net/tcp)", who, s.State, want)
 	}
@@ -199,9 +200,9 @@ func ch7Acked(fd int) (uint32, error) {
 // ch7HalfSeen is the half-close: one end shut for writing while the other still talks.
 type ch7HalfSeen struct {
 	ch7Ends
-	Read     string        `json:"read"`      // what the half-closed client read after its FIN
-	WriteErr string        `json:"write_err"` // its write after shutdown(SHUT_WR)
-	Packets  []lab.Segment `json:"packets"`
+	Read     string             `json:"read"`      // what the half-closed client read after its FIN
+	WriteErr string             `json:"write_err"` // its write after shutdown(SHUT_WR)
+	Packets  []evidence.Segment `json:"packets"`
 }
 
 // --8<-- [start:half-child]
@@ -257,12 +258,12 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 // ch7LingerSeen is refserver ending a connection while its client still sends.
 type ch7LingerSeen struct {
 	ch7Ends
-	Echo         string        `json:"echo"`
-	LateUnacked  uint32        `json:"late_unacked"`  // the client's tcpi_unacked after its late bytes
-	ShutdownErr  string        `json:"shutdown_err"`  // what refserver's Shutdown returned
-	ShutdownDone time.Time     `json:"shutdown_done"` // when it returned
-	Resets       uint64        `json:"resets"`        // refserver's Stats().Resets
-	Packets      []lab.Segment `json:"packets"`
+	Echo         string             `json:"echo"`
+	LateUnacked  uint32             `json:"late_unacked"`  // the client's tcpi_unacked after its late bytes
+	ShutdownErr  string             `json:"shutdown_err"`  // what refserver's Shutdown returned
+	ShutdownDone time.Time          `json:"shutdown_done"` // when it returned
+	Resets       uint64             `json:"resets"`        // refserver's Stats().Resets
+	Packets      []evidence.Segment `json:"packets"`
 }
 
 // --8<-- [start:linger-child]
@@ -364,11 +365,11 @@ type ch7UnreadSeen struct {
 	Unread  int    `json:"unread"`  // SIOCINQ on the server's end before close
 	Unacked uint32 `json:"unacked"` // the client's tcpi_unacked then: its bytes acknowledged
 	// AbortOnClose is TcpExt TCPAbortOnClose's rise over the server's close(2).
-	AbortOnClose int64           `json:"abort_on_close"`
-	Received     []string        `json:"received"` // what each of the client's reads returned
-	Calls        lab.Calls       `json:"calls"`
-	States       []lab.StateSeen `json:"states"`
-	Packets      []lab.Segment   `json:"packets"`
+	AbortOnClose int64                `json:"abort_on_close"`
+	Received     []string             `json:"received"` // what each of the client's reads returned
+	Calls        evidence.Calls       `json:"calls"`
+	States       []evidence.StateSeen `json:"states"`
+	Packets      []evidence.Segment   `json:"packets"`
 }
 
 // --8<-- [start:unread-child]
@@ -486,17 +487,17 @@ type ch7TimeWaitSeen struct {
 	ch7Ends
 	// Left is what the kernel's table holds of the connection at the end, by end: "server"
 	// TIME_WAIT, and nothing for the client.
-	Left    map[string]string `json:"left"`
-	Packets []lab.Segment     `json:"packets"`
-	Linger  ch7LingerReset    `json:"linger"`
+	Left    map[string]string  `json:"left"`
+	Packets []evidence.Segment `json:"packets"`
+	Linger  ch7LingerReset     `json:"linger"`
 }
 
 // ch7LingerReset is the second connection: the server's end closed with SO_LINGER {1, 0}.
 type ch7LingerReset struct {
 	Read string `json:"read"` // the client's read after the server's close
 	ch7Ends
-	Left    map[string]string `json:"left"`
-	Packets []lab.Segment     `json:"packets"`
+	Left    map[string]string  `json:"left"`
+	Packets []evidence.Segment `json:"packets"`
 }
 
 // ch7Filter attaches a classic BPF program to the socket fd (SO_ATTACH_FILTER).
@@ -529,7 +530,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	}
 	defer l.close()
 	calls := &seen.Calls
-	server := func() (lab.StateSeen, error) {
+	server := func() (evidence.StateSeen, error) {
 		return lab.TableStateOf("server", c.Server, c.Client)
 	}
 
@@ -689,7 +690,7 @@ func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
 		defer cancel()
 		stopped <- first.Shutdown(ctx)
 	}()
-	var calls lab.Calls
+	var calls evidence.Calls
 	for i := range clients {
 		if _, err := ch7Read(&calls, "client", clients[i]); err != nil {
 			return seen, err
@@ -751,7 +752,7 @@ func ch7Served(addr netip.AddrPort) (int, string, error) {
 	if err != nil {
 		return -1, "", err
 	}
-	var calls lab.Calls
+	var calls evidence.Calls
 	err = ch7Write(&calls, "client", fd, []byte("ping"))
 	var got []byte
 	if err == nil {
@@ -791,13 +792,13 @@ func ch7TimeWaitsOn(addr netip.AddrPort, want int) ([]string, bool, error) {
 
 // ch7ResetSeen is refserver stopped with connections in its accept queue.
 type ch7ResetSeen struct {
-	Listener  string          `json:"listener"`
-	Queued    uint32          `json:"queued"` // the accept queue (TCP_INFO) before Shutdown
-	Clients   []ch7ResetEnd   `json:"clients"`
-	Calls     lab.Calls       `json:"calls"`
-	Narration []string        `json:"narration"` // refserver's log of its Shutdown
-	Packets   []lab.Segment   `json:"packets"`
-	States    []lab.StateSeen `json:"states"`
+	Listener  string               `json:"listener"`
+	Queued    uint32               `json:"queued"` // the accept queue (TCP_INFO) before Shutdown
+	Clients   []ch7ResetEnd        `json:"clients"`
+	Calls     evidence.Calls       `json:"calls"`
+	Narration []string             `json:"narration"` // refserver's log of its Shutdown
+	Packets   []evidence.Segment   `json:"packets"`
+	States    []evidence.StateSeen `json:"states"`
 }
 
 // ch7ResetEnd is one client of the stopped server.

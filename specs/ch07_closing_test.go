@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -54,7 +55,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			seen := lab.RunInSandbox(ch7HalfChild, lo, lab.SandboxOptions{})
 			lab.Record(ch7EntryHalf, seen)
 			fins := ch7WithFlag(seen.Packets, "FIN")
-			lab.Cite(lab.Figures{"client_state": seen.States[0].State,
+			lab.Cite(evidence.Figures{"client_state": seen.States[0].State,
 				"server_state": seen.States[1].State, "read": seen.Read,
 				"write_err": seen.WriteErr, "fins": len(fins), "packets": len(seen.Packets)})
 
@@ -87,7 +88,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fins := ch7WithFlag(seen.Packets, "FIN")
 			Expect(fins).NotTo(BeEmpty(), "FINs on lo: %v", seen.Packets)
 			// The chapter cites these beside the plain half-close's: "ref_" tells them apart.
-			lab.Cite(lab.Figures{"ref_echo": seen.Echo, "ref_late_unacked": seen.LateUnacked,
+			lab.Cite(evidence.Figures{"ref_echo": seen.Echo, "ref_late_unacked": seen.LateUnacked,
 				"ref_client_state": seen.States[0].State, "ref_server_state": seen.States[1].State,
 				"ref_client_after_late": seen.States[2].State, "ref_server_end": seen.States[3].State,
 				"ref_late_bytes": ch7DataAfter(seen.Packets, fins[0], seen.Client)})
@@ -124,7 +125,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 				lab.Record(ch7EntryUnread, seen)
 				Expect(seen).To(HaveLen(2))
 				unread, readFirst := seen[0], seen[1]
-				lab.Cite(lab.Figures{"unread": unread.Unread, "unread_received": unread.Received,
+				lab.Cite(evidence.Figures{"unread": unread.Unread, "unread_received": unread.Received,
 					"abort_on_close": unread.AbortOnClose, "read_abort_on_close": readFirst.AbortOnClose,
 					"unread_flags":        ch7FlagsFrom(unread.Packets, unread.Server, true),
 					"read_received":       readFirst.Received,
@@ -171,7 +172,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fw2 := ch7Timer(st["server FIN_WAIT2"], fins[0])
 			tw := ch7Timer(st["server TIME_WAIT"], fins[1])
 			lab.Record(ch7EntryTimers, []ch7Timers{fw2, tw})
-			lab.Cite(lab.Figures{"fin_timeout": seen.FinTimeout, "fin_wait2_s": fw2.TotalMS / 1e3,
+			lab.Cite(evidence.Figures{"fin_timeout": seen.FinTimeout, "fin_wait2_s": fw2.TotalMS / 1e3,
 				"time_wait_s": tw.TotalMS / 1e3, "time_wait_left_s": tw.LeftMS / 1e3,
 				"left_server": seen.Left["server"], "fin_again_ms": ch7Gap(fins, seen.Client),
 				"tw_last_left_s": seen.States[len(seen.States)-1].TimerLeftMS / 1e3,
@@ -209,7 +210,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			lab.RequireFamily(fam)
 			seen := lab.RunInSandbox(ch7ReuseChild, lo, lab.SandboxOptions{})
 			lab.Record(ch7EntryReuse, seen)
-			lab.Cite(lab.Figures{"addr": seen.Addr, "time_waits": len(seen.TimeWaits),
+			lab.Cite(evidence.Figures{"addr": seen.Addr, "time_waits": len(seen.TimeWaits),
 				"plain_bind": seen.PlainBind, "reuseaddr": seen.ReuseAddr, "echo": seen.Echo,
 				"time_waits_after": len(seen.TimeWaitsAfter)})
 
@@ -248,7 +249,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			for _, r := range rsts {
 				seqs = append(seqs, r.Seq)
 			}
-			lab.Cite(lab.Figures{"queued": seen.Queued, "clients": len(seen.Clients),
+			lab.Cite(evidence.Figures{"queued": seen.Queued, "clients": len(seen.Clients),
 				"reset": reset, "rsts": len(rsts), "rst_seqs": seqs, "narration": said})
 
 			// --8<-- [start:close-listener-resets-core]
@@ -277,8 +278,8 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 })
 
 // ch7WithFlag is the segments with flag among their flags.
-func ch7WithFlag(segs []lab.Segment, flag string) []lab.Segment {
-	var out []lab.Segment
+func ch7WithFlag(segs []evidence.Segment, flag string) []evidence.Segment {
+	var out []evidence.Segment
 	for _, s := range segs {
 		if strings.Contains(s.Flags, flag) {
 			out = append(out, s)
@@ -289,7 +290,7 @@ func ch7WithFlag(segs []lab.Segment, flag string) []lab.Segment {
 
 // ch7FlagsFrom lists the flags of the segments from src; with closing, only of those that
 // carry FIN or RST.
-func ch7FlagsFrom(segs []lab.Segment, src string, closing bool) []string {
+func ch7FlagsFrom(segs []evidence.Segment, src string, closing bool) []string {
 	var out []string
 	for _, s := range segs {
 		if s.Src.String() == src && (!closing || strings.ContainsAny(s.Flags, "FR")) {
@@ -300,7 +301,7 @@ func ch7FlagsFrom(segs []lab.Segment, src string, closing bool) []string {
 }
 
 // ch7DataAfter is the bytes src sent after the segment mark.
-func ch7DataAfter(segs []lab.Segment, mark lab.Segment, src string) int {
+func ch7DataAfter(segs []evidence.Segment, mark evidence.Segment, src string) int {
 	n, after := 0, false
 	for _, s := range segs {
 		if after && s.Src.String() == src {
@@ -312,7 +313,7 @@ func ch7DataAfter(segs []lab.Segment, mark lab.Segment, src string) int {
 }
 
 // ch7Result is what the nth call (from 1) named call of who returned, "" if there is none.
-func ch7Result(calls lab.Calls, who, call string, nth ...int) string {
+func ch7Result(calls evidence.Calls, who, call string, nth ...int) string {
 	want := 1
 	if len(nth) > 0 {
 		want = nth[0]
@@ -328,8 +329,8 @@ func ch7Result(calls lab.Calls, who, call string, nth ...int) string {
 }
 
 // ch7StatesByName indexes the readings by "who STATE": the first of each.
-func ch7StatesByName(states []lab.StateSeen) map[string]lab.StateSeen {
-	m := map[string]lab.StateSeen{}
+func ch7StatesByName(states []evidence.StateSeen) map[string]evidence.StateSeen {
+	m := map[string]evidence.StateSeen{}
 	for _, s := range states {
 		if _, ok := m[s.Who+" "+s.State]; !ok {
 			m[s.Who+" "+s.State] = s
@@ -340,7 +341,7 @@ func ch7StatesByName(states []lab.StateSeen) map[string]lab.StateSeen {
 
 // ch7Timer is a timer read from /proc/net/tcp, and how long it had run when read, counted
 // from the segment that started it.
-func ch7Timer(read lab.StateSeen, start lab.Segment) ch7Timers {
+func ch7Timer(read evidence.StateSeen, start evidence.Segment) ch7Timers {
 	ran := float64(read.At.Sub(start.Time).Microseconds()) / 1e3
 	return ch7Timers{State: read.State, LeftMS: read.TimerLeftMS, RanMS: ran, TotalMS: read.TimerLeftMS + ran}
 }
@@ -356,8 +357,8 @@ func ch7Line(lines []string, s string) string {
 }
 
 // ch7Gap is the time between src's first two FINs, in ms: the retransmission timeout.
-func ch7Gap(fins []lab.Segment, src string) float64 {
-	var at []lab.Segment
+func ch7Gap(fins []evidence.Segment, src string) float64 {
+	var at []evidence.Segment
 	for _, f := range fins {
 		if f.Src.String() == src {
 			at = append(at, f)

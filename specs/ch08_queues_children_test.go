@@ -13,6 +13,7 @@ import (
 
 	"portproof/internal/procfs"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -101,18 +102,18 @@ func ch8Look(moment string, client, l int, at netip.AddrPort) (ch8View, error) {
 
 // ch8DeferSeen is a deferred handshake: the client's connect() and first bytes.
 type ch8DeferSeen struct {
-	Listener string            `json:"listener"`
-	Client   string            `json:"client"`
-	Defer    int               `json:"defer_s"` // TCP_DEFER_ACCEPT read back
-	Views    []ch8View         `json:"views"`
-	Accept   string            `json:"accept"` // accept4 before the data: the errno
-	Readable bool              `json:"readable"`
-	Accepted string            `json:"accepted"` // the peer accept4 returned after it
-	Read     string            `json:"read"`     // what the server read
-	Counters map[string]int64  `json:"counters"` // TcpExt rises, over the handshake
-	Calls    lab.Calls         `json:"calls"`
-	Packets  []lab.Segment     `json:"packets"`
-	Rows     map[string]string `json:"rows,omitempty"`
+	Listener string             `json:"listener"`
+	Client   string             `json:"client"`
+	Defer    int                `json:"defer_s"` // TCP_DEFER_ACCEPT read back
+	Views    []ch8View          `json:"views"`
+	Accept   string             `json:"accept"` // accept4 before the data: the errno
+	Readable bool               `json:"readable"`
+	Accepted string             `json:"accepted"` // the peer accept4 returned after it
+	Read     string             `json:"read"`     // what the server read
+	Counters map[string]int64   `json:"counters"` // TcpExt rises, over the handshake
+	Calls    evidence.Calls     `json:"calls"`
+	Packets  []evidence.Segment `json:"packets"`
+	Rows     map[string]string  `json:"rows,omitempty"`
 }
 
 // --8<-- [start:defer-child]
@@ -163,7 +164,7 @@ func ch8Defer(loopback string) (ch8DeferSeen, error) {
 	seen.Readable = n > 0
 
 	// The client's first bytes complete the connection: the accept queue has it.
-	var calls lab.Calls
+	var calls evidence.Calls
 	if err := ch7Write(&calls, "client", client, []byte("GET")); err != nil {
 		return seen, err
 	}
@@ -201,17 +202,17 @@ func ch8Defer(loopback string) (ch8DeferSeen, error) {
 
 // ch8OverflowSeen is a deferred connection completed by data into a full accept queue.
 type ch8OverflowSeen struct {
-	AbortOnOverflow string           `json:"tcp_abort_on_overflow"` // read back in the sandbox
-	Listener        string           `json:"listener"`
-	Fillers         []string         `json:"fillers"`
-	Cookies         int64            `json:"cookies"` // SyncookiesSent's rise over it all
-	Client          string           `json:"client"`
-	Views           []ch8View        `json:"views"`
-	Counters        map[string]int64 `json:"counters"` // TcpExt rises once the client's data came
-	Recv            string           `json:"recv"`     // the client's recv then
-	Retransmits     uint32           `json:"retransmits"`
-	Calls           lab.Calls        `json:"calls"`
-	Packets         []lab.Segment    `json:"packets"`
+	AbortOnOverflow string             `json:"tcp_abort_on_overflow"` // read back in the sandbox
+	Listener        string             `json:"listener"`
+	Fillers         []string           `json:"fillers"`
+	Cookies         int64              `json:"cookies"` // SyncookiesSent's rise over it all
+	Client          string             `json:"client"`
+	Views           []ch8View          `json:"views"`
+	Counters        map[string]int64   `json:"counters"` // TcpExt rises once the client's data came
+	Recv            string             `json:"recv"`     // the client's recv then
+	Retransmits     uint32             `json:"retransmits"`
+	Calls           evidence.Calls     `json:"calls"`
+	Packets         []evidence.Segment `json:"packets"`
 }
 
 // --8<-- [start:overflow-child]
@@ -346,18 +347,18 @@ type ch8Syn struct {
 
 // ch8CookieSeen is a SYN flood against a listener under one tcp_syncookies, then a client.
 type ch8CookieSeen struct {
-	Syncookies     string           `json:"tcp_syncookies"` // read back in the sandbox
-	MaxSynBacklog  string           `json:"tcp_max_syn_backlog"`
-	Listener       string           `json:"listener"`
-	Backlog        int              `json:"backlog"`
-	Syns           []ch8Syn         `json:"syns"`
-	Client         string           `json:"client,omitempty"` // a real client, after the flood
-	Connected      string           `json:"connected"`        // its connect(): "0" or the errno
-	ClientSynRecv  int              `json:"client_syn_recv"`  // SYN_RECV requests once it connected
-	Read           string           `json:"read"`             // what the server read from it
-	Counters       map[string]int64 `json:"counters"`         // TcpExt rises over it all
-	ClientCounters map[string]int64 `json:"client_counters"`  // over the client's handshake
-	Packets        []lab.Segment    `json:"packets"`
+	Syncookies     string             `json:"tcp_syncookies"` // read back in the sandbox
+	MaxSynBacklog  string             `json:"tcp_max_syn_backlog"`
+	Listener       string             `json:"listener"`
+	Backlog        int                `json:"backlog"`
+	Syns           []ch8Syn           `json:"syns"`
+	Client         string             `json:"client,omitempty"` // a real client, after the flood
+	Connected      string             `json:"connected"`        // its connect(): "0" or the errno
+	ClientSynRecv  int                `json:"client_syn_recv"`  // SYN_RECV requests once it connected
+	Read           string             `json:"read"`             // what the server read from it
+	Counters       map[string]int64   `json:"counters"`         // TcpExt rises over it all
+	ClientCounters map[string]int64   `json:"client_counters"`  // over the client's handshake
+	Packets        []evidence.Segment `json:"packets"`
 }
 
 // --8<-- [start:cookie-child]
@@ -399,7 +400,7 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 		return seen, err
 	}
 
-	var segs []lab.Segment
+	var segs []evidence.Segment
 	for i := range ch8SynBacklog + 3 {
 		syn := ch8Syn{Port: ch8FloodPort + uint16(i)}
 		before, err := lab.TCPExt()
@@ -453,7 +454,7 @@ func ch8CookieClient(seen *ch8CookieSeen, l int, at netip.AddrPort) error {
 	defer unix.Close(client)
 	local, _ := sock.LocalAddr(client)
 	seen.Client = local.String()
-	var calls lab.Calls
+	var calls evidence.Calls
 	if err := ch7Write(&calls, "client", client, []byte("through")); err != nil {
 		return err
 	}
@@ -480,7 +481,7 @@ func ch8CookieClient(seen *ch8CookieSeen, l int, at netip.AddrPort) error {
 // ch8Answer reads the capture until it holds the listener's answer to a SYN from port, or
 // the counters show the SYN dropped, and returns the answer's flags ("" for none) and the
 // counters then. Segments read go to segs.
-func ch8Answer(c *lab.Capture, segs *[]lab.Segment, port uint16, before lab.Counters) (string, lab.Counters, error) {
+func ch8Answer(c *lab.Capture, segs *[]evidence.Segment, port uint16, before lab.Counters) (string, lab.Counters, error) {
 	deadline := time.Now().Add(lab.ReadWithin)
 	for range 1000 {
 		got, err := c.Read(8, 2*time.Millisecond)

@@ -6,6 +6,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -30,7 +31,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 			lab.Record(ch8EntryDefer, seen)
 			Expect(seen.Views).To(HaveLen(2))
 			early, late := seen.Views[0], seen.Views[1]
-			lab.Cite(lab.Figures{"defer_asked": ch8DeferSeconds, "defer_s": seen.Defer,
+			lab.Cite(evidence.Figures{"defer_asked": ch8DeferSeconds, "defer_s": seen.Defer,
 				"client_state": early.Client, "server_state": early.Server, "queue": early.Queue,
 				"accept": seen.Accept, "defer_drops": seen.Counters["TCPDeferAcceptDrop"],
 				"queue_after": late.Queue, "server_after": late.Server, "read": seen.Read})
@@ -59,7 +60,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 		It("drops, or with tcp_abort_on_overflow resets, deferred data meeting a full queue, over "+
 			fam.String(), Label("claim:queue.synrecv", fam.Name), func() {
 			lab.RequireFamily(fam)
-			figures := lab.Figures{}
+			figures := evidence.Figures{}
 			for _, abort := range []string{"0", "1"} {
 				seen := lab.RunInSandbox(ch8OverflowChild, lo, lab.SandboxOptions{
 					Sysctls: map[string]string{"net.ipv4.tcp_abort_on_overflow": abort}})
@@ -109,7 +110,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 		It("answers a SYN flood with cookies and keeps nothing, or drops it with 0, over "+
 			fam.String(), Label("claim:queue.syncookies", fam.Name), func() {
 			lab.RequireFamily(fam)
-			figures := lab.Figures{}
+			figures := evidence.Figures{}
 			for _, mode := range []string{"2", "1", "0"} {
 				seen := lab.RunInSandbox(ch8CookieChild, lo, lab.SandboxOptions{
 					Sysctls: map[string]string{"net.ipv4.tcp_syncookies": mode}})

@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -34,7 +35,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 			lab.Record(ch9EntryDualStack, seen)
 			Expect(seen.Clients).To(HaveLen(2), "clients: IPv4 and IPv6 to [::]")
 			l6, v4, v6 := seen.Wildcard6, seen.Clients[0], seen.Clients[1]
-			lab.Cite(lab.Figures{"bindv6only": seen.BindV6Only, "v6only": *l6.V6Only,
+			lab.Cite(evidence.Figures{"bindv6only": seen.BindV6Only, "v6only": *l6.V6Only,
 				"listener": l6.Addr, "client": v4.Tuple, "seen_as": v4.SeenAs, "server": v4.Server,
 				"greeting": v4.Greeting, "client6": v6.SeenAs, "accepted": l6.Accepted,
 				"beside": seen.Wildcard4.Asked, "beside_errno": seen.Wildcard4.Errno})
@@ -76,7 +77,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 			lab.Record(ch9EntryDualStack, seen)
 			Expect(seen.Clients).NotTo(BeEmpty())
 			l6, v4 := seen.Wildcard6, seen.Clients[0]
-			lab.Cite(lab.Figures{"strict_bindv6only": seen.BindV6Only, "strict_v6only": *l6.V6Only,
+			lab.Cite(evidence.Figures{"strict_bindv6only": seen.BindV6Only, "strict_v6only": *l6.V6Only,
 				"strict_errno": v4.Errno, "strict_beside": seen.Wildcard4.Addr})
 
 			// --8<-- [start:dualstack-bindv6only-proof]
@@ -98,7 +99,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 			l6, l4 := seen.Wildcard6, seen.Wildcard4
 			Expect(seen.Clients).To(HaveLen(3), "clients: IPv4 and IPv6 to [::], then IPv4")
 			before, v6, after := seen.Clients[0], seen.Clients[1], seen.Clients[2]
-			lab.Cite(lab.Figures{"bindv6only": seen.BindV6Only, "v6only": *l6.V6Only,
+			lab.Cite(evidence.Figures{"bindv6only": seen.BindV6Only, "v6only": *l6.V6Only,
 				"listener": l6.Addr, "refused": before.Errno, "listener4": l4.Addr,
 				"client6": v6.SeenAs, "seen_as": after.SeenAs, "server": after.Server,
 				"accepted6": l6.Accepted, "accepted4": l4.Accepted,

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -333,14 +334,14 @@ func (s ch10TriggerSeen) waits(match func(ch10Step) bool) int {
 	return n
 }
 
-func (s ch10TriggerSeen) figures() lab.Figures {
+func (s ch10TriggerSeen) figures() evidence.Figures {
 	var reported, unread []int
 	for _, st := range s.Steps {
 		if st.Do == "wait" {
 			reported, unread = append(reported, st.Reported), append(unread, st.Unread)
 		}
 	}
-	return lab.Figures{"registered": s.Registered, "reported": reported, "unread": unread,
+	return evidence.Figures{"registered": s.Registered, "reported": reported, "unread": unread,
 		"waits":          len(reported),
 		"reported_total": s.waits(func(st ch10Step) bool { return st.Reported > 0 }),
 		"unread_unreported": s.waits(func(st ch10Step) bool {
@@ -348,8 +349,8 @@ func (s ch10TriggerSeen) figures() lab.Figures {
 		})}
 }
 
-func (s ch10ScaleSeen) figures(held int) lab.Figures {
-	f := lab.Figures{"connections": s.Connections, "held": held, "descriptors": s.Descriptors,
+func (s ch10ScaleSeen) figures(held int) evidence.Figures {
+	f := evidence.Figures{"connections": s.Connections, "held": held, "descriptors": s.Descriptors,
 		"nofile": s.NoFile, "nofile_hard": s.NoFileHard, "build_ms": s.BuildMS, "ready": s.Ready,
 		"ready_fd": s.ReadyFD}
 	for _, r := range s.Rounds {
@@ -374,7 +375,7 @@ func (h ch10HerdSeen) totalReturned() int {
 	return n
 }
 
-func ch10HerdFigures(herd, exclusive ch10HerdSeen) lab.Figures {
+func ch10HerdFigures(herd, exclusive ch10HerdSeen) evidence.Figures {
 	per := func(h ch10HerdSeen) (woke, accepted []int) {
 		for _, w := range h.Waiters {
 			woke, accepted = append(woke, w.WokeUp), append(accepted, w.Accepted)
@@ -383,7 +384,7 @@ func ch10HerdFigures(herd, exclusive ch10HerdSeen) lab.Figures {
 	}
 	hw, ha := per(herd)
 	ew, ea := per(exclusive)
-	return lab.Figures{"waiters": len(herd.Waiters), "connections": herd.Connections,
+	return evidence.Figures{"waiters": len(herd.Waiters), "connections": herd.Connections,
 		"herd_woke": hw, "herd_accepted": ha, "herd_total": herd.WokeUp,
 		"herd_returned":  herd.totalReturned(),
 		"exclusive_woke": ew, "exclusive_accepted": ea, "exclusive_total": exclusive.WokeUp,

@@ -20,6 +20,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"portproof/internal/testkit"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -87,7 +88,7 @@ func TestSpecs(t *testing.T) {
 var _ = BeforeSuite(func() {
 	m, err := lab.ReadMachine()
 	Expect(err).NotTo(HaveOccurred(), "uname(2)")
-	lab.Record(lab.EntryMachine, m)
+	lab.Record(evidence.EntryMachine, m)
 })
 
 // ReportAfterSuite runs once, after every spec, with the whole suite's report: it holds

@@ -13,29 +13,13 @@ import (
 	"time"
 	"unsafe"
 
+	"portproof/specs/evidence"
+
 	"golang.org/x/sys/unix"
 )
 
-// Segment is one TCP segment that lo carried, as a packet capture shows it.
-type Segment struct {
-	Time  time.Time      `json:"time"`  // when lo received it: the kernel's timestamp (SO_TIMESTAMPNS)
-	Src   netip.AddrPort `json:"src"`   // the sender
-	Dst   netip.AddrPort `json:"dst"`   // the receiver
-	Flags string         `json:"flags"` // "SYN", "SYN,ACK", "ACK", "PSH,ACK", "FIN,ACK", "RST"...
-	// Seq is relative to the sender's initial sequence number, as tcpdump shows it, once the
-	// capture has seen that side's SYN (its SYN is 0, its first data byte 1); the raw number
-	// before. Ack likewise, relative to the receiver's ISN; 0 when the ACK flag is off.
-	Seq uint32 `json:"seq"`
-	Ack uint32 `json:"ack"`
-	Len int    `json:"len"` // payload bytes
-}
-
-func (s Segment) String() string {
-	return fmt.Sprintf("%s > %s %s seq=%d ack=%d len=%d", s.Src, s.Dst, s.Flags, s.Seq, s.Ack, s.Len)
-}
-
 // FlagsOf lists the segments' flags in order: ["SYN", "SYN,ACK", "ACK"] for a handshake.
-func FlagsOf(segs []Segment) []string {
+func FlagsOf(segs []evidence.Segment) []string {
 	flags := make([]string, len(segs))
 	for i, s := range segs {
 		flags[i] = s.Flags
@@ -197,11 +181,11 @@ func (c *Capture) setUpSandbox(ifindex int) error {
 // them or within has passed, whichever comes first: fewer than n is not an error, the proof
 // decides. The error is not nil when the kernel dropped packets meant for this socket (its
 // buffer was full): the picture is then incomplete.
-func (c *Capture) Read(n int, within time.Duration) ([]Segment, error) {
+func (c *Capture) Read(n int, within time.Duration) ([]evidence.Segment, error) {
 	deadline := time.Now().Add(within)
 	buf := make([]byte, captureSnap)
 	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))
-	var segs []Segment
+	var segs []evidence.Segment
 	for attempt := 0; len(segs) < n && attempt < 4*n+1000; attempt++ {
 		m, oobn, _, from, err := unix.Recvmsg(c.fd, buf, oob, 0)
 		if errors.Is(err, unix.EAGAIN) {
@@ -244,7 +228,7 @@ func (c *Capture) Read(n int, within time.Duration) ([]Segment, error) {
 // ReadAll reads at least want segments, or what came within ReadWithin, then whatever else
 // the capture holds at no wait: nothing unexpected, an RST say, hides behind the segments the
 // proof waited for.
-func (c *Capture) ReadAll(want int) ([]Segment, error) {
+func (c *Capture) ReadAll(want int) ([]evidence.Segment, error) {
 	segs, err := c.Read(want, ReadWithin)
 	if err != nil {
 		return segs, err
@@ -255,7 +239,7 @@ func (c *Capture) ReadAll(want int) ([]Segment, error) {
 
 func (c *Capture) Close() error { return os.NewSyscallError("close", unix.Close(c.fd)) }
 
-func (c *Capture) relative(s *Segment, seq, ack uint32) {
+func (c *Capture) relative(s *evidence.Segment, seq, ack uint32) {
 	if strings.Contains(s.Flags, "SYN") {
 		c.isn[[2]netip.AddrPort{s.Src, s.Dst}] = seq
 	}
@@ -311,7 +295,7 @@ func tcpPortFilter(port uint16) []unix.SockFilter {
 
 // parseSegment reads an IPv4 or IPv6 packet carrying TCP. Seg's Seq and Ack are left to the
 // caller, which gets the raw numbers.
-func parseSegment(b []byte) (seg Segment, seq, ack uint32, ok bool) {
+func parseSegment(b []byte) (seg evidence.Segment, seq, ack uint32, ok bool) {
 	var tcp []byte
 	var payload int
 	switch {

@@ -14,18 +14,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
 // handshakeSeen is a loopback connection's packets, captured in a sandbox child.
 type handshakeSeen struct {
 	Client, Listener netip.AddrPort
-	Other            uint16        // a second listener's port, connected to as well: outside the filter
-	BeforeAccept     []lab.Segment // captured between connect() and accept()
-	Queued           uint32        // the listener's accept queue then (TCP_INFO)
-	AfterWrite       []lab.Segment // after accept, once the client wrote "hello"
-	Acked            []lab.Segment // ReadAll(0) once the client's kernel had the ACK of it
-	Accepted         sock.Tuple    // the tuple of the socket accept() returned
+	Other            uint16             // a second listener's port, connected to as well: outside the filter
+	BeforeAccept     []evidence.Segment // captured between connect() and accept()
+	Queued           uint32             // the listener's accept queue then (TCP_INFO)
+	AfterWrite       []evidence.Segment // after accept, once the client wrote "hello"
+	Acked            []evidence.Segment // ReadAll(0) once the client's kernel had the ACK of it
+	Accepted         sock.Tuple         // the tuple of the socket accept() returned
 }
 
 var captureHandshake = lab.RegisterChild("test.capture", func(loopback string) (handshakeSeen, error) {
@@ -108,7 +109,7 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 				}
 			}
 			c, l := seen.Client, seen.Listener
-			want := []lab.Segment{
+			want := []evidence.Segment{
 				{Src: c, Dst: l, Flags: "SYN", Seq: 0, Ack: 0},
 				{Src: l, Dst: c, Flags: "SYN,ACK", Seq: 0, Ack: 1},
 				{Src: c, Dst: l, Flags: "ACK", Seq: 1, Ack: 1},
@@ -119,10 +120,10 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 			if seen.Queued != 1 {
 				t.Errorf("accept queue before accept(): %d, want the one connection", seen.Queued)
 			}
-			if err := sameSegments(seen.AfterWrite, []lab.Segment{{Src: c, Dst: l, Flags: "PSH,ACK", Seq: 1, Ack: 1, Len: 5}}); err != nil {
+			if err := sameSegments(seen.AfterWrite, []evidence.Segment{{Src: c, Dst: l, Flags: "PSH,ACK", Seq: 1, Ack: 1, Len: 5}}); err != nil {
 				t.Errorf("after write: %v", err)
 			}
-			if err := sameSegments(seen.Acked, []lab.Segment{{Src: l, Dst: c, Flags: "ACK", Seq: 1, Ack: 6}}); err != nil {
+			if err := sameSegments(seen.Acked, []evidence.Segment{{Src: l, Dst: c, Flags: "ACK", Seq: 1, Ack: 6}}); err != nil {
 				t.Errorf("ReadAll(0) after the ACK of the write: %v", err)
 			}
 			if seen.Accepted.Remote != c {
@@ -133,7 +134,7 @@ func TestCaptureSeesTheHandshakeBeforeAccept(t *testing.T) {
 }
 
 // sameSegments compares all but the times, which must not go backwards.
-func sameSegments(got, want []lab.Segment) error {
+func sameSegments(got, want []evidence.Segment) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("got %d segments %v, want %v", len(got), got, want)
 	}

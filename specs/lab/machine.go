@@ -11,12 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 )
-
-// EntryMachine names the report entry that says whose kernel answered: the suite records it
-// once, before any spec (specs_suite_test.go), and the chapters' "on your machine" sentences
-// and the proof page's table are written from it.
-const EntryMachine = "machine"
 
 // MachineSysctls are the host's settings the chapters quote, read from /proc/sys as the
 // suite starts. A spec that changes one does it in a sandbox of its own, so these stay the
@@ -34,28 +30,14 @@ var MachineSysctls = []string{
 	"fs.file-max",
 }
 
-// Machine is the kernel the proofs ran on, as it described itself.
-type Machine struct {
-	Kernel string `json:"kernel"` // uname(2) release: "6.18.44"
-	Arch   string `json:"arch"`   // uname(2) machine: "x86_64"
-	Date   string `json:"date"`   // the day of the run, local time: "2026-12-01"
-	CPUs   int    `json:"cpus"`   // the CPUs this process may run on
-	// Sysctls are MachineSysctls by name; "unknown" where this kernel has no such file.
-	Sysctls map[string]string `json:"sysctls"`
-	// NoFile is RLIMIT_NOFILE as a program started from this one gets it, "soft / hard". The Go
-	// runtime raised this process's own soft limit at start-up and gives the programs it starts
-	// the original back, so a shell tells the limit a reader's programs really begin with.
-	NoFile string `json:"nofile"`
-}
-
 // ReadMachine asks the kernel who it is: uname(2), the CPUs of sched_getaffinity(2), and
 // MachineSysctls from /proc/sys.
-func ReadMachine() (Machine, error) {
+func ReadMachine() (evidence.Machine, error) {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
-		return Machine{}, err
+		return evidence.Machine{}, err
 	}
-	m := Machine{
+	m := evidence.Machine{
 		Kernel:  unix.ByteSliceToString(u.Release[:]),
 		Arch:    unix.ByteSliceToString(u.Machine[:]),
 		Date:    time.Now().Format(time.DateOnly),

@@ -11,6 +11,7 @@ import (
 	"github.com/onsi/gomega"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 )
 
 // PortRangeSysctl is where the kernel keeps the ephemeral port range. Despite "ipv4" in
@@ -18,22 +19,8 @@ import (
 // the network namespace: the specs read it, never write it.
 const PortRangeSysctl = "net.ipv4.ip_local_port_range"
 
-// PortRange is the range the kernel picks a source port from when connect(2) runs on an
-// unbound socket, and a port for bind(2) to port 0.
-type PortRange struct {
-	Low    uint16 `json:"low"`
-	High   uint16 `json:"high"`
-	Size   int    `json:"size"`   // High-Low+1: 28,232 with the default 32768-60999
-	Sysctl string `json:"sysctl"` // where it was read: net.ipv4.ip_local_port_range
-}
-
-// Contains tells whether p is inside the range, both ends included.
-func (r PortRange) Contains(p uint16) bool { return r.Low <= p && p <= r.High }
-
-func (r PortRange) String() string { return fmt.Sprintf("%d-%d (%d ports)", r.Low, r.High, r.Size) }
-
 // LocalPortRange is ReadPortRange for a spec, which fails if the range cannot be read.
-func LocalPortRange() PortRange {
+func LocalPortRange() evidence.PortRange {
 	ginkgo.GinkgoHelper()
 	r, err := ReadPortRange()
 	gomega.Expect(err).NotTo(gomega.HaveOccurred(), "read %s", PortRangeSysctl)
@@ -43,23 +30,23 @@ func LocalPortRange() PortRange {
 // ReadPortRange reads net.ipv4.ip_local_port_range with sock.Sysctl, in the namespace of the
 // calling thread (a sandbox child's own): two numbers, the lowest and the highest port, as
 // the kernel writes them back ("40000\t40009").
-func ReadPortRange() (PortRange, error) {
+func ReadPortRange() (evidence.PortRange, error) {
 	v, err := sock.Sysctl(PortRangeSysctl)
 	if err != nil {
-		return PortRange{}, err
+		return evidence.PortRange{}, err
 	}
 	return parsePortRange(v)
 }
 
-func parsePortRange(v string) (PortRange, error) {
+func parsePortRange(v string) (evidence.PortRange, error) {
 	f := strings.Fields(v)
 	if len(f) != 2 {
-		return PortRange{}, fmt.Errorf("%s = %q: want two numbers", PortRangeSysctl, v)
+		return evidence.PortRange{}, fmt.Errorf("%s = %q: want two numbers", PortRangeSysctl, v)
 	}
 	lo, err1 := strconv.ParseUint(f[0], 10, 16)
 	hi, err2 := strconv.ParseUint(f[1], 10, 16)
 	if err1 != nil || err2 != nil || lo > hi {
-		return PortRange{}, fmt.Errorf("%s = %q: not a range", PortRangeSysctl, v)
+		return evidence.PortRange{}, fmt.Errorf("%s = %q: not a range", PortRangeSysctl, v)
 	}
-	return PortRange{Low: uint16(lo), High: uint16(hi), Size: int(hi-lo) + 1, Sysctl: PortRangeSysctl}, nil
+	return evidence.PortRange{Low: uint16(lo), High: uint16(hi), Size: int(hi-lo) + 1, Sysctl: PortRangeSysctl}, nil
 }

@@ -84,7 +84,7 @@ func (e *ChildError) Unwrap() error {
 // argument and R its result; both cross the process boundary as JSON.
 type Child[A, R any] struct{ name string }
 
-// RegisterChild registers fn under name, for InSandbox and Child.Run. Call it in a
+// RegisterChild registers fn under name, for InSandbox and Child.Run. evidence.Call it in a
 // package-level var, so that the re-executed test binary has registered fn too by the time
 // TestMain calls RunChildIfAsked:
 //

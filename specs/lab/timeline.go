@@ -10,28 +10,13 @@ import (
 
 	"portproof/internal/procfs"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 )
 
 // A proof about a connection's end tells a story in time: the calls each side made, the
-// segments lo carried, the states the kernel reported. Call and StateSeen are the calls and
+// segments lo carried, the states the kernel reported. evidence.Call and evidence.StateSeen are the calls and
 // the states, stamped with the wall clock, the clock of a Capture's segments (SO_TIMESTAMPNS
 // is CLOCK_REALTIME), so that the three can be put on one timeline.
-
-// Call is one system call a proof made.
-type Call struct {
-	Who    string    `json:"who"`    // "client", "server": whose socket
-	Call   string    `json:"call"`   // "shutdown(SHUT_WR)", "close", "read"
-	At     time.Time `json:"at"`     // just before the call was made
-	Result string    `json:"result"` // ResultOf: "0", "5 bytes", "EOF", "ECONNRESET"
-}
-
-// Calls is a proof's calls, in the order made.
-type Calls []Call
-
-// Add appends a call made at at, with what it returned.
-func (cs *Calls) Add(who, call string, at time.Time, result string) {
-	*cs = append(*cs, Call{Who: who, Call: call, At: at, Result: result})
-}
 
 // ResultOf says what a call returned: the errno's name when it failed, "EOF" for a read of
 // 0 bytes, "<n> bytes" for a read or write that moved some, "0" for a call that returns
@@ -48,24 +33,11 @@ func ResultOf(n int, err error) string {
 	return "0"
 }
 
-// StateSeen is a TCP state the kernel reported for one end of a connection.
-type StateSeen struct {
-	Who   string    `json:"who"`
-	State string    `json:"state"` // as ss(8) spells it: "FIN_WAIT2", "TIME_WAIT"
-	At    time.Time `json:"at"`    // when it was read
-	// From is where the kernel said it: "TCP_INFO" (getsockopt on the end's descriptor) or
-	// "/proc/net/tcp" (the kernel's table, for an end that no descriptor reaches).
-	From string `json:"from"`
-	// TimerLeftMS is, from /proc/net/tcp, the time left on the end's pending timer (the
-	// TIME_WAIT's, a FIN_WAIT2 orphan's, a SYN-ACK's), in ms; 0 when none is pending.
-	TimerLeftMS float64 `json:"timer_left_ms,omitempty"`
-}
-
 // StateOf reads the state of the end with descriptor fd from TCP_INFO.
-func StateOf(who string, fd int) (StateSeen, error) {
+func StateOf(who string, fd int) (evidence.StateSeen, error) {
 	at := time.Now()
 	st, err := sock.TCPState(fd)
-	return StateSeen{Who: who, State: st, At: at, From: "TCP_INFO"}, err
+	return evidence.StateSeen{Who: who, State: st, At: at, From: "TCP_INFO"}, err
 }
 
 // ErrNoRow is TableStateOf's error when the kernel's table holds no socket for the end:
@@ -75,16 +47,16 @@ var ErrNoRow = errors.New("no such socket in /proc/net/tcp")
 // TableStateOf reads the state of the end local -> remote from the kernel's table of the
 // calling thread's network namespace (/proc/thread-self/net/tcp, or tcp6), with its timer.
 // It returns ErrNoRow when there is none.
-func TableStateOf(who string, local, remote netip.AddrPort) (StateSeen, error) {
+func TableStateOf(who string, local, remote netip.AddrPort) (evidence.StateSeen, error) {
 	rows, err := TableRowsOf(local, remote)
 	if err != nil {
-		return StateSeen{}, err
+		return evidence.StateSeen{}, err
 	}
 	if len(rows) == 0 {
-		return StateSeen{Who: who, At: time.Now(), From: "/proc/net/tcp"}, ErrNoRow
+		return evidence.StateSeen{Who: who, At: time.Now(), From: "/proc/net/tcp"}, ErrNoRow
 	}
 	r := rows[0]
-	s := StateSeen{Who: who, State: procfs.TCPStateName(r.State), At: time.Now(), From: "/proc/net/tcp"}
+	s := evidence.StateSeen{Who: who, State: procfs.TCPStateName(r.State), At: time.Now(), From: "/proc/net/tcp"}
 	if r.Timer != procfs.TimerNone {
 		s.TimerLeftMS = float64(r.When.Microseconds()) / 1e3
 	}
@@ -107,7 +79,7 @@ func TableRowsOf(local, remote netip.AddrPort) ([]procfs.TCPTimed, error) {
 // AwaitState reads the end's state with read until it is want, at most within, and returns
 // the last reading: the caller judges it. On loopback a segment crosses in microseconds, but
 // the state it brings is set in softirq, after the call that sent it may have returned.
-func AwaitState(read func() (StateSeen, error), want string, within time.Duration) (StateSeen, error) {
+func AwaitState(read func() (evidence.StateSeen, error), want string, within time.Duration) (evidence.StateSeen, error) {
 	deadline := time.Now().Add(within)
 	for attempt := 0; ; attempt++ {
 		s, err := read()

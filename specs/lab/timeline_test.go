@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -25,10 +26,10 @@ func TestResultOf(t *testing.T) {
 			t.Errorf("ResultOf(%d, %v) = %q, want %q", tc.n, tc.err, got, tc.want)
 		}
 	}
-	var cs lab.Calls
+	var cs evidence.Calls
 	cs.Add("client", "close", time.Now(), "0")
 	if len(cs) != 1 || cs[0].Who != "client" {
-		t.Errorf("Calls.Add: %+v", cs)
+		t.Errorf("evidence.Calls.Add: %+v", cs)
 	}
 }
 
@@ -76,7 +77,7 @@ func TestTableStateOf(t *testing.T) {
 	if _, err := lab.TableStateOf("nobody", client, netip.MustParseAddrPort("127.0.0.1:1")); !errors.Is(err, lab.ErrNoRow) {
 		t.Errorf("a connection that never was: %v, want ErrNoRow", err)
 	}
-	got, err := lab.AwaitState(func() (lab.StateSeen, error) { return lab.StateOf("client", c) }, "ESTABLISHED", time.Second)
+	got, err := lab.AwaitState(func() (evidence.StateSeen, error) { return lab.StateOf("client", c) }, "ESTABLISHED", time.Second)
 	if err != nil || got.State != "ESTABLISHED" {
 		t.Errorf("AwaitState: %+v, %v", got, err)
 	}

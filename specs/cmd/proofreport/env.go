@@ -2,23 +2,13 @@ package main
 
 import (
 	"fmt"
+
+	"portproof/specs/evidence"
 )
 
 // setting is one line of the page's table of what the proofs ran on.
 type setting struct {
 	Name, Value, Note string
-}
-
-// machine is the suite's "machine" entry (lab.Machine): the kernel as it described itself
-// when the proofs began, so that the page says what the proofs ran on, not what the machine
-// that generates the page looks like later.
-type machine struct {
-	Kernel  string            `json:"kernel"`
-	Arch    string            `json:"arch"`
-	Date    string            `json:"date"`
-	CPUs    int               `json:"cpus"`
-	Sysctls map[string]string `json:"sysctls"`
-	NoFile  string            `json:"nofile"`
 }
 
 // settingNotes say what each setting of the machine entry governs, in the order shown.
@@ -35,22 +25,24 @@ var settingNotes = []struct{ name, note string }{
 	{"fs.file-max", "descriptors for the whole system"},
 }
 
-// machineOf finds the machine entry the suite recorded before its first spec.
-func machineOf(r suiteReport) (machine, error) {
+// machineOf finds the suite's "machine" entry, recorded before its first spec: the kernel as
+// it described itself when the proofs began, so that the page says what the proofs ran on,
+// not what the machine that generates the page looks like later.
+func machineOf(r suiteReport) (evidence.Machine, error) {
 	for _, s := range r.SpecReports {
-		if es := s.entries("machine"); len(es) > 0 {
-			var m machine
+		if es := s.entries(evidence.EntryMachine); len(es) > 0 {
+			var m evidence.Machine
 			if err := es[0].decode(&m); err != nil {
-				return machine{}, fmt.Errorf("the report's machine entry: %w", err)
+				return evidence.Machine{}, fmt.Errorf("the report's machine entry: %w", err)
 			}
 			return m, nil
 		}
 	}
-	return machine{}, fmt.Errorf("the report has no machine entry: it was written by an older suite (run go test ./specs/ again)")
+	return evidence.Machine{}, fmt.Errorf("the report has no machine entry: it was written by an older suite (run go test ./specs/ again)")
 }
 
 // settings is the page's table: the kernel, then each setting with what it governs.
-func (m machine) settings() []setting {
+func settings(m evidence.Machine) []setting {
 	env := []setting{{"kernel (uname -r)", m.Kernel, fmt.Sprintf("%s, %d CPUs, proofs run on %s", m.Arch, m.CPUs, m.Date)}}
 	for _, s := range settingNotes {
 		v, ok := m.Sysctls[s.name]

@@ -49,7 +49,7 @@ func run(reportPath, out, img string) (string, error) {
 			return "", err
 		}
 	}
-	page := writePage(r, ps, unknown, m.settings(), img, missing)
+	page := writePage(r, ps, unknown, settings(m), img, missing)
 	if err := os.WriteFile(out, page, 0o644); err != nil {
 		return "", err
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"slices"
+
+	"portproof/specs/evidence"
 )
 
 // pictures draws every picture the chapters show, from the proofs' evidence. Each is always
@@ -17,8 +19,8 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 	}
 
 	// The 5-tuple: tuple.identity's connections, IPv4 first (the shorter addresses).
-	if b, err := fromSpecs(byID["tuple.identity"], "tuples", func(e reportEntry) ([]byte, error) {
-		var conns []tupleSeen
+	if b, err := fromSpecs(byID["tuple.identity"], evidence.EntryTuples, func(e reportEntry) ([]byte, error) {
+		var conns []evidence.TupleSeen
 		if err := e.decode(&conns); err != nil {
 			return nil, err
 		}
@@ -124,21 +126,15 @@ func fromSpecs(p proof, name string, draw func(reportEntry) ([]byte, error)) ([]
 	return nil, err
 }
 
-type portRange struct {
-	Low  int `json:"low"`
-	High int `json:"high"`
-	Size int `json:"size"`
-}
-
 // hostRange is ip_local_port_range as port.ephemeral read it, or else as the suite's machine
 // entry recorded it when the run began.
-func hostRange(r suiteReport) (low, high int) {
+func hostRange(r suiteReport) (low, high uint16) {
 	for _, s := range r.SpecReports {
 		if !slices.Contains(s.claimIDs(), "port.ephemeral") {
 			continue
 		}
-		for _, e := range s.entries("port_range") {
-			var pr portRange
+		for _, e := range s.entries(evidence.EntryPortRange) {
+			var pr evidence.PortRange
 			if e.decode(&pr) == nil && pr.High > 0 {
 				return pr.Low, pr.High
 			}

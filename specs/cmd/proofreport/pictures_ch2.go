@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 2's picture: one listener and the sockets accept() returned, all on its port, each
@@ -18,7 +20,7 @@ const onePortAlt = "One listener and the sockets accept() returned: every one on
 func onePortPicture(p proof, pics map[string][]byte, missing notes) {
 	const name = "port-same.svg"
 	b, err := onePortFromSpecs(p, func(s specReport) ([]byte, error) {
-		var conns []tupleSeen
+		var conns []evidence.TupleSeen
 		if err := onePortEntry(s, "tuples", &conns); err != nil {
 			return nil, err
 		}
@@ -94,7 +96,7 @@ const onePortMaxRows = 16
 
 // onePortSVG draws the listener above its accepted sockets: for each, the descriptor
 // accept4 returned, its local end (getsockname), its state and its peer (getpeername).
-func onePortSVG(conns []tupleSeen, server onePortServer) ([]byte, error) {
+func onePortSVG(conns []evidence.TupleSeen, server onePortServer) ([]byte, error) {
 	if len(conns) == 0 {
 		return nil, fmt.Errorf("no connections")
 	}

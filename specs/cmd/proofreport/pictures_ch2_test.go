@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"portproof/specs/evidence"
 )
 
 // portSameSpec is a passed port.same spec over family with n connections to port 7000, its
@@ -14,7 +16,7 @@ import (
 func portSameSpec(t *testing.T, family string, n int, withFDs bool) specReport {
 	t.Helper()
 	addr := map[string]string{"ipv4": "127.0.0.1", "ipv6": "[::1]"}[family]
-	var conns []tupleSeen
+	var conns []evidence.TupleSeen
 	type sk struct {
 		Conn  string `json:"conn,omitempty"`
 		FD    int    `json:"fd"`
@@ -28,7 +30,7 @@ func portSameSpec(t *testing.T, family string, n int, withFDs bool) specReport {
 	for i := range n {
 		conn := fmt.Sprintf("connection %d", i+1)
 		client := fmt.Sprintf("%s:%d", addr, 40000+2*i)
-		conns = append(conns, tupleSeen{Conn: conn,
+		conns = append(conns, evidence.TupleSeen{Conn: conn,
 			Client: "tcp " + client + " -> " + addr + ":7000",
 			Server: "tcp " + addr + ":7000 -> " + client})
 		server.Accepted = append(server.Accepted, sk{Conn: conn, FD: 9 + 2*i, State: "ESTABLISHED"})

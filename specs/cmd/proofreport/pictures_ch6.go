@@ -10,7 +10,7 @@ import (
 // ch6Traffic; passive.spawns-active's descriptors_spawned and socket_kinds), and an
 // SO_REUSEPORT group with the kernel's spread (passive.shared-port's reuseport_spread and
 // reuseport_repeat). The types mirror the specs' own, of the same names, by their JSON
-// names; ch6Refusal and ch6Traffic read the parts of lab.ErrnoSeen and lab.TrafficSeen
+// names; ch6Refusal and ch6Traffic read the parts of evidence.ErrnoSeen and evidence.TrafficSeen
 // the picture shows. The server page's picture (pictures_server.go) reads the same sockets
 // and descriptors with ch6SocketSeen and ch6Spawned.
 

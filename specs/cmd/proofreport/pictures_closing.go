@@ -10,7 +10,7 @@ import (
 // Chapter 7's picture, drawn from the evidence ch07_closing_test.go records under
 // "close_timewait" (a ch7TimeWaitSeen): one connection closed by its server first, every call,
 // segment and state on one clock, then a second one closed with SO_LINGER {1, 0}. The types
-// mirror lab.Call, lab.StateSeen and lab.Segment by their JSON names.
+// mirror evidence.Call, evidence.StateSeen and evidence.Segment by their JSON names.
 
 type closeCall struct {
 	Who    string    `json:"who"`

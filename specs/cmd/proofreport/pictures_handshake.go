@@ -17,7 +17,7 @@ import (
 // child took with time.Now: both read CLOCK_REALTIME, so one axis holds them all without
 // any alignment, in µs after the client's SYN.
 
-// segment is one captured TCP segment: lab.Segment (an absolute time), or a chapter's
+// segment is one captured TCP segment: evidence.Segment (an absolute time), or a chapter's
 // timeline packet (at_us, µs after the connection's SYN, and from: "client" or "server").
 type segment struct {
 	Time  time.Time `json:"time"`

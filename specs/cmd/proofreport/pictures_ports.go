@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 3's pictures, one per proof, drawn from the evidence ch03_limits_test.go records:
@@ -32,9 +34,9 @@ type portBatch struct {
 // read back, the batches in the order they ran, and (limit.per-destination only) the
 // kernel's default range.
 type portEvidence struct {
-	Narrow  portRange
+	Narrow  evidence.PortRange
 	Batches []portBatch
-	Default *portRange
+	Default *evidence.PortRange
 }
 
 // portPictures draws port-space.svg and port-multiply.svg into pics, and says in missing
@@ -42,7 +44,7 @@ type portEvidence struct {
 func portPictures(r suiteReport, byID map[string]proof, pics map[string][]byte, missing notes) {
 	low, high := hostRange(r)
 	one, ok := portEvidenceOf(byID["limit.per-destination"])
-	pics["port-space.svg"] = portSpacePicture(low, high, one)
+	pics["port-space.svg"] = portSpacePicture(int(low), int(high), one)
 	if !ok {
 		missing["port-space.svg"] = "limit.per-destination recorded no ports toward its " +
 			"destination in this run: the picture shows the range alone."
@@ -85,7 +87,7 @@ func portEvidenceOf(p proof) (portEvidence, bool) {
 		if len(ev.Batches) == 0 {
 			continue
 		}
-		for _, e := range s.entries("port_range") {
+		for _, e := range s.entries(evidence.EntryPortRange) {
 			if e.decode(&ev.Narrow) == nil && ev.Narrow.Size > 0 {
 				break
 			}
@@ -97,7 +99,7 @@ func portEvidenceOf(p proof) (portEvidence, bool) {
 		}
 		for _, e := range s.entries("port_range_default") {
 			var d struct {
-				KernelDefault portRange `json:"kernel_default"`
+				KernelDefault evidence.PortRange `json:"kernel_default"`
 			}
 			if e.decode(&d) == nil && d.KernelDefault.Size > 0 {
 				ev.Default = &d.KernelDefault
@@ -146,7 +148,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 		b = &ev.Batches[0]
 	}
 	h := 170
-	if ev.Default != nil && (ev.Default.Low != low || ev.Default.High != high) {
+	if ev.Default != nil && (int(ev.Default.Low) != low || int(ev.Default.High) != high) {
 		h += 22
 	}
 	slots := ev.Narrow.Size > 0 && ev.Narrow.High > 0 && ev.Narrow.Size <= 24
@@ -170,7 +172,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 	s.text(430, 140, "middle", "", fmt.Sprintf("ip_local_port_range on this machine: %d source ports per "+
 		"(source address, destination address, destination port), not 65,536", high-low+1))
 	y := 140
-	if ev.Default != nil && (ev.Default.Low != low || ev.Default.High != high) {
+	if ev.Default != nil && (int(ev.Default.Low) != low || int(ev.Default.High) != high) {
 		y += 22
 		s.text(430, y, "middle", `font-size="13" fill="#555555"`, fmt.Sprintf(
 			"a new network namespace starts with %d-%d, %d ports", ev.Default.Low, ev.Default.High, ev.Default.Size))
@@ -214,7 +216,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 	const gap = 6
 	slot := min(60, (width-110-gap*n)/n)
 	for i := range n {
-		p := ev.Narrow.Low + i
+		p := int(ev.Narrow.Low) + i
 		x := x0 + i*(slot+gap)
 		k, spent := order[uint16(p)]
 		style := colMuted
@@ -242,7 +244,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 	s.text(x0, y, "start", `font-size="14"`, caption)
 	if run, want := sameParityRun(b.Ports, ev.Narrow.Low), parityCount(b.Ports, ev.Narrow.Low); run > 1 && run == want {
 		s.text(x0, y+22, "start", `font-size="14"`, fmt.Sprintf("the first %d were %s, like %d, the range's low end; "+
-			"the other parity came after", run, parityName(ev.Narrow.Low), ev.Narrow.Low))
+			"the other parity came after", run, evidence.ParityName(ev.Narrow.Low), ev.Narrow.Low))
 	}
 	return s.bytes()
 }
@@ -336,24 +338,17 @@ func samePorts(bs []portBatch) int {
 	return n
 }
 
-func rangeText(r portRange) string {
+func rangeText(r evidence.PortRange) string {
 	if r.High == 0 {
 		return fmt.Sprintf("%d ports", r.Size)
 	}
-	return fmt.Sprintf("%d-%d (%d ports)", r.Low, r.High, r.Size)
-}
-
-func parityName(p int) string {
-	if p%2 == 0 {
-		return "even"
-	}
-	return "odd"
+	return r.String()
 }
 
 // sameParityRun counts the ports at the start of ports with the parity of like.
-func sameParityRun(ports []uint16, like int) int {
+func sameParityRun(ports []uint16, like uint16) int {
 	for i, p := range ports {
-		if int(p)%2 != like%2 {
+		if p%2 != like%2 {
 			return i
 		}
 	}
@@ -361,10 +356,10 @@ func sameParityRun(ports []uint16, like int) int {
 }
 
 // parityCount counts the ports with the parity of like.
-func parityCount(ports []uint16, like int) int {
+func parityCount(ports []uint16, like uint16) int {
 	n := 0
 	for _, p := range ports {
-		if int(p)%2 == like%2 {
+		if p%2 == like%2 {
 			n++
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"math"
 	"net/netip"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
 // The server page's picture (chapters/server.md): the four steps a server makes, and what the
@@ -20,7 +22,7 @@ type serverSteps struct {
 	Queued     int                      // the listener's accept queue while nothing was accepted
 	Queue      *backlogQueue            // backlog.queue's listener
 	Spawned    *ch6Spawned              // passive.spawns-active's descriptors
-	Tuples     []tupleSeen              // and the 4-tuple of each connection it accepted
+	Tuples     []evidence.TupleSeen     // and the 4-tuple of each connection it accepted
 	SynCookies string                   // net.ipv4.tcp_syncookies, from the machine entry
 }
 
@@ -251,7 +253,7 @@ func serverLens(lens []uint32) string {
 
 // serverListenerOf is the listener's address and port, the local end of the first accepted
 // connection's tuple, or "" when there is none.
-func serverListenerOf(tuples []tupleSeen) string {
+func serverListenerOf(tuples []evidence.TupleSeen) string {
 	for _, t := range tuples {
 		if _, l, _, err := tupleOf(t.Server); err == nil {
 			return l.String()

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
 // The pictures are SVG written by hand: plain shapes and text in the reader's own sans-serif
@@ -104,7 +106,7 @@ func tupleOf(t string) (proto string, local, remote netip.AddrPort, err error) {
 
 // tuplePicture draws two connections' 5-tuples side by side, as the client's kernel reports
 // them, and marks the elements that differ.
-func tuplePicture(conns []tupleSeen) ([]byte, error) {
+func tuplePicture(conns []evidence.TupleSeen) ([]byte, error) {
 	if len(conns) < 2 {
 		return nil, fmt.Errorf("want two connections, have %d", len(conns))
 	}
@@ -149,11 +151,4 @@ func tuplePicture(conns []tupleSeen) ([]byte, error) {
 	}
 	s.text(430, 222, "middle", "", caption)
 	return s.bytes(), nil
-}
-
-// tupleSeen mirrors lab.TupleSeen.
-type tupleSeen struct {
-	Conn   string `json:"conn"`
-	Client string `json:"client"`
-	Server string `json:"server"`
 }
