@@ -230,7 +230,7 @@ func emit(cfg *config, rep *report) error {
 	rep.summarize(cfg)
 	rep.summarizeRedis(cfg)
 	fmt.Println()
-	fmt.Print(rep.text(cfg))
+	fmt.Print(rep.write(cfg, plain))
 	if cfg.jsonOut != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {

@@ -136,25 +136,20 @@ func (r *report) redisLine() string {
 		srv, io, c.Redis.Benchmark, c.Warmup, c.Duration, c.Rounds)
 }
 
-func (r *report) redisText(cfg *config) string {
+// redisReport is the Redis-protocol servers' report in format f; on the page it says again
+// which machine ran it, as its section stands apart from the echo servers'.
+func (r *report) redisReport(cfg *config, f format) string {
 	var b strings.Builder
 	head, mixRows, testRows := r.redisRows(cfg)
-	fmt.Fprintf(&b, "%s\n\n", r.redisLine())
-	b.WriteString(textTable(redisMixHead, mixRows))
-	b.WriteString(textTable(head, testRows))
-	b.WriteString(goalsText(r.RedisGoals))
-	return b.String()
-}
-
-func (r *report) redisMarkdown(cfg *config) string {
-	var b strings.Builder
-	head, mixRows, testRows := r.redisRows(cfg)
-	fmt.Fprintf(&b, "*%s*\n\n*%s*\n\n", r.machineLine(), r.redisLine())
-	fmt.Fprintf(&b, "`redis-benchmark -t %s`, the four tests together (as many requests of each):\n\n", mix)
-	b.WriteString(markdownTable(redisMixHead, mixRows))
-	b.WriteString("Each test:\n\n")
-	b.WriteString(markdownTable(head, testRows))
-	b.WriteString(goalsMarkdown(r.RedisGoals))
+	if f.markdown {
+		b.WriteString(f.note(r.machineLine()))
+	}
+	b.WriteString(f.note(r.redisLine()))
+	b.WriteString(f.caption(fmt.Sprintf("`redis-benchmark -t %s`, the four tests together (as many requests of each):", mix)))
+	b.WriteString(f.table(redisMixHead, mixRows))
+	b.WriteString(f.caption("Each test:"))
+	b.WriteString(f.table(head, testRows))
+	b.WriteString(f.goals(r.RedisGoals))
 	return b.String()
 }
 
@@ -164,5 +159,5 @@ const (
 )
 
 func (r *report) writeRedisPage(cfg *config) error {
-	return page.ReplaceSection(cfg.page, redisStart, redisEnd, r.redisMarkdown(cfg))
+	return page.ReplaceSection(cfg.page, redisStart, redisEnd, r.redisReport(cfg, markdown))
 }

@@ -397,20 +397,54 @@ var (
 	idleHead  = []string{"server", "connections held", "RSS KiB/conn", "× Go net", "× gnet", "descriptors/conn", "server CPU µs/conn"}
 )
 
-func (r *report) text(cfg *config) string {
+// format is how a report is written down: plain text for the terminal, or Markdown for the
+// page. Both are made from the same rows, so the two cannot tell different figures.
+type format struct {
+	markdown bool                                        // for chapters/performance.md
+	table    func(head []string, rows [][]string) string // textTable or markdownTable
+	goals    func([]goal) string                         // goalsText or goalsMarkdown
+}
+
+var (
+	plain    = format{table: textTable, goals: goalsText}
+	markdown = format{markdown: true, table: markdownTable, goals: goalsMarkdown}
+)
+
+// note is a sentence about how the figures were made: in italics on the page.
+func (f format) note(s string) string {
+	if f.markdown {
+		return "*" + s + "*\n\n"
+	}
+	return s + "\n\n"
+}
+
+// caption introduces the table that follows it.
+func (f format) caption(s string) string {
+	if f.markdown {
+		return s + "\n\n"
+	}
+	return s + "\n"
+}
+
+// write is the echo servers' report in format f, and on the terminal the Redis-protocol
+// servers' after it (the page has a section for each).
+func (r *report) write(cfg *config, f format) string {
 	var b strings.Builder
 	timed, idle := r.rows(cfg)
-	fmt.Fprintf(&b, "%s\n\n", r.machineLine())
+	b.WriteString(f.note(r.machineLine()))
 	if len(timed) > 0 {
-		b.WriteString(textTable(timedHead, timed))
+		b.WriteString(f.table(timedHead, timed))
 	}
 	if len(idle) > 0 {
-		fmt.Fprintf(&b, "idle: %s connections\n", num(float64(cfg.idleConns), 0))
-		b.WriteString(textTable(idleHead, idle))
+		b.WriteString(f.caption(fmt.Sprintf("Idle, %s connections asked for:", num(float64(cfg.idleConns), 0))))
+		b.WriteString(f.table(idleHead, idle))
 	}
-	b.WriteString(goalsText(r.Goals))
-	if len(cfg.redisScenarios) > 0 {
-		b.WriteString("\n" + r.redisText(cfg))
+	if f.markdown && cfg.svg != "" {
+		fmt.Fprintf(&b, "![Server CPU per operation and throughput relative to Go net, and RSS per idle connection](%s)\n\n", r.svgLink(cfg))
+	}
+	b.WriteString(f.goals(r.Goals))
+	if !f.markdown && len(cfg.redisScenarios) > 0 {
+		b.WriteString("\n" + r.redisReport(cfg, f))
 	}
 	return b.String()
 }
@@ -466,24 +500,6 @@ func markdownTable(head []string, rows [][]string) string {
 	return b.String()
 }
 
-func (r *report) markdown(cfg *config) string {
-	var b strings.Builder
-	timed, idle := r.rows(cfg)
-	fmt.Fprintf(&b, "*%s*\n\n", r.machineLine())
-	if len(timed) > 0 {
-		b.WriteString(markdownTable(timedHead, timed))
-	}
-	if len(idle) > 0 {
-		fmt.Fprintf(&b, "Idle, %s connections asked for:\n\n", num(float64(cfg.idleConns), 0))
-		b.WriteString(markdownTable(idleHead, idle))
-	}
-	if cfg.svg != "" {
-		fmt.Fprintf(&b, "![Server CPU per operation and throughput relative to Go net, and RSS per idle connection](%s)\n\n", r.svgLink(cfg))
-	}
-	b.WriteString(goalsMarkdown(r.Goals))
-	return b.String()
-}
-
 // svgLink is the chart's path relative to the page.
 func (r *report) svgLink(cfg *config) string {
 	rel, err := relPath(cfg.page, cfg.svg)
@@ -502,7 +518,7 @@ const (
 // servers', the Redis-protocol servers'), keeping the prose around them.
 func (r *report) writePage(cfg *config) error {
 	if len(cfg.scenarios) > 0 {
-		if err := page.ReplaceSection(cfg.page, benchStart, benchEnd, r.markdown(cfg)); err != nil {
+		if err := page.ReplaceSection(cfg.page, benchStart, benchEnd, r.write(cfg, markdown)); err != nil {
 			return err
 		}
 	}
