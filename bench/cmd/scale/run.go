@@ -285,21 +285,20 @@ func readNetstat() map[string]int64 {
 func (pr *progress) follow(i int, p *proc) {
 	for p.out.Scan() {
 		f := strings.Fields(p.out.Text())
+		n := make([]int64, len(f)) // the figures after the line's first word
+		for j := 1; j < len(f); j++ {
+			n[j], _ = strconv.ParseInt(f[j], 10, 64)
+		}
 		switch {
 		case len(f) == 2 && f[0] == "progress":
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			pr.counts[i].Store(v)
+			pr.counts[i].Store(n[1])
 		case len(f) == 3 && f[0] == "done":
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			fl, _ := strconv.ParseInt(f[2], 10, 64)
-			pr.counts[i].Store(v)
-			pr.failures[i].Store(fl)
+			pr.counts[i].Store(n[1])
+			pr.failures[i].Store(n[2])
 			pr.done <- nil
 		case len(f) == 3 && f[0] == "echoed":
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			fl, _ := strconv.ParseInt(f[2], 10, 64)
-			pr.echoed[i].Store(v)
-			pr.echoFailed[i].Store(fl)
+			pr.echoed[i].Store(n[1])
+			pr.echoFailed[i].Store(n[2])
 			pr.echoes <- nil
 		default:
 			fmt.Fprintf(os.Stderr, "  client %d: %s\n", i+1, p.out.Text())
