@@ -42,18 +42,17 @@ func accept4(listener, flags int) (int, netip.AddrPort, unix.Errno) {
 // no thread to wake to take it back. The error is the bare errno, unwrapped, because the hot
 // path's commonest answer is EAGAIN ("nothing now, wait for epoll"), and wrapping it would
 // allocate on every one; callers compare with ==.
-func Read(fd int, p []byte) (int, error) {
-	buf := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), buf, uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
+func Read(fd int, p []byte) (int, error) { return rawIO(unix.SYS_READ, fd, p) }
 
-func Write(fd int, p []byte) (int, error) {
-	buf := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), buf, uintptr(len(p)))
+func Write(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
+
+// rawIO is read(2) or write(2), by trap. p's address becomes a uintptr inside the call's own
+// argument list: only there does the compiler keep p alive and in place for the length of a
+// call to an assembly function (unsafe.Pointer's rule 4); a uintptr held in a variable
+// before the call is a number the garbage collector does not see.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))),
+		uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
