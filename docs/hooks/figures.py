@@ -9,7 +9,7 @@ $PORTPROOF_REPORT) on the machine that built the site:
     {{ port.same@ipv6:listener }}     the same, from the claim's spec labelled ipv6
     {{ limit.per-destination:default_size:, }}
                                       with a Python format spec: 28,232; ".2f" gives 1.02
-    {{ machine:kernel }}              the suite's machine entry (lab.Machine): kernel, arch,
+    {{ machine:kernel }}              the suite's machine entry (evidence.Machine): kernel, arch,
                                       date, cpus, nofile, or a sysctl by name
     {{ machine }}                     "Linux <release>, <date>": whose kernel answered
 
