@@ -20,7 +20,7 @@ import (
 type serverSteps struct {
 	Sockets    map[string]ch6SocketSeen // by role: "bound, before listen", "listener", ...
 	Queued     int                      // the listener's accept queue while nothing was accepted
-	Queue      *backlogQueue            // backlog.queue's listener
+	Queue      *evidence.QueueSeen      // backlog.queue's listener
 	Spawned    *ch6Spawned              // passive.spawns-active's descriptors
 	Tuples     []evidence.TupleSeen     // and the 4-tuple of each connection it accepted
 	SynCookies string                   // net.ipv4.tcp_syncookies, from the machine entry
@@ -38,8 +38,8 @@ func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte
 		}
 		st.Queued = queuedFigure(byID["passive.no-data"])
 	}
-	var q backlogQueue
-	if decodeFirst(byID["backlog.queue"], "backlog_queue", &q) {
+	var q evidence.QueueSeen
+	if decodeFirst(byID["backlog.queue"], evidence.EntryBacklogQueue, &q) {
 		st.Queue = &q
 	}
 	var sp ch6Spawned
