@@ -27,68 +27,13 @@ import (
 // ch4ListenCounters are the TcpExt counters a listener moves when it drops a SYN.
 var ch4ListenCounters = []string{"ListenOverflows", "ListenDrops"}
 
-// ch4CountersSeen is TcpExt in the sandbox before and after the SYN that found the queue full.
-type ch4CountersSeen struct {
-	Before lab.Counters `json:"before"`
-	After  lab.Counters `json:"after"`
-	Delta  lab.Counters `json:"delta"`
-}
-
-func ch4Counters(before, after lab.Counters) ch4CountersSeen {
-	seen := ch4CountersSeen{Before: lab.Counters{}, After: lab.Counters{}}
+// ch4Counters keeps ch4ListenCounters of two TcpExt readings, and how far each rose.
+func ch4Counters(before, after lab.Counters) evidence.CountersSeen {
+	b, a := lab.Counters{}, lab.Counters{}
 	for _, name := range ch4ListenCounters {
-		seen.Before[name], seen.After[name] = before[name], after[name]
+		b[name], a[name] = before[name], after[name]
 	}
-	seen.Delta = seen.After.Sub(seen.Before)
-	return seen
-}
-
-// ch4StateSeen is a client socket and its state, TCP_INFO tcpi_state as ss(8) spells it.
-type ch4StateSeen struct {
-	Client string `json:"client"` // getsockname
-	State  string `json:"state"`
-}
-
-// ch4NextSeen is the client that came when the accept queue was full.
-type ch4NextSeen struct {
-	Client string `json:"client"`
-	State  string `json:"state"`  // tcpi_state while the queue stayed full: SYN_SENT
-	Queued uint32 `json:"queued"` // the listener's tcpi_unacked meanwhile
-	// How its connect() ended where the proof waited for that: the errno (ETIMEDOUT, once
-	// TCP_USER_TIMEOUT expired with no answer), when, the state it left the socket in, and
-	// how often its kernel had sent the SYN again by then (tcpi_total_retrans).
-	Errno       string `json:"errno,omitempty"`
-	AfterUS     int64  `json:"after_us,omitempty"`
-	StateAfter  string `json:"state_after,omitempty"`
-	Retransmits uint32 `json:"retransmits,omitempty"`
-	// UserTimeoutMS is TCP_USER_TIMEOUT as getsockopt read it back, where the proof set it.
-	UserTimeoutMS int `json:"user_timeout_ms,omitempty"`
-}
-
-// ch4FillSeen is one listener filled to the brim: the clients whose connect() completed,
-// the queue they made, and the next client.
-type ch4FillSeen struct {
-	Listener  string         `json:"listener"`
-	Backlog   int            `json:"backlog"`   // listen()'s argument
-	Max       uint32         `json:"max"`       // tcpi_sacked: the limit the kernel applied
-	Completed []ch4StateSeen `json:"completed"` // the clients whose connect() returned 0
-	Queued    uint32         `json:"queued"`    // tcpi_unacked once they had
-	Next      ch4NextSeen    `json:"next"`
-}
-
-// ch4CapSeen is a listen() backlog and the maximum the kernel applied, under the
-// net.core.somaxconn of the namespace the listener was in, set against the article's figure.
-type ch4CapSeen struct {
-	// Where: "host" (somaxconn read only); "new namespace" (somaxconn as the kernel set up
-	// the namespace, untouched: its default); "sandbox" (somaxconn lowered there);
-	// "refserver" (refserver's own listener, with somaxconn raised there).
-	Where     string           `json:"where"`
-	Somaxconn int              `json:"somaxconn"` // /proc/sys/net/core/somaxconn, where the listener was
-	Backlog   int              `json:"backlog"`   // listen()'s argument; for refserver, Config.Backlog
-	Max       uint32           `json:"max"`       // tcpi_sacked
-	Article   string           `json:"article"`
-	Fill      *ch4FillSeen     `json:"fill,omitempty"`     // the sandbox fills the capped queue
-	Counters  *ch4CountersSeen `json:"counters,omitempty"` // and counts the SYN it drops
+	return evidence.CountersSeen{Before: b, After: a, Delta: a.Sub(b)}
 }
 
 // ch4Article is the article's figure for the queue's size.
@@ -106,19 +51,21 @@ type ch4SizeArg struct {
 // sandbox sets no sysctl: a new network namespace starts with the kernel's own default
 // net.core.somaxconn (preinit_net_sysctl in net/core/net_namespace.c sets SOMAXCONN), which
 // no setting of the host's reaches.
-var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", func(arg ch4SizeArg) (ch4CapSeen, error) {
+var ch4CapChild = lab.RegisterChild("ch4.backlog.cap", ch4Cap)
+
+func ch4Cap(arg ch4SizeArg) (evidence.BacklogCap, error) {
 	seen, l, _, err := ch4Capped("new namespace", arg)
 	if err == nil {
 		unix.Close(l)
 	}
 	return seen, err
-})
+}
 
 // ch4Capped reads the namespace's net.core.somaxconn, listens on arg.Loopback with
 // listen(fd, arg.Backlog), and reads back the limit the kernel applied (tcpi_sacked);
 // where names the namespace. The listener is the caller's to close.
-func ch4Capped(where string, arg ch4SizeArg) (ch4CapSeen, int, netip.AddrPort, error) {
-	seen := ch4CapSeen{Where: where, Backlog: arg.Backlog, Article: ch4Article}
+func ch4Capped(where string, arg ch4SizeArg) (evidence.BacklogCap, int, netip.AddrPort, error) {
+	seen := evidence.BacklogCap{Where: where, Backlog: arg.Backlog, Article: ch4Article}
 	var err error
 	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, -1, netip.AddrPort{}, err
@@ -141,13 +88,15 @@ func ch4Capped(where string, arg ch4SizeArg) (ch4CapSeen, int, netip.AddrPort, e
 // clients one at a time, each once the last is queued, as many as the kernel's maximum plus
 // one; then one more, whose SYN the listener drops: the TcpExt counters show the drop as it
 // happens, with no timer to wait for.
-var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (ch4CapSeen, error) {
+var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", ch4Size)
+
+func ch4Size(arg ch4SizeArg) (evidence.BacklogCap, error) {
 	seen, l, addr, err := ch4Capped("sandbox", arg)
 	if err != nil {
 		return seen, err
 	}
 	defer unix.Close(l)
-	fill := &ch4FillSeen{Listener: addr.String(), Backlog: arg.Backlog, Max: seen.Max}
+	fill := &evidence.Fill{Listener: addr.String(), Backlog: arg.Backlog, Max: seen.Max}
 	seen.Fill = fill
 
 	var q sock.AcceptQueue
@@ -202,7 +151,7 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 	}
 	pending.wait()
 	return seen, nil
-})
+}
 
 // --8<-- [end:backlog-size-child]
 
@@ -213,8 +162,8 @@ var ch4SizeChild = lab.RegisterChild("ch4.backlog.size", func(arg ch4SizeArg) (c
 // the limit its listener reads back is what it asked.
 var ch4RefserverChild = lab.RegisterChild("ch4.backlog.refserver", ch4Refserver)
 
-func ch4Refserver(loopback string) (ch4CapSeen, error) {
-	seen := ch4CapSeen{Where: "refserver", Article: ch4Article}
+func ch4Refserver(loopback string) (evidence.BacklogCap, error) {
+	seen := evidence.BacklogCap{Where: "refserver", Article: ch4Article}
 	var err error
 	if seen.Somaxconn, err = lab.ReadSysctlInt("net.core.somaxconn"); err != nil {
 		return seen, err
@@ -236,38 +185,13 @@ func ch4Refserver(loopback string) (ch4CapSeen, error) {
 
 // --8<-- [end:backlog-refserver-child]
 
-// ch4OverflowSeen is one client's connect() to a listener whose queue was full, over time.
-type ch4OverflowSeen struct {
-	AbortOnOverflow string `json:"tcp_abort_on_overflow"` // read back in the sandbox
-	Listener        string `json:"listener"`
-	Filler          string `json:"filler"`                // the client that filled the queue
-	Client          string `json:"client"`                // the client that found it full
-	QueueLen        uint32 `json:"queue_len"`             // tcpi_unacked when the client's SYN came
-	QueueMax        uint32 `json:"queue_max"`             // tcpi_sacked
-	StateFull       string `json:"state_full"`            // the client's tcpi_state once its SYN was dropped
-	RTOUS           uint32 `json:"rto_us"`                // the client's tcpi_rto then: when it sends the SYN again
-	AcceptedFirst   string `json:"accepted"`              // the peer the server's accept() returned
-	AcceptAtUS      int64  `json:"accept_at_us"`          // when, after the client's connect() began
-	StateAccepted   string `json:"state_accepted"`        // the client's tcpi_state right after that accept()
-	ConnectErr      string `json:"connect_err,omitempty"` // what sock.Connect returned; "" for success
-	EstablishedUS   int64  `json:"established_us"`        // when connect() returned, after it began
-	StateAfter      string `json:"state_after"`           // the client's tcpi_state then
-	// Retransmits is the client's tcpi_total_retrans then: how often its kernel sent a
-	// segment again, here the SYN.
-	Retransmits    uint32 `json:"retransmits"`
-	AcceptedSecond string `json:"accepted_next"` // the peer of the next accept()
-	// SynGapUS is the capture's kernel timestamps of the client's first SYN and its
-	// retransmission, apart.
-	SynGapUS int64 `json:"syn_gap_us"`
-}
-
 // ch4FullSeen is what the backlog.full child saw: the story, the counters and the segments
 // captured before the server's accept() and after it.
 type ch4FullSeen struct {
-	Overflow     ch4OverflowSeen    `json:"overflow"`
-	Counters     ch4CountersSeen    `json:"counters"`
-	BeforeAccept []evidence.Segment `json:"before_accept"`
-	AfterAccept  []evidence.Segment `json:"after_accept"`
+	Overflow     evidence.Overflow     `json:"overflow"`
+	Counters     evidence.CountersSeen `json:"counters"`
+	BeforeAccept []evidence.Segment    `json:"before_accept"`
+	AfterAccept  []evidence.Segment    `json:"after_accept"`
 }
 
 // ch4SynCount bounds the connect in case the server never accepted: TCP_SYNCNT 2 has the
@@ -451,13 +375,13 @@ func ch4AwaitCounterRise(before lab.Counters, name string, within time.Duration)
 }
 
 // ch4StateOf is a client socket's address and TCP state.
-func ch4StateOf(fd int) (ch4StateSeen, error) {
+func ch4StateOf(fd int) (evidence.ClientState, error) {
 	addr, err := ch4LocalAddr(fd)
 	if err != nil {
-		return ch4StateSeen{}, err
+		return evidence.ClientState{}, err
 	}
 	state, err := sock.TCPState(fd)
-	return ch4StateSeen{Client: addr, State: state}, err
+	return evidence.ClientState{Client: addr, State: state}, err
 }
 
 func ch4LocalAddr(fd int) (string, error) {

@@ -19,73 +19,8 @@ import (
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record). The docs draw chapter 4's pictures from
-// these names, so each always holds the same shape; all start with "backlog_", apart from
-// the other chapters' names for their own shapes.
-const (
-	// ch4EntryQueue is a ch4QueueSeen: a listener's accept queue (TCP_INFO tcpi_unacked and
-	// tcpi_sacked) before the first client, after each one, and after one accept().
-	ch4EntryQueue = "backlog_queue"
-	// ch4EntryStates is a []ch4StateSeen: each client socket's tcpi_state, by its address.
-	ch4EntryStates = "backlog_client_states"
-	// ch4EntryFill is a []ch4FillSeen: listeners by backlog, the connections each queue
-	// took, and what became of the next client.
-	ch4EntryFill = "backlog_fill"
-	// ch4EntryCap is a ch4CapSeen: a backlog above net.core.somaxconn and the maximum the
-	// kernel applied, against the article's "about 5-10" and the default 4096.
-	ch4EntryCap = "backlog_somaxconn"
-	// ch4EntryCounters is a ch4CountersSeen: TcpExt ListenOverflows and ListenDrops before
-	// and after a SYN met a full queue, in a sandbox where nothing else moves them.
-	ch4EntryCounters = "backlog_counters"
-	// ch4EntryOverflow is a ch4OverflowSeen: a connect() to a full queue, in µs after it
-	// began: the state while dropped, the server's accept(), the retransmitted SYN, the end.
-	ch4EntryOverflow = "backlog_overflow"
-	// ch4EntryPackets is a []ch4Packet: the segments lo carried for the listener's port, in
-	// µs after the first one (kernel timestamps), oldest first.
-	ch4EntryPackets = "backlog_packets"
-	// ch4EntryOpen is a ch4OpenSeen: refserver with backlog 1 holding a thousand connections.
-	ch4EntryOpen = "backlog_open"
-)
-
-// ch4QueueSeen is a listener's accept queue while clients connected and none was accepted.
-type ch4QueueSeen struct {
-	Listener    string   `json:"listener"`
-	Backlog     int      `json:"backlog"`      // listen()'s argument
-	Somaxconn   int      `json:"somaxconn"`    // read from /proc/sys/net/core/somaxconn
-	Max         uint32   `json:"max"`          // tcpi_sacked
-	Lens        []uint32 `json:"lens"`         // tcpi_unacked before the first client, then after each
-	Accepted    string   `json:"accepted"`     // the peer the one accept() returned
-	AfterAccept uint32   `json:"after_accept"` // tcpi_unacked after it
-}
-
-// ch4Packet is one captured segment on the timeline of the backlog.full proof.
-type ch4Packet struct {
-	AtUS  int64  `json:"at_us"` // µs after the first captured segment, kernel timestamps (SO_TIMESTAMPNS)
-	Phase string `json:"phase"` // "before accept" or "after accept": when the proof read it
-	From  string `json:"from"`  // "filler", "client" or "server"
-	Src   string `json:"src"`
-	Dst   string `json:"dst"`
-	Flags string `json:"flags"`
-	Seq   uint32 `json:"seq"`
-	Ack   uint32 `json:"ack"`
-	Len   int    `json:"len"`
-}
-
-// ch4OpenSeen is refserver's listener with backlog 1 while a thousand clients are open.
-type ch4OpenSeen struct {
-	Listener          string  `json:"listener"`
-	Backlog           int     `json:"backlog"`     // refserver.Config.Backlog
-	QueueMax          uint32  `json:"queue_max"`   // tcpi_sacked, with every client open
-	QueueLen          uint32  `json:"queue_len"`   // tcpi_unacked then
-	Established       int     `json:"established"` // client sockets in ESTABLISHED (TCP_INFO)
-	Echoed            int     `json:"echoed"`      // clients that read their byte back
-	DescriptorsBefore int     `json:"descriptors_before"`
-	DescriptorsAfter  int     `json:"descriptors_after"`
-	PerConnection     float64 `json:"descriptors_per_connection"`
-	ServerOpen        int64   `json:"server_open"`     // refserver's Stats: connections it holds
-	ServerAccepted    uint64  `json:"server_accepted"` // and has accepted
-	ConnectUS         int64   `json:"connect_us"`      // the thousand connects and echoes, in all
-}
+// The evidence this chapter attaches (lab.Record) is evidence.EntryBacklog*, whose types
+// specs/evidence/backlog.go holds: the docs draw chapter 4's pictures from the same types.
 
 // ch4UserTimeout ends a connect() that nobody answers: with TCP_USER_TIMEOUT below the
 // initial RTO (1 s), the retransmission timer's first expiry resends the SYN and re-arms the
@@ -114,12 +49,12 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog, clients = 8, 3
 				l := lab.Listen(fam.At(0), backlog)
 				q := lab.AcceptQueue(l.FD())
-				seen := ch4QueueSeen{Listener: l.Addr.String(), Backlog: backlog,
+				seen := evidence.QueueSeen{Listener: l.Addr.String(), Backlog: backlog,
 					Somaxconn: lab.SysctlInt("net.core.somaxconn"), Max: q.Max, Lens: []uint32{q.Len}}
 				Expect(q.Len).To(BeZero(), "a new listener's queue")
 
 				var socks []*lab.Sock
-				var states []ch4StateSeen
+				var states []evidence.ClientState
 				established := 0
 				for range clients {
 					// connect(2) returns as soon as the client has the SYN-ACK and sends its
@@ -141,8 +76,8 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				a := l.Accept()
 				seen.Accepted = a.PeerAddr().String()
 				seen.AfterAccept = lab.AcceptQueue(l.FD()).Len
-				lab.Record(ch4EntryQueue, seen)
-				lab.Record(ch4EntryStates, states)
+				lab.Record(evidence.EntryBacklogQueue, seen)
+				lab.Record(evidence.EntryBacklogStates, states)
 				lab.Cite(evidence.Figures{"lens": seen.Lens, "limit": q.Max, "established": established,
 					"accepted": seen.Accepted, "after_accept": seen.AfterAccept})
 
@@ -175,12 +110,12 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					l       *lab.Listener
 					pending *ch4Pending
 				}
-				var fills []ch4FillSeen
+				var fills []evidence.Fill
 				var next []doomed
 				for _, backlog := range []int{0, 1, 2} {
 					l := lab.Listen(fam.At(0), backlog)
 					q := lab.AcceptQueue(l.FD())
-					fill := ch4FillSeen{Listener: l.Addr.String(), Backlog: backlog, Max: q.Max}
+					fill := evidence.Fill{Listener: l.Addr.String(), Backlog: backlog, Max: q.Max}
 					// As many clients as the kernel's own limit plus one, each once the last
 					// is queued: every connect() must complete.
 					for range q.Max + 1 {
@@ -225,7 +160,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 						n.Retransmits = ti.Total_retrans
 					}
 				}
-				lab.Record(ch4EntryFill, fills)
+				lab.Record(evidence.EntryBacklogFill, fills)
 				var limits, queued, resent []uint32
 				var gaveUp []float64
 				for _, f := range fills {
@@ -276,12 +211,12 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				const backlog = math.MaxInt32
 
 				// The host's setting is read, never written.
-				host := ch4CapSeen{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"),
+				host := evidence.BacklogCap{Where: "host", Somaxconn: lab.SysctlInt("net.core.somaxconn"),
 					Backlog: backlog, Article: ch4Article}
 				l := lab.Listen(fam.At(0), backlog)
 				q := lab.AcceptQueue(l.FD())
 				host.Max = q.Max
-				lab.Record(ch4EntryCap, host)
+				lab.Record(evidence.EntryBacklogCap, host)
 
 				// A new network namespace has the kernel's own default, whatever the host set:
 				// net.core.somaxconn is SOMAXCONN there (preinit_net_sysctl).
@@ -289,7 +224,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: backlog},
 					lab.SandboxOptions{Timeout: 15 * time.Second},
 					"listen(fd, %d) in a new namespace", backlog)
-				lab.Record(ch4EntryCap, fresh)
+				lab.Record(evidence.EntryBacklogCap, fresh)
 
 				// In a sandbox of its own, net.core.somaxconn is lowered: a listen(fd, 100)
 				// is capped to it, and its queue takes exactly that many plus one.
@@ -298,7 +233,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					lab.SandboxOptions{Timeout: 15 * time.Second, Sysctls: map[string]string{
 						"net.core.somaxconn": strconv.Itoa(ch4SandboxSomaxconn)}},
 					"listen(fd, 100) in a sandbox with net.core.somaxconn %d", ch4SandboxSomaxconn)
-				lab.Record(ch4EntryCap, small)
+				lab.Record(evidence.EntryBacklogCap, small)
 				f := small.Fill
 				lab.Cite(evidence.Figures{
 					"asked": backlog, "host_somaxconn": host.Somaxconn, "host_max": host.Max,
@@ -347,7 +282,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					ch4SizeArg{Loopback: fam.Loopback.String(), Backlog: math.MaxInt32},
 					lab.SandboxOptions{Timeout: 15 * time.Second},
 					"listen(fd, %d) in a new namespace", math.MaxInt32)
-				lab.Record(ch4EntryCap, fresh)
+				lab.Record(evidence.EntryBacklogCap, fresh)
 				// --8<-- [start:backlog-refserver-default-core]
 				// refserver with Config.Backlog 0, where net.core.somaxconn caps nothing it
 				// could ask: its listener's limit is its own backlog.
@@ -355,7 +290,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					lab.SandboxOptions{Timeout: 15 * time.Second, Sysctls: map[string]string{
 						"net.core.somaxconn": strconv.Itoa(ch4RaisedSomaxconn)}},
 					"refserver.New in a sandbox with net.core.somaxconn %d", ch4RaisedSomaxconn)
-				lab.Record(ch4EntryCap, raised)
+				lab.Record(evidence.EntryBacklogCap, raised)
 				lab.Cite(evidence.Figures{"refserver_max": raised.Max, "raised_somaxconn": raised.Somaxconn,
 					"new_namespace_somaxconn": fresh.Somaxconn})
 
@@ -387,9 +322,9 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					synAck = ch4NextPacket(packets, resent, o.Listener, o.Client, "SYN,ACK")
 					ack = ch4NextPacket(packets, max(synAck, resent), o.Client, o.Listener, "ACK")
 				}
-				lab.Record(ch4EntryOverflow, *o)
-				lab.Record(ch4EntryCounters, seen.Counters)
-				lab.Record(ch4EntryPackets, packets)
+				lab.Record(evidence.EntryBacklogOverflow, *o)
+				lab.Record(evidence.EntryBacklogCounters, seen.Counters)
+				lab.Record(evidence.EntryBacklogPackets, packets)
 				rise := seen.Counters.Delta
 				figures := evidence.Figures{"abort_on_overflow": o.AbortOnOverflow,
 					"queue_len": o.QueueLen, "queue_limit": o.QueueMax,
@@ -474,7 +409,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 					srv.Shutdown(ctx) // at once when the spec already shut it down
 				})
 				lfd := srv.Listeners()[0]
-				seen := ch4OpenSeen{Listener: srv.Addr().String(), Backlog: backlog}
+				seen := evidence.OpenConnections{Listener: srv.Addr().String(), Backlog: backlog}
 				seen.DescriptorsBefore, err = sock.OpenDescriptors()
 				Expect(err).NotTo(HaveOccurred(), "the descriptors open before the first client")
 
@@ -504,7 +439,7 @@ var _ = Describe(Backlog.Title, Label("chapter:4"), func() {
 				seen.PerConnection = float64(opened) / float64(seen.Established)
 				st := srv.Stats()
 				seen.ServerOpen, seen.ServerAccepted = st.Open, st.Accepted
-				lab.Record(ch4EntryOpen, seen)
+				lab.Record(evidence.EntryBacklogOpen, seen)
 				lab.Cite(evidence.Figures{"open": seen.Established, "echoed": seen.Echoed,
 					"queue_limit": q.Max, "queue_len": q.Len,
 					"descriptors_before": seen.DescriptorsBefore,
@@ -553,7 +488,7 @@ func ch4AwaitQueueLen(l int, want uint32) sock.AcceptQueue {
 }
 
 // ch4State is a client's address and TCP state, which must be readable.
-func ch4State(c *lab.Sock) ch4StateSeen {
+func ch4State(c *lab.Sock) evidence.ClientState {
 	GinkgoHelper()
 	s, err := ch4StateOf(c.FD())
 	Expect(err).NotTo(HaveOccurred())
@@ -562,8 +497,8 @@ func ch4State(c *lab.Sock) ch4StateSeen {
 
 // ch4Timeline puts the segments captured before and after accept() on one timeline from the
 // first, names who sent each, and returns the indexes of the client's SYNs in it.
-func ch4Timeline(before, after []evidence.Segment, o *ch4OverflowSeen) ([]ch4Packet, []int) {
-	var packets []ch4Packet
+func ch4Timeline(before, after []evidence.Segment, o *evidence.Overflow) ([]evidence.OverflowPacket, []int) {
+	var packets []evidence.OverflowPacket
 	var syns []int
 	for i, s := range append(append([]evidence.Segment(nil), before...), after...) {
 		phase := "before accept"
@@ -580,7 +515,7 @@ func ch4Timeline(before, after []evidence.Segment, o *ch4OverflowSeen) ([]ch4Pac
 				syns = append(syns, len(packets))
 			}
 		}
-		packets = append(packets, ch4Packet{AtUS: s.Time.Sub(before[0].Time).Microseconds(), Phase: phase, From: from,
+		packets = append(packets, evidence.OverflowPacket{AtUS: s.Time.Sub(before[0].Time).Microseconds(), Phase: phase, From: from,
 			Src: s.Src.String(), Dst: s.Dst.String(), Flags: s.Flags, Seq: s.Seq, Ack: s.Ack, Len: s.Len})
 	}
 	return packets, syns
@@ -588,7 +523,7 @@ func ch4Timeline(before, after []evidence.Segment, o *ch4OverflowSeen) ([]ch4Pac
 
 // ch4NextPacket is the index of the first packet after packets[i] from src to dst with these
 // flags, or -1.
-func ch4NextPacket(packets []ch4Packet, i int, src, dst, flags string) int {
+func ch4NextPacket(packets []evidence.OverflowPacket, i int, src, dst, flags string) int {
 	for j := i + 1; j < len(packets); j++ {
 		if p := packets[j]; p.Src == src && p.Dst == dst && p.Flags == flags {
 			return j
@@ -598,7 +533,7 @@ func ch4NextPacket(packets []ch4Packet, i int, src, dst, flags string) int {
 }
 
 // ch4ClientFlags lists the flags of the segments from or to client in one phase.
-func ch4ClientFlags(packets []ch4Packet, phase, client string) []string {
+func ch4ClientFlags(packets []evidence.OverflowPacket, phase, client string) []string {
 	var flags []string
 	for _, p := range packets {
 		if p.Phase == phase && (p.Src == client || p.Dst == client) {

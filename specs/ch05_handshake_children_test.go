@@ -68,12 +68,6 @@ func ch5CPUTime() (time.Duration, error) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
-// measured fills in the window's wall and CPU time.
-func (c *ch5CPU) measured(wall, cpu time.Duration) {
-	c.WindowUS, c.CPUUS = wall.Microseconds(), cpu.Microseconds()
-	c.Percent = 100 * cpu.Seconds() / wall.Seconds()
-}
-
 // ch5ErrnoOf is the errno err carries, 0 for none.
 func ch5ErrnoOf(err error) unix.Errno {
 	var e unix.Errno
@@ -233,8 +227,8 @@ type ch5EmfileSeen struct {
 	ClientState      string
 	RecvErr          unix.Errno // recv(MSG_DONTWAIT) on the client while the server cannot accept
 	RecvN            int
-	Epoll            []ch5EpollRound
-	Spin             ch5Spin            // the same epoll_wait and accept4, left to loop
+	Epoll            []evidence.EpollRound
+	Spin             evidence.BusyLoop  // the same epoll_wait and accept4, left to loop
 	Marker           []byte             // sent by the client after the failed accepts
 	MarkerAt         time.Time          // when its write returned
 	AcceptedAt       time.Time          // just before the accept4 that succeeded
@@ -379,7 +373,7 @@ func (p *ch5Emfile) pollRounds() error {
 		if err != nil {
 			return os.NewSyscallError("epoll_wait", err)
 		}
-		r := ch5EpollRound{Ready: n}
+		r := evidence.EpollRound{Ready: n}
 		for _, ev := range events[:n] {
 			r.Listener = r.Listener || (int(ev.Fd) == p.l && ev.Events&unix.EPOLLIN != 0)
 		}
@@ -395,7 +389,8 @@ func (p *ch5Emfile) pollRounds() error {
 // the proof counts what each call answered, and getrusage measures the CPU it took.
 func (p *ch5Emfile) spin() error {
 	s := &p.seen.Spin
-	*s = ch5Spin{ch5CPU: ch5CPU{Loop: "epoll_wait + accept4, nothing shed"},
+	*s = evidence.BusyLoop{
+		CPUWindow: evidence.CPUWindow{Loop: "epoll_wait + accept4, nothing shed"},
 		TimeoutMS: ch5SpinTimeout.Milliseconds(), AcceptOther: map[string]int{}}
 	events := make([]unix.EpollEvent, 4)
 	cpu0, err := ch5CPUTime()
@@ -412,7 +407,7 @@ func (p *ch5Emfile) spin() error {
 	if err != nil {
 		return err
 	}
-	s.measured(time.Since(start), cpu1-cpu0)
+	s.Measured(time.Since(start), cpu1-cpu0)
 	return nil
 }
 
@@ -508,9 +503,9 @@ type ch5LingerSeen struct {
 // ch5ShedSeen is what the handshake.shed child observed.
 type ch5ShedSeen struct {
 	Server          netip.AddrPort
-	Clients         []ch5Client
-	Table           ch5Descriptors // the table the server and its clients share
-	CPU             ch5CPU
+	Clients         []evidence.ShedClient
+	Table           evidence.DescriptorTable // the table the server and its clients share
+	CPU             evidence.CPUWindow
 	Serving         refserver.Stats // right after the CPU window, still serving
 	Stopped         refserver.Stats // after Serve returned: every loop's counting done
 	Log             []string
@@ -523,8 +518,8 @@ type ch5ShedSeen struct {
 // ch5Knock connects one client and reads what comes first: the server's greeting, or
 // end-of-stream. The descriptor stays open when the server greeted it (the caller holds
 // it), and is closed otherwise. A socket() that fails is returned as is, before any client.
-func ch5Knock(to netip.AddrPort, phase string) (ch5Client, int, error) {
-	c := ch5Client{Phase: phase, Read: -1}
+func ch5Knock(to netip.AddrPort, phase string) (evidence.ShedClient, int, error) {
+	c := evidence.ShedClient{Phase: phase, Read: -1}
 	// The server's accept4 reserves a descriptor number before it looks at the queue
 	// (get_unused_fd_flags, then EAGAIN and put_unused_fd): while the table is nearly full,
 	// the client's socket() can meet EMFILE for that instant. Ask again, for at most a second.
@@ -687,7 +682,7 @@ func (p *ch5Shedding) stop() error {
 
 // knock connects one client (ch5Knock) and keeps it: held open when the server greeted it;
 // the first one shed is the client whose segments the proof captures.
-func (p *ch5Shedding) knock(phase string) (ch5Client, error) {
+func (p *ch5Shedding) knock(phase string) (evidence.ShedClient, error) {
 	c, fd, err := ch5Knock(p.seen.Server, phase)
 	if err != nil {
 		return c, err
@@ -752,7 +747,7 @@ func (p *ch5Shedding) window() error {
 	if err != nil {
 		return err
 	}
-	p.seen.CPU.measured(time.Since(start), cpu1-cpu0)
+	p.seen.CPU.Measured(time.Since(start), cpu1-cpu0)
 	p.seen.Serving = p.srv.Stats()
 	return nil
 }
@@ -761,7 +756,9 @@ func (p *ch5Shedding) window() error {
 // FIN.
 func (p *ch5Shedding) captureShed() error {
 	shedPort := p.seen.ShedClient.Port()
-	mine := func(s evidence.Segment) bool { return s.Src.Port() == shedPort || s.Dst.Port() == shedPort }
+	mine := func(s evidence.Segment) bool {
+		return s.Src.Port() == shedPort || s.Dst.Port() == shedPort
+	}
 	finned := func(segs []evidence.Segment) bool {
 		for _, s := range segs {
 			if s.Dst.Port() == shedPort && strings.Contains(s.Flags, "FIN") {

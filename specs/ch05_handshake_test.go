@@ -20,152 +20,25 @@ import (
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record), beside evidence.EntryErrno and evidence.EntryPorts.
-// The docs draw chapter 5's pictures from these names, so each always holds the same shape.
-const (
-	// ch5EntryPackets is a ch5Timeline: one connection's TCP segments as lo carried them
-	// (kernel timestamps), in µs after that connection's SYN, oldest first.
-	ch5EntryPackets = "packets"
-	// ch5EntryAcceptAt is an int64: when the accept() that returned the connection was
-	// called, in µs after its SYN, on the same clock as the packets (CLOCK_REALTIME). The
-	// line the timeline draws accept at.
-	ch5EntryAcceptAt = "accept_at_us"
-	// ch5EntrySyscalls is a []ch5Call: the process's own system calls on that timeline.
-	ch5EntrySyscalls = "syscalls_at_us"
-	// ch5EntryAcceptQueue is a []ch5Queue: the listener's accept queue (TCP_INFO) at each
-	// moment the proof looked.
-	ch5EntryAcceptQueue = "accept_queue"
-	// ch5EntryBytes is a ch5Bytes: what the client's write returned and what the server's
-	// read returned after accept.
-	ch5EntryBytes = "bytes_before_accept"
-	// ch5EntryStates is a []ch5State: a socket's TCP state (TCP_INFO tcpi_state), as ss
-	// spells it.
-	ch5EntryStates = "tcp_states"
-	// ch5EntryDescriptors is a ch5Descriptors: RLIMIT_NOFILE and how the proof filled,
-	// shared or freed the descriptor table.
-	ch5EntryDescriptors = "descriptor_table"
-	// ch5EntryEpoll is a []ch5EpollRound: consecutive epoll_wait(timeout 0) calls on a
-	// level-triggered listener that accept cannot drain.
-	ch5EntryEpoll = "epoll_rounds"
-	// ch5EntryClients is a []ch5Client: each client of the shedding server, in order, and
-	// what its first read returned.
-	ch5EntryClients = "shed_clients"
-	// ch5EntryCPU is a ch5CPU: the process's CPU time over a window of wall time, and what
-	// ran in it; for the EMFILE proof's bare loop a ch5Spin, with its calls' answers counted.
-	ch5EntryCPU = "cpu_time"
-	// ch5EntryServer is a ch5ServerSeen: refserver's Stats and the lines it logged.
-	ch5EntryServer = "refserver_stats"
-)
+// The evidence this chapter attaches (lab.Record), beside evidence.EntryErrno and
+// evidence.EntryPorts, is the names and types of specs/evidence/handshake.go, from which the
+// docs draw chapter 5's pictures; and ch5ServerSeen, below.
 
-// ch5Packet is one captured segment on a connection's timeline.
-type ch5Packet struct {
-	AtUS  int64  `json:"at_us"` // µs after the connection's SYN, both kernel timestamps
-	From  string `json:"from"`  // "client" or "server"
-	Src   string `json:"src"`
-	Dst   string `json:"dst"`
-	Flags string `json:"flags"` // "SYN", "SYN,ACK", "ACK", "PSH,ACK", "FIN,ACK", "RST,ACK"
-	Seq   uint32 `json:"seq"`   // relative to the sender's ISN, as tcpdump shows it
-	Ack   uint32 `json:"ack"`
-	Len   int    `json:"len"` // payload bytes
-}
-
-// ch5Timeline is the value of a "packets" entry.
-type ch5Timeline struct {
-	Conn    string      `json:"conn"` // which connection, in the spec's words
-	Packets []ch5Packet `json:"packets"`
-}
-
-// ch5Call is one system call of the proof on the packets' timeline.
-type ch5Call struct {
-	Call   string `json:"call"`   // "connect returned", "accept4 called"...
-	AtUS   int64  `json:"at_us"`  // µs after the SYN
-	Result string `json:"result"` // what it returned
-}
-
-// ch5Queue is a listener's accept queue at one moment.
-type ch5Queue struct {
-	When string `json:"when"`
-	Len  uint32 `json:"len"` // tcpi_unacked on a listener
-	Max  uint32 `json:"max"` // tcpi_sacked on a listener
-}
-
-type ch5Bytes struct {
-	Written int    `json:"written"` // write(2)'s return on the client, before accept
-	Read    int    `json:"read"`    // read(2)'s return on the accepted socket
-	Payload string `json:"payload"` // what read returned
-}
-
-type ch5State struct {
-	Socket string `json:"socket"`
-	State  string `json:"state"`
-}
-
-type ch5Descriptors struct {
-	Limit uint64 `json:"limit"` // RLIMIT_NOFILE soft, read back with getrlimit
-	// The EMFILE proof: how it filled the table and made room again.
-	Filled     int    `json:"filled,omitempty"`      // /dev/null opened until the kernel said EMFILE
-	FillErrno  string `json:"fill_errno,omitempty"`  // the errno of the open that failed
-	Freed      int    `json:"freed,omitempty"`       // the descriptor closed to make room
-	AcceptedFD int    `json:"accepted_fd,omitempty"` // what the next accept4 returned
-	// The shedding proof: the table the server and its clients share.
-	Open int  `json:"open,omitempty"` // open below the limit once the server was set up (/proc/self/fd)
-	Pad  bool `json:"pad,omitempty"`  // one more opened, to make the free count odd
-}
-
-type ch5EpollRound struct {
-	Ready       int    `json:"ready"`        // epoll_wait's return
-	Listener    bool   `json:"listener"`     // the listener was among the events, with EPOLLIN
-	AcceptErrno string `json:"accept_errno"` // the accept4 tried after it
-}
-
-type ch5Client struct {
-	Phase   string `json:"phase"` // "fill": until the server runs out; "window": during the CPU window
-	Port    uint16 `json:"port"`  // the client's port (getsockname)
-	Read    int    `json:"read"`  // the first read's return: >0 the server's greeting, 0 end-of-stream
-	Errno   string `json:"errno,omitempty"`
-	AfterUS int64  `json:"after_us"` // from connect's return to the read's
-	State   string `json:"state"`    // TCP_INFO state after the read
-	// SocketEMFILE counts the client's own socket() calls that met EMFILE for an instant,
-	// while the server's accept4 held a descriptor number.
-	SocketEMFILE int `json:"socket_emfile,omitempty"`
-	// A served client: what its first read returned, and its connection as its own kernel
-	// names it (getsockname -> getpeername), which the greeting should repeat.
-	Greeting string `json:"greeting,omitempty"`
-	Tuple    string `json:"tuple,omitempty"`
-}
-
-type ch5CPU struct {
-	Loop     string  `json:"loop"`      // what ran during the window
-	WindowUS int64   `json:"window_us"` // wall time
-	CPUUS    int64   `json:"cpu_us"`    // utime+stime over the window (getrusage RUSAGE_SELF)
-	Percent  float64 `json:"percent"`   // of one core
-}
-
-// ch5Spin is the bare loop of the EMFILE proof, epoll_wait then accept4 over and over, with
-// what the kernel answered each call, counted.
-type ch5Spin struct {
-	ch5CPU
-	TimeoutMS     int64 `json:"timeout_ms"`     // epoll_wait's timeout argument
-	EpollWaits    int   `json:"epoll_waits"`    // calls in the window
-	ListenerReady int   `json:"listener_ready"` // returned 1: the listener, with EPOLLIN
-	TimedOut      int   `json:"timed_out"`      // returned 0: slept the whole timeout
-	Interrupted   int   `json:"interrupted"`    // failed with EINTR: slept, until a signal
-	AcceptEMFILE  int   `json:"accept_emfile"`  // accept4 calls after them that failed with EMFILE
-	// AcceptOther counts accept4's other answers by errno ("none": it returned a descriptor).
-	AcceptOther map[string]int `json:"accept_other,omitempty"`
-}
-
+// ch5ServerSeen is the value of evidence.EntryRefserverStats: refserver's own Stats, which
+// the evidence package, of the standard library alone, does not import. No picture reads
+// it; the proof page shows it by its shape.
 type ch5ServerSeen struct {
 	Serving refserver.Stats `json:"serving"` // right after the CPU window
 	Stopped refserver.Stats `json:"stopped"` // once Serve had returned
-	Log     []string        `json:"log"`
+	Log     []string        `json:"log"`     // what it logged, line by line: its "shed" lines
 }
 
 // ch5TimelineOf puts segments on the timeline of the connection whose client is client: µs
 // after its SYN.
-func ch5TimelineOf(conn string, segs []evidence.Segment, client netip.AddrPort) (ch5Timeline, time.Time) {
+func ch5TimelineOf(conn string, segs []evidence.Segment,
+	client netip.AddrPort) (evidence.Timeline, time.Time) {
 	GinkgoHelper()
-	t := ch5Timeline{Conn: conn, Packets: []ch5Packet{}}
+	t := evidence.Timeline{Conn: conn, Packets: []evidence.TimelinePacket{}}
 	i := slices.IndexFunc(segs, func(s evidence.Segment) bool { return s.Src == client && s.Flags == "SYN" })
 	Expect(i).To(BeNumerically(">=", 0), "no SYN from %s among %v", client, segs)
 	syn := segs[i].Time
@@ -174,8 +47,9 @@ func ch5TimelineOf(conn string, segs []evidence.Segment, client netip.AddrPort) 
 		if s.Src == client {
 			from = "client"
 		}
-		t.Packets = append(t.Packets, ch5Packet{AtUS: s.Time.Sub(syn).Microseconds(), From: from,
-			Src: s.Src.String(), Dst: s.Dst.String(), Flags: s.Flags, Seq: s.Seq, Ack: s.Ack, Len: s.Len})
+		t.Packets = append(t.Packets, evidence.TimelinePacket{AtUS: s.Time.Sub(syn).Microseconds(),
+			From: from, Src: s.Src.String(), Dst: s.Dst.String(), Flags: s.Flags, Seq: s.Seq,
+			Ack: s.Ack, Len: s.Len})
 	}
 	return t, syn
 }
@@ -268,28 +142,28 @@ type ch5BeforeAcceptAt struct{ connect, write, accept int64 }
 // ch5RecordBeforeAccept attaches what the handshake.before-accept child saw, and returns
 // the connection's timeline and its calls' times on it: the segments by their kernel
 // timestamps, the calls by time.Now in the child, both CLOCK_REALTIME.
-func ch5RecordBeforeAccept(seen ch5BeforeAcceptSeen) (ch5Timeline, ch5BeforeAcceptAt) {
+func ch5RecordBeforeAccept(seen ch5BeforeAcceptSeen) (evidence.Timeline, ch5BeforeAcceptAt) {
 	GinkgoHelper()
 	timeline, syn := ch5TimelineOf("the client, accepted after its data", seen.Segments,
 		seen.Client)
 	us := func(t time.Time) int64 { return t.Sub(syn).Microseconds() }
 	at := ch5BeforeAcceptAt{connect: us(seen.ConnectReturned), write: us(seen.WriteReturned),
 		accept: us(seen.AcceptAt)}
-	lab.Record(ch5EntryPackets, timeline)
-	lab.Record(ch5EntryAcceptAt, at.accept)
-	lab.Record(ch5EntrySyscalls, []ch5Call{
+	lab.Record(evidence.EntryPackets, timeline)
+	lab.Record(evidence.EntryAcceptAt, at.accept)
+	lab.Record(evidence.EntrySyscalls, []evidence.TimelineCall{
 		{Call: "connect returned", AtUS: at.connect, Result: "0"},
 		{Call: "write returned", AtUS: at.write, Result: strconv.Itoa(seen.Written)},
 		{Call: "accept4 called", AtUS: at.accept, Result: seen.Peer.String()},
 	})
-	lab.Record(ch5EntryAcceptQueue, []ch5Queue{
+	lab.Record(evidence.EntryAcceptQueue, []evidence.QueueAt{
 		{When: "after the client's write, before accept", Len: seen.QueueBefore.Len,
 			Max: seen.QueueBefore.Max},
 		{When: "after accept", Len: seen.QueueAfter.Len, Max: seen.QueueAfter.Max},
 	})
-	lab.Record(ch5EntryBytes, ch5Bytes{Written: seen.Written, Read: len(seen.Read),
-		Payload: string(seen.Read)})
-	lab.Record(ch5EntryStates, []ch5State{
+	lab.Record(evidence.EntryBytesBeforeAccept, evidence.BytesBeforeAccept{Written: seen.Written,
+		Read: len(seen.Read), Payload: string(seen.Read)})
+	lab.Record(evidence.EntryTCPStates, []evidence.SocketState{
 		{Socket: "client, before accept", State: seen.ClientState}})
 	lab.Record(evidence.EntryPorts, evidence.Ports{"listener": {seen.Listener.Port()},
 		"client": {seen.Client.Port()}, "accepted peer": {seen.Peer.Port()}})
@@ -356,14 +230,14 @@ func ch5EmfileSpec(fam lab.Family) {
 
 // ch5RecordEmfile attaches what the handshake.emfile-queued child saw, and returns the
 // connection's timeline.
-func ch5RecordEmfile(seen ch5EmfileSeen) ch5Timeline {
+func ch5RecordEmfile(seen ch5EmfileSeen) evidence.Timeline {
 	GinkgoHelper()
 	timeline, syn := ch5TimelineOf("the client, queued while accept4 fails with EMFILE",
 		seen.Segments, seen.Client)
 	us := func(t time.Time) int64 { return t.Sub(syn).Microseconds() }
-	lab.Record(ch5EntryPackets, timeline)
-	lab.Record(ch5EntryAcceptAt, us(seen.AcceptedAt))
-	lab.Record(ch5EntrySyscalls, []ch5Call{
+	lab.Record(evidence.EntryPackets, timeline)
+	lab.Record(evidence.EntryAcceptAt, us(seen.AcceptedAt))
+	lab.Record(evidence.EntrySyscalls, []evidence.TimelineCall{
 		{Call: "accept4 called, the table full", AtUS: us(seen.FirstAcceptAt),
 			Result: ch5ErrnoName(seen.AcceptErr)},
 		{Call: "write returned on the client", AtUS: us(seen.MarkerAt),
@@ -371,23 +245,24 @@ func ch5RecordEmfile(seen ch5EmfileSeen) ch5Timeline {
 		{Call: "accept4 called, one descriptor freed", AtUS: us(seen.AcceptedAt),
 			Result: seen.Peer.String()},
 	})
-	lab.Record(ch5EntryDescriptors, ch5Descriptors{Limit: seen.Limit, Filled: seen.Filled,
-		FillErrno: ch5ErrnoName(seen.FillErr), Freed: seen.Freed, AcceptedFD: seen.AcceptedFD})
+	lab.Record(evidence.EntryDescriptorTable, evidence.DescriptorTable{Limit: seen.Limit,
+		Filled: seen.Filled, FillErrno: ch5ErrnoName(seen.FillErr), Freed: seen.Freed,
+		AcceptedFD: seen.AcceptedFD})
 	lab.Record(evidence.EntryErrno, lab.Refused("accept4", ch5Err(seen.AcceptErr), seen.Listener,
 		netip.AddrPort{}))
-	lab.Record(evidence.EntryErrno, lab.Refused("recv(MSG_DONTWAIT) on the client", ch5Err(seen.RecvErr),
-		seen.Client, netip.AddrPort{}))
-	lab.Record(ch5EntryAcceptQueue, []ch5Queue{
+	lab.Record(evidence.EntryErrno, lab.Refused("recv(MSG_DONTWAIT) on the client",
+		ch5Err(seen.RecvErr), seen.Client, netip.AddrPort{}))
+	lab.Record(evidence.EntryAcceptQueue, []evidence.QueueAt{
 		{When: "before accept4", Len: seen.QueueBefore.Len, Max: seen.QueueBefore.Max},
 		{When: "after accept4 failed with EMFILE", Len: seen.QueueAfterEMFILE.Len,
 			Max: seen.QueueAfterEMFILE.Max},
 		{When: "after a descriptor was freed and accept4 succeeded", Len: seen.QueueAfterAccept.Len,
 			Max: seen.QueueAfterAccept.Max},
 	})
-	lab.Record(ch5EntryStates, []ch5State{
+	lab.Record(evidence.EntryTCPStates, []evidence.SocketState{
 		{Socket: "client, after accept4 failed", State: seen.ClientState}})
-	lab.Record(ch5EntryEpoll, seen.Epoll)
-	lab.Record(ch5EntryCPU, seen.Spin)
+	lab.Record(evidence.EntryEpollRounds, seen.Epoll)
+	lab.Record(evidence.EntryCPUTime, seen.Spin)
 	lab.Record(evidence.EntryPorts, evidence.Ports{"listener": {seen.Listener.Port()},
 		"client": {seen.Client.Port()}, "accepted peer": {seen.Peer.Port()}})
 	return timeline
@@ -397,7 +272,7 @@ func ch5RecordEmfile(seen ch5EmfileSeen) ch5Timeline {
 // byte the client sent after the failed accepts, no segment from the server's port carries
 // FIN or RST. lo delivers in order, so anything the failed accept4 had sent would be before
 // that ACK.
-func ch5ExpectNothingFromTheServer(seen ch5EmfileSeen, timeline ch5Timeline) {
+func ch5ExpectNothingFromTheServer(seen ch5EmfileSeen, timeline evidence.Timeline) {
 	Expect(timeline.Packets).To(ContainElement(And(HaveField("From", "server"),
 		HaveField("Flags", "ACK"), HaveField("Ack", BeEquivalentTo(1+len(seen.Marker))))),
 		"the capture reaches the server's ACK of the client's late byte")
@@ -490,24 +365,24 @@ func ch5ShedSpec(fam lab.Family) {
 
 // ch5RecordShed attaches what the shedding child saw, and returns the timelines of the first
 // client shed and of the SO_LINGER one.
-func ch5RecordShed(seen ch5ShedSeen) (shed, linger ch5Timeline) {
+func ch5RecordShed(seen ch5ShedSeen) (shed, linger evidence.Timeline) {
 	GinkgoHelper()
-	lab.Record(ch5EntryClients, seen.Clients)
-	lab.Record(ch5EntryCPU, seen.CPU)
-	lab.Record(ch5EntryServer, ch5ServerSeen{Serving: seen.Serving, Stopped: seen.Stopped,
-		Log: seen.Log})
+	lab.Record(evidence.EntryShedClients, seen.Clients)
+	lab.Record(evidence.EntryCPUTime, seen.CPU)
+	lab.Record(evidence.EntryRefserverStats, ch5ServerSeen{Serving: seen.Serving,
+		Stopped: seen.Stopped, Log: seen.Log})
 	shed, _ = ch5TimelineOf("a client the server shed", seen.ShedSegments, seen.ShedClient)
-	lab.Record(ch5EntryPackets, shed)
+	lab.Record(evidence.EntryPackets, shed)
 	linger, _ = ch5TimelineOf("a client closed with SO_LINGER {1, 0}", seen.Linger.Segments,
 		seen.Linger.Client)
-	lab.Record(ch5EntryPackets, linger)
+	lab.Record(evidence.EntryPackets, linger)
 	lab.Record(evidence.EntryErrno, lab.Refused("read after SO_LINGER {1, 0} and close",
 		ch5Err(seen.Linger.ReadErr), seen.Linger.Client, netip.AddrPort{}))
-	lab.Record(ch5EntryStates, []ch5State{
+	lab.Record(evidence.EntryTCPStates, []evidence.SocketState{
 		{Socket: "a shed client, after reading end-of-stream", State: seen.ShedClientState},
 		{Socket: "the SO_LINGER client, after ECONNRESET", State: seen.Linger.State},
 	})
-	lab.Record(ch5EntryDescriptors, seen.Table)
+	lab.Record(evidence.EntryDescriptorTable, seen.Table)
 	return shed, linger
 }
 
@@ -519,7 +394,9 @@ type ch5ShedClients struct{ Served, Shed, Window int }
 // greeting has bytes), exactly as many as the kernel's numbers say. It returns where the
 // others, the clients shed, begin.
 func ch5ExpectServedThenShed(seen ch5ShedSeen) ch5ShedClients {
-	firstShed := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Read <= 0 })
+	firstShed := slices.IndexFunc(seen.Clients, func(c evidence.ShedClient) bool {
+		return c.Read <= 0
+	})
 	Expect(firstShed).To(BeNumerically(">", 0),
 		"some clients served, then one not: %v", seen.Clients)
 	// The table ran out exactly where the kernel's numbers say: every client served holds
@@ -536,7 +413,9 @@ func ch5ExpectServedThenShed(seen ch5ShedSeen) ch5ShedClients {
 	for _, c := range seen.Clients[:firstShed] {
 		Expect(c.Greeting).To(HavePrefix(c.Tuple+" "), "client %d", c.Port)
 	}
-	window := slices.IndexFunc(seen.Clients, func(c ch5Client) bool { return c.Phase == "window" })
+	window := slices.IndexFunc(seen.Clients, func(c evidence.ShedClient) bool {
+		return c.Phase == "window"
+	})
 	Expect(window).To(BeNumerically(">", firstShed), "clients knocked during the CPU window")
 	return ch5ShedClients{Served: firstShed, Shed: len(seen.Clients) - firstShed, Window: window}
 }
@@ -572,7 +451,7 @@ func ch5ExpectNoSpin(seen ch5ShedSeen) {
 // ch5ExpectLingerRST: the contrast. SO_LINGER {on, 0 s} makes close(2) abort the connection
 // (tcp_disconnect sends RST), and the client's read fails with ECONNRESET. The RST ends the
 // client's socket too: tcp_reset -> tcp_done sets TCP_CLOSE.
-func ch5ExpectLingerRST(seen ch5LingerSeen, linger ch5Timeline) {
+func ch5ExpectLingerRST(seen ch5LingerSeen, linger evidence.Timeline) {
 	Expect(errors.Is(seen.ReadErr, unix.ECONNRESET)).To(BeTrue(),
 		"read: want ECONNRESET, got %s", ch5ErrnoName(seen.ReadErr))
 	Expect(seen.State).To(Equal("CLOSE"))

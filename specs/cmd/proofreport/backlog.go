@@ -4,75 +4,24 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
-// Chapter 4's pictures, drawn from the evidence ch04_backlog_test.go records: the accept
-// queue filling (backlog_queue, backlog_fill) and a connect() to a full queue over time
-// (backlog_overflow, backlog_packets). The types mirror the specs' ch4QueueSeen,
-// ch4FillSeen, ch4OverflowSeen and ch4Packet, by their JSON names.
+// Chapter 4's pictures, drawn from the evidence ch04_backlog_test.go records, decoded into
+// its own types (specs/evidence/backlog.go): the accept queue filling
+// (evidence.EntryBacklogQueue, EntryBacklogStates, EntryBacklogFill) and a connect() to a
+// full queue over time (EntryBacklogOverflow, EntryBacklogPackets, EntryBacklogCounters).
 
-type backlogClient struct {
-	Client string `json:"client"`
-	State  string `json:"state"`
-}
-
-type backlogQueue struct {
-	Listener    string   `json:"listener"`
-	Backlog     int      `json:"backlog"`
-	Somaxconn   int      `json:"somaxconn"`
-	Max         uint32   `json:"max"`
-	Lens        []uint32 `json:"lens"`
-	Accepted    string   `json:"accepted"`
-	AfterAccept uint32   `json:"after_accept"`
-}
-
-type backlogFill struct {
-	Listener  string          `json:"listener"`
-	Backlog   int             `json:"backlog"`
-	Max       uint32          `json:"max"`
-	Completed []backlogClient `json:"completed"`
-	Queued    uint32          `json:"queued"`
-	Next      struct {
-		Client     string `json:"client"`
-		State      string `json:"state"`
-		Queued     uint32 `json:"queued"`
-		Errno      string `json:"errno"`
-		AfterUS    int64  `json:"after_us"`
-		StateAfter string `json:"state_after"`
-	} `json:"next"`
-}
-
-type backlogOverflow struct {
-	AbortOnOverflow string `json:"tcp_abort_on_overflow"`
-	Listener        string `json:"listener"`
-	Filler          string `json:"filler"`
-	Client          string `json:"client"`
-	QueueLen        uint32 `json:"queue_len"`
-	QueueMax        uint32 `json:"queue_max"`
-	StateFull       string `json:"state_full"`
-	RTOUS           uint32 `json:"rto_us"`
-	Accepted        string `json:"accepted"`
-	AcceptAtUS      int64  `json:"accept_at_us"`
-	StateAccepted   string `json:"state_accepted"`
-	EstablishedUS   int64  `json:"established_us"`
-	StateAfter      string `json:"state_after"`
-	Retransmits     uint32 `json:"retransmits"`
-	AcceptedNext    string `json:"accepted_next"`
-	SynGapUS        int64  `json:"syn_gap_us"`
-}
-
-type backlogPacket struct {
-	AtUS  int64  `json:"at_us"`
-	Phase string `json:"phase"`
-	From  string `json:"from"`
-	Src   string `json:"src"`
-	Dst   string `json:"dst"`
-	Flags string `json:"flags"`
-}
-
-type backlogCounters struct {
-	Delta map[string]int64 `json:"delta"`
-}
+// The names pictures.go decodes chapter 4's entries into: each is the specs' own type.
+type (
+	backlogQueue    = evidence.QueueSeen
+	backlogClient   = evidence.ClientState
+	backlogFill     = evidence.Fill
+	backlogOverflow = evidence.Overflow
+	backlogPacket   = evidence.OverflowPacket
+	backlogCounters = evidence.CountersSeen
+)
 
 // decodeFirst decodes into v the first entry named name, of p's passed specs, IPv4 first,
 // that decodes, and tells whether there was one.
@@ -94,7 +43,7 @@ func portOf(addr string) string {
 // acceptQueuePicture draws a listener's queue as three clients join it and one accept()
 // leaves (when q is not nil), and listeners of backlog 0, 1 and 2 filled to backlog+1 with
 // the next client left out (fills).
-func acceptQueuePicture(q *backlogQueue, clients []backlogClient, fills []backlogFill) ([]byte, error) {
+func acceptQueuePicture(q *evidence.QueueSeen, clients []evidence.ClientState, fills []evidence.Fill) ([]byte, error) {
 	if q == nil && len(fills) == 0 {
 		return nil, fmt.Errorf("no backlog_queue or backlog_fill evidence")
 	}
@@ -191,7 +140,7 @@ func acceptQueuePicture(q *backlogQueue, clients []backlogClient, fills []backlo
 // overflowPicture draws one connect() to a full queue as a sequence diagram between client
 // and server, in ms after the client's first SYN: the SYN dropped, accept() making room,
 // the retransmitted SYN completing the handshake.
-func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backlogCounters) ([]byte, error) {
+func overflowPicture(o evidence.Overflow, packets []evidence.OverflowPacket, counters *evidence.CountersSeen) ([]byte, error) {
 	first := -1
 	for i, p := range packets {
 		if p.From == "client" && p.Flags == "SYN" {
@@ -203,7 +152,7 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 		return nil, fmt.Errorf("no SYN from the client among %d packets", len(packets))
 	}
 	t0 := packets[first].AtUS
-	var after []backlogPacket
+	var after []evidence.OverflowPacket
 	for _, p := range packets[first+1:] {
 		if p.Phase == "after accept" && (p.From == "client" || p.Dst == o.Client) {
 			after = append(after, p)
@@ -277,7 +226,7 @@ func overflowPicture(o backlogOverflow, packets []backlogPacket, counters *backl
 	s.text(cx, y+8, "middle", `font-family="monospace" font-weight="bold"`, "connect() returns")
 	s.text(60, y+8, "middle", `font-size="12" fill="#555555"`, ms(o.EstablishedUS))
 	s.text(cx-100, y+36, "start", `font-size="12" fill="#555555"`,
-		fmt.Sprintf("%s, %d retransmission; the next accept() returns %s", o.StateAfter, o.Retransmits, portOf(o.AcceptedNext)))
+		fmt.Sprintf("%s, %d retransmission; the next accept() returns %s", o.StateAfter, o.Retransmits, portOf(o.AcceptedSecond)))
 	// The rows are in order, one a step: the times say how far apart they are.
 	for i, line := range []string{
 		"Not to scale: one row per event, in order; the ms at the left say when.",

@@ -2,56 +2,21 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 5's picture: handshake.before-accept's connection on one time axis, drawn to
 // scale. The segments sit at the kernel's timestamps, the system calls at the times the
 // child took with time.Now: both read CLOCK_REALTIME, so one axis holds them all without
-// any alignment, in µs after the client's SYN.
-
-// segment is one captured TCP segment: evidence.Segment (an absolute time), or a chapter's
-// timeline packet (at_us, µs after the connection's SYN, and from: "client" or "server").
-type segment struct {
-	Time  time.Time `json:"time"`
-	AtUS  *float64  `json:"at_us"`
-	From  string    `json:"from"`
-	Src   string    `json:"src"`
-	Dst   string    `json:"dst"`
-	Flags string    `json:"flags"`
-	Seq   uint32    `json:"seq"`
-	Ack   uint32    `json:"ack"`
-	Len   int       `json:"len"`
-}
-
-// decodeSegments reads a "packets" entry: a list of segments, or an object that holds
-// one under "packets" (with the connection's name beside it).
-func decodeSegments(e reportEntry) ([]segment, error) {
-	var wrapped struct {
-		Packets []segment `json:"packets"`
-	}
-	if err := e.decode(&wrapped); err == nil && len(wrapped.Packets) > 0 {
-		return wrapped.Packets, nil
-	}
-	var segs []segment
-	if err := e.decode(&segs); err != nil {
-		return nil, err
-	}
-	return segs, nil
-}
-
-// hsCall is one system call on the timeline (the spec's ch5Call).
-type hsCall struct {
-	Call string  `json:"call"`  // "connect returned", "accept4 called"...
-	AtUS float64 `json:"at_us"` // µs after the SYN
-}
+// any alignment, in µs after the client's SYN: the spec's evidence.Timeline (EntryPackets)
+// and its evidence.TimelineCalls (EntrySyscalls, EntryAcceptAt).
 
 // handshakeFigure is the picture for handshake.before-accept, or, when this run did not
 // produce its evidence, a placeholder and the reason, for the page.
@@ -69,7 +34,8 @@ func handshakeFigure(p proof) (pic []byte, why string) {
 }
 
 // handshakeSVG draws from the first passing spec of p, IPv4 first, whose evidence holds the
-// segments: its "packets", with its "syscalls_at_us" (or, lacking them, "accept_at_us").
+// segments: its evidence.EntryPackets, with its EntrySyscalls (or, lacking them,
+// EntryAcceptAt).
 func handshakeSVG(p proof) ([]byte, error) {
 	if len(p.Specs) == 0 {
 		return nil, fmt.Errorf("no spec")
@@ -78,21 +44,22 @@ func handshakeSVG(p proof) ([]byte, error) {
 	slices.SortStableFunc(ordered, func(a, b specReport) int {
 		return strings.Compare(a.family(), b.family()) // "" < "ipv4" < "ipv6"
 	})
-	err := fmt.Errorf(`no "packets" evidence`)
+	err := fmt.Errorf("no %q evidence", evidence.EntryPackets)
 	for _, s := range ordered {
 		if s.State != "passed" {
 			continue
 		}
-		for _, e := range s.entries("packets") {
-			segs, derr := decodeSegments(e)
-			if derr == nil && len(segs) == 0 {
+		for _, e := range s.entries(evidence.EntryPackets) {
+			var t evidence.Timeline
+			derr := e.decode(&t)
+			if derr == nil && len(t.Packets) == 0 {
 				derr = fmt.Errorf("the capture is empty")
 			}
 			if derr != nil {
 				err = derr
 				continue
 			}
-			b, derr := handshakePicture(segs, hsCallsOf(s))
+			b, derr := handshakePicture(t.Packets, hsCallsOf(s))
 			if derr == nil {
 				return b, nil
 			}
@@ -102,26 +69,25 @@ func handshakeSVG(p proof) ([]byte, error) {
 	return nil, err
 }
 
-// hsCallsOf reads a spec's system calls on the timeline: its "syscalls_at_us", and its
-// "accept_at_us" as accept4's call when the list lacks it.
-func hsCallsOf(s specReport) []hsCall {
-	var calls []hsCall
-	for _, e := range s.entries("syscalls_at_us") {
-		var cs []hsCall
+// hsCallsOf reads a spec's system calls on the timeline: its evidence.EntrySyscalls, and its
+// EntryAcceptAt as accept4's call when the list lacks it.
+func hsCallsOf(s specReport) []evidence.TimelineCall {
+	var calls []evidence.TimelineCall
+	for _, e := range s.entries(evidence.EntrySyscalls) {
+		var cs []evidence.TimelineCall
 		if e.decode(&cs) == nil {
 			calls = append(calls, cs...)
 		}
 	}
-	if slices.ContainsFunc(calls, func(c hsCall) bool { return strings.HasPrefix(c.Call, "accept") }) {
+	if slices.ContainsFunc(calls, func(c evidence.TimelineCall) bool {
+		return strings.HasPrefix(c.Call, "accept")
+	}) {
 		return calls
 	}
-	for _, e := range s.entries("accept_at_us") {
-		var n json.Number
-		if e.decode(&n) != nil {
-			continue
-		}
-		if f, err := strconv.ParseFloat(n.String(), 64); err == nil {
-			calls = append(calls, hsCall{Call: "accept4 called", AtUS: f})
+	for _, e := range s.entries(evidence.EntryAcceptAt) {
+		var us int64
+		if e.decode(&us) == nil {
+			calls = append(calls, evidence.TimelineCall{Call: "accept4 called", AtUS: us})
 			break
 		}
 	}
@@ -136,33 +102,23 @@ type hsEvent struct {
 	kind   string  // "segment", "connect", "accept", "queued"
 	head   string  // the label's monospace part: the flags, the call
 	rest   string  // the rest of the label
-	seg    *segment
+	seg    *evidence.TimelinePacket
 	from   float64 // a span's start and end
 	to     float64
 }
 
 // handshakePicture draws the segments and the calls as a sequence diagram between client
 // and server, time running down to scale: each mark's height is its time.
-func handshakePicture(segs []segment, calls []hsCall) ([]byte, error) {
-	syn := slices.IndexFunc(segs, func(sg segment) bool {
-		return sg.Flags == "SYN" && (sg.From == "client" || sg.From == "")
+func handshakePicture(segs []evidence.TimelinePacket, calls []evidence.TimelineCall) ([]byte, error) {
+	syn := slices.IndexFunc(segs, func(sg evidence.TimelinePacket) bool {
+		return sg.Flags == "SYN" && sg.From == "client"
 	})
 	if syn < 0 {
 		return nil, fmt.Errorf("no SYN from the client among %d segments", len(segs))
 	}
 	client, server := segs[syn].Src, segs[syn].Dst
-	fromClient := func(sg segment) bool {
-		if sg.From != "" {
-			return sg.From == "client"
-		}
-		return sg.Src == client
-	}
-	at := func(sg segment) float64 {
-		if sg.AtUS != nil && segs[syn].AtUS != nil {
-			return *sg.AtUS - *segs[syn].AtUS
-		}
-		return float64(sg.Time.Sub(segs[syn].Time).Nanoseconds()) / 1e3
-	}
+	fromClient := func(sg evidence.TimelinePacket) bool { return sg.From == "client" }
+	at := func(sg evidence.TimelinePacket) float64 { return float64(sg.AtUS - segs[syn].AtUS) }
 
 	var events []hsEvent
 	var handshakeACK, lastData = math.NaN(), -1
@@ -183,13 +139,14 @@ func handshakePicture(segs []segment, calls []hsCall) ([]byte, error) {
 	}
 	acceptAt := math.NaN()
 	for _, c := range calls {
+		us := float64(c.AtUS)
 		switch {
 		case strings.HasPrefix(c.Call, "connect returned"):
-			events = append(events, hsEvent{at: c.AtUS, client: true, kind: "connect", head: "connect()",
+			events = append(events, hsEvent{at: us, client: true, kind: "connect", head: "connect()",
 				rest: " returned"})
 		case strings.HasPrefix(c.Call, "accept4 called") && math.IsNaN(acceptAt):
-			acceptAt = c.AtUS
-			events = append(events, hsEvent{at: c.AtUS, kind: "accept", head: "accept()", rest: " called"})
+			acceptAt = us
+			events = append(events, hsEvent{at: us, kind: "accept", head: "accept()", rest: " called"})
 		}
 	}
 	if !math.IsNaN(handshakeACK) && acceptAt > handshakeACK {

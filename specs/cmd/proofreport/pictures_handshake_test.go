@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"portproof/specs/evidence"
 )
 
 // hsMark is a mark of the handshake picture: its panel, its time, and its height.
@@ -91,13 +93,12 @@ func TestHandshakeIsDrawnToScale(t *testing.T) {
 
 // Marks far enough apart need no magnified copy.
 func TestHandshakeSpreadOutHasOneAxis(t *testing.T) {
-	us := func(f float64) *float64 { return &f }
-	segs := []segment{
-		{AtUS: us(0), From: "client", Src: "127.0.0.1:40000", Dst: "127.0.0.1:7000", Flags: "SYN"},
-		{AtUS: us(30), From: "server", Src: "127.0.0.1:7000", Dst: "127.0.0.1:40000", Flags: "SYN,ACK"},
-		{AtUS: us(60), From: "client", Src: "127.0.0.1:40000", Dst: "127.0.0.1:7000", Flags: "ACK"},
+	segs := []evidence.TimelinePacket{
+		{AtUS: 0, From: "client", Src: "127.0.0.1:40000", Dst: "127.0.0.1:7000", Flags: "SYN"},
+		{AtUS: 30, From: "server", Src: "127.0.0.1:7000", Dst: "127.0.0.1:40000", Flags: "SYN,ACK"},
+		{AtUS: 60, From: "client", Src: "127.0.0.1:40000", Dst: "127.0.0.1:7000", Flags: "ACK"},
 	}
-	b, err := handshakePicture(segs, []hsCall{{Call: "connect returned", AtUS: 90},
+	b, err := handshakePicture(segs, []evidence.TimelineCall{{Call: "connect returned", AtUS: 90},
 		{Call: "accept4 called", AtUS: 150}})
 	if err != nil {
 		t.Fatal(err)

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
 // The primer's pictures (chapters/primer.md): the handshake and the two ways a connection
 // ends, drawn from what chapter 5's proofs captured on the reader's loopback, and the states
 // a connection goes through, with those the reader's proofs read from the kernel marked.
+// Chapter 5's evidence is read as its specs wrote it: evidence.Timeline (EntryPackets),
+// evidence.TimelineCall (EntrySyscalls), evidence.SocketState (EntryTCPStates).
 
 // primerPictures adds the primer's pictures to pics. A picture whose evidence this run did
 // not produce is a placeholder that says why, so that the primer never points nowhere.
@@ -30,40 +34,11 @@ func primerPictures(byID map[string]proof, ps []proof, pics map[string][]byte) {
 	pics["primer-states.svg"] = primerStatesPicture(primerStatesSeen(ps))
 }
 
-// primerPacket is one segment of a chapter 5 timeline ("packets": ch5Timeline).
-type primerPacket struct {
-	AtUS  float64 `json:"at_us"` // µs after the connection's SYN
-	From  string  `json:"from"`  // "client" or "server"
-	Src   string  `json:"src"`
-	Dst   string  `json:"dst"`
-	Flags string  `json:"flags"`
-	Seq   uint32  `json:"seq"` // relative to the sender's first sequence number
-	Ack   uint32  `json:"ack"`
-	Len   int     `json:"len"`
-}
-
-type primerTimeline struct {
-	Conn    string         `json:"conn"`
-	Packets []primerPacket `json:"packets"`
-}
-
-// primerCall is a system call on a timeline ("syscalls_at_us": ch5Call).
-type primerCall struct {
-	Call string  `json:"call"`
-	AtUS float64 `json:"at_us"`
-}
-
-// primerState is a socket's TCP state as a proof read it ("tcp_states": ch5State).
-type primerState struct {
-	Socket string `json:"socket"`
-	State  string `json:"state"`
-}
-
-// primerTimelines are the spec's "packets" entries that decode as timelines.
-func primerTimelines(s specReport) []primerTimeline {
-	var out []primerTimeline
-	for _, e := range s.entries("packets") {
-		var t primerTimeline
+// primerTimelines are the spec's evidence.EntryPackets entries that decode as timelines.
+func primerTimelines(s specReport) []evidence.Timeline {
+	var out []evidence.Timeline
+	for _, e := range s.entries(evidence.EntryPackets) {
+		var t evidence.Timeline
 		if e.decode(&t) == nil && len(t.Packets) > 0 {
 			out = append(out, t)
 		}
@@ -72,8 +47,8 @@ func primerTimelines(s specReport) []primerTimeline {
 }
 
 // primerFlags finds, in order, a packet with each of flags, and returns them.
-func primerFlags(pkts []primerPacket, flags ...string) ([]primerPacket, bool) {
-	var out []primerPacket
+func primerFlags(pkts []evidence.TimelinePacket, flags ...string) ([]evidence.TimelinePacket, bool) {
+	var out []evidence.TimelinePacket
 	i := 0
 	for _, f := range flags {
 		for i < len(pkts) && pkts[i].Flags != f {
@@ -144,9 +119,9 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("no SYN, SYN-ACK and ACK among the packets")
 	}
-	calls := map[string]float64{}
-	for _, e := range s.entries("syscalls_at_us") {
-		var cs []primerCall
+	calls := map[string]int64{}
+	for _, e := range s.entries(evidence.EntrySyscalls) {
+		var cs []evidence.TimelineCall
 		if e.decode(&cs) == nil {
 			for _, c := range cs {
 				calls[c.Call] = c.AtUS
@@ -184,7 +159,7 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 			label += fmt.Sprintf(", ack %d", pk.Ack)
 		}
 		primerSegment(sv, from, to, y, drop, "#1565c0", "pa", label)
-		sv.text(from+(to-from)/2, y+drop/2+22, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("at %.0f µs", pk.AtUS))
+		sv.text(from+(to-from)/2, y+drop/2+22, "middle", `font-size="12" fill="#555555"`, fmt.Sprintf("at %d µs", pk.AtUS))
 		switch i {
 		case 0:
 			state(left, y+6, "end", "SYN_SENT", "connect() sent a SYN")
@@ -196,9 +171,9 @@ func primerHandshakePicture(p proof) ([]byte, error) {
 		}
 	}
 	// After the ACK: connect() returns on the client, and later accept() is called.
-	mark := func(x, y int, anchor, what string, us float64) {
+	mark := func(x, y int, anchor, what string, us int64) {
 		sv.text(x, y, anchor, `font-family="monospace" font-weight="bold"`, what)
-		sv.text(x, y+17, anchor, `font-size="12" fill="#555555"`, fmt.Sprintf("at %.0f µs", us))
+		sv.text(x, y+17, anchor, `font-size="12" fill="#555555"`, fmt.Sprintf("at %d µs", us))
 	}
 	last := top + 24 + 2*step + drop
 	if haveConnect {
@@ -225,7 +200,7 @@ func primerClosePicture(p proof) ([]byte, error) {
 		return nil, fmt.Errorf("no passing spec")
 	}
 	s := specs[0]
-	var fin, rst []primerPacket
+	var fin, rst []evidence.TimelinePacket
 	var rstClient string
 	for _, t := range primerTimelines(s) {
 		for _, pk := range t.Packets {
@@ -244,8 +219,8 @@ func primerClosePicture(p proof) ([]byte, error) {
 		return nil, fmt.Errorf("want a connection ended by the server's FIN and one by its RST")
 	}
 	var finState, rstState, rstErrno string
-	for _, e := range s.entries("tcp_states") {
-		var st []primerState
+	for _, e := range s.entries(evidence.EntryTCPStates) {
+		var st []evidence.SocketState
 		if e.decode(&st) != nil {
 			continue
 		}
@@ -258,11 +233,8 @@ func primerClosePicture(p proof) ([]byte, error) {
 			}
 		}
 	}
-	for _, e := range s.entries("errno") {
-		var x struct {
-			Local string `json:"local"`
-			Errno string `json:"errno"`
-		}
+	for _, e := range s.entries(evidence.EntryErrno) {
+		var x evidence.ErrnoSeen
 		if e.decode(&x) == nil && x.Local == rstClient {
 			rstErrno = x.Errno
 		}
@@ -275,7 +247,7 @@ func primerClosePicture(p proof) ([]byte, error) {
 	sv.text(primerW/2, 50, "middle", `font-size="13" fill="#555555"`,
 		"two connections of the proof handshake.shed (chapter 5), captured on lo")
 	primerArrowDefs(sv)
-	panel := func(x0 int, title string, pkts []primerPacket, flag, color, marker string, read, state string) {
+	panel := func(x0 int, title string, pkts []evidence.TimelinePacket, flag, color, marker string, read, state string) {
 		cx, sx := x0+40, x0+300
 		sv.text((cx+sx)/2, top-48, "middle", `font-weight="bold" fill="`+color+`"`, title)
 		sv.text(cx, top-14, "middle", `font-weight="bold"`, "client")
@@ -291,7 +263,7 @@ func primerClosePicture(p proof) ([]byte, error) {
 			label := pk.Flags
 			if strings.Contains(pk.Flags, flag) {
 				c, m = color, marker
-				label = fmt.Sprintf("%s  at %.0f µs", pk.Flags, pk.AtUS)
+				label = fmt.Sprintf("%s  at %d µs", pk.Flags, pk.AtUS)
 			}
 			primerSegment(sv, from, to, y, drop, c, m, label)
 			row++

@@ -20,7 +20,7 @@ import (
 type serverSteps struct {
 	Sockets    map[string]ch6SocketSeen // by role: "bound, before listen", "listener", ...
 	Queued     int                      // the listener's accept queue while nothing was accepted
-	Queue      *backlogQueue            // backlog.queue's listener
+	Queue      *evidence.QueueSeen      // backlog.queue's listener
 	Spawned    *ch6Spawned              // passive.spawns-active's descriptors
 	Tuples     []evidence.TupleSeen     // and the 4-tuple of each connection it accepted
 	SynCookies string                   // net.ipv4.tcp_syncookies, from the machine entry
@@ -38,14 +38,14 @@ func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte
 		}
 		st.Queued = queuedFigure(byID["passive.no-data"])
 	}
-	var q backlogQueue
-	if decodeFirst(byID["backlog.queue"], "backlog_queue", &q) {
+	var q evidence.QueueSeen
+	if decodeFirst(byID["backlog.queue"], evidence.EntryBacklogQueue, &q) {
 		st.Queue = &q
 	}
 	var sp ch6Spawned
 	if decodeFirst(byID["passive.spawns-active"], "descriptors_spawned", &sp) {
 		st.Spawned = &sp
-		decodeFirst(byID["passive.spawns-active"], "tuples", &st.Tuples)
+		decodeFirst(byID["passive.spawns-active"], evidence.EntryTuples, &st.Tuples)
 	}
 	if m, err := machineOf(r); err == nil {
 		st.SynCookies = m.Sysctls["net.ipv4.tcp_syncookies"]
@@ -63,7 +63,7 @@ func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte
 // while every call on the listener was tried, before accept. -1 when there is none.
 func queuedFigure(p proof) int {
 	n := -1
-	fromSpecs(p, "figures", func(e reportEntry) ([]byte, error) {
+	fromSpecs(p, evidence.EntryFigures, func(e reportEntry) ([]byte, error) {
 		var f struct {
 			Queued *int `json:"queued"`
 		}
@@ -263,18 +263,9 @@ func serverListenerOf(tuples []evidence.TupleSeen) string {
 }
 
 // The loop page's picture (chapters/loop.md): what a full descriptor table costs a loop that
-// only retries accept4 (chapter 5's handshake.emfile-queued, its "cpu_time"), beside
-// refserver shedding with its spare descriptor (handshake.shed, its "cpu_time" and figures).
-
-// loopCPU mirrors the specs' ch5CPU: a loop's CPU time over a window, by getrusage.
-type loopCPU struct {
-	Loop         string  `json:"loop"`
-	WindowUS     int64   `json:"window_us"`
-	Percent      float64 `json:"percent"`
-	TimeoutMS    int     `json:"timeout_ms"`
-	EpollWaits   int     `json:"epoll_waits"`
-	AcceptEMFILE int     `json:"accept_emfile"`
-}
+// only retries accept4 (chapter 5's handshake.emfile-queued, its evidence.EntryCPUTime, an
+// evidence.BusyLoop), beside refserver shedding with its spare descriptor (handshake.shed, its
+// EntryCPUTime, an evidence.CPUWindow, and its figures).
 
 // shedFigures are the figures handshake.shed cited that the picture shows.
 type shedFigures struct {
@@ -289,15 +280,16 @@ type shedFigures struct {
 // loopPictures draws loop-spare.svg, or its placeholder with the reason.
 func loopPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "loop-spare.svg"
-	var spin, shed loopCPU
+	var spin evidence.BusyLoop
+	var shed evidence.CPUWindow
 	var f shedFigures
 	var err error
 	switch {
-	case !decodeFirst(byID["handshake.emfile-queued"], "cpu_time", &spin):
-		err = fmt.Errorf("handshake.emfile-queued has no cpu_time evidence")
-	case !decodeFirst(byID["handshake.shed"], "cpu_time", &shed):
-		err = fmt.Errorf("handshake.shed has no cpu_time evidence")
-	case !decodeFirst(byID["handshake.shed"], "figures", &f):
+	case !decodeFirst(byID["handshake.emfile-queued"], evidence.EntryCPUTime, &spin):
+		err = fmt.Errorf("handshake.emfile-queued has no %s evidence", evidence.EntryCPUTime)
+	case !decodeFirst(byID["handshake.shed"], evidence.EntryCPUTime, &shed):
+		err = fmt.Errorf("handshake.shed has no %s evidence", evidence.EntryCPUTime)
+	case !decodeFirst(byID["handshake.shed"], evidence.EntryFigures, &f):
 		err = fmt.Errorf("handshake.shed cited no figures")
 	}
 	if err != nil {
@@ -310,7 +302,7 @@ func loopPictures(byID map[string]proof, pics map[string][]byte, missing notes) 
 }
 
 // spareCPUPicture draws the two loops' CPU as bars on one scale, a core's worth of time.
-func spareCPUPicture(spin, shed loopCPU, f shedFigures) []byte {
+func spareCPUPicture(spin evidence.BusyLoop, shed evidence.CPUWindow, f shedFigures) []byte {
 	const w, x0, x1 = 860, 40, 820
 	const small, grey = `font-size="13"`, `font-size="12" fill="#555555"`
 	s := newSVG(w, 330, "A full descriptor table: a loop that retries accept4, and refserver shedding")
