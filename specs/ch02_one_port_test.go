@@ -29,7 +29,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 				lab.RequireFamily(fam)
 				l := lab.Listen(fam.At(0), connections)
 				var seen []evidence.TupleSeen
-				var server ch2ServerSockets
+				var server evidence.ServerSockets
 				ports := evidence.Ports{"listener": {l.Addr.Port()}}
 				// --8<-- [start:port-same-core]
 				for i := range connections {
@@ -42,7 +42,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					seen = append(seen,
 						evidence.TupleSeen{Conn: conn, Client: ct.String(), Server: st.String()})
 					server.Accepted = append(server.Accepted,
-						ch2Socket{Conn: conn, FD: a.FD(), State: lab.TCPState(a.FD())})
+						evidence.AcceptedSocket{Conn: conn, FD: a.FD(), State: lab.TCPState(a.FD())})
 					ports["accepted"] = append(ports["accepted"], st.Local.Port())
 					ports["clients"] = append(ports["clients"], ct.Local.Port())
 
@@ -54,11 +54,11 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					Expect(st.Remote).To(Equal(ct.Local), conn)
 				}
 				// --8<-- [end:port-same-core]
-				server.Listener = ch2Listener{FD: l.FD(), Addr: l.LocalAddr().String(),
+				server.Listener = evidence.ListeningSocket{FD: l.FD(), Addr: l.LocalAddr().String(),
 					State: lab.TCPState(l.FD())}
 				lab.Record(evidence.EntryTuples, seen)
 				lab.Record(evidence.EntryPorts, ports)
-				lab.Record(ch2EntryServerSockets, server)
+				lab.Record(evidence.EntryServerSockets, server)
 				// With one server port for all, the connections are told apart by the
 				// clients' ports, all different.
 				Expect(duplicates(ports["clients"])).To(BeEmpty())
@@ -143,7 +143,7 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 			"the other parity, over "+fam.String(),
 			Label("claim:port.ephemeral", fam.Name), func() {
 				lab.RequireFamily(fam)
-				var rows []ch2ParityRow
+				var rows []evidence.PortParity
 				figures := evidence.Figures{}
 				lows := map[string]bool{}
 				for _, narrowed := range ch2ParityRanges {
@@ -152,9 +152,9 @@ var _ = Describe(OnePort.Title, Label("chapter:2"), func() {
 					})
 					r, low := seen.Range, evidence.ParityName(seen.Range.Low)
 					lows[low] = true
-					rows = append(rows,
-						ch2ParityRow{Range: r.String(), Low: low, Connect: seen.Connect, Bind: seen.Bind})
-					lab.Record(ch2EntryParity, rows[len(rows)-1])
+					rows = append(rows, evidence.PortParity{Range: r.String(), Low: low,
+						Connect: seen.Connect, Bind: seen.Bind})
+					lab.Record(evidence.EntryPortParity, rows[len(rows)-1])
 
 					// --8<-- [start:port-parity-core]
 					// Every port of the range, once each, to connect() and to bind(ip:0) alike,
@@ -271,17 +271,6 @@ func ch2FillRangeTwice(server netip.AddrPort) (ch2ParitySeen, error) {
 
 // --8<-- [end:port-parity-child]
 
-// ch2EntryParity names a parity sandbox's evidence: its range and the ports in the order the
-// kernel gave them.
-const ch2EntryParity = "port_parity"
-
-type ch2ParityRow struct {
-	Range   string   `json:"range"`   // as the child's kernel read it back
-	Low     string   `json:"low_end"` // the parity of its low end
-	Connect []uint16 `json:"connect"` // connect()'s ports, in order
-	Bind    []uint16 `json:"bind"`    // bind(ip:0)'s ports, in order
-}
-
 // ch2Distinct lists each value once, in the order first seen.
 func ch2Distinct[T comparable](values []T) []T {
 	var d []T
@@ -303,27 +292,4 @@ func duplicates(ports []uint16) []uint16 {
 		}
 	}
 	return dup
-}
-
-// ch2EntryServerSockets names port.same's evidence of the server's side: the listener and
-// every socket accept4(2) returned, by descriptor, each with its state.
-const ch2EntryServerSockets = "server_sockets"
-
-type ch2ServerSockets struct {
-	Listener ch2Listener `json:"listener"` // read after the last accept
-	Accepted []ch2Socket `json:"accepted"` // in the order accept4 returned them
-}
-
-// ch2Listener is the listening socket.
-type ch2Listener struct {
-	FD    int    `json:"fd"`    // the descriptor socket(2) returned
-	Addr  string `json:"addr"`  // getsockname(2)
-	State string `json:"state"` // from TCP_INFO (tcpi_state): LISTEN
-}
-
-// ch2Socket is an accepted socket; its two ends are in the "tuples" entry, under its name.
-type ch2Socket struct {
-	Conn  string `json:"conn"`  // the connection's name in the "tuples" entry
-	FD    int    `json:"fd"`    // the descriptor accept4(2) returned
-	State string `json:"state"` // from TCP_INFO (tcpi_state): ESTABLISHED
 }

@@ -37,28 +37,6 @@ const (
 
 // --8<-- [start:limit-connect-until-refused]
 
-// ch3Batch is connect() repeated toward one destination, from one source, until the
-// kernel refused.
-type ch3Batch struct {
-	// Batch says which destination or source, in the spec's words.
-	Batch string `json:"batch"`
-	// From is the address bound before connect (port 0); empty when connect chose it.
-	From string `json:"from,omitempty"`
-	// PortBy is the call that chose each source port: "connect" or "bind".
-	PortBy string `json:"port_by"`
-	To     string `json:"to"` // the server's address and port
-	// Ports are each connection's source port, getsockname, in order; Established how
-	// many of them TCP_INFO showed ESTABLISHED; Tuples each connection, as the client's
-	// kernel holds it.
-	Ports       []uint16 `json:"ports"`
-	Established int      `json:"established"`
-	Tuples      []string `json:"tuples"`
-	// Refused is the bind or connect after the last success, and Errno its errno, for
-	// errors.Is in the parent.
-	Refused evidence.ErrnoSeen `json:"refused"`
-	Errno   unix.Errno         `json:"errno_value,omitempty"`
-}
-
 // ch3Source is where a batch's sockets start from: unbound, when Addr is not valid, so that
 // connect() chooses the address and the port; or bound to Addr:0 first, with the port chosen
 // by bind(2), or by connect(2) when NoPort sets IP_BIND_ADDRESS_NO_PORT.
@@ -70,8 +48,8 @@ type ch3Source struct {
 // ch3ConnectUntilRefused connects new sockets from `from` to `to` until a bind or connect
 // fails, at most limit times, keeping every connection open (the caller closes fds).
 func ch3ConnectUntilRefused(name string, from ch3Source, to netip.AddrPort, limit int,
-	fds *[]int) (ch3Batch, error) {
-	b := ch3Batch{Batch: name, PortBy: "connect", To: to.String(),
+	fds *[]int) (evidence.PortBatch, error) {
+	b := evidence.PortBatch{Batch: name, PortBy: "connect", To: to.String(),
 		Ports: []uint16{}, Tuples: []string{}}
 	if from.Addr.IsValid() {
 		b.From = netip.AddrPortFrom(from.Addr, 0).String()
@@ -146,9 +124,10 @@ type ch3FillArg struct {
 	Server netip.AddrPort // where the listener binds, outside the narrowed range
 }
 
+// ch3FillSeen is what the per-destination child hands back; the spec records both parts.
 type ch3FillSeen struct {
 	Range evidence.PortRange // as the child's kernel reads it back
-	Batch ch3Batch
+	Batch evidence.PortBatch
 }
 
 // ch3FillChild connects to one listener until the kernel has no source port left for that
@@ -178,16 +157,18 @@ func ch3Fill(arg ch3FillArg) (ch3FillSeen, error) {
 
 // --8<-- [start:limit-multiply-child]
 
+// ch3MultiplySeen is what the multiply child hands back: the spec records its batches, in
+// the order they ran, as one port_batches entry, and asserts on each by its place here.
 type ch3MultiplySeen struct {
 	Range evidence.PortRange
 	// Batches go to the first destination, a second port, a second server address, and
 	// from a second client address; Again to the first destination once more, afterwards.
-	Batches []ch3Batch
-	Again   ch3Batch
+	Batches []evidence.PortBatch
+	Again   evidence.PortBatch
 	// Bound are the batches whose sockets bind a client address first, once its ports are
 	// spent toward the first destination: toward another destination with bind choosing the
 	// port, then with IP_BIND_ADDRESS_NO_PORT; and from a third address with bind choosing.
-	Bound []ch3Batch
+	Bound []evidence.PortBatch
 }
 
 // ch3MultiplyChild exhausts the range toward one destination, then spends it again toward
@@ -232,8 +213,8 @@ func ch3Multiply(struct{}) (ch3MultiplySeen, error) {
 		from ch3Source
 		to   netip.AddrPort
 	}
-	run := func(bs []batch) ([]ch3Batch, error) {
-		var out []ch3Batch
+	run := func(bs []batch) ([]evidence.PortBatch, error) {
+		var out []evidence.PortBatch
 		for _, b := range bs {
 			got, err := ch3ConnectUntilRefused(b.name, b.from, b.to, limit, &fds)
 			if err != nil {
@@ -276,57 +257,12 @@ type ch3FDArg struct {
 	Listen netip.AddrPort // the listener's address; port 0, the kernel chooses
 }
 
-// ch3FDStep is the descriptors numbered below the soft limit, counted just before and just
-// after one accept4.
-type ch3FDStep struct {
-	Before int `json:"before"`
-	After  int `json:"after"`
-}
-
-// ch3FDSeen is one open descriptor: its number and what /proc/self/fd links it to.
-type ch3FDSeen struct {
-	FD     int    `json:"fd"`
-	Target string `json:"target"` // "pipe:[112572]", "/dev/null"
-}
-
-// ch3DescriptorsSeen is what limit.fd's child saw under a low RLIMIT_NOFILE.
-type ch3DescriptorsSeen struct {
-	// Soft and Hard are RLIMIT_NOFILE, getrlimit in the child.
-	Soft     uint64 `json:"soft"`
-	Hard     uint64 `json:"hard"`
-	Listener string `json:"listener"` // its getsockname
-	// OpenAtStart counts the descriptors below Soft with the listener open, before any
-	// client; Above lists those numbered Soft or more: inherited, they take no room below
-	// Soft.
-	OpenAtStart int         `json:"open_at_start"`
-	Above       []ch3FDSeen `json:"above_limit"`
-	// Clients are the client connections made before the first accept, and QueueBefore
-	// the listener's TCP_INFO then.
-	Clients     int              `json:"clients"`
-	QueueBefore sock.AcceptQueue `json:"queue_before"`
-	// Accepted counts the accept4 calls that returned a descriptor; Steps are the
-	// descriptors around each one whose after could be read.
-	Accepted int         `json:"accepted"`
-	Steps    []ch3FDStep `json:"steps"`
-	// Refused is the accept4 that failed, Errno its errno. Then AllOpen says whether
-	// fcntl(F_GETFD) answered for every number below Soft, and QueueAtRefusal is the
-	// listener's TCP_INFO.
-	Refused        evidence.ErrnoSeen `json:"refused"`
-	Errno          unix.Errno         `json:"errno_value,omitempty"`
-	AllOpen        bool               `json:"all_open"`
-	QueueAtRefusal sock.AcceptQueue   `json:"queue_at_refusal"`
-	// PortsUsed counts the distinct local ports of the namespace's sockets (clients and
-	// listener), out of Range, the ephemeral range in the child.
-	PortsUsed int                `json:"ports_used"`
-	Range     evidence.PortRange `json:"range"`
-}
-
 // ch3DescriptorsChild connects clients to its own listener first, then accepts with
 // sock.Accept until the kernel refuses: clients and server share one RLIMIT_NOFILE.
 var ch3DescriptorsChild = lab.RegisterChild("ch3.limit.fd", ch3Descriptors)
 
-func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
-	var seen ch3DescriptorsSeen
+func ch3Descriptors(arg ch3FDArg) (evidence.DescriptorsSeen, error) {
+	var seen evidence.DescriptorsSeen
 	var err error
 	if seen.Soft, seen.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
@@ -353,14 +289,14 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	if err != nil {
 		return seen, err
 	}
-	seen.Above = []ch3FDSeen{}
+	seen.Above = []evidence.OpenDescriptor{}
 	for _, fd := range open {
 		if fd >= limit {
 			target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
 			if err != nil {
 				return seen, err
 			}
-			seen.Above = append(seen.Above, ch3FDSeen{FD: fd, Target: target})
+			seen.Above = append(seen.Above, evidence.OpenDescriptor{FD: fd, Target: target})
 		}
 	}
 
@@ -386,9 +322,11 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 	// still be finishing the last one. Wait, bounded, for the queue to hold every client.
 	deadline := time.Now().Add(lab.AcceptWithin)
 	for attempt := 0; attempt < 5000; attempt++ {
-		if seen.QueueBefore, err = sock.AcceptQueueOf(l); err != nil {
+		q, err := sock.AcceptQueueOf(l)
+		if err != nil {
 			return seen, err
 		}
+		seen.QueueBefore = evidence.AcceptQueue(q)
 		if int(seen.QueueBefore.Len) >= seen.Clients || time.Now().After(deadline) {
 			break
 		}
@@ -409,7 +347,7 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 		// the last free number, the count itself fails with EMFILE, and is left out.
 		after, aerr := lab.DescriptorsBelow(limit)
 		if berr == nil && aerr == nil {
-			seen.Steps = append(seen.Steps, ch3FDStep{Before: before, After: after})
+			seen.Steps = append(seen.Steps, evidence.DescriptorStep{Before: before, After: after})
 		}
 	}
 	// Every number below the soft limit in use: fcntl(F_GETFD) answers EBADF for a free one.
@@ -420,7 +358,8 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 		}
 	}
 	// getsockopt on the listener needs no new descriptor.
-	seen.QueueAtRefusal, err = sock.AcceptQueueOf(l)
+	q, err := sock.AcceptQueueOf(l)
+	seen.QueueAtRefusal = evidence.AcceptQueue(q)
 	return seen, err
 }
 
@@ -428,6 +367,8 @@ func ch3Descriptors(arg ch3FDArg) (ch3DescriptorsSeen, error) {
 
 // --8<-- [start:limit-fd-config-child]
 
+// Each setrlimit the child makes is named in evidence.SetrlimitSeen.Call, so that the spec
+// finds each by what it tried.
 const (
 	ch3CallLower         = "lower the soft limit"
 	ch3CallRaise         = "raise the soft limit back to the hard limit"
@@ -436,63 +377,9 @@ const (
 	ch3CallHardBack      = "raise the hard limit back"
 )
 
-type ch3Limit struct {
-	Soft uint64 `json:"soft"`
-	Hard uint64 `json:"hard"`
-}
-
-// ch3SetrlimitSeen is one setrlimit(RLIMIT_NOFILE) and what getrlimit read afterwards.
-type ch3SetrlimitSeen struct {
-	Call  string     `json:"call"`
-	Soft  uint64     `json:"soft"` // asked for
-	Hard  uint64     `json:"hard"` // asked for
-	Errno unix.Errno `json:"errno_value,omitempty"`
-	Name  string     `json:"errno,omitempty"` // its name; empty when it succeeded
-	Error string     `json:"error,omitempty"`
-	After ch3Limit   `json:"after"` // getrlimit right after
-}
-
-// ch3HardSeen is one thread's attempt to raise the hard limit, and what that thread was.
-type ch3HardSeen struct {
-	Thread string `json:"thread"` // in the spec's words
-	// InitialUserNS: the process is in the initial user namespace, where capable() looks.
-	InitialUserNS bool `json:"initial_user_ns"`
-	// CapEff is the thread's effective capabilities, /proc/thread-self/status, in hex.
-	CapEff      string             `json:"cap_eff"`
-	CapResource bool               `json:"cap_sys_resource"`
-	NrOpen      uint64             `json:"nr_open"` // fs.nr_open, read just before
-	Calls       []ch3SetrlimitSeen `json:"calls"`
-}
-
-// ch3GoStartSeen is a Go program's RLIMIT_NOFILE as its first code reads it, against what
-// getrlimit read in its parent just before starting it.
-type ch3GoStartSeen struct {
-	Handed  ch3Limit `json:"handed"`
-	AtStart ch3Limit `json:"at_start"`
-}
-
-// ch3RlimitSeen is limit.fd-config's evidence.
-type ch3RlimitSeen struct {
-	Host    ch3Limit           `json:"host"`     // the test process's own, read only
-	NrOpen  uint64             `json:"nr_open"`  // fs.nr_open: no hard limit above it
-	FileMax uint64             `json:"file_max"` // fs.file-max: open files in the whole system
-	Start   ch3Limit           `json:"start"`    // the child's at the start
-	Calls   []ch3SetrlimitSeen `json:"calls"`    // the soft limit moved
-	GoStart []ch3GoStartSeen   `json:"go_start"`
-	// Dropped lowers the hard limit and raises it back from a thread without
-	// CAP_SYS_RESOURCE; Kept raises it again from a thread with the process's own
-	// capabilities; UserNS does both in a user namespace, whose root holds every capability
-	// in it. UserNSRefused says why there was no UserNS, where none was allowed.
-	Dropped       ch3HardSeen  `json:"hard_cap_dropped"`
-	Kept          ch3HardSeen  `json:"hard_cap_kept"`
-	UserNS        *ch3HardSeen `json:"hard_user_ns,omitempty"`
-	UserNSRefused string       `json:"user_ns_refused,omitempty"`
-	// CapNote says, where it is so, that no thread held CAP_SYS_RESOURCE where it counts.
-	CapNote string `json:"cap_sys_resource_note,omitempty"`
-}
-
-func ch3Setrlimit(call string, soft, hard uint64) (ch3SetrlimitSeen, error) {
-	s := ch3SetrlimitSeen{Call: call, Soft: soft, Hard: hard}
+// ch3Setrlimit calls setrlimit(RLIMIT_NOFILE) and reads getrlimit back, whatever the answer.
+func ch3Setrlimit(call string, soft, hard uint64) (evidence.SetrlimitSeen, error) {
+	s := evidence.SetrlimitSeen{Call: call, Soft: soft, Hard: hard}
 	if err := lab.SetDescriptorLimit(soft, hard); err != nil {
 		errors.As(err, &s.Errno)
 		s.Name, s.Error = sock.ErrnoName(err), err.Error()
@@ -507,8 +394,8 @@ func ch3Setrlimit(call string, soft, hard uint64) (ch3SetrlimitSeen, error) {
 // takes CAP_SYS_RESOURCE out of its effective set (lowering one's effective set needs no
 // privilege), so that the proof shows what an ordinary process gets even where the process
 // holds it. The goroutine ends locked, so the runtime discards the thread with its set.
-func ch3RaiseHard(thread string, drop, lower bool, hard uint64) (ch3HardSeen, error) {
-	seen := ch3HardSeen{Thread: thread}
+func ch3RaiseHard(thread string, drop, lower bool, hard uint64) (evidence.HardLimitSeen, error) {
+	seen := evidence.HardLimitSeen{Thread: thread}
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -580,8 +467,8 @@ func ch3CapEff() (string, bool, error) {
 // ch3GoStartChild reports RLIMIT_NOFILE as it finds it: nothing ran before it but the Go
 // runtime's start-up and the sandbox's setup, which leaves the limit alone without NoFile.
 var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start",
-	func(struct{}) (ch3Limit, error) {
-		var l ch3Limit
+	func(struct{}) (evidence.Rlimit, error) {
+		var l evidence.Rlimit
 		var err error
 		l.Soft, l.Hard, err = sock.DescriptorLimit()
 		return l, err
@@ -590,10 +477,10 @@ var ch3GoStartChild = lab.RegisterChild("ch3.limit.fd-config.go-start",
 // ch3UserNSChild lowers its hard limit and raises it back in a user namespace of its own,
 // where it is root with every capability, CAP_SYS_RESOURCE among them.
 var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns",
-	func(struct{}) (ch3HardSeen, error) {
+	func(struct{}) (evidence.HardLimitSeen, error) {
 		_, hard, err := sock.DescriptorLimit()
 		if err != nil {
-			return ch3HardSeen{}, err
+			return evidence.HardLimitSeen{}, err
 		}
 		return ch3RaiseHard("root of a user namespace", false, true, hard)
 	})
@@ -601,8 +488,8 @@ var ch3UserNSChild = lab.RegisterChild("ch3.limit.fd-config.userns",
 // ch3RlimitChild moves its own RLIMIT_NOFILE, which no other process shares.
 var ch3RlimitChild = lab.RegisterChild("ch3.limit.fd-config", ch3Rlimit)
 
-func ch3Rlimit(struct{}) (ch3RlimitSeen, error) {
-	var seen ch3RlimitSeen
+func ch3Rlimit(struct{}) (evidence.RlimitSeen, error) {
+	var seen evidence.RlimitSeen
 	var err error
 	if seen.Start.Soft, seen.Start.Hard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
@@ -634,7 +521,7 @@ func ch3Rlimit(struct{}) (ch3RlimitSeen, error) {
 		if err := lab.SetDescriptorLimit(soft, hard); err != nil {
 			return seen, err
 		}
-		var handed ch3Limit
+		var handed evidence.Rlimit
 		if handed.Soft, handed.Hard, err = sock.DescriptorLimit(); err != nil {
 			return seen, err
 		}
@@ -642,7 +529,7 @@ func ch3Rlimit(struct{}) (ch3RlimitSeen, error) {
 		if err != nil {
 			return seen, fmt.Errorf("the Go program handed soft limit %d: %w", soft, err)
 		}
-		seen.GoStart = append(seen.GoStart, ch3GoStartSeen{Handed: handed, AtStart: at})
+		seen.GoStart = append(seen.GoStart, evidence.GoStartSeen{Handed: handed, AtStart: at})
 	}
 
 	// A user namespace's root, started while the hard limit is still the one this child

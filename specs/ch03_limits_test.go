@@ -18,26 +18,6 @@ import (
 	"portproof/specs/lab"
 )
 
-// Evidence entries of chapter 3, beyond lab's (tuples, errno, ports, port_range). Each name
-// always carries the same shape of value:
-const (
-	// ch3EntryConnections: ch3ManySeen, the census of many connections on one listening
-	// port: how many the kernel holds ESTABLISHED, by TCP_INFO and by its own table.
-	ch3EntryConnections = "connections"
-	// ch3EntryDefaultRange: ch3DefaultRange, the ephemeral range the host uses and the one
-	// the kernel gives a new network namespace, against the article's 64K.
-	ch3EntryDefaultRange = "port_range_default"
-	// ch3EntryBatches: []ch3Batch, connect() repeated toward one destination until the
-	// kernel refused: the source ports it handed out, and the refusal.
-	ch3EntryBatches = "port_batches"
-	// ch3EntryDescriptors: ch3DescriptorsSeen, descriptors counted around each accept4
-	// under a low RLIMIT_NOFILE, the accept queue, and the ports in use.
-	ch3EntryDescriptors = "descriptors"
-	// ch3EntryRlimit: ch3RlimitSeen, setrlimit(RLIMIT_NOFILE) calls and what getrlimit read
-	// back after each, the kernel's ceilings, and what the Go runtime does at start-up.
-	ch3EntryRlimit = "rlimit_nofile"
-)
-
 // ch3Many is how many connections limit.many-per-port holds open at once: the "at least
 // 1000" of claims.md.
 const ch3Many = 1000
@@ -68,7 +48,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 
 				// Every one is open now. Read each from the kernel: its state (TCP_INFO)
 				// and both ends' 4-tuples (getsockname, getpeername).
-				seen := ch3ManySeen{Listener: l.Addr.String()}
+				seen := evidence.ConnectionCensus{Listener: l.Addr.String()}
 				tuples := map[sock.Tuple]bool{}
 				locals := map[netip.AddrPort]bool{}
 				var clientPorts []uint16
@@ -113,7 +93,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				})
 				Expect(err).NotTo(HaveOccurred())
 
-				lab.Record(ch3EntryConnections, seen)
+				lab.Record(evidence.EntryConnections, seen)
 				lab.Record(evidence.EntryPorts, evidence.Ports{
 					"listener": {l.Addr.Port()}, "accepted": ch3PortsOf(locals)})
 				lab.Record(evidence.EntryTuples, samples)
@@ -164,8 +144,8 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				// gives a new network namespace, where nobody has tuned it.
 				host := lab.LocalPortRange()
 				def := lab.RunInSandbox(ch3DefaultRangeChild, struct{}{}, lab.SandboxOptions{})
-				lab.Record(ch3EntryDefaultRange,
-					ch3DefaultRange{Host: host, KernelDefault: def, Article: 1 << 16})
+				lab.Record(evidence.EntryPortRangeDefault,
+					evidence.DefaultRange{Host: host, KernelDefault: def, Article: 1 << 16})
 
 				// In a sandbox the range is narrowed to ten ports, so that it runs out in ten
 				// connect()s. The server listens on a port outside it: one inside would take a
@@ -176,7 +156,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				})
 				b := seen.Batch
 				lab.Record(evidence.EntryPortRange, seen.Range)
-				lab.Record(ch3EntryBatches, []ch3Batch{b})
+				lab.Record(evidence.EntryPortBatches, []evidence.PortBatch{b})
 				lab.Record(evidence.EntryErrno, b.Refused)
 				lab.Record(evidence.EntryPortPattern, evidence.PortPattern{
 					Parity: map[string]evidence.Parity{"connect": evidence.ParityOf(b.Ports)},
@@ -231,8 +211,8 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				Sysctls: map[string]string{lab.PortRangeSysctl: ch3NarrowRange},
 			})
 			lab.Record(evidence.EntryPortRange, seen.Range)
-			lab.Record(ch3EntryBatches,
-				slices.Concat(seen.Batches, []ch3Batch{seen.Again}, seen.Bound))
+			lab.Record(evidence.EntryPortBatches,
+				slices.Concat(seen.Batches, []evidence.PortBatch{seen.Again}, seen.Bound))
 			Expect(seen.Batches).To(HaveLen(4))
 			Expect(seen.Bound).To(HaveLen(3))
 			figures := evidence.Figures{
@@ -313,7 +293,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 				lab.RequireFamily(fam)
 				seen := lab.RunInSandbox(ch3DescriptorsChild, ch3FDArg{Listen: fam.At(0)},
 					lab.SandboxOptions{NoFile: ch3NoFile})
-				lab.Record(ch3EntryDescriptors, seen)
+				lab.Record(evidence.EntryDescriptors, seen)
 				lab.Record(evidence.EntryErrno, seen.Refused)
 				Expect(seen.Steps).NotTo(BeEmpty(), "no accept4 whose descriptors could be counted")
 				first, last := seen.Steps[0], seen.Steps[len(seen.Steps)-1]
@@ -380,7 +360,7 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			// The ceilings, read only: fs.nr_open bounds any process's hard limit (do_prlimit
 			// answers EPERM above it, whatever the capabilities), fs.file-max the whole
 			// system's open files (ENFILE past it, alloc_empty_file in fs/file_table.c).
-			seen.Host = ch3Limit{Soft: soft, Hard: hard}
+			seen.Host = evidence.Rlimit{Soft: soft, Hard: hard}
 			seen.NrOpen = uint64(lab.SysctlInt("fs.nr_open"))
 			seen.FileMax = uint64(lab.SysctlInt("fs.file-max"))
 			if !seen.Kept.InitialUserNS || !seen.Kept.CapResource {
@@ -389,9 +369,9 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 					"%t): the raise that succeeds with it is not shown",
 					seen.Kept.CapEff, seen.Kept.InitialUserNS)
 			}
-			lab.Record(ch3EntryRlimit, seen)
+			lab.Record(evidence.EntryRlimitNoFile, seen)
 
-			byCall := map[string]ch3SetrlimitSeen{}
+			byCall := map[string]evidence.SetrlimitSeen{}
 			for _, s := range seen.Calls {
 				byCall[s.Call] = s
 			}
@@ -427,9 +407,9 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			// Down and back up to the hard limit, no privilege needed: getrlimit reads back
 			// what setrlimit set.
 			Expect(low.Errno).To(BeZero(), low.Error)
-			Expect(low.After).To(Equal(ch3Limit{Soft: low.Soft, Hard: h}))
+			Expect(low.After).To(Equal(evidence.Rlimit{Soft: low.Soft, Hard: h}))
 			Expect(back.Errno).To(BeZero(), back.Error)
-			Expect(back.After).To(Equal(ch3Limit{Soft: h, Hard: h}))
+			Expect(back.After).To(Equal(evidence.Rlimit{Soft: h, Hard: h}))
 			// Soft above hard: EINVAL (do_prlimit), nothing changed.
 			Expect(errors.Is(over.Errno, unix.EINVAL)).To(BeTrue(), "soft above hard: %s", over.Error)
 			Expect(over.After).To(Equal(back.After))
@@ -476,34 +456,15 @@ var _ = Describe(Limits.Title, Label("chapter:3"), func() {
 			// at hard-1; handed the hard limit, it leaves it.
 			Expect(handed.Handed.Soft).To(BeNumerically("<", handed.Handed.Hard-1))
 			Expect(handed.AtStart).To(Equal(
-				ch3Limit{Soft: handed.Handed.Hard - 1, Hard: handed.Handed.Hard}))
+				evidence.Rlimit{Soft: handed.Handed.Hard - 1, Hard: handed.Handed.Hard}))
 			Expect(full.Handed.Soft).To(Equal(full.Handed.Hard))
 			Expect(full.AtStart).To(Equal(full.Handed))
 		})
 	// --8<-- [end:limit-fd-config]
 })
 
-// ch3ManySeen is the census of limit.many-per-port.
-type ch3ManySeen struct {
-	Listener        string   `json:"listener"`          // the listener's getsockname
-	Established     int      `json:"established"`       // pairs with both ends ESTABLISHED by TCP_INFO
-	KernelTable     int      `json:"kernel_table"`      // ESTABLISHED sockets on the listener's address and port in /proc/net/tcp(6)
-	DistinctTuples  int      `json:"distinct_tuples"`   // different 4-tuples among the accepted sockets
-	ServerLocal     []string `json:"server_local"`      // every distinct getsockname of the accepted sockets
-	ClientPorts     int      `json:"client_ports"`      // different source ports among the clients
-	ClientPortsLow  uint16   `json:"client_ports_low"`  // the lowest source port the clients' kernel chose
-	ClientPortsHigh uint16   `json:"client_ports_high"` // and the highest
-}
-
-// ch3DefaultRange is the correction of the 64K: what the ephemeral range really holds.
-type ch3DefaultRange struct {
-	Host          evidence.PortRange `json:"host"`           // this machine's, read only
-	KernelDefault evidence.PortRange `json:"kernel_default"` // a new network namespace's
-	Article       int                `json:"article"`        // "64K": every 16-bit port
-}
-
 // ch3Answer is what the kernel answered a setrlimit: "success", or the errno's name.
-func ch3Answer(s ch3SetrlimitSeen) string {
+func ch3Answer(s evidence.SetrlimitSeen) string {
 	if s.Errno == 0 {
 		return "success"
 	}

@@ -24,81 +24,6 @@ import (
 	"portproof/specs/lab"
 )
 
-// Evidence entries of chapter 6, beside lab's "errno", "tuples" and "ports". Each name
-// always carries the same shape of value:
-const (
-	// ch6EntrySockets: []ch6SocketSeen, sockets as the kernel describes them (TCP_INFO state,
-	// SO_ACCEPTCONN, getsockname, getpeername or its errno): passive next to active.
-	ch6EntrySockets = "socket_kinds"
-	// ch6EntrySpawned: ch6Spawned, the process's descriptors (/proc/self/fd) and the
-	// listener's accept queue (TCP_INFO) before the clients, after connect, after accept.
-	ch6EntrySpawned = "descriptors_spawned"
-	// ch6EntryBinds: []ch6BindSeen, bind and listen calls on one port, in order, with the
-	// socket options set and the kernel's answer.
-	ch6EntryBinds = "bind_attempts"
-	// ch6EntrySpread: ch6Spread, how the kernel spread connections over an SO_REUSEPORT
-	// group: each listener's accept queue (TCP_INFO) before any accept.
-	ch6EntrySpread = "reuseport_spread"
-	// ch6EntryRepeat: []ch6Repeat, the listener one 4-tuple was queued on, connected twice.
-	ch6EntryRepeat = "reuseport_repeat"
-)
-
-// ch6SocketSeen is one socket as the kernel describes it.
-type ch6SocketSeen struct {
-	Role       string `json:"role"`       // "listener", "client", "accepted", ...
-	FD         int    `json:"fd"`         // the descriptor number socket(2) or accept4(2) returned
-	State      string `json:"state"`      // sock.TCPState: tcpi_state from TCP_INFO
-	AcceptConn int    `json:"acceptconn"` // getsockopt SO_ACCEPTCONN: 1 on a passive socket
-	Local      string `json:"local"`      // getsockname
-	Peer       string `json:"peer"`       // getpeername, or the errno name it failed with
-}
-
-// ch6Spawned is what accept() costs in descriptors, and where the connections wait before.
-type ch6Spawned struct {
-	Listener      int    `json:"listener"`       // the passive socket's descriptor
-	Before        int    `json:"before"`         // open descriptors with the listener alone
-	AfterConnect  int    `json:"after_connect"`  // after every client's connect(): clients only
-	QueuedBefore  uint32 `json:"queued_before"`  // the listener's accept queue then (tcpi_unacked)
-	AfterAccept   int    `json:"after_accept"`   // after accept4() took every queued connection
-	QueuedAfter   uint32 `json:"queued_after"`   // the accept queue then
-	Accepted      []int  `json:"accepted"`       // the descriptors accept4 returned
-	ListenerState string `json:"listener_state"` // TCP_INFO state of the listener after the accepts
-}
-
-// ch6BindSeen is one bind(2) or listen(2) and the kernel's answer.
-type ch6BindSeen struct {
-	Socket  string   `json:"socket"`            // which socket, in the spec's words
-	Call    string   `json:"call"`              // "bind" or "listen"
-	Addr    string   `json:"addr"`              // the address and port it was given, or holds
-	Options []string `json:"options,omitempty"` // socket options set before bind: "SO_REUSEADDR"
-	Errno   string   `json:"errno,omitempty"`   // sock.ErrnoName of the failure; empty: success
-}
-
-// ch6Share is one listener of an SO_REUSEPORT group.
-type ch6Share struct {
-	FD     int    `json:"fd"`
-	Local  string `json:"local"`  // getsockname: the same for the whole group
-	Queued uint32 `json:"queued"` // its accept queue's length (TCP_INFO tcpi_unacked)
-	Max    uint32 `json:"max"`    // its accept queue's limit (tcpi_sacked)
-}
-
-// ch6Spread is a refserver SO_REUSEPORT group after a burst of connections, before Serve.
-type ch6Spread struct {
-	Addr      string     `json:"addr"`      // refserver's address: every listener's getsockname
-	Connected int        `json:"connected"` // client sockets whose connect() the kernel completed
-	Listeners []ch6Share `json:"listeners"`
-	Echoed    int        `json:"echoed"`   // clients that got their byte back once Serve ran
-	Accepted  uint64     `json:"accepted"` // refserver's Stats after Shutdown
-	Closed    uint64     `json:"closed"`
-}
-
-// ch6Repeat is one 4-tuple connected, reset, and connected again.
-type ch6Repeat struct {
-	Tuple  string `json:"tuple"`  // the client's tuple, both times the same
-	First  int    `json:"first"`  // index in Listeners() of the listener whose queue grew
-	Second int    `json:"second"` // the same, for the second connection
-}
-
 var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 	for _, fam := range lab.Families() {
 		// --8<-- [start:passive-no-data]
@@ -155,9 +80,9 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 
 			// The socket the listener spawns is the active one, with the peer and the data.
 			a := l.Accept()
-			sockets := []ch6SocketSeen{bound, listener,
+			sockets := []evidence.SocketSeen{bound, listener,
 				ch6Describe("client", c.FD()), ch6Describe("accepted", a.FD())}
-			lab.Record(ch6EntrySockets, sockets)
+			lab.Record(evidence.EntrySocketKinds, sockets)
 			for _, active := range sockets[2:] {
 				Expect(active.AcceptConn).To(BeZero(), "SO_ACCEPTCONN on the %s", active.Role)
 				Expect(active.State).To(Equal("ESTABLISHED"), "the %s", active.Role)
@@ -186,12 +111,12 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				lab.RequireFamily(fam)
 				const connections = 8
 				l := lab.Listen(fam.At(0), connections)
-				var seen ch6Spawned
-				var sockets []ch6SocketSeen
+				var seen evidence.DescriptorsSpawned
+				var sockets []evidence.SocketSeen
 				var tuples []evidence.TupleSeen
 				defer func() {
-					lab.Record(ch6EntrySpawned, seen)
-					lab.Record(ch6EntrySockets, sockets)
+					lab.Record(evidence.EntryDescriptorsSpawned, seen)
+					lab.Record(evidence.EntrySocketKinds, sockets)
 					lab.Record(evidence.EntryTuples, tuples)
 				}()
 				seen.Listener = l.FD()
@@ -271,27 +196,27 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 		It("lets one local address and port have one listener, SO_REUSEADDR or not, over "+
 			fam.String(), Label("claim:passive.one-per-port", fam.Name), func() {
 			lab.RequireFamily(fam)
-			var binds []ch6BindSeen
+			var binds []evidence.BindSeen
 			try := func(who string, s *lab.Sock, at netip.AddrPort, opts ...string) error {
 				err := s.TryBind(at)
-				binds = append(binds, ch6BindSeen{Socket: who, Call: "bind", Addr: at.String(),
-					Options: opts, Errno: sock.ErrnoName(err)})
+				binds = append(binds, evidence.BindSeen{Socket: who, Call: "bind",
+					Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 				return err
 			}
 			listen := func(who string, s *lab.Sock, opts ...string) error {
 				err := sock.Listen(s.FD(), 8)
-				binds = append(binds, ch6BindSeen{Socket: who, Call: "listen",
+				binds = append(binds, evidence.BindSeen{Socket: who, Call: "listen",
 					Addr: s.LocalAddr().String(), Options: opts, Errno: sock.ErrnoName(err)})
 				return err
 			}
-			defer func() { lab.Record(ch6EntryBinds, binds) }()
+			defer func() { lab.Record(evidence.EntryBindAttempts, binds) }()
 			reuse := "SO_REUSEADDR"
 
 			// --8<-- [start:passive-one-per-port-core]
 			// No options: the second bind(2) finds the port's owner in the bind hash
 			// (inet_csk_get_port, inet_csk_bind_conflict) and fails.
 			first := lab.Listen(fam.At(0), 8)
-			binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen",
+			binds = append(binds, evidence.BindSeen{Socket: "first listener", Call: "listen",
 				Addr: first.Addr.String()})
 			err := try("second socket", lab.TCPSocket(fam), first.Addr)
 			Expect(errors.Is(err, unix.EADDRINUSE)).To(BeTrue(),
@@ -345,11 +270,11 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			"listener set it too, over "+fam.String(),
 			Label("claim:passive.one-per-port", fam.Name), func() {
 				lab.RequireFamily(fam)
-				var binds []ch6BindSeen
-				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				var binds []evidence.BindSeen
+				defer func() { lab.Record(evidence.EntryBindAttempts, binds) }()
 				// bound records a bind(2) or listen(2) of a new socket on the old port.
 				bound := func(call string, at netip.AddrPort, err error, opts ...string) {
-					binds = append(binds, ch6BindSeen{Socket: "new socket", Call: call,
+					binds = append(binds, evidence.BindSeen{Socket: "new socket", Call: call,
 						Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 				}
 				reuse := []string{"SO_REUSEADDR"}
@@ -363,7 +288,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					}
 					old.Bind(fam.At(0))
 					l := old.Listen(8)
-					binds = append(binds, ch6BindSeen{Socket: "old listener", Call: "listen",
+					binds = append(binds, evidence.BindSeen{Socket: "old listener", Call: "listen",
 						Addr: l.Addr.String(), Options: opts})
 					c := lab.Dial(l.Addr)
 					a := l.Accept()
@@ -384,7 +309,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					}).WithTimeout(lab.ReadWithin).
 						ShouldNot(BeEmpty(), "the server's end in TIME_WAIT in /proc/net/tcp")
 					Expect(l.Close()).To(Succeed())
-					binds = append(binds, ch6BindSeen{
+					binds = append(binds, evidence.BindSeen{
 						Socket: "old listener, closed; its connection in TIME_WAIT",
 						Call:   "close", Addr: l.Addr.String(), Options: opts})
 
@@ -435,19 +360,19 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					lab.RequireFamily(lab.IPv4)
 					other = lab.IPv4.Loopback
 				}
-				var binds []ch6BindSeen
+				var binds []evidence.BindSeen
 				var one, two *lab.Listener
 				// The kernel picks a port free on the first address; another program may
 				// hold it on the second (bind to port 0 only checks this address), so a
 				// few ports are tried. A kernel that never shared a port fails every try.
 				for range 8 {
 					one = lab.Listen(fam.At(0), 8)
-					binds = append(binds, ch6BindSeen{Socket: "first listener", Call: "listen",
-						Addr: one.Addr.String()})
+					binds = append(binds, evidence.BindSeen{Socket: "first listener",
+						Call: "listen", Addr: one.Addr.String()})
 					s := lab.TCPSocket(lab.IPv4)
 					at := netip.AddrPortFrom(other, one.Addr.Port())
 					err := s.TryBind(at)
-					binds = append(binds, ch6BindSeen{Socket: "second listener", Call: "bind",
+					binds = append(binds, evidence.BindSeen{Socket: "second listener", Call: "bind",
 						Addr: at.String(), Errno: sock.ErrnoName(err)})
 					if err == nil {
 						two = s.Listen(8)
@@ -457,7 +382,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 					one.Close()
 					s.Close()
 				}
-				lab.Record(ch6EntryBinds, binds)
+				lab.Record(evidence.EntryBindAttempts, binds)
 				Expect(two).NotTo(BeNil(), "no port number could be shared by %s and %s in 8 tries",
 					fam.Loopback, other)
 
@@ -507,7 +432,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// The wildcard listens on every address, the host's real interfaces too:
 				// only inside a private network namespace.
 				binds := lab.RunInSandbox(ch6WildcardChild, fam.Name, lab.SandboxOptions{})
-				lab.Record(ch6EntryBinds, binds)
+				lab.Record(evidence.EntryBindAttempts, binds)
 
 				Expect(binds).To(HaveLen(6))
 				// The wildcard covers the specific address: bind(2) refuses it beside a
@@ -539,11 +464,11 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				lab.RequireFamily(fam)
 				const connections = 1000
 				const probes = 8
-				var spread ch6Spread
-				var repeats []ch6Repeat
+				var spread evidence.ReusePortSpread
+				var repeats []evidence.ReusePortRepeat
 				defer func() {
-					lab.Record(ch6EntryRepeat, repeats)
-					lab.Record(ch6EntrySpread, spread)
+					lab.Record(evidence.EntryReusePortRepeat, repeats)
+					lab.Record(evidence.EntryReusePortSpread, spread)
 				}()
 				// refserver.New sets SO_REUSEADDR and SO_REUSEPORT on each of the four
 				// sockets, binds them all to one address and port, and listens; no loop
@@ -593,8 +518,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				for _, fd := range listeners {
 					q := lab.AcceptQueue(fd)
 					local, _ := sock.LocalAddr(fd)
-					spread.Listeners = append(spread.Listeners,
-						ch6Share{FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
+					spread.Listeners = append(spread.Listeners, evidence.ReusePortShare{
+						FD: fd, Local: local.String(), Queued: q.Len, Max: q.Max})
 				}
 
 				// --8<-- [start:passive-shared-port-reuseport-core]
@@ -624,7 +549,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 						"the 4-tuple %s went to listener %d, then to %d", t, first, second)
 					clients = append(clients, again)
 					repeats = append(repeats,
-						ch6Repeat{Tuple: t.String(), First: first, Second: second})
+						evidence.ReusePortRepeat{Tuple: t.String(), First: first, Second: second})
 				}
 				// --8<-- [end:passive-shared-port-reuseport-core]
 
@@ -678,8 +603,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 			"SO_REUSEPORT, over "+fam.String(),
 			Label("claim:passive.shared-port", fam.Name), func() {
 				lab.RequireFamily(fam)
-				var binds []ch6BindSeen
-				defer func() { lab.Record(ch6EntryBinds, binds) }()
+				var binds []evidence.BindSeen
+				defer func() { lab.Record(evidence.EntryBindAttempts, binds) }()
 				rp := "SO_REUSEPORT"
 				// listener binds and listens a socket, with SO_REUSEPORT when reusePort.
 				listener := func(who string, at netip.AddrPort, reusePort bool) (*lab.Sock, error) {
@@ -695,8 +620,8 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 						at = s.LocalAddr()
 						call, err = "listen", sock.Listen(s.FD(), 8)
 					}
-					binds = append(binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(),
-						Options: opts, Errno: sock.ErrnoName(err)})
+					binds = append(binds, evidence.BindSeen{Socket: who, Call: call,
+						Addr: at.String(), Options: opts, Errno: sock.ErrnoName(err)})
 					return s, err
 				}
 
@@ -740,7 +665,7 @@ var _ = Describe(ActivePassive.Title, Label("chapter:6"), func() {
 				// The child changes its own filesystem UID to make a socket another user owns:
 				// a process of its own, so that no thread of this one ever runs as someone else.
 				seen := lab.RunInSandbox(ch6OwnerChild, fam.Name, lab.SandboxOptions{})
-				lab.Record(ch6EntryBinds, seen.Binds)
+				lab.Record(evidence.EntryBindAttempts, seen.Binds)
 				lab.Require(seen.Other == ch6OtherUID,
 					fmt.Sprintf("a socket of another owner needs CAP_SETUID over uid %d (run "+
 						"as root): setfsuid left the socket's owner at uid %d",
@@ -774,15 +699,15 @@ var ch6WildcardChild = lab.RegisterChild("ch6.passive.shared-port", ch6Wildcard)
 // ch6Wildcard runs in a private network namespace, where a wildcard listener reaches
 // nothing but the namespace's lo. It reports each bind and listen with the errno, or
 // returns an error when a step that must work did not.
-func ch6Wildcard(family string) ([]ch6BindSeen, error) {
+func ch6Wildcard(family string) ([]evidence.BindSeen, error) {
 	loopback, wildcard := lab.IPv4.Loopback, netip.IPv4Unspecified()
 	if family == lab.IPv6.Name {
 		// net.ipv6.bindv6only is 0 in a new namespace: [::] also covers IPv4.
 		loopback, wildcard = lab.IPv6.Loopback, netip.IPv6Unspecified()
 	}
-	var seen []ch6BindSeen
+	var seen []evidence.BindSeen
 	record := func(who, call string, at netip.AddrPort, err error) {
-		seen = append(seen, ch6BindSeen{Socket: who, Call: call, Addr: at.String(),
+		seen = append(seen, evidence.BindSeen{Socket: who, Call: call, Addr: at.String(),
 			Errno: sock.ErrnoName(err)})
 	}
 	// tryListen binds and listens on a new socket; it keeps the socket only on success. It
@@ -848,10 +773,10 @@ const ch6OtherUID = 65534
 // ch6OwnerSeen is what the owner child saw: three sockets' owners (fstat st_uid) and their
 // bind and listen calls on one address and port.
 type ch6OwnerSeen struct {
-	First int           `json:"first"` // the listener's owner
-	Other int           `json:"other"` // the socket made under setfsuid(ch6OtherUID)
-	Same  int           `json:"same"`  // a third socket, made as the listener was
-	Binds []ch6BindSeen `json:"binds"`
+	First int                 `json:"first"` // the listener's owner
+	Other int                 `json:"other"` // the socket made under setfsuid(ch6OtherUID)
+	Same  int                 `json:"same"`  // a third socket, made as the listener was
+	Binds []evidence.BindSeen `json:"binds"`
 }
 
 var ch6OwnerChild = lab.RegisterChild("ch6.passive.reuseport-owner", ch6Owner)
@@ -889,8 +814,8 @@ func ch6Owner(family string) (ch6OwnerSeen, error) {
 			at, _ = sock.LocalAddr(fd)
 			call, err = "listen", sock.Listen(fd, 8)
 		}
-		seen.Binds = append(seen.Binds, ch6BindSeen{Socket: who, Call: call, Addr: at.String(),
-			Options: []string{"SO_REUSEPORT"}, Errno: sock.ErrnoName(err)})
+		seen.Binds = append(seen.Binds, evidence.BindSeen{Socket: who, Call: call,
+			Addr: at.String(), Options: []string{"SO_REUSEPORT"}, Errno: sock.ErrnoName(err)})
 		return at, err
 	}
 
@@ -948,9 +873,10 @@ func ch6Owner(family string) (ch6OwnerSeen, error) {
 // --8<-- [end:passive-reuseport-owner-child]
 
 // ch6Describe reads a socket's kind back from the kernel.
-func ch6Describe(role string, fd int) ch6SocketSeen {
+func ch6Describe(role string, fd int) evidence.SocketSeen {
 	GinkgoHelper()
-	s := ch6SocketSeen{Role: role, FD: fd, State: lab.TCPState(fd), AcceptConn: ch6AcceptConn(fd)}
+	s := evidence.SocketSeen{Role: role, FD: fd, State: lab.TCPState(fd),
+		AcceptConn: ch6AcceptConn(fd)}
 	local, err := sock.LocalAddr(fd)
 	Expect(err).NotTo(HaveOccurred())
 	s.Local = local.String()

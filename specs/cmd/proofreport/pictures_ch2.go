@@ -21,12 +21,12 @@ func onePortPicture(p proof, pics map[string][]byte, missing notes) {
 	const name = "port-same.svg"
 	b, err := onePortFromSpecs(p, func(s specReport) ([]byte, error) {
 		var conns []evidence.TupleSeen
-		if err := onePortEntry(s, "tuples", &conns); err != nil {
+		if err := onePortEntry(s, evidence.EntryTuples, &conns); err != nil {
 			return nil, err
 		}
-		var server onePortServer
-		if err := onePortEntry(s, "server_sockets", &server); err != nil {
-			server = onePortServer{} // a report from before the descriptors were recorded
+		var server evidence.ServerSockets
+		if err := onePortEntry(s, evidence.EntryServerSockets, &server); err != nil {
+			server = evidence.ServerSockets{} // a report from before the descriptors were recorded
 		}
 		return onePortSVG(conns, server)
 	})
@@ -39,21 +39,6 @@ func onePortPicture(p proof, pics map[string][]byte, missing notes) {
 		return
 	}
 	pics[name] = b
-}
-
-// onePortServer mirrors the spec's ch2ServerSockets: the listener and the accepted sockets,
-// by descriptor, with their states from TCP_INFO.
-type onePortServer struct {
-	Listener struct {
-		FD    int    `json:"fd"`
-		Addr  string `json:"addr"`
-		State string `json:"state"`
-	} `json:"listener"`
-	Accepted []struct {
-		Conn  string `json:"conn"`
-		FD    int    `json:"fd"`
-		State string `json:"state"`
-	} `json:"accepted"`
 }
 
 // onePortFromSpecs draws from the first passed spec of p that draw works on, IPv4 first:
@@ -96,7 +81,7 @@ const onePortMaxRows = 16
 
 // onePortSVG draws the listener above its accepted sockets: for each, the descriptor
 // accept4 returned, its local end (getsockname), its state and its peer (getpeername).
-func onePortSVG(conns []evidence.TupleSeen, server onePortServer) ([]byte, error) {
+func onePortSVG(conns []evidence.TupleSeen, server evidence.ServerSockets) ([]byte, error) {
 	if len(conns) == 0 {
 		return nil, fmt.Errorf("no connections")
 	}

@@ -17,23 +17,16 @@ func portSameSpec(t *testing.T, family string, n int, withFDs bool) specReport {
 	t.Helper()
 	addr := map[string]string{"ipv4": "127.0.0.1", "ipv6": "[::1]"}[family]
 	var conns []evidence.TupleSeen
-	type sk struct {
-		Conn  string `json:"conn,omitempty"`
-		FD    int    `json:"fd"`
-		Addr  string `json:"addr,omitempty"`
-		State string `json:"state"`
-	}
-	server := struct {
-		Listener sk   `json:"listener"`
-		Accepted []sk `json:"accepted"`
-	}{Listener: sk{FD: 7, Addr: addr + ":7000", State: "LISTEN"}}
+	server := evidence.ServerSockets{
+		Listener: evidence.ListeningSocket{FD: 7, Addr: addr + ":7000", State: "LISTEN"}}
 	for i := range n {
 		conn := fmt.Sprintf("connection %d", i+1)
 		client := fmt.Sprintf("%s:%d", addr, 40000+2*i)
 		conns = append(conns, evidence.TupleSeen{Conn: conn,
 			Client: "tcp " + client + " -> " + addr + ":7000",
 			Server: "tcp " + addr + ":7000 -> " + client})
-		server.Accepted = append(server.Accepted, sk{Conn: conn, FD: 9 + 2*i, State: "ESTABLISHED"})
+		server.Accepted = append(server.Accepted,
+			evidence.AcceptedSocket{Conn: conn, FD: 9 + 2*i, State: "ESTABLISHED"})
 	}
 	s := specReport{LeafNodeType: "It", LeafNodeLabels: []string{"claim:port.same", family},
 		LeafNodeText: "gives every accepted socket the listener's own address and port, over " + family,
@@ -47,9 +40,9 @@ func portSameSpec(t *testing.T, family string, n int, withFDs bool) specReport {
 		e.Value.AsJSON = string(b)
 		s.ReportEntries = append(s.ReportEntries, e)
 	}
-	add("tuples", conns)
+	add(evidence.EntryTuples, conns)
 	if withFDs {
-		add("server_sockets", server)
+		add(evidence.EntryServerSockets, server)
 	}
 	return s
 }

@@ -3,65 +3,22 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
-// Chapter 6's pictures, drawn from the evidence ch06_active_passive_test.go records: the
-// passive socket and the active ones it spawns (passive.no-data's errno, socket_kinds and
-// ch6Traffic; passive.spawns-active's descriptors_spawned and socket_kinds), and an
-// SO_REUSEPORT group with the kernel's spread (passive.shared-port's reuseport_spread and
-// reuseport_repeat). The types mirror the specs' own, of the same names, by their JSON
-// names; ch6Refusal and ch6Traffic read the parts of evidence.ErrnoSeen and evidence.TrafficSeen
-// the picture shows. The server page's picture (pictures_server.go) reads the same sockets
-// and descriptors with ch6SocketSeen and ch6Spawned.
+// Chapter 6's pictures, drawn from the evidence ch06_active_passive_test.go records
+// (specs/evidence/activepassive.go): the passive socket and the active ones it spawns
+// (passive.no-data's errno, socket_kinds and traffic; passive.spawns-active's
+// descriptors_spawned and socket_kinds), and an SO_REUSEPORT group with the kernel's spread
+// (passive.shared-port's reuseport_spread and reuseport_repeat).
 
-type ch6SocketSeen struct {
-	Role       string `json:"role"`
-	FD         int    `json:"fd"`
-	State      string `json:"state"`
-	AcceptConn int    `json:"acceptconn"`
-	Local      string `json:"local"`
-	Peer       string `json:"peer"`
-}
-
-type ch6Spawned struct {
-	Listener      int    `json:"listener"`
-	Before        int    `json:"before"`
-	AfterConnect  int    `json:"after_connect"`
-	QueuedBefore  uint32 `json:"queued_before"`
-	AfterAccept   int    `json:"after_accept"`
-	QueuedAfter   uint32 `json:"queued_after"`
-	Accepted      []int  `json:"accepted"`
-	ListenerState string `json:"listener_state"`
-}
-
-type ch6Refusal struct {
-	Call  string `json:"call"`
-	Errno string `json:"errno"`
-}
-
-type ch6Traffic struct {
-	Payload string `json:"payload"`
-}
-
-type ch6Share struct {
-	FD     int    `json:"fd"`
-	Local  string `json:"local"`
-	Queued uint32 `json:"queued"`
-	Max    uint32 `json:"max"`
-}
-
-type ch6Spread struct {
-	Addr      string     `json:"addr"`
-	Connected int        `json:"connected"`
-	Listeners []ch6Share `json:"listeners"`
-	Echoed    int        `json:"echoed"`
-}
-
-type ch6Repeat struct {
-	Tuple  string `json:"tuple"`
-	First  int    `json:"first"`
-	Second int    `json:"second"`
-}
+// The server page's picture (pictures_server.go) reads the same sockets and descriptors, by
+// these names.
+type (
+	ch6SocketSeen = evidence.SocketSeen
+	ch6Spawned    = evidence.DescriptorsSpawned
+)
 
 const (
 	passiveActiveSVG   = "passive-active.svg"
@@ -75,11 +32,11 @@ const (
 func ch6Pictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 	noData, spawns := byID["passive.no-data"], byID["passive.spawns-active"]
 	var nd *ch6NoData
-	if s, ok := ch6SpecWith(noData, "socket_kinds"); ok {
+	if s, ok := ch6SpecWith(noData, evidence.EntrySocketKinds); ok {
 		nd = ch6ReadNoData(s)
 	}
 	var sp *ch6Spawns
-	if s, ok := ch6SpecWith(spawns, "descriptors_spawned"); ok {
+	if s, ok := ch6SpecWith(spawns, evidence.EntryDescriptorsSpawned); ok {
 		sp = ch6ReadSpawns(s)
 	}
 	if b, err := passiveActivePicture(nd, sp); err == nil {
@@ -94,13 +51,13 @@ func ch6Pictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 	}
 
 	shared := byID["passive.shared-port"]
-	var spread ch6Spread
-	var repeats []ch6Repeat
+	var spread evidence.ReusePortSpread
+	var repeats []evidence.ReusePortRepeat
 	var err error
-	if s, ok := ch6SpecWith(shared, "reuseport_spread"); !ok {
-		err = fmt.Errorf("no reuseport_spread evidence")
-	} else if err = s.entries("reuseport_spread")[0].decode(&spread); err == nil {
-		if es := s.entries("reuseport_repeat"); len(es) > 0 {
+	if s, ok := ch6SpecWith(shared, evidence.EntryReusePortSpread); !ok {
+		err = fmt.Errorf("no %s evidence", evidence.EntryReusePortSpread)
+	} else if err = s.entries(evidence.EntryReusePortSpread)[0].decode(&spread); err == nil {
+		if es := s.entries(evidence.EntryReusePortRepeat); len(es) > 0 {
 			err = es[0].decode(&repeats)
 		}
 	}
@@ -133,14 +90,14 @@ func ch6SpecWith(p proof, name string) (specReport, bool) {
 // ch6NoData is passive.no-data's story: one descriptor bound, then listening, refusing
 // every call that needs a peer, and the connection it spawned.
 type ch6NoData struct {
-	bound, listener, client, accepted *ch6SocketSeen
-	refused                           []ch6Refusal
+	bound, listener, client, accepted *evidence.SocketSeen
+	refused                           []evidence.ErrnoSeen
 	payload                           string
 }
 
 func ch6ReadNoData(s specReport) *ch6NoData {
-	var kinds []ch6SocketSeen
-	if s.entries("socket_kinds")[0].decode(&kinds) != nil {
+	var kinds []evidence.SocketSeen
+	if s.entries(evidence.EntrySocketKinds)[0].decode(&kinds) != nil {
 		return nil
 	}
 	nd := &ch6NoData{}
@@ -160,14 +117,14 @@ func ch6ReadNoData(s specReport) *ch6NoData {
 	if nd.listener == nil || nd.accepted == nil {
 		return nil
 	}
-	for _, e := range s.entries("errno") {
-		var r ch6Refusal
+	for _, e := range s.entries(evidence.EntryErrno) {
+		var r evidence.ErrnoSeen
 		if e.decode(&r) == nil && r.Errno != "" {
 			nd.refused = append(nd.refused, r)
 		}
 	}
-	for _, e := range s.entries("traffic") {
-		var t []ch6Traffic
+	for _, e := range s.entries(evidence.EntryTraffic) {
+		var t []evidence.TrafficSeen
 		if e.decode(&t) == nil && len(t) > 0 {
 			nd.payload = t[0].Payload
 		}
@@ -178,18 +135,18 @@ func ch6ReadNoData(s specReport) *ch6NoData {
 // ch6Spawns is passive.spawns-active's: the descriptor counts, the listener, and the
 // sockets accept4 returned.
 type ch6Spawns struct {
-	counts   ch6Spawned
-	listener *ch6SocketSeen
-	accepted []ch6SocketSeen
+	counts   evidence.DescriptorsSpawned
+	listener *evidence.SocketSeen
+	accepted []evidence.SocketSeen
 }
 
 func ch6ReadSpawns(s specReport) *ch6Spawns {
 	sp := &ch6Spawns{}
-	if s.entries("descriptors_spawned")[0].decode(&sp.counts) != nil {
+	if s.entries(evidence.EntryDescriptorsSpawned)[0].decode(&sp.counts) != nil {
 		return nil
 	}
-	var kinds []ch6SocketSeen
-	for _, e := range s.entries("socket_kinds") {
+	var kinds []evidence.SocketSeen
+	for _, e := range s.entries(evidence.EntrySocketKinds) {
 		if e.decode(&kinds) == nil {
 			break
 		}
@@ -210,7 +167,7 @@ func ch6ReadSpawns(s specReport) *ch6Spawns {
 
 // ch6RefusedLines groups the calls the listener refused by errno, in the order they failed:
 // "read, recv, getpeername: ENOTCONN", "send: EPIPE".
-func ch6RefusedLines(rs []ch6Refusal) []string {
+func ch6RefusedLines(rs []evidence.ErrnoSeen) []string {
 	var order []string
 	calls := map[string][]string{}
 	for _, r := range rs {
@@ -253,14 +210,18 @@ func ch6Card(s *svg, x, y, w int, style, head string, lines ...string) int {
 	return h
 }
 
-func ch6AcceptConn(k ch6SocketSeen) string { return fmt.Sprintf("SO_ACCEPTCONN %d", k.AcceptConn) }
+// ch6AcceptConn is k's SO_ACCEPTCONN as a card shows it: 1 passive, 0 active.
+func ch6AcceptConn(k evidence.SocketSeen) string {
+	return fmt.Sprintf("SO_ACCEPTCONN %d", k.AcceptConn)
+}
 
 // passiveActivePicture draws passive.no-data's descriptor before and after listen() and the
 // socket accept() spawned from it (nd), and passive.spawns-active's listener with every
 // descriptor accept4 returned and the process's descriptor counts (sp).
 func passiveActivePicture(nd *ch6NoData, sp *ch6Spawns) ([]byte, error) {
 	if nd == nil && sp == nil {
-		return nil, fmt.Errorf("no socket_kinds or descriptors_spawned evidence")
+		return nil, fmt.Errorf("no %s or %s evidence",
+			evidence.EntrySocketKinds, evidence.EntryDescriptorsSpawned)
 	}
 	const width = 860
 	h := 50
@@ -348,7 +309,7 @@ func ch6DrawSpawns(s *svg, sp *ch6Spawns, y int) {
 	rows := sp.accepted
 	if len(rows) == 0 {
 		for _, fd := range c.Accepted {
-			rows = append(rows, ch6SocketSeen{FD: fd})
+			rows = append(rows, evidence.SocketSeen{FD: fd})
 		}
 	}
 	const rx, rw, rh, gap = 420, 420, 24, 6
@@ -405,7 +366,8 @@ func ch6DrawSpawns(s *svg, sp *ch6Spawns, y int) {
 // reuseportPicture draws an SO_REUSEPORT group's accept queues after a burst of
 // connections, against an even share, and the listener each repeated 4-tuple landed on,
 // both times.
-func reuseportPicture(sp ch6Spread, repeats []ch6Repeat) ([]byte, error) {
+func reuseportPicture(sp evidence.ReusePortSpread,
+	repeats []evidence.ReusePortRepeat) ([]byte, error) {
 	n := len(sp.Listeners)
 	if n == 0 {
 		return nil, fmt.Errorf("the spread lists no listener")

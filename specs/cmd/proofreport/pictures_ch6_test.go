@@ -2,6 +2,8 @@ package main
 
 import (
 	"testing"
+
+	"portproof/specs/evidence"
 )
 
 // testdata/ch6-report.json holds chapter 6's IPv4 evidence from a run: passive.no-data's
@@ -54,9 +56,11 @@ func ch6Missing(t *testing.T, path string) notes {
 }
 
 func TestChapter6PicturesWithoutTheirEvidenceArePlaceholders(t *testing.T) {
-	fixture := renamed(t, "testdata/ch6-report.json", `"Name": "socket_kinds"`, `"Name": "renamed"`,
-		`"Name": "descriptors_spawned"`, `"Name": "renamed"`,
-		`"Name": "reuseport_spread"`, `"Name": "renamed"`)
+	name := func(entry string) string { return `"Name": "` + entry + `"` }
+	fixture := renamed(t, "testdata/ch6-report.json",
+		name(evidence.EntrySocketKinds), name("renamed"),
+		name(evidence.EntryDescriptorsSpawned), name("renamed"),
+		name(evidence.EntryReusePortSpread), name("renamed"))
 	_, img := generate(t, fixture)
 	checkPlaceholders(t, img, map[string]string{
 		passiveActiveSVG:   "recorded no sockets",

@@ -9,33 +9,18 @@ import (
 	"portproof/specs/evidence"
 )
 
-// Chapter 3's pictures, one per proof, drawn from the evidence ch03_limits_test.go records:
-// port-space.svg, the 16-bit port space with the ephemeral range in it and the narrowed
-// range limit.per-destination spent toward one destination (port_range_default,
-// port_range, port_batches); port-multiply.svg, the batches of limit.multiply, each
-// toward a 4-tuple of its own (port_range, port_batches).
-
-// portBatch mirrors the specs' ch3Batch: connect() repeated toward one destination until the
-// kernel refused, by its JSON names.
-type portBatch struct {
-	Batch   string   `json:"batch"`
-	From    string   `json:"from"`
-	PortBy  string   `json:"port_by"`
-	To      string   `json:"to"`
-	Ports   []uint16 `json:"ports"`
-	Tuples  []string `json:"tuples"`
-	Refused struct {
-		Call  string `json:"call"`
-		Errno string `json:"errno"`
-	} `json:"refused"`
-}
+// Chapter 3's pictures, one per proof, drawn from the evidence ch03_limits_test.go records
+// (specs/evidence/limits.go): port-space.svg, the 16-bit port space with the ephemeral range
+// in it and the narrowed range limit.per-destination spent toward one destination
+// (port_range_default, port_range, port_batches); port-multiply.svg, the batches of
+// limit.multiply, each toward a 4-tuple of its own (port_range, port_batches).
 
 // portEvidence is what one spec of a limit proof recorded: the narrowed range its sandbox
 // read back, the batches in the order they ran, and (limit.per-destination only) the
 // kernel's default range.
 type portEvidence struct {
 	Narrow  evidence.PortRange
-	Batches []portBatch
+	Batches []evidence.PortBatch
 	Default *evidence.PortRange
 }
 
@@ -77,8 +62,8 @@ func portEvidenceOf(p proof) (portEvidence, bool) {
 	})
 	for _, s := range ordered {
 		var ev portEvidence
-		for _, e := range s.entries("port_batches") {
-			var bs []portBatch
+		for _, e := range s.entries(evidence.EntryPortBatches) {
+			var bs []evidence.PortBatch
 			if e.decode(&bs) == nil && len(bs) > 0 {
 				ev.Batches = bs
 				break
@@ -97,10 +82,8 @@ func portEvidenceOf(p proof) (portEvidence, bool) {
 				ev.Narrow.Size = max(ev.Narrow.Size, len(b.Ports))
 			}
 		}
-		for _, e := range s.entries("port_range_default") {
-			var d struct {
-				KernelDefault evidence.PortRange `json:"kernel_default"`
-			}
+		for _, e := range s.entries(evidence.EntryPortRangeDefault) {
+			var d evidence.DefaultRange
 			if e.decode(&d) == nil && d.KernelDefault.Size > 0 {
 				ev.Default = &d.KernelDefault
 			}
@@ -110,9 +93,9 @@ func portEvidenceOf(p proof) (portEvidence, bool) {
 	return portEvidence{}, false
 }
 
-// source is the address the batch's connections came from: as the client's kernel held the
+// batchSource is the address b's connections came from: as the client's kernel held the
 // first of them, else the address its sockets were bound to, else "unbound".
-func (b portBatch) source() string {
+func batchSource(b evidence.PortBatch) string {
 	for _, t := range b.Tuples {
 		if _, local, _, err := tupleOf(t); err == nil {
 			return local.Addr().String()
@@ -127,9 +110,9 @@ func (b portBatch) source() string {
 	return "unbound"
 }
 
-// refusal is how a batch ended, "connect: EADDRNOTAVAIL", or "" when the evidence does
-// not say.
-func (b portBatch) refusal() string {
+// batchRefusal is how b ended, "connect: EADDRNOTAVAIL", or "" when the evidence does not
+// say.
+func batchRefusal(b evidence.PortBatch) string {
 	switch {
 	case b.Refused.Errno == "":
 		return ""
@@ -143,7 +126,7 @@ func (b portBatch) refusal() string {
 // when limit.per-destination ran, the narrowed range it spent toward one destination: each
 // port with the number of the connect() that got it, and the connect() that was refused.
 func portSpacePicture(low, high int, ev portEvidence) []byte {
-	var b *portBatch
+	var b *evidence.PortBatch
 	if len(ev.Batches) > 0 {
 		b = &ev.Batches[0]
 	}
@@ -188,7 +171,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 	s.text(x0, y, "start", `font-weight="bold"`, "limit.per-destination: one client, one destination, in a sandbox")
 	y += 20
 	s.text(x0, y, "start", `font-size="14" fill="#555555"`, fmt.Sprintf("the range narrowed to %s; "+
-		"connect() from %s to %s until the kernel refused", rangeText(ev.Narrow), b.source(), b.To))
+		"connect() from %s to %s until the kernel refused", rangeText(ev.Narrow), batchSource(*b), b.To))
 	y += 12
 	order := map[uint16]int{}
 	for i, p := range b.Ports {
@@ -196,7 +179,7 @@ func portSpacePicture(low, high int, ev portEvidence) []byte {
 			order[p] = i + 1
 		}
 	}
-	refused := b.refusal()
+	refused := batchRefusal(*b)
 	if !slots {
 		// Too many ports for a box each: one bar, spent against the range.
 		bw := 600
@@ -264,7 +247,7 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 			break
 		}
 	}
-	groups := [][]portBatch{ev.Batches[:split], ev.Batches[split:]}
+	groups := [][]evidence.PortBatch{ev.Batches[:split], ev.Batches[split:]}
 	heads := []string{"Each new 4-tuple gets the whole range again", "Who picks the port: bind(), per address, or connect(), per 4-tuple"}
 	notes := []string{"each batch changes one element of the first one's 4-tuple",
 		"each socket bound to a client address first; each name ends with the call that chose the port"}
@@ -294,7 +277,7 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 		y += 60
 		for _, b := range g {
 			s.text(lx, y+14, "end", `font-size="14"`, b.Batch)
-			s.text(lx, y+31, "end", `font-size="12" font-family="monospace" fill="#555555"`, b.source()+" → "+b.To)
+			s.text(lx, y+31, "end", `font-size="12" font-family="monospace" fill="#555555"`, batchSource(b)+" → "+b.To)
 			s.box(bx, y+4, bw, 26, colMuted)
 			if len(b.Ports) > 0 {
 				used := bw
@@ -304,7 +287,7 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 				s.box(bx, y+4, used, 26, colDiff)
 			}
 			s.text(bx+bw/2, y+22, "middle", `font-size="13"`, fmt.Sprintf("%d of %d", len(b.Ports), ev.Narrow.Size))
-			if r := b.refusal(); r != "" {
+			if r := batchRefusal(b); r != "" {
 				s.text(bx+bw+12, y+22, "start", `font-size="12" font-family="monospace"`, r)
 			}
 			y += row
@@ -320,7 +303,7 @@ func portMultiplyPicture(ev portEvidence) ([]byte, error) {
 
 // samePorts counts the batches that got ports, when all of them got the same set; 0 when
 // two differ.
-func samePorts(bs []portBatch) int {
+func samePorts(bs []evidence.PortBatch) int {
 	var first []uint16
 	n := 0
 	for _, b := range bs {
