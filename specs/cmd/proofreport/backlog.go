@@ -13,16 +13,6 @@ import (
 // (evidence.EntryBacklogQueue, EntryBacklogStates, EntryBacklogFill) and a connect() to a
 // full queue over time (EntryBacklogOverflow, EntryBacklogPackets, EntryBacklogCounters).
 
-// The names pictures.go decodes chapter 4's entries into: each is the specs' own type.
-type (
-	backlogQueue    = evidence.QueueSeen
-	backlogClient   = evidence.ClientState
-	backlogFill     = evidence.Fill
-	backlogOverflow = evidence.Overflow
-	backlogPacket   = evidence.OverflowPacket
-	backlogCounters = evidence.CountersSeen
-)
-
 // decodeFirst decodes into v the first entry named name, of p's passed specs, IPv4 first,
 // that decodes, and tells whether there was one.
 func decodeFirst(p proof, name string, v any) bool {

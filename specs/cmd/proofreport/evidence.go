@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"portproof/specs/evidence"
 )
 
-// The evidence a spec attached is JSON of any shape. The names specs/lab/evidence.go
-// documents get a rendering of their own; any other name is rendered by its shape, so that
+// The evidence a spec attached is JSON of any shape. The names specs/evidence documents for
+// every chapter get a rendering of their own; any other name is rendered by its shape, so that
 // a chapter's new kind of evidence shows up readably without a change here.
 
 // object is a JSON object that keeps its keys in the order the spec wrote them, which is
@@ -129,17 +131,18 @@ func scalarList(a []any) string {
 	return strings.Join(parts, ", ")
 }
 
-// Titles for the names evidence.go documents, and for the ones chapters 3 to 6 bring.
+// Titles for the names every chapter uses, and for three that their name alone would not
+// explain; any other name is titled from itself.
 var entryTitles = map[string]string{
-	"tuples":       "Connections, as each end's getsockname → getpeername reads them",
-	"errno":        "A call the kernel refused",
-	"ports":        "Ports, by role",
-	"port_range":   "The ephemeral port range",
-	"port_pattern": "How the kernel walked the range (shown, not asserted)",
-	"traffic":      "What each socket received",
-	"packets":      "Segments captured on lo",
-	"accept_queue": "The listener's accept queue (TCP_INFO)",
-	"counters":     "TCP counters (/proc/net/netstat)",
+	evidence.EntryTuples:          "Connections, as each end's getsockname → getpeername reads them",
+	evidence.EntryErrno:           "A call the kernel refused",
+	evidence.EntryPorts:           "Ports, by role",
+	evidence.EntryPortRange:       "The ephemeral port range",
+	evidence.EntryPortPattern:     "How the kernel walked the range (shown, not asserted)",
+	evidence.EntryTraffic:         "What each socket received",
+	evidence.EntryPackets:         "Segments captured on lo",
+	evidence.EntryAcceptQueue:     "The listener's accept queue (TCP_INFO)",
+	evidence.EntryBacklogCounters: "TCP counters (/proc/net/netstat)",
 }
 
 func entryTitle(name string) string {
@@ -158,7 +161,7 @@ func renderEntry(w *bytes.Buffer, e reportEntry) {
 		return
 	}
 	switch e.Name {
-	case "errno":
+	case evidence.EntryErrno:
 		if o, ok := v.(*object); ok && o.get("errno") != nil {
 			line := fmt.Sprintf("`%s` failed with **%s**", text(o.get("call")), text(o.get("errno")))
 			if l := o.get("local"); l != nil {

@@ -48,15 +48,15 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 
 	// The accept queue: backlog.queue's queue as clients join it, backlog.size's listeners
 	// filled to backlog+1.
-	var q *backlogQueue
-	var clients []backlogClient
-	var bq backlogQueue
-	if decodeFirst(byID["backlog.queue"], "backlog_queue", &bq) {
+	var q *evidence.QueueSeen
+	var clients []evidence.ClientState
+	var bq evidence.QueueSeen
+	if decodeFirst(byID["backlog.queue"], evidence.EntryBacklogQueue, &bq) {
 		q = &bq
-		decodeFirst(byID["backlog.queue"], "backlog_client_states", &clients)
+		decodeFirst(byID["backlog.queue"], evidence.EntryBacklogStates, &clients)
 	}
-	var fills []backlogFill
-	decodeFirst(byID["backlog.size"], "backlog_fill", &fills)
+	var fills []evidence.Fill
+	decodeFirst(byID["backlog.size"], evidence.EntryBacklogFill, &fills)
 	if b, err := acceptQueuePicture(q, clients, fills); err == nil {
 		pics["accept-queue.svg"] = b
 	} else {
@@ -66,18 +66,18 @@ func pictures(r suiteReport, ps []proof) (map[string][]byte, notes) {
 
 	// A connect() to a full queue: backlog.full's story and its packets, when it could capture.
 	full := byID["backlog.full"]
-	var o backlogOverflow
-	var packets []backlogPacket
-	var counters *backlogCounters
+	var o evidence.Overflow
+	var packets []evidence.OverflowPacket
+	var counters *evidence.CountersSeen
 	var err error
 	switch {
-	case !decodeFirst(full, "backlog_overflow", &o):
-		err = fmt.Errorf("no backlog_overflow evidence")
-	case !decodeFirst(full, "backlog_packets", &packets):
-		err = fmt.Errorf("no backlog_packets evidence")
+	case !decodeFirst(full, evidence.EntryBacklogOverflow, &o):
+		err = fmt.Errorf("no %s evidence", evidence.EntryBacklogOverflow)
+	case !decodeFirst(full, evidence.EntryBacklogPackets, &packets):
+		err = fmt.Errorf("no %s evidence", evidence.EntryBacklogPackets)
 	default:
-		var c backlogCounters
-		if decodeFirst(full, "backlog_counters", &c) {
+		var c evidence.CountersSeen
+		if decodeFirst(full, evidence.EntryBacklogCounters, &c) {
 			counters = &c
 		}
 		var b []byte

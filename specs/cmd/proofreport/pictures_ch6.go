@@ -13,13 +13,6 @@ import (
 // descriptors_spawned and socket_kinds), and an SO_REUSEPORT group with the kernel's spread
 // (passive.shared-port's reuseport_spread and reuseport_repeat).
 
-// The server page's picture (pictures_server.go) reads the same sockets and descriptors, by
-// these names.
-type (
-	ch6SocketSeen = evidence.SocketSeen
-	ch6Spawned    = evidence.DescriptorsSpawned
-)
-
 const (
 	passiveActiveSVG   = "passive-active.svg"
 	reuseportSpreadSVG = "reuseport-spread.svg"

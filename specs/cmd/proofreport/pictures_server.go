@@ -18,21 +18,21 @@ import (
 
 // serverSteps is what the picture is drawn from; only Sockets is required.
 type serverSteps struct {
-	Sockets    map[string]ch6SocketSeen // by role: "bound, before listen", "listener", ...
-	Queued     int                      // the listener's accept queue while nothing was accepted
-	Queue      *evidence.QueueSeen      // backlog.queue's listener
-	Spawned    *ch6Spawned              // passive.spawns-active's descriptors
-	Tuples     []evidence.TupleSeen     // and the 4-tuple of each connection it accepted
-	SynCookies string                   // net.ipv4.tcp_syncookies, from the machine entry
+	Sockets    map[string]evidence.SocketSeen // by role: "bound, before listen", "listener", ...
+	Queued     int                            // the listener's accept queue while nothing was accepted
+	Queue      *evidence.QueueSeen            // backlog.queue's listener
+	Spawned    *evidence.DescriptorsSpawned   // passive.spawns-active's descriptors
+	Tuples     []evidence.TupleSeen           // and the 4-tuple of each connection it accepted
+	SynCookies string                         // net.ipv4.tcp_syncookies, from the machine entry
 }
 
 // serverPictures draws server-steps.svg, or its placeholder with the reason.
 func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "server-steps.svg"
 	st := serverSteps{Queued: -1}
-	var socks []ch6SocketSeen
-	if decodeFirst(byID["passive.no-data"], "socket_kinds", &socks) {
-		st.Sockets = map[string]ch6SocketSeen{}
+	var socks []evidence.SocketSeen
+	if decodeFirst(byID["passive.no-data"], evidence.EntrySocketKinds, &socks) {
+		st.Sockets = map[string]evidence.SocketSeen{}
 		for _, s := range socks {
 			st.Sockets[s.Role] = s
 		}
@@ -42,8 +42,8 @@ func serverPictures(r suiteReport, byID map[string]proof, pics map[string][]byte
 	if decodeFirst(byID["backlog.queue"], evidence.EntryBacklogQueue, &q) {
 		st.Queue = &q
 	}
-	var sp ch6Spawned
-	if decodeFirst(byID["passive.spawns-active"], "descriptors_spawned", &sp) {
+	var sp evidence.DescriptorsSpawned
+	if decodeFirst(byID["passive.spawns-active"], evidence.EntryDescriptorsSpawned, &sp) {
 		st.Spawned = &sp
 		decodeFirst(byID["passive.spawns-active"], evidence.EntryTuples, &st.Tuples)
 	}

@@ -74,7 +74,7 @@ func TestEvidenceIsRenderedReadably(t *testing.T) {
 		"| time (µs after the first) | src | dst | flags | seq | ack | len |",
 		"| 20 | `127.0.0.1:7000` | `127.0.0.1:40000` | `SYN,ACK` |",
 		// an unknown name, nested: rendered by shape
-		"**TCP counters (/proc/net/netstat)** <small>(`counters`)</small>",
+		"**TCP counters (/proc/net/netstat)** <small>(`backlog_counters`)</small>",
 		"*before*:",
 		"| ListenOverflows | `1` |",
 		// a scalar
