@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 8's picture, drawn from the evidence ch08_queues_test.go records under
@@ -23,34 +25,34 @@ type queueView struct {
 }
 
 type queueStory struct {
-	Listener        string           `json:"listener"`
-	Client          string           `json:"client"`
-	AbortOnOverflow string           `json:"tcp_abort_on_overflow"`
-	Fillers         []string         `json:"fillers"`
-	Views           []queueView      `json:"views"`
-	Accept          string           `json:"accept"`
-	Recv            string           `json:"recv"`
-	Read            string           `json:"read"`
-	Counters        map[string]int64 `json:"counters"`
-	Packets         []closeSegment   `json:"packets"`
+	Listener        string             `json:"listener"`
+	Client          string             `json:"client"`
+	AbortOnOverflow string             `json:"tcp_abort_on_overflow"`
+	Fillers         []string           `json:"fillers"`
+	Views           []queueView        `json:"views"`
+	Accept          string             `json:"accept"`
+	Recv            string             `json:"recv"`
+	Read            string             `json:"read"`
+	Counters        map[string]int64   `json:"counters"`
+	Packets         []evidence.Segment `json:"packets"`
 }
 
 // queueRow is one row of a panel: a segment of the client's, or both sides' views.
 type queueRow struct {
 	at   time.Time
-	seg  *closeSegment
+	seg  *evidence.Segment
 	view *queueView
 	note string // beside a segment: what became of it
 }
 
 // queueRows keeps the client's own segments and the views, in time order; the fillers'
 // segments become one row, where they happened.
-func queueRows(st queueStory, notes func(closeSegment) string) []queueRow {
+func queueRows(st queueStory, notes func(evidence.Segment) string) []queueRow {
 	var rows []queueRow
 	fillers := false
 	for i := range st.Packets {
 		p := st.Packets[i]
-		if p.Src != st.Client && p.Dst != st.Client {
+		if p.Src.String() != st.Client && p.Dst.String() != st.Client {
 			if !fillers {
 				rows = append(rows, queueRow{at: p.Time, note: fmt.Sprintf(
 					"%d fillers connect and send a byte each: the accept queue fills", len(st.Fillers))})
@@ -79,12 +81,12 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 		st := *deferred
 		acks := 0
 		panels = append(panels, panel{"TCP_DEFER_ACCEPT: connect() returns, the server waits for data", st,
-			queueRows(st, func(p closeSegment) string {
+			queueRows(st, func(p evidence.Segment) string {
 				switch {
-				case p.Src == st.Client && p.Flags == "ACK" && acks == 0:
+				case p.Src.String() == st.Client && p.Flags == "ACK" && acks == 0:
 					acks++
 					return fmt.Sprintf("dropped: deferred (TCPDeferAcceptDrop +%d)", st.Counters["TCPDeferAcceptDrop"])
-				case p.Src == st.Client && p.Len > 0:
+				case p.Src.String() == st.Client && p.Len > 0:
 					return fmt.Sprintf("%d bytes: they complete the connection", p.Len)
 				}
 				return ""
@@ -97,12 +99,12 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 			title = "tcp_abort_on_overflow 1: the client's data meets a full queue, and is reset"
 		}
 		acks := 0
-		panels = append(panels, panel{title, st, queueRows(st, func(p closeSegment) string {
+		panels = append(panels, panel{title, st, queueRows(st, func(p evidence.Segment) string {
 			switch {
-			case p.Src == st.Client && p.Flags == "ACK" && acks == 0:
+			case p.Src.String() == st.Client && p.Flags == "ACK" && acks == 0:
 				acks++
 				return "dropped: the server defers"
-			case p.Src == st.Client && p.Len > 0:
+			case p.Src.String() == st.Client && p.Len > 0:
 				return fmt.Sprintf("%d bytes: no room (ListenOverflows +%d)", p.Len, st.Counters["ListenOverflows"])
 			case strings.Contains(p.Flags, "RST"):
 				return fmt.Sprintf("embryonic_reset (EmbryonicRsts +%d)", st.Counters["EmbryonicRsts"])
@@ -179,7 +181,7 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 			default:
 				g := r.seg
 				x1, x2 := cx, sx
-				if g.Src != p.st.Client {
+				if g.Src.String() != p.st.Client {
 					x1, x2 = sx, cx
 				}
 				color, marker, dash := "#1565c0", "arrow", ""
