@@ -77,7 +77,7 @@ func (l *ch7Listener) close() {
 
 // ch7Open is where the half-close and the TIME_WAIT children start: ch7Listen, and one
 // connection on it, whose ends it records in e. On an error nothing is left open.
-func ch7Open(loopback string, e *ch7Ends) (*ch7Listener, *ch7Conn, error) {
+func ch7Open(loopback string, e *evidence.CloseEnds) (*ch7Listener, *ch7Conn, error) {
 	l, err := ch7Listen(loopback)
 	if err != nil {
 		return nil, nil, err
@@ -89,21 +89,6 @@ func ch7Open(loopback string, e *ch7Ends) (*ch7Listener, *ch7Conn, error) {
 	}
 	e.Client, e.Server = c.Client.String(), c.Server.String()
 	return l, c, nil
-}
-
-// ch7Ends is what a close child records of a connection before anything else: its two ends,
-// the calls made on them, and the states it read, in order.
-type ch7Ends struct {
-	Client string               `json:"client"`
-	Server string               `json:"server"`
-	Calls  evidence.Calls       `json:"calls"`
-	States []evidence.StateSeen `json:"states"`
-}
-
-// note keeps the state read, whatever err says, and returns err.
-func (e *ch7Ends) note(s evidence.StateSeen, err error) error {
-	e.States = append(e.States, s)
-	return err
 }
 
 // close closes whichever end the child has not closed itself.
@@ -197,23 +182,15 @@ func ch7Acked(fd int) (uint32, error) {
 	return unacked, nil
 }
 
-// ch7HalfSeen is the half-close: one end shut for writing while the other still talks.
-type ch7HalfSeen struct {
-	ch7Ends
-	Read     string             `json:"read"`      // what the half-closed client read after its FIN
-	WriteErr string             `json:"write_err"` // its write after shutdown(SHUT_WR)
-	Packets  []evidence.Segment `json:"packets"`
-}
-
 // --8<-- [start:half-child]
 
 // ch7HalfChild: the client says it has no more to send with shutdown(SHUT_WR); the server
 // reads end-of-stream, answers, and the client reads the answer.
 var ch7HalfChild = lab.RegisterChild("ch7.close.half", ch7Half)
 
-func ch7Half(loopback string) (ch7HalfSeen, error) {
-	var seen ch7HalfSeen
-	l, c, err := ch7Open(loopback, &seen.ch7Ends)
+func ch7Half(loopback string) (evidence.HalfClose, error) {
+	var seen evidence.HalfClose
+	l, c, err := ch7Open(loopback, &seen.CloseEnds)
 	if err != nil {
 		return seen, err
 	}
@@ -225,10 +202,10 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 	}
 	// The FIN is acknowledged at once on lo: the client waits for the server's FIN
 	// (FIN_WAIT2), the server for its own program to close (CLOSE_WAIT).
-	if err := seen.note(ch7Await("client", c.client, "FIN_WAIT2")); err != nil {
+	if err := seen.Note(ch7Await("client", c.client, "FIN_WAIT2")); err != nil {
 		return seen, err
 	}
-	if err := seen.note(ch7Await("server", c.server, "CLOSE_WAIT")); err != nil {
+	if err := seen.Note(ch7Await("server", c.server, "CLOSE_WAIT")); err != nil {
 		return seen, err
 	}
 	if _, err := ch7Read(calls, "server", c.server); err != nil { // EOF: read(2) returns 0
@@ -245,7 +222,7 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 	seen.Read = string(got)
 	// Its own direction is shut: write(2) fails with EPIPE, and sends nothing.
 	seen.WriteErr = sock.ErrnoName(ch7Write(calls, "client", c.client, []byte("more")))
-	if err := seen.note(lab.StateOf("client", c.client)); err != nil {
+	if err := seen.Note(lab.StateOf("client", c.client)); err != nil {
 		return seen, err
 	}
 	// Handshake, FIN and its ACK, the server's data and its ACK: seven segments.
@@ -255,25 +232,14 @@ func ch7Half(loopback string) (ch7HalfSeen, error) {
 
 // --8<-- [end:half-child]
 
-// ch7LingerSeen is refserver ending a connection while its client still sends.
-type ch7LingerSeen struct {
-	ch7Ends
-	Echo         string             `json:"echo"`
-	LateUnacked  uint32             `json:"late_unacked"`  // the client's tcpi_unacked after its late bytes
-	ShutdownErr  string             `json:"shutdown_err"`  // what refserver's Shutdown returned
-	ShutdownDone time.Time          `json:"shutdown_done"` // when it returned
-	Resets       uint64             `json:"resets"`        // refserver's Stats().Resets
-	Packets      []evidence.Segment `json:"packets"`
-}
-
 // --8<-- [start:linger-child]
 
 // ch7LingerChild: refserver's Shutdown ends a connection it has answered; its client goes
 // on sending after the server's FIN, then closes.
 var ch7LingerChild = lab.RegisterChild("ch7.close.linger", ch7Linger)
 
-func ch7Linger(loopback string) (ch7LingerSeen, error) {
-	var seen ch7LingerSeen
+func ch7Linger(loopback string) (evidence.LingeringClose, error) {
+	var seen evidence.LingeringClose
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
 	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Handler: refserver.Echo{}})
 	if err != nil {
@@ -322,10 +288,10 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 	if _, err := ch7Read(calls, "client", client); err != nil {
 		return seen, err
 	}
-	if err := seen.note(ch7Await("client", client, "CLOSE_WAIT")); err != nil {
+	if err := seen.Note(ch7Await("client", client, "CLOSE_WAIT")); err != nil {
 		return seen, err
 	}
-	if err := seen.note(ch7AwaitTable("server", srv.Addr(), local, "FIN_WAIT2")); err != nil {
+	if err := seen.Note(ch7AwaitTable("server", srv.Addr(), local, "FIN_WAIT2")); err != nil {
 		return seen, err
 	}
 	// The client had more to say. refserver reads and drops it: no RST, which a close(2)
@@ -336,7 +302,7 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 	if seen.LateUnacked, err = ch7Acked(client); err != nil {
 		return seen, err
 	}
-	if err := seen.note(lab.StateOf("client", client)); err != nil {
+	if err := seen.Note(lab.StateOf("client", client)); err != nil {
 		return seen, err
 	}
 	if err := ch7Close(calls, "client", &client); err != nil {
@@ -347,7 +313,7 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 	err = <-stopped
 	seen.ShutdownDone, seen.ShutdownErr = time.Now(), fmt.Sprint(err)
 	seen.Resets = srv.Stats().Resets
-	if err := seen.note(ch7AwaitTable("server", srv.Addr(), local, "TIME_WAIT")); err != nil {
+	if err := seen.Note(ch7AwaitTable("server", srv.Addr(), local, "TIME_WAIT")); err != nil {
 		return seen, err
 	}
 	// Handshake, data and echo with their ACKs, the two FINs with theirs, and the late bytes.
@@ -357,36 +323,22 @@ func ch7Linger(loopback string) (ch7LingerSeen, error) {
 
 // --8<-- [end:linger-child]
 
-// ch7UnreadSeen is one connection closed by its server, with or without reading first.
-type ch7UnreadSeen struct {
-	Case    string `json:"case"` // "unread" or "read first"
-	Client  string `json:"client"`
-	Server  string `json:"server"`
-	Unread  int    `json:"unread"`  // SIOCINQ on the server's end before close
-	Unacked uint32 `json:"unacked"` // the client's tcpi_unacked then: its bytes acknowledged
-	// AbortOnClose is TcpExt TCPAbortOnClose's rise over the server's close(2).
-	AbortOnClose int64                `json:"abort_on_close"`
-	Received     []string             `json:"received"` // what each of the client's reads returned
-	Calls        evidence.Calls       `json:"calls"`
-	States       []evidence.StateSeen `json:"states"`
-	Packets      []evidence.Segment   `json:"packets"`
-}
-
 // --8<-- [start:unread-child]
 
 // ch7UnreadChild closes two connections from the server's side: one whose client's bytes
 // the server never read, one whose it did. Before closing, each server answers "bye".
 var ch7UnreadChild = lab.RegisterChild("ch7.close.rst-unread", ch7Unread)
 
-func ch7Unread(loopback string) ([]ch7UnreadSeen, error) {
-	var all []ch7UnreadSeen
+func ch7Unread(loopback string) ([]evidence.UnreadClose, error) {
+	var all []evidence.UnreadClose
 	l, err := ch7Listen(loopback)
 	if err != nil {
 		return all, err
 	}
 	defer l.close()
 	for _, readFirst := range []bool{false, true} {
-		seen := ch7UnreadSeen{Case: map[bool]string{false: "unread", true: "read first"}[readFirst]}
+		cases := map[bool]string{false: "unread", true: "read first"}
+		seen := evidence.UnreadClose{Case: cases[readFirst]}
 		calls := &seen.Calls
 		c, err := l.connect()
 		if err != nil {
@@ -480,26 +432,6 @@ func ch7Settled(c *ch7Conn, want int) (int, uint32, error) {
 	return n, unacked, nil
 }
 
-// ch7TimeWaitSeen is the close of one connection, the server's end closing first, and of a
-// second with SO_LINGER {1, 0}.
-type ch7TimeWaitSeen struct {
-	FinTimeout string `json:"tcp_fin_timeout"` // read back in the sandbox
-	ch7Ends
-	// Left is what the kernel's table holds of the connection at the end, by end: "server"
-	// TIME_WAIT, and nothing for the client.
-	Left    map[string]string  `json:"left"`
-	Packets []evidence.Segment `json:"packets"`
-	Linger  ch7LingerReset     `json:"linger"`
-}
-
-// ch7LingerReset is the second connection: the server's end closed with SO_LINGER {1, 0}.
-type ch7LingerReset struct {
-	Read string `json:"read"` // the client's read after the server's close
-	ch7Ends
-	Left    map[string]string  `json:"left"`
-	Packets []evidence.Segment `json:"packets"`
-}
-
 // ch7Filter attaches a classic BPF program to the socket fd (SO_ATTACH_FILTER).
 func ch7Filter(fd int, prog []unix.SockFilter) error {
 	p := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
@@ -518,13 +450,13 @@ var ch7DropAll = []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
 // that LAST_ACK can be read before it ends.
 var ch7TimeWaitChild = lab.RegisterChild("ch7.close.timewait", ch7TimeWait)
 
-func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
-	var seen ch7TimeWaitSeen
+func ch7TimeWait(loopback string) (evidence.TimeWait, error) {
+	var seen evidence.TimeWait
 	var err error
 	if seen.FinTimeout, err = sock.Sysctl("net.ipv4.tcp_fin_timeout"); err != nil {
 		return seen, err
 	}
-	l, c, err := ch7Open(loopback, &seen.ch7Ends)
+	l, c, err := ch7Open(loopback, &seen.CloseEnds)
 	if err != nil {
 		return seen, err
 	}
@@ -539,10 +471,10 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if err := ch7Close(calls, "server", &c.server); err != nil {
 		return seen, err
 	}
-	if err := seen.note(ch7AwaitTable("server", c.Server, c.Client, "FIN_WAIT2")); err != nil {
+	if err := seen.Note(ch7AwaitTable("server", c.Server, c.Client, "FIN_WAIT2")); err != nil {
 		return seen, err
 	}
-	if err := seen.note(ch7Await("client", c.client, "CLOSE_WAIT")); err != nil {
+	if err := seen.Note(ch7Await("client", c.client, "CLOSE_WAIT")); err != nil {
 		return seen, err
 	}
 	if _, err := ch7Read(calls, "client", c.client); err != nil { // EOF
@@ -558,10 +490,10 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 		return seen, err
 	}
 	// The server's end got the FIN: TIME_WAIT, on TCP_TIMEWAIT_LEN's clock.
-	if err := seen.note(lab.AwaitState(server, "TIME_WAIT", lab.ReadWithin)); err != nil {
+	if err := seen.Note(lab.AwaitState(server, "TIME_WAIT", lab.ReadWithin)); err != nil {
 		return seen, err
 	}
-	if err := seen.note(ch7Await("client", c.client, "LAST_ACK")); err != nil {
+	if err := seen.Note(ch7Await("client", c.client, "LAST_ACK")); err != nil {
 		return seen, err
 	}
 	// Without the filter, the ACK that answers the FIN's retransmission gets through.
@@ -569,7 +501,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if err := unix.SetsockoptInt(c.client, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
 		return seen, os.NewSyscallError("setsockopt SO_DETACH_FILTER", err)
 	}
-	if err := seen.note(ch7Await("client", c.client, "CLOSE")); err != nil {
+	if err := seen.Note(ch7Await("client", c.client, "CLOSE")); err != nil {
 		return seen, err
 	}
 	if err := ch7Close(calls, "client", &c.client); err != nil {
@@ -578,7 +510,7 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 	if seen.Left, err = ch7Left(c); err != nil {
 		return seen, err
 	}
-	if err := seen.note(server()); err != nil {
+	if err := seen.Note(server()); err != nil {
 		return seen, err
 	}
 	// Handshake, FIN and ACK each way, the FIN again and the ACKs the filter dropped.
@@ -594,8 +526,8 @@ func ch7TimeWait(loopback string) (ch7TimeWaitSeen, error) {
 // --8<-- [start:linger-zero-child]
 
 // ch7LingerZero closes a second connection's server end with SO_LINGER {1, 0}.
-func ch7LingerZero(l *ch7Listener) (ch7LingerReset, error) {
-	var seen ch7LingerReset
+func ch7LingerZero(l *ch7Listener) (evidence.LingerReset, error) {
+	var seen evidence.LingerReset
 	c, err := l.connect()
 	if err != nil {
 		return seen, err
@@ -612,7 +544,7 @@ func ch7LingerZero(l *ch7Listener) (ch7LingerReset, error) {
 	}
 	got, err := ch7Read(calls, "client", c.client)
 	seen.Read = lab.ResultOf(len(got), err)
-	if err := seen.note(lab.StateOf("client", c.client)); err != nil {
+	if err := seen.Note(lab.StateOf("client", c.client)); err != nil {
 		return seen, err
 	}
 	if seen.Left, err = ch7Left(c); err != nil {
@@ -637,30 +569,14 @@ func ch7Left(c *ch7Conn) (map[string]string, error) {
 	return left, nil
 }
 
-// ch7ReuseSeen is refserver started twice on one address: after the first run closed its
-// connections first, and a plain bind() between the two.
-type ch7ReuseSeen struct {
-	Addr string `json:"addr"`
-	// TimeWaits are the first run's connections in TIME_WAIT once it stopped, its end first
-	// (/proc/net/tcp), and TimeWaitsAfter the same once the second run served.
-	TimeWaits      []string `json:"time_waits"`
-	TimeWaitsAfter []string `json:"time_waits_after"`
-	Listening      bool     `json:"listening"`  // a LISTEN row on the port while the TIME_WAITs held it
-	PlainBind      string   `json:"plain_bind"` // a socket without SO_REUSEADDR: bind's errno
-	Restart        string   `json:"restart"`    // refserver.New's error; "" for none
-	ReuseAddr      int      `json:"reuseaddr"`  // SO_REUSEADDR read back on its listener
-	Echo           string   `json:"echo"`       // what a client of the second run read back
-	Narration      []string `json:"narration"`  // the second run's log of its listener's calls
-}
-
 // --8<-- [start:reuse-child]
 
 // ch7ReuseChild runs refserver, has it close its connections first (Shutdown), then binds
 // its address without SO_REUSEADDR, and starts refserver again on it.
 var ch7ReuseChild = lab.RegisterChild("ch7.close.reuseaddr", ch7Reuse)
 
-func ch7Reuse(loopback string) (ch7ReuseSeen, error) {
-	var seen ch7ReuseSeen
+func ch7Reuse(loopback string) (evidence.ReuseAddr, error) {
+	var seen evidence.ReuseAddr
 	cfg := refserver.Config{Addr: netip.AddrPortFrom(netip.MustParseAddr(loopback), 0), Loops: 1,
 		Handler: refserver.Echo{}}
 	first, err := refserver.New(cfg)
@@ -790,34 +706,14 @@ func ch7TimeWaitsOn(addr netip.AddrPort, want int) ([]string, bool, error) {
 	return tws, listening, nil
 }
 
-// ch7ResetSeen is refserver stopped with connections in its accept queue.
-type ch7ResetSeen struct {
-	Listener  string               `json:"listener"`
-	Queued    uint32               `json:"queued"` // the accept queue (TCP_INFO) before Shutdown
-	Clients   []ch7ResetEnd        `json:"clients"`
-	Calls     evidence.Calls       `json:"calls"`
-	Narration []string             `json:"narration"` // refserver's log of its Shutdown
-	Packets   []evidence.Segment   `json:"packets"`
-	States    []evidence.StateSeen `json:"states"`
-}
-
-// ch7ResetEnd is one client of the stopped server.
-type ch7ResetEnd struct {
-	Client  string `json:"client"`
-	Before  string `json:"before"`  // its tcpi_state before Shutdown
-	Unacked uint32 `json:"unacked"` // its tcpi_unacked then: its byte acknowledged
-	Read    string `json:"read"`    // its read after Shutdown: the errno
-	After   string `json:"after"`   // its tcpi_state then
-}
-
 // --8<-- [start:listener-resets-child]
 
 // ch7ListenerResetChild makes refserver's listener, connects clients that each send a
 // byte, and stops the server before it accepts any: Serve is never called.
 var ch7ListenerResetChild = lab.RegisterChild("ch7.close.listener-resets", ch7ListenerReset)
 
-func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
-	var seen ch7ResetSeen
+func ch7ListenerReset(loopback string) (evidence.ListenerReset, error) {
+	var seen evidence.ListenerReset
 	narration := testkit.NewLines()
 	at := netip.AddrPortFrom(netip.MustParseAddr(loopback), 0)
 	srv, err := refserver.New(refserver.Config{Addr: at, Loops: 1, Handler: refserver.Echo{},
@@ -854,7 +750,7 @@ func ch7ListenerReset(loopback string) (ch7ResetSeen, error) {
 		if err != nil {
 			return seen, err
 		}
-		end := ch7ResetEnd{Client: local.String()}
+		end := evidence.ResetClient{Client: local.String()}
 		if end.Before, err = sock.TCPState(fd); err != nil {
 			return seen, err
 		}

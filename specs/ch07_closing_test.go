@@ -14,19 +14,6 @@ import (
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record). The docs draw chapter 7's picture from
-// ch7EntryTimeWait, so it always holds the same shape; all start with "close_".
-const (
-	ch7EntryHalf     = "close_half"       // a ch7HalfSeen
-	ch7EntryLinger   = "close_linger"     // a ch7LingerSeen: refserver's lingering close
-	ch7EntryUnread   = "close_unread"     // a []ch7UnreadSeen: close with and without unread input
-	ch7EntryTimeWait = "close_timewait"   // a ch7TimeWaitSeen, with its SO_LINGER {1, 0} variant
-	ch7EntryReuse    = "close_reuseaddr"  // a ch7ReuseSeen
-	ch7EntryResets   = "close_listener"   // a ch7ResetSeen
-	ch7EntryTimers   = "close_timers"     // a ch7Timers: the two timers, read and summed
-	ch7EntrySandbox  = "close_sandbox_fs" // tcp_fin_timeout as set and read back in the sandbox
-)
-
 // ch7FinTimeout is net.ipv4.tcp_fin_timeout in the sandbox of the close.timewait proof, in
 // seconds: far from TIME_WAIT's 60 s, so that the two timers cannot be mistaken.
 const ch7FinTimeout = 7
@@ -34,15 +21,6 @@ const ch7FinTimeout = 7
 // ch7TimeWaitLen is TCP_TIMEWAIT_LEN, include/net/tcp.h: "how long to wait to destroy
 // TIME-WAIT state, about 60 seconds", compiled in, no sysctl.
 const ch7TimeWaitLen = 60 * time.Second
-
-// ch7Timers is a timer the kernel's table showed, and how long it had run when read: their
-// sum is the timer's whole length.
-type ch7Timers struct {
-	State   string  `json:"state"`    // FIN_WAIT2 or TIME_WAIT
-	LeftMS  float64 `json:"left_ms"`  // tm->when in /proc/net/tcp
-	RanMS   float64 `json:"ran_ms"`   // since the segment that started it crossed lo
-	TotalMS float64 `json:"total_ms"` // the two together
-}
 
 var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 	for _, fam := range lab.Families() {
@@ -53,7 +31,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fam.String(), Label("claim:close.half", fam.Name), func() {
 			lab.RequireFamily(fam)
 			seen := lab.RunInSandbox(ch7HalfChild, lo, lab.SandboxOptions{})
-			lab.Record(ch7EntryHalf, seen)
+			lab.Record(evidence.EntryCloseHalf, seen)
 			fins := ch7WithFlag(seen.Packets, "FIN")
 			lab.Cite(evidence.Figures{"client_state": seen.States[0].State,
 				"server_state": seen.States[1].State, "read": seen.Read,
@@ -84,7 +62,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fam.String(), Label("claim:close.half", fam.Name), func() {
 			lab.RequireFamily(fam)
 			seen := lab.RunInSandbox(ch7LingerChild, lo, lab.SandboxOptions{})
-			lab.Record(ch7EntryLinger, seen)
+			lab.Record(evidence.EntryCloseLinger, seen)
 			fins := ch7WithFlag(seen.Packets, "FIN")
 			Expect(fins).NotTo(BeEmpty(), "FINs on lo: %v", seen.Packets)
 			// The chapter cites these beside the plain half-close's: "ref_" tells them apart.
@@ -122,7 +100,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			Label("claim:close.rst-unread", fam.Name), func() {
 				lab.RequireFamily(fam)
 				seen := lab.RunInSandbox(ch7UnreadChild, lo, lab.SandboxOptions{})
-				lab.Record(ch7EntryUnread, seen)
+				lab.Record(evidence.EntryCloseUnread, seen)
 				Expect(seen).To(HaveLen(2))
 				unread, readFirst := seen[0], seen[1]
 				lab.Cite(evidence.Figures{"unread": unread.Unread, "unread_received": unread.Received,
@@ -162,7 +140,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fin := strconv.Itoa(ch7FinTimeout)
 			seen := lab.RunInSandbox(ch7TimeWaitChild, lo, lab.SandboxOptions{
 				Sysctls: map[string]string{"net.ipv4.tcp_fin_timeout": fin}})
-			lab.Record(ch7EntryTimeWait, seen)
+			lab.Record(evidence.EntryCloseTimeWait, seen)
 			st := ch7StatesByName(seen.States)
 			// Each timer's length: what /proc/net/tcp says is left, plus how long it had run
 			// when read, since the segment that started it: the server's FIN (its ACK came
@@ -171,7 +149,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			Expect(len(fins)).To(BeNumerically(">=", 2), "FINs on lo: %v", seen.Packets)
 			fw2 := ch7Timer(st["server FIN_WAIT2"], fins[0])
 			tw := ch7Timer(st["server TIME_WAIT"], fins[1])
-			lab.Record(ch7EntryTimers, []ch7Timers{fw2, tw})
+			lab.Record(evidence.EntryCloseTimers, []evidence.CloseTimer{fw2, tw})
 			lab.Cite(evidence.Figures{"fin_timeout": seen.FinTimeout, "fin_wait2_s": fw2.TotalMS / 1e3,
 				"time_wait_s": tw.TotalMS / 1e3, "time_wait_left_s": tw.LeftMS / 1e3,
 				"left_server": seen.Left["server"], "fin_again_ms": ch7Gap(fins, seen.Client),
@@ -209,7 +187,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fam.String(), Label("claim:close.reuseaddr", fam.Name), func() {
 			lab.RequireFamily(fam)
 			seen := lab.RunInSandbox(ch7ReuseChild, lo, lab.SandboxOptions{})
-			lab.Record(ch7EntryReuse, seen)
+			lab.Record(evidence.EntryCloseReuseAddr, seen)
 			lab.Cite(evidence.Figures{"addr": seen.Addr, "time_waits": len(seen.TimeWaits),
 				"plain_bind": seen.PlainBind, "reuseaddr": seen.ReuseAddr, "echo": seen.Echo,
 				"time_waits_after": len(seen.TimeWaitsAfter)})
@@ -236,7 +214,7 @@ var _ = Describe(Closing.Title, Label("chapter:7"), func() {
 			fam.String(), Label("claim:close.listener-resets", fam.Name), func() {
 			lab.RequireFamily(fam)
 			seen := lab.RunInSandbox(ch7ListenerResetChild, lo, lab.SandboxOptions{})
-			lab.Record(ch7EntryResets, seen)
+			lab.Record(evidence.EntryCloseListener, seen)
 			rsts := ch7WithFlag(seen.Packets, "RST")
 			reset := 0
 			for _, c := range seen.Clients {
@@ -341,9 +319,9 @@ func ch7StatesByName(states []evidence.StateSeen) map[string]evidence.StateSeen 
 
 // ch7Timer is a timer read from /proc/net/tcp, and how long it had run when read, counted
 // from the segment that started it.
-func ch7Timer(read evidence.StateSeen, start evidence.Segment) ch7Timers {
+func ch7Timer(read evidence.StateSeen, start evidence.Segment) evidence.CloseTimer {
 	ran := float64(read.At.Sub(start.Time).Microseconds()) / 1e3
-	return ch7Timers{State: read.State, LeftMS: read.TimerLeftMS, RanMS: ran, TotalMS: read.TimerLeftMS + ran}
+	return evidence.CloseTimer{State: read.State, LeftMS: read.TimerLeftMS, RanMS: ran, TotalMS: read.TimerLeftMS + ran}
 }
 
 // ch7Line is the first line of the narration that contains s.

@@ -62,22 +62,9 @@ func ch8Deferred(loopback string, backlog int) (int, netip.AddrPort, int, *lab.C
 	return l, at, defer_, c, nil
 }
 
-// ch8View is one moment of a handshake, as each side's kernel tells it.
-type ch8View struct {
-	Moment string    `json:"moment"` // what had just happened
-	At     time.Time `json:"at"`
-	Client string    `json:"client"` // the client's tcpi_state (TCP_INFO)
-	// Server is the server's end in /proc/net/tcp: "SYN_RECV" for a request, "ESTABLISHED"
-	// for a connection, "" for nothing.
-	Server   string `json:"server"`
-	Queue    uint32 `json:"queue"`     // the listener's accept queue (TCP_INFO tcpi_unacked)
-	QueueMax uint32 `json:"queue_max"` // its limit (tcpi_sacked)
-	Unacked  uint32 `json:"unacked"`   // the client's tcpi_unacked: its segments not acknowledged
-}
-
 // ch8Look reads both sides' views of the connection from client to the listener l.
-func ch8Look(moment string, client, l int, at netip.AddrPort) (ch8View, error) {
-	v := ch8View{Moment: moment, At: time.Now()}
+func ch8Look(moment string, client, l int, at netip.AddrPort) (evidence.QueueView, error) {
+	v := evidence.QueueView{Moment: moment, At: time.Now()}
 	ti, err := unix.GetsockoptTCPInfo(client, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
 		return v, os.NewSyscallError("getsockopt TCP_INFO", err)
@@ -100,30 +87,14 @@ func ch8Look(moment string, client, l int, at netip.AddrPort) (ch8View, error) {
 	return v, err
 }
 
-// ch8DeferSeen is a deferred handshake: the client's connect() and first bytes.
-type ch8DeferSeen struct {
-	Listener string             `json:"listener"`
-	Client   string             `json:"client"`
-	Defer    int                `json:"defer_s"` // TCP_DEFER_ACCEPT read back
-	Views    []ch8View          `json:"views"`
-	Accept   string             `json:"accept"` // accept4 before the data: the errno
-	Readable bool               `json:"readable"`
-	Accepted string             `json:"accepted"` // the peer accept4 returned after it
-	Read     string             `json:"read"`     // what the server read
-	Counters map[string]int64   `json:"counters"` // TcpExt rises, over the handshake
-	Calls    evidence.Calls     `json:"calls"`
-	Packets  []evidence.Segment `json:"packets"`
-	Rows     map[string]string  `json:"rows,omitempty"`
-}
-
 // --8<-- [start:defer-child]
 
 // ch8DeferChild connects a client to a listener with TCP_DEFER_ACCEPT, looks at both
 // sides, then has the client send its first bytes and looks again.
 var ch8DeferChild = lab.RegisterChild("ch8.queue.defer", ch8Defer)
 
-func ch8Defer(loopback string) (ch8DeferSeen, error) {
-	var seen ch8DeferSeen
+func ch8Defer(loopback string) (evidence.QueueDefer, error) {
+	var seen evidence.QueueDefer
 	l, at, deferS, capture, err := ch8Deferred(loopback, 8)
 	if err != nil {
 		return seen, err
@@ -200,21 +171,6 @@ func ch8Defer(loopback string) (ch8DeferSeen, error) {
 
 // --8<-- [end:defer-child]
 
-// ch8OverflowSeen is a deferred connection completed by data into a full accept queue.
-type ch8OverflowSeen struct {
-	AbortOnOverflow string             `json:"tcp_abort_on_overflow"` // read back in the sandbox
-	Listener        string             `json:"listener"`
-	Fillers         []string           `json:"fillers"`
-	Cookies         int64              `json:"cookies"` // SyncookiesSent's rise over it all
-	Client          string             `json:"client"`
-	Views           []ch8View          `json:"views"`
-	Counters        map[string]int64   `json:"counters"` // TcpExt rises once the client's data came
-	Recv            string             `json:"recv"`     // the client's recv then
-	Retransmits     uint32             `json:"retransmits"`
-	Calls           evidence.Calls     `json:"calls"`
-	Packets         []evidence.Segment `json:"packets"`
-}
-
 // --8<-- [start:overflow-child]
 
 // ch8OverflowChild: a client connects to a listener with TCP_DEFER_ACCEPT and backlog
@@ -222,8 +178,8 @@ type ch8OverflowSeen struct {
 // connect and send, one at a time, until the accept queue is full; then the client sends.
 var ch8OverflowChild = lab.RegisterChild("ch8.queue.overflow", ch8Overflow)
 
-func ch8Overflow(loopback string) (ch8OverflowSeen, error) {
-	var seen ch8OverflowSeen
+func ch8Overflow(loopback string) (evidence.QueueOverflow, error) {
+	var seen evidence.QueueOverflow
 	var err error
 	if seen.AbortOnOverflow, err = sock.Sysctl("net.ipv4.tcp_abort_on_overflow"); err != nil {
 		return seen, err
@@ -334,41 +290,14 @@ const ch8FloodPort = 20000
 // (inet_csk_reqsk_queue_is_full compares the requests with sk_max_ack_backlog).
 const ch8SynBacklog = 4
 
-// ch8Syn is one SYN of the flood and what the listener made of it.
-type ch8Syn struct {
-	Port    uint16 `json:"port"`    // its source port
-	Answer  string `json:"answer"`  // "SYN,ACK", or "" when the listener answered nothing
-	Cookie  bool   `json:"cookie"`  // SyncookiesSent rose for it: the SYN-ACK's ISN is a cookie
-	Dropped bool   `json:"dropped"` // ListenDrops rose for it
-	// SynRecv is the listener's requests in SYN_RECV in /proc/net/tcp once it was answered:
-	// the state the listener keeps, which a cookie avoids.
-	SynRecv int `json:"syn_recv"`
-}
-
-// ch8CookieSeen is a SYN flood against a listener under one tcp_syncookies, then a client.
-type ch8CookieSeen struct {
-	Syncookies     string             `json:"tcp_syncookies"` // read back in the sandbox
-	MaxSynBacklog  string             `json:"tcp_max_syn_backlog"`
-	Listener       string             `json:"listener"`
-	Backlog        int                `json:"backlog"`
-	Syns           []ch8Syn           `json:"syns"`
-	Client         string             `json:"client,omitempty"` // a real client, after the flood
-	Connected      string             `json:"connected"`        // its connect(): "0" or the errno
-	ClientSynRecv  int                `json:"client_syn_recv"`  // SYN_RECV requests once it connected
-	Read           string             `json:"read"`             // what the server read from it
-	Counters       map[string]int64   `json:"counters"`         // TcpExt rises over it all
-	ClientCounters map[string]int64   `json:"client_counters"`  // over the client's handshake
-	Packets        []evidence.Segment `json:"packets"`
-}
-
 // --8<-- [start:cookie-child]
 
 // ch8CookieChild floods a listener with SYNs from a raw socket, one at a time, and watches
 // each answer; then, unless the flood is being dropped, connects a real client.
 var ch8CookieChild = lab.RegisterChild("ch8.queue.syncookies", ch8Cookie)
 
-func ch8Cookie(loopback string) (ch8CookieSeen, error) {
-	seen := ch8CookieSeen{Backlog: ch8SynBacklog}
+func ch8Cookie(loopback string) (evidence.SynCookies, error) {
+	seen := evidence.SynCookies{Backlog: ch8SynBacklog}
 	var err error
 	if seen.Syncookies, err = sock.Sysctl("net.ipv4.tcp_syncookies"); err != nil {
 		return seen, err
@@ -402,7 +331,7 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 
 	var segs []evidence.Segment
 	for i := range ch8SynBacklog + 3 {
-		syn := ch8Syn{Port: ch8FloodPort + uint16(i)}
+		syn := evidence.FloodSyn{Port: ch8FloodPort + uint16(i)}
 		before, err := lab.TCPExt()
 		if err != nil {
 			return seen, err
@@ -441,7 +370,7 @@ func ch8Cookie(loopback string) (ch8CookieSeen, error) {
 
 // ch8CookieClient connects a real client to the flooded listener, which it accepts, and
 // has the server read the client's bytes.
-func ch8CookieClient(seen *ch8CookieSeen, l int, at netip.AddrPort) error {
+func ch8CookieClient(seen *evidence.SynCookies, l int, at netip.AddrPort) error {
 	before, err := lab.TCPExt()
 	if err != nil {
 		return err

@@ -10,15 +10,6 @@ import (
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record). The docs draw chapter 8's picture from
-// ch8EntryDefer and ch8EntryOverflow, so each always holds the same shape; all start with
-// "queue_".
-const (
-	ch8EntryDefer    = "queue_defer"      // a ch8DeferSeen
-	ch8EntryOverflow = "queue_overflow"   // a ch8OverflowSeen, once per tcp_abort_on_overflow
-	ch8EntryCookies  = "queue_syncookies" // a ch8CookieSeen, once per tcp_syncookies
-)
-
 var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 	for _, fam := range lab.Families() {
 		lo := fam.Loopback.String()
@@ -28,7 +19,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 			fam.String(), Label("claim:queue.synrecv", fam.Name), func() {
 			lab.RequireFamily(fam)
 			seen := lab.RunInSandbox(ch8DeferChild, lo, lab.SandboxOptions{})
-			lab.Record(ch8EntryDefer, seen)
+			lab.Record(evidence.EntryQueueDefer, seen)
 			Expect(seen.Views).To(HaveLen(2))
 			early, late := seen.Views[0], seen.Views[1]
 			lab.Cite(evidence.Figures{"defer_asked": ch8DeferSeconds, "defer_s": seen.Defer,
@@ -64,7 +55,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 			for _, abort := range []string{"0", "1"} {
 				seen := lab.RunInSandbox(ch8OverflowChild, lo, lab.SandboxOptions{
 					Sysctls: map[string]string{"net.ipv4.tcp_abort_on_overflow": abort}})
-				lab.Record(ch8EntryOverflow, seen)
+				lab.Record(evidence.EntryQueueOverflow, seen)
 				full, after := seen.Views[0], seen.Views[1]
 				for k, v := range map[string]any{"queue": full.Queue, "queue_max": full.QueueMax,
 					"overflows": seen.Counters["ListenOverflows"], "recv": seen.Recv,
@@ -114,7 +105,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 			for _, mode := range []string{"2", "1", "0"} {
 				seen := lab.RunInSandbox(ch8CookieChild, lo, lab.SandboxOptions{
 					Sysctls: map[string]string{"net.ipv4.tcp_syncookies": mode}})
-				lab.Record(ch8EntryCookies, seen)
+				lab.Record(evidence.EntryQueueSyncookies, seen)
 				kept, cookies, dropped := ch8Tally(seen.Syns)
 				c := seen.Counters
 				for k, v := range map[string]any{"syns": len(seen.Syns), "kept": kept,
@@ -176,7 +167,7 @@ var _ = Describe(Queues.Title, Label("chapter:8"), func() {
 
 // ch8Tally counts the SYNs whose request was kept, those answered with a cookie, and those
 // dropped.
-func ch8Tally(syns []ch8Syn) (kept, cookies, dropped int) {
+func ch8Tally(syns []evidence.FloodSyn) (kept, cookies, dropped int) {
 	for _, s := range syns {
 		switch {
 		case s.Dropped:

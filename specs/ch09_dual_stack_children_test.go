@@ -17,6 +17,7 @@ import (
 	"portproof/internal/testkit"
 	"portproof/refserver"
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -25,54 +26,13 @@ type ch9Arg struct {
 	V6Only bool `json:"v6only"` // Config.V6Only
 }
 
-// ch9Seen is what the child saw: refserver on [::]:P, three clients, and a second refserver
-// on 0.0.0.0:P.
-type ch9Seen struct {
-	// BindV6Only is net.ipv6.bindv6only in the sandbox: the default IPV6_V6ONLY of every
-	// AF_INET6 socket there.
-	BindV6Only string          `json:"bindv6only"`
-	Wildcard6  ch9ListenerSeen `json:"wildcard6"` // refserver on [::]:0
-	// Clients, in order: IPv4 to 127.0.0.1:P, IPv6 to [::1]:P, both while only the [::]
-	// listener exists; then, if the second refserver started, IPv4 to 127.0.0.1:P again.
-	Clients []ch9ClientSeen `json:"clients"`
-	// Wildcard4 is refserver on 0.0.0.0:P beside the first: its error when New failed.
-	Wildcard4 ch9ListenerSeen `json:"wildcard4"`
-}
-
-// ch9ListenerSeen is one refserver's listener as the kernel reads it back.
-type ch9ListenerSeen struct {
-	Asked  string `json:"asked"`            // Config.Addr
-	Addr   string `json:"addr,omitempty"`   // Server.Addr(): getsockname
-	Domain string `json:"domain,omitempty"` // SO_DOMAIN of the listener
-	V6Only *int   `json:"v6only,omitempty"` // getsockopt IPV6_V6ONLY, on an AF_INET6 listener
-	// Narration is refserver's log of New: each system call and the kernel's answer.
-	Narration []string `json:"narration"`
-	Errno     string   `json:"errno,omitempty"` // New's error, as an errno name
-	Accepted  uint64   `json:"accepted"`        // Stats().Accepted once the clients were served
-}
-
-// ch9ClientSeen is one client: its own end, and the line refserver greeted it with.
-type ch9ClientSeen struct {
-	To     string `json:"to"`
-	Domain string `json:"domain"`          // the client's socket(2) domain
-	Tuple  string `json:"tuple,omitempty"` // sock.TupleOf on the client
-	Errno  string `json:"errno,omitempty"` // connect's refusal
-	// Greeting is the TupleHandler's first line: the connection as the server's end reads
-	// it (getpeername, getsockname), spelled from the client's side.
-	Greeting string `json:"greeting,omitempty"`
-	// SeenAs and Server are the greeting's addresses: the client as the server saw it, and
-	// the server's own end.
-	SeenAs string `json:"seen_as,omitempty"`
-	Server string `json:"server,omitempty"`
-}
-
 // --8<-- [start:dualstack-child]
 
 // ch9Child starts refserver on [::] with the port the kernel picks, connects an IPv4 and an
 // IPv6 client to it, then starts a second refserver on 0.0.0.0 and the same port. Its
 // sandbox's lo is the only interface: [::] and 0.0.0.0 reach nothing else.
-var ch9Child = lab.RegisterChild("ch9.dualstack", func(arg ch9Arg) (ch9Seen, error) {
-	var seen ch9Seen
+var ch9Child = lab.RegisterChild("ch9.dualstack", func(arg ch9Arg) (evidence.DualStack, error) {
+	var seen evidence.DualStack
 	var err error
 	if seen.BindV6Only, err = sock.Sysctl("net.ipv6.bindv6only"); err != nil {
 		return seen, err
@@ -105,7 +65,7 @@ var ch9Child = lab.RegisterChild("ch9.dualstack", func(arg ch9Arg) (ch9Seen, err
 
 // ch9Start is refserver.New and Serve with one loop, its narration kept in l; a bind the
 // kernel refuses is l.Errno, not an error.
-func ch9Start(l *ch9ListenerSeen, cfg refserver.Config) (*refserver.Server, error) {
+func ch9Start(l *evidence.DualStackListener, cfg refserver.Config) (*refserver.Server, error) {
 	l.Asked = cfg.Addr.String()
 	narration := testkit.NewLines()
 	cfg.Loops, cfg.Log = 1, log.New(narration, "", 0)
@@ -143,8 +103,8 @@ func ch9Stop(srv *refserver.Server) {
 
 // ch9Greeted connects to `to` and reads refserver's greeting; a refused connect is the
 // client's Errno.
-func ch9Greeted(to netip.AddrPort) ch9ClientSeen {
-	c := ch9ClientSeen{To: to.String(), Domain: ch9Domain(sock.Family(to))}
+func ch9Greeted(to netip.AddrPort) evidence.DualStackClient {
+	c := evidence.DualStackClient{To: to.String(), Domain: ch9Domain(sock.Family(to))}
 	fd, err := lab.DialTo(to)
 	if err != nil {
 		c.Errno = sock.ErrnoName(err)

@@ -14,14 +14,6 @@ import (
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record). The docs draw chapter 9's picture from
-// it, so it always holds the same shape.
-const (
-	// ch9EntryDualStack is a ch9Seen: refserver on [::]:P, its clients, and refserver on
-	// 0.0.0.0:P beside it or its errno.
-	ch9EntryDualStack = "dualstack"
-)
-
 // Every bind here is to [::] or 0.0.0.0, which on the host would take a port on every
 // interface: each proof runs in a sandbox, whose only interface is its own lo.
 var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
@@ -32,7 +24,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 	It("takes an IPv4 client on [::] as ::ffff:127.0.0.1, and holds 0.0.0.0's port: EADDRINUSE",
 		Label("claim:dualstack.mapped"), func() {
 			seen := lab.RunInSandbox(ch9Child, ch9Arg{}, lab.SandboxOptions{})
-			lab.Record(ch9EntryDualStack, seen)
+			lab.Record(evidence.EntryDualStack, seen)
 			Expect(seen.Clients).To(HaveLen(2), "clients: IPv4 and IPv6 to [::]")
 			l6, v4, v6 := seen.Wildcard6, seen.Clients[0], seen.Clients[1]
 			lab.Cite(evidence.Figures{"bindv6only": seen.BindV6Only, "v6only": *l6.V6Only,
@@ -56,7 +48,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 			Expect(seenAs.Addr().Is4In6()).To(BeTrue(), "the client, seen as %s", seenAs)
 			Expect(netip.AddrPortFrom(seenAs.Addr().Unmap(), seenAs.Port())).To(Equal(client.local))
 			Expect(v4.Server).To(Equal(netip.AddrPortFrom(netip.MustParseAddr("::ffff:127.0.0.1"),
-				l6.port()).String()), "refserver's own end of the IPv4 connection")
+				ch9Port(l6)).String()), "refserver's own end of the IPv4 connection")
 			// An IPv6 client is served by the same listener: one socket, two families.
 			Expect(v6.SeenAs).To(HavePrefix("[::1]:"), "an IPv6 client to %s", v6.To)
 			Expect(l6.Accepted).To(BeEquivalentTo(2), "connections %s accepted", l6.Addr)
@@ -74,7 +66,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 		Label("claim:dualstack.mapped"), func() {
 			seen := lab.RunInSandbox(ch9Child, ch9Arg{}, lab.SandboxOptions{
 				Sysctls: map[string]string{"net.ipv6.bindv6only": "1"}})
-			lab.Record(ch9EntryDualStack, seen)
+			lab.Record(evidence.EntryDualStack, seen)
 			Expect(seen.Clients).NotTo(BeEmpty())
 			l6, v4 := seen.Wildcard6, seen.Clients[0]
 			lab.Cite(evidence.Figures{"strict_bindv6only": seen.BindV6Only, "strict_v6only": *l6.V6Only,
@@ -95,7 +87,7 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 	It("with IPV6_V6ONLY, binds [::] and 0.0.0.0 on one port side by side, each for its own family",
 		Label("claim:dualstack.v6only"), func() {
 			seen := lab.RunInSandbox(ch9Child, ch9Arg{V6Only: true}, lab.SandboxOptions{})
-			lab.Record(ch9EntryDualStack, seen)
+			lab.Record(evidence.EntryDualStack, seen)
 			l6, l4 := seen.Wildcard6, seen.Wildcard4
 			Expect(seen.Clients).To(HaveLen(3), "clients: IPv4 and IPv6 to [::], then IPv4")
 			before, v6, after := seen.Clients[0], seen.Clients[1], seen.Clients[2]
@@ -117,12 +109,12 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 			// 0.0.0.0 and the same port bind beside it...
 			Expect(l4.Errno).To(BeEmpty(), "refserver on %s", l4.Asked)
 			Expect(l4.Domain).To(Equal("AF_INET"))
-			Expect(l4.Addr).To(Equal(ch9At("0.0.0.0", l6.port()).String()))
+			Expect(l4.Addr).To(Equal(ch9At("0.0.0.0", ch9Port(l6)).String()))
 			// ...and the next IPv4 client reaches that one, unmapped: 127.0.0.1 on both ends.
 			Expect(after.Errno).To(BeEmpty(), "an IPv4 client to %s", after.To)
 			seenAs := netip.MustParseAddrPort(after.SeenAs)
 			Expect(seenAs.Addr().Is4()).To(BeTrue(), "the client, as refserver saw it: %s", seenAs)
-			Expect(after.Server).To(Equal(ch9At("127.0.0.1", l6.port()).String()))
+			Expect(after.Server).To(Equal(ch9At("127.0.0.1", ch9Port(l6)).String()))
 			// Each served its own family: one connection each.
 			Expect(l6.Accepted).To(BeEquivalentTo(1), "connections %s accepted", l6.Addr)
 			Expect(l4.Accepted).To(BeEquivalentTo(1), "connections %s accepted", l4.Addr)
@@ -131,8 +123,8 @@ var _ = Describe(DualStack.Title, Label("chapter:9"), func() {
 	// --8<-- [end:dualstack-v6only]
 })
 
-// port is the port refserver's listener bound.
-func (l ch9ListenerSeen) port() uint16 {
+// ch9Port is the port refserver's listener l bound.
+func ch9Port(l evidence.DualStackListener) uint16 {
 	GinkgoHelper()
 	ap, err := netip.ParseAddrPort(l.Addr)
 	Expect(err).NotTo(HaveOccurred(), "refserver's address %q", l.Addr)

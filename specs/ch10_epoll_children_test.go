@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portproof/refserver/sock"
+	"portproof/specs/evidence"
 	"portproof/specs/lab"
 )
 
@@ -28,51 +29,6 @@ type ch10ScaleArg struct {
 	Holder      string `json:"holder"`
 	Connections int    `json:"connections"`
 	Counts      []int  `json:"counts"`
-}
-
-// ch10ScaleSeen is what the scale child saw.
-type ch10ScaleSeen struct {
-	Connections int    `json:"connections"` // server ends open in the child
-	Passed      int    `json:"passed"`      // clients' ends passed to the holder
-	Descriptors int    `json:"descriptors"` // the child's open descriptors with every connection up
-	NoFile      uint64 `json:"nofile"`      // its RLIMIT_NOFILE soft limit
-	NoFileHard  uint64 `json:"nofile_hard"`
-	// BuildMS is how long connecting and accepting them all took.
-	BuildMS float64 `json:"build_ms"`
-	// Ready is the connection made readable: its index among the server ends, chosen at
-	// random below the smallest count, so that every round watches it.
-	Ready       int `json:"ready"`
-	ReadyFD     int `json:"ready_fd"`
-	ReadyUnread int `json:"ready_unread"` // FIONREAD on it: the byte its client sent
-	// IdleUnread is FIONREAD summed over every other server end: 0, idle.
-	IdleUnread int              `json:"idle_unread"`
-	Rounds     []ch10ScaleRound `json:"rounds"`
-}
-
-// ch10ScaleRound is one count of registered connections: the first call of each kind, as
-// asserted, and the time per call over many.
-type ch10ScaleRound struct {
-	Registered int `json:"registered"`
-	// epoll_wait(timeout 0) on an epoll instance watching the first Registered server ends.
-	EpollReturned int `json:"epoll_returned"` // its return: events
-	EpollFD       int `json:"epoll_fd"`       // the first event's descriptor
-	// EpollWritten is how many entries of the events buffer (ch10EventBuffer, filled with a
-	// sentinel first) the kernel wrote.
-	EpollWritten int     `json:"epoll_written"`
-	EpollCalls   int     `json:"epoll_calls"`
-	EpollNS      float64 `json:"epoll_ns_per_call"`
-	// EpollOdd counts the timed calls that did not return the ready one alone.
-	EpollOdd int `json:"epoll_odd"`
-	// poll(timeout 0) handed the same Registered descriptors.
-	PollReturned int `json:"poll_returned"` // its return: entries with revents set
-	// PollWritten is how many entries' revents the kernel wrote back (each filled with a
-	// sentinel first): every one it was handed.
-	PollWritten int     `json:"poll_written"`
-	PollSet     int     `json:"poll_set"`       // entries with revents not 0
-	PollSetAt   int     `json:"poll_set_index"` // the index of the last of them
-	PollCalls   int     `json:"poll_calls"`
-	PollNS      float64 `json:"poll_ns_per_call"`
-	PollOdd     int     `json:"poll_odd"`
 }
 
 const (
@@ -93,8 +49,8 @@ const (
 // all but one, whose client sends a byte. Then it asks epoll_wait and poll the same question
 // at each count: which of these is ready?
 var ch10ScaleChild = lab.RegisterChild("ch10.epoll.scale", func(arg ch10ScaleArg) (
-	ch10ScaleSeen, error) {
-	seen := ch10ScaleSeen{Ready: rand.IntN(min(arg.Counts[0], arg.Connections))}
+	evidence.EpollScale, error) {
+	seen := evidence.EpollScale{Ready: rand.IntN(min(arg.Counts[0], arg.Connections))}
 	var err error
 	if seen.NoFile, seen.NoFileHard, err = sock.DescriptorLimit(); err != nil {
 		return seen, err
@@ -146,7 +102,7 @@ var ch10ScaleChild = lab.RegisterChild("ch10.epoll.scale", func(arg ch10ScaleArg
 
 // ch10Connections connects and accepts arg.Connections times, ch10Batch at a time, and
 // passes each batch's clients' ends to the holder, but for the ready one's.
-func ch10Connections(arg ch10ScaleArg, holder *lab.Sender, seen *ch10ScaleSeen) (
+func ch10Connections(arg ch10ScaleArg, holder *lab.Sender, seen *evidence.EpollScale) (
 	servers []int, readyClient int, err error) {
 	readyClient = -1
 	start := time.Now()
@@ -191,8 +147,8 @@ func ch10Connections(arg ch10ScaleArg, holder *lab.Sender, seen *ch10ScaleSeen) 
 
 // ch10Round asks epoll_wait and poll, once each with every entry they could write filled
 // with a sentinel, then many times on the clock.
-func ch10Round(fds []int, ready int) (ch10ScaleRound, error) {
-	r := ch10ScaleRound{Registered: len(fds)}
+func ch10Round(fds []int, ready int) (evidence.ScaleRound, error) {
+	r := evidence.ScaleRound{Registered: len(fds)}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return r, os.NewSyscallError("epoll_create1", err)
@@ -295,40 +251,17 @@ type ch10HerdArg struct {
 	Exclusive   []bool `json:"exclusive"`
 }
 
-// ch10HerdSeen is one run: the registration, and each waiter's count.
-type ch10HerdSeen struct {
-	Registered  string `json:"registered"` // the listener's events in each epoll instance
-	Listener    string `json:"listener"`
-	Connections int    `json:"connections"`
-	Accepted    int    `json:"accepted"` // by all waiters together
-	// WokeUp is every waiter's, together: the herd.
-	WokeUp  int          `json:"woke_up"`
-	Waiters []ch10Waiter `json:"waiters"`
-}
-
-// ch10Waiter is one thread's part.
-type ch10Waiter struct {
-	TID int `json:"tid"`
-	// WokeUp counts the times the thread was woken in epoll_wait: its voluntary context
-	// switches (/proc/thread-self/status) during its epoll_wait calls, each a sleep that a
-	// wake-up ended, less the one the stop ended.
-	WokeUp   int `json:"woke_up"`
-	Returned int `json:"returned"` // epoll_wait returns that reported the listener
-	Accepted int `json:"accepted"` // accept4 calls that got a connection
-	EAGAIN   int `json:"eagain"`   // accept4 calls that found the queue empty: another took it
-}
-
 // --8<-- [start:herd-child]
 
 // ch10HerdChild runs the herd once per registration asked: a listener, arg.Waiters threads
 // each with its own epoll instance watching it, and arg.Connections connections made one at
 // a time, each once every waiter is asleep.
 var ch10HerdChild = lab.RegisterChild("ch10.epoll.herd", func(arg ch10HerdArg) (
-	[]ch10HerdSeen, error) {
+	[]evidence.EpollHerd, error) {
 	// A P for every waiter and to spare: a thread back from epoll_wait must not have to
 	// sleep for one, a context switch that is not a wake-up.
 	runtime.GOMAXPROCS(arg.Waiters + 4)
-	var runs []ch10HerdSeen
+	var runs []evidence.EpollHerd
 	for _, exclusive := range arg.Exclusive {
 		seen, err := ch10Herd(arg, exclusive)
 		runs = append(runs, seen)
@@ -339,8 +272,8 @@ var ch10HerdChild = lab.RegisterChild("ch10.epoll.herd", func(arg ch10HerdArg) (
 	return runs, nil
 })
 
-func ch10Herd(arg ch10HerdArg, exclusive bool) (ch10HerdSeen, error) {
-	seen := ch10HerdSeen{Connections: arg.Connections, Registered: "EPOLLIN"}
+func ch10Herd(arg ch10HerdArg, exclusive bool) (evidence.EpollHerd, error) {
+	seen := evidence.EpollHerd{Connections: arg.Connections, Registered: "EPOLLIN"}
 	// As refserver's loops register a listener they share (loop.go, watchListener).
 	events := uint32(unix.EPOLLIN)
 	if exclusive {
@@ -447,7 +380,7 @@ func ch10Asleep(ws []*ch10Thread) error {
 type ch10Thread struct {
 	tid    atomic.Int32
 	inWait atomic.Bool
-	seen   ch10Waiter
+	seen   evidence.HerdWaiter
 	err    error
 }
 

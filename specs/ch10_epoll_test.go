@@ -17,20 +17,6 @@ import (
 	"portproof/specs/lab"
 )
 
-// The evidence this chapter attaches (lab.Record). The docs draw chapter 10's pictures from
-// these names, so each always holds the same shape.
-const (
-	// ch10EntryTrigger is a ch10TriggerSeen: one socket, one script of sends, reads and
-	// epoll_waits, and what each wait reported.
-	ch10EntryTrigger = "epoll_trigger"
-	// ch10EntryScale is a ch10ScaleSeen: epoll_wait and poll over 100, 1,000 and 10,000
-	// idle connections, one of them ready, and the time per call of each.
-	ch10EntryScale = "epoll_scale"
-	// ch10EntryHerd is a []ch10HerdSeen: waiters on one listener, their wake-ups per
-	// registration.
-	ch10EntryHerd = "epoll_herd"
-)
-
 // ch10Script is the same for both triggers: bytes arrive, the reader waits three times,
 // reads part, waits twice, more bytes arrive, it waits, reads to EAGAIN, and waits.
 var ch10Script = []string{"send 100", "wait", "wait", "wait", "read 30", "wait", "wait",
@@ -51,8 +37,8 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 	It("reports a socket on every level-triggered epoll_wait while bytes are unread, until EAGAIN",
 		Label("claim:epoll.level"), func() {
 			seen := ch10Trigger(unix.EPOLLIN)
-			lab.Record(ch10EntryTrigger, seen)
-			lab.Cite(seen.figures())
+			lab.Record(evidence.EntryEpollTrigger, seen)
+			lab.Cite(seen.Figures())
 
 			// --8<-- [start:epoll-level-proof]
 			for i, st := range seen.Steps {
@@ -68,7 +54,7 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 					Expect(st.Reported).To(BeZero(), "step %d, nothing unread", i+1)
 				}
 			}
-			reported := seen.waits(func(s ch10Step) bool { return s.Reported == 1 })
+			reported := seen.Waits(func(s evidence.TriggerStep) bool { return s.Reported == 1 })
 			Expect(reported).To(Equal(6), "waits that reported the socket")
 			Expect(seen.Steps[len(seen.Steps)-1].Unread).To(BeZero(), "after the read to EAGAIN")
 			// --8<-- [end:epoll-level-proof]
@@ -79,8 +65,8 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 	It("reports a socket once per arrival with EPOLLET, though bytes remain unread",
 		Label("claim:epoll.edge"), func() {
 			seen := ch10Trigger(unix.EPOLLIN | unix.EPOLLET)
-			lab.Record(ch10EntryTrigger, seen)
-			lab.Cite(seen.figures())
+			lab.Record(evidence.EntryEpollTrigger, seen)
+			lab.Cite(seen.Figures())
 
 			// --8<-- [start:epoll-edge-proof]
 			for i, st := range seen.Steps {
@@ -96,7 +82,9 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 					Expect(st.Reported).To(BeZero(), "step %d, %d bytes unread", i+1, st.Unread)
 				}
 			}
-			lost := seen.waits(func(s ch10Step) bool { return s.Unread > 0 && s.Reported == 0 })
+			lost := seen.Waits(func(s evidence.TriggerStep) bool {
+				return s.Unread > 0 && s.Reported == 0
+			})
 			Expect(lost).To(Equal(4), "waits that reported nothing while bytes were unread")
 			// --8<-- [end:epoll-edge-proof]
 		})
@@ -120,8 +108,8 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 			seen := lab.RunInSandbox(ch10ScaleChild, arg, lab.SandboxOptions{Timeout: time.Minute})
 			held, err := holder.Wait(10 * time.Second)
 			Expect(err).NotTo(HaveOccurred())
-			lab.Record(ch10EntryScale, seen)
-			lab.Cite(seen.figures(held))
+			lab.Record(evidence.EntryEpollScale, seen)
+			lab.Cite(seen.Figures(held))
 
 			// --8<-- [start:epoll-scale-proof]
 			Expect(seen.Connections).To(Equal(n))
@@ -151,7 +139,7 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 			arg := ch10HerdArg{Waiters: ch10Waiters, Connections: ch10HerdConnections,
 				Exclusive: []bool{false, true}}
 			runs := lab.RunInSandbox(ch10HerdChild, arg, lab.SandboxOptions{})
-			lab.Record(ch10EntryHerd, runs)
+			lab.Record(evidence.EntryEpollHerd, runs)
 			Expect(runs).To(HaveLen(2))
 			herd, exclusive := runs[0], runs[1]
 			lab.Cite(ch10HerdFigures(herd, exclusive))
@@ -168,7 +156,7 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 			}
 			// ...though most find the connection gone, sleep again, and epoll_wait never
 			// returns for them: wake-ups, not returns, are the herd.
-			Expect(herd.WokeUp).To(BeNumerically(">", herd.totalReturned()))
+			Expect(herd.WokeUp).To(BeNumerically(">", herd.TotalReturned()))
 			// With it, "one or more" waiters are woken per connection.
 			Expect(exclusive.WokeUp).To(BeNumerically(">=", exclusive.Connections))
 			// --8<-- [end:epoll-exclusive-proof]
@@ -176,34 +164,17 @@ var _ = Describe(Epoll.Title, Label("chapter:10"), func() {
 	// --8<-- [end:epoll-exclusive]
 })
 
-// ch10Step is one step of ch10Script as it ran.
-type ch10Step struct {
-	Do       string `json:"do"`
-	Reported int    `json:"reported"`          // for a wait: epoll_wait's return (timeout 0)
-	Events   string `json:"events,omitempty"`  // the event's flags, when reported
-	Read     int    `json:"read,omitempty"`    // for a read: bytes taken
-	Arrival  bool   `json:"arrival,omitempty"` // for a send: the bytes reached the socket
-	Unread   int    `json:"unread"`            // FIONREAD (SIOCINQ) on the socket after the step
-}
-
-// ch10TriggerSeen is one run of the script on one registration.
-type ch10TriggerSeen struct {
-	Registered string     `json:"registered"` // "EPOLLIN" or "EPOLLIN|EPOLLET"
-	Conn       string     `json:"conn"`       // the server end's tuple
-	Steps      []ch10Step `json:"steps"`
-}
-
 // --8<-- [start:trigger]
 
 // ch10Trigger runs ch10Script on the server end of a loopback connection, watched by an
 // epoll instance with events: a send is the client's, a wait is epoll_wait with timeout 0
 // (what is ready now), and FIONREAD is read after every step.
-func ch10Trigger(events uint32) ch10TriggerSeen {
+func ch10Trigger(events uint32) evidence.EpollTrigger {
 	GinkgoHelper()
 	l := lab.Listen(lab.IPv4.At(0), 1)
 	client := lab.Dial(l.Addr)
 	server := l.Accept()
-	seen := ch10TriggerSeen{Registered: ch10Events(events), Conn: server.Tuple().String()}
+	seen := evidence.EpollTrigger{Registered: ch10Events(events), Conn: server.Tuple().String()}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(unix.Close, epfd)
@@ -211,7 +182,7 @@ func ch10Trigger(events uint32) ch10TriggerSeen {
 	Expect(unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, server.FD(), &ev)).To(Succeed())
 
 	for _, do := range ch10Script {
-		st := ch10Step{Do: do}
+		st := evidence.TriggerStep{Do: do}
 		var n int
 		switch {
 		case do == "wait":
@@ -323,60 +294,10 @@ func ch10Events(ev uint32) string {
 	return s
 }
 
-// waits counts the script's waits that match.
-func (s ch10TriggerSeen) waits(match func(ch10Step) bool) int {
-	n := 0
-	for _, st := range s.Steps {
-		if st.Do == "wait" && match(st) {
-			n++
-		}
-	}
-	return n
-}
-
-func (s ch10TriggerSeen) figures() evidence.Figures {
-	var reported, unread []int
-	for _, st := range s.Steps {
-		if st.Do == "wait" {
-			reported, unread = append(reported, st.Reported), append(unread, st.Unread)
-		}
-	}
-	return evidence.Figures{"registered": s.Registered, "reported": reported, "unread": unread,
-		"waits":          len(reported),
-		"reported_total": s.waits(func(st ch10Step) bool { return st.Reported > 0 }),
-		"unread_unreported": s.waits(func(st ch10Step) bool {
-			return st.Unread > 0 && st.Reported == 0
-		})}
-}
-
-func (s ch10ScaleSeen) figures(held int) evidence.Figures {
-	f := evidence.Figures{"connections": s.Connections, "held": held, "descriptors": s.Descriptors,
-		"nofile": s.NoFile, "nofile_hard": s.NoFileHard, "build_ms": s.BuildMS, "ready": s.Ready,
-		"ready_fd": s.ReadyFD}
-	for _, r := range s.Rounds {
-		f[fmt.Sprintf("epoll_us_%d", r.Registered)] = r.EpollNS / 1e3
-		f[fmt.Sprintf("poll_us_%d", r.Registered)] = r.PollNS / 1e3
-		f[fmt.Sprintf("poll_written_%d", r.Registered)] = r.PollWritten
-		f[fmt.Sprintf("epoll_calls_%d", r.Registered)] = r.EpollCalls
-		f[fmt.Sprintf("poll_calls_%d", r.Registered)] = r.PollCalls
-	}
-	if n := len(s.Rounds); n > 0 {
-		last := s.Rounds[n-1]
-		f["ratio"] = last.PollNS / last.EpollNS
-	}
-	return f
-}
-
-func (h ch10HerdSeen) totalReturned() int {
-	n := 0
-	for _, w := range h.Waiters {
-		n += w.Returned
-	}
-	return n
-}
-
-func ch10HerdFigures(herd, exclusive ch10HerdSeen) evidence.Figures {
-	per := func(h ch10HerdSeen) (woke, accepted []int) {
+// ch10HerdFigures are what the chapter cites of the two runs, without and with
+// EPOLLEXCLUSIVE: each waiter's wake-ups and accepts, and the totals.
+func ch10HerdFigures(herd, exclusive evidence.EpollHerd) evidence.Figures {
+	per := func(h evidence.EpollHerd) (woke, accepted []int) {
 		for _, w := range h.Waiters {
 			woke, accepted = append(woke, w.WokeUp), append(accepted, w.Accepted)
 		}
@@ -386,7 +307,7 @@ func ch10HerdFigures(herd, exclusive ch10HerdSeen) evidence.Figures {
 	ew, ea := per(exclusive)
 	return evidence.Figures{"waiters": len(herd.Waiters), "connections": herd.Connections,
 		"herd_woke": hw, "herd_accepted": ha, "herd_total": herd.WokeUp,
-		"herd_returned":  herd.totalReturned(),
+		"herd_returned":  herd.TotalReturned(),
 		"exclusive_woke": ew, "exclusive_accepted": ea, "exclusive_total": exclusive.WokeUp,
-		"exclusive_returned": exclusive.totalReturned()}
+		"exclusive_returned": exclusive.TotalReturned()}
 }

@@ -4,61 +4,21 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 10's pictures, drawn from the evidence ch10_epoll_test.go records: the same script
-// on a level- and an edge-triggered registration ("epoll_trigger", a ch10TriggerSeen), the
-// time per call of epoll_wait and poll from the reader's run ("epoll_scale", a
-// ch10ScaleSeen), and the waiters' wake-ups ("epoll_herd", a []ch10HerdSeen). The types
-// below mirror them by their JSON names.
-
-type triggerSeen struct {
-	Registered string        `json:"registered"`
-	Steps      []triggerStep `json:"steps"`
-}
-
-type triggerStep struct {
-	Do       string `json:"do"`
-	Reported int    `json:"reported"`
-	Read     int    `json:"read"`
-	Arrival  bool   `json:"arrival"`
-	Unread   int    `json:"unread"`
-}
-
-type scaleSeen struct {
-	Connections int          `json:"connections"`
-	Passed      int          `json:"passed"`
-	Ready       int          `json:"ready"`
-	Rounds      []scaleRound `json:"rounds"`
-}
-
-type scaleRound struct {
-	Registered int     `json:"registered"`
-	EpollNS    float64 `json:"epoll_ns_per_call"`
-	EpollCalls int     `json:"epoll_calls"`
-	PollNS     float64 `json:"poll_ns_per_call"`
-	PollCalls  int     `json:"poll_calls"`
-}
-
-type herdSeen struct {
-	Registered  string       `json:"registered"`
-	Connections int          `json:"connections"`
-	Accepted    int          `json:"accepted"`
-	WokeUp      int          `json:"woke_up"`
-	Waiters     []herdWaiter `json:"waiters"`
-}
-
-type herdWaiter struct {
-	WokeUp   int `json:"woke_up"`
-	Returned int `json:"returned"`
-	Accepted int `json:"accepted"`
-}
+// on a level- and an edge-triggered registration (evidence.EntryEpollTrigger, an
+// evidence.EpollTrigger), the time per call of epoll_wait and poll from the reader's run
+// (evidence.EntryEpollScale, an evidence.EpollScale), and the waiters' wake-ups
+// (evidence.EntryEpollHerd, a []evidence.EpollHerd).
 
 // epollPictures draws epoll-triggers.svg, epoll-scale.svg and epoll-herd.svg.
 func epollPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
-	var level, edge triggerSeen
-	haveLevel := decodeFirst(byID["epoll.level"], "epoll_trigger", &level)
-	haveEdge := decodeFirst(byID["epoll.edge"], "epoll_trigger", &edge)
+	var level, edge evidence.EpollTrigger
+	haveLevel := decodeFirst(byID["epoll.level"], evidence.EntryEpollTrigger, &level)
+	haveEdge := decodeFirst(byID["epoll.edge"], evidence.EntryEpollTrigger, &edge)
 	if haveLevel && haveEdge {
 		pics["epoll-triggers.svg"] = triggerPicture(level, edge)
 	} else {
@@ -66,8 +26,8 @@ func epollPictures(byID map[string]proof, pics map[string][]byte, missing notes)
 		pics["epoll-triggers.svg"], missing["epoll-triggers.svg"] = placeholder("Level- and edge-triggered epoll", why), why
 	}
 
-	var sc scaleSeen
-	if decodeFirst(byID["epoll.scale"], "epoll_scale", &sc) && len(sc.Rounds) > 0 {
+	var sc evidence.EpollScale
+	if decodeFirst(byID["epoll.scale"], evidence.EntryEpollScale, &sc) && len(sc.Rounds) > 0 {
 		pics["epoll-scale.svg"] = scalePicture(sc)
 	} else {
 		why := "epoll.scale recorded no timings in this run: it needs a private network namespace, " +
@@ -75,8 +35,8 @@ func epollPictures(byID map[string]proof, pics map[string][]byte, missing notes)
 		pics["epoll-scale.svg"], missing["epoll-scale.svg"] = placeholder("epoll_wait and poll, time per call", why), why
 	}
 
-	var runs []herdSeen
-	if decodeFirst(byID["epoll.exclusive"], "epoll_herd", &runs) && len(runs) == 2 {
+	var runs []evidence.EpollHerd
+	if decodeFirst(byID["epoll.exclusive"], evidence.EntryEpollHerd, &runs) && len(runs) == 2 {
 		pics["epoll-herd.svg"] = herdPicture(runs)
 	} else {
 		why := "epoll.exclusive recorded no wake-ups in this run: it needs a private network namespace, " +
@@ -87,7 +47,7 @@ func epollPictures(byID map[string]proof, pics map[string][]byte, missing notes)
 
 // triggerPicture draws the script a row per step: FIONREAD after it, and what each
 // registration's epoll_wait reported.
-func triggerPicture(level, edge triggerSeen) []byte {
+func triggerPicture(level, edge evidence.EpollTrigger) []byte {
 	n := min(len(level.Steps), len(edge.Steps))
 	const top, row = 96, 30
 	s := newSVG(860, top+n*row+56, "The same socket and script, level-triggered and edge-triggered: what each epoll_wait reported")
@@ -101,7 +61,7 @@ func triggerPicture(level, edge triggerSeen) []byte {
 	}
 	s.text(440, top-40, "start", `font-size="12" fill="#555555"`, "level-triggered")
 	s.text(660, top-40, "start", `font-size="12" fill="#555555"`, "edge-triggered")
-	cell := func(x, y int, st triggerStep) {
+	cell := func(x, y int, st evidence.TriggerStep) {
 		if st.Do != "wait" {
 			return
 		}
@@ -139,7 +99,7 @@ func triggerPicture(level, edge triggerSeen) []byte {
 
 // scalePicture is the chart of time per call, from the reader's run: connections
 // registered (log scale) against µs per call (log scale), poll and epoll_wait.
-func scalePicture(sc scaleSeen) []byte {
+func scalePicture(sc evidence.EpollScale) []byte {
 	const w, h = 860, 440
 	const left, right, top, bottom = 90, 200, 60, 70
 	s := newSVG(w, h, "Time per call of poll(2) and epoll_wait(2) over idle connections, one of them ready, from this run")
@@ -182,10 +142,10 @@ func scalePicture(sc scaleSeen) []byte {
 	fmt.Fprintf(s, `<text x="22" y="%d" text-anchor="middle" font-size="13" transform="rotate(-90 22 %d)">µs per call</text>`+"\n", top+int(ph)/2, top+int(ph)/2)
 	series := []struct {
 		name, color string
-		ns          func(scaleRound) float64
+		ns          func(evidence.ScaleRound) float64
 	}{
-		{"poll(2)", "#e65100", func(r scaleRound) float64 { return r.PollNS }},
-		{"epoll_wait(2)", "#1565c0", func(r scaleRound) float64 { return r.EpollNS }},
+		{"poll(2)", "#e65100", func(r evidence.ScaleRound) float64 { return r.PollNS }},
+		{"epoll_wait(2)", "#1565c0", func(r evidence.ScaleRound) float64 { return r.EpollNS }},
 	}
 	for _, se := range series {
 		var pts []string
@@ -208,7 +168,7 @@ func scalePicture(sc scaleSeen) []byte {
 }
 
 // herdPicture draws each waiter's wake-ups and accepts, without and with EPOLLEXCLUSIVE.
-func herdPicture(runs []herdSeen) []byte {
+func herdPicture(runs []evidence.EpollHerd) []byte {
 	most := 1
 	for _, r := range runs {
 		for _, w := range r.Waiters {

@@ -3,36 +3,13 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"portproof/specs/evidence"
 )
 
-// Chapter 9's picture, drawn from the evidence ch09_dual_stack_test.go records: "dualstack",
-// a ch9Seen (the types below mirror it by its JSON names), once from a sandbox with
+// Chapter 9's picture, drawn from the evidence ch09_dual_stack_test.go records under
+// evidence.EntryDualStack, an evidence.DualStack: once from a sandbox with
 // net.ipv6.bindv6only 0 and IPV6_V6ONLY left off, once with Config.V6Only.
-
-type dualStackSeen struct {
-	BindV6Only string            `json:"bindv6only"`
-	Wildcard6  dualStackListener `json:"wildcard6"`
-	Clients    []dualStackClient `json:"clients"`
-	Wildcard4  dualStackListener `json:"wildcard4"`
-}
-
-type dualStackListener struct {
-	Asked    string `json:"asked"`
-	Addr     string `json:"addr"`
-	Domain   string `json:"domain"`
-	V6Only   *int   `json:"v6only"`
-	Errno    string `json:"errno"`
-	Accepted uint64 `json:"accepted"`
-}
-
-type dualStackClient struct {
-	To     string `json:"to"`
-	Domain string `json:"domain"`
-	Tuple  string `json:"tuple"`
-	Errno  string `json:"errno"`
-	SeenAs string `json:"seen_as"`
-	Server string `json:"server"`
-}
 
 // dualStackPictures draws dual-stack.svg.
 func dualStackPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
@@ -49,10 +26,10 @@ func dualStackPictures(byID map[string]proof, pics map[string][]byte, missing no
 
 // dualStackRun is p's first passed dualstack entry whose [::] listener had IPV6_V6ONLY
 // v, IPv4's first; nil when there is none.
-func dualStackRun(p proof, v int) *dualStackSeen {
-	var run *dualStackSeen
-	fromSpecs(p, "dualstack", func(e reportEntry) ([]byte, error) {
-		var d dualStackSeen
+func dualStackRun(p proof, v int) *evidence.DualStack {
+	var run *evidence.DualStack
+	fromSpecs(p, evidence.EntryDualStack, func(e reportEntry) ([]byte, error) {
+		var d evidence.DualStack
 		if err := e.decode(&d); err != nil || d.Wildcard6.V6Only == nil || *d.Wildcard6.V6Only != v {
 			return nil, fmt.Errorf("not the IPV6_V6ONLY %d run", v)
 		}
@@ -64,7 +41,7 @@ func dualStackRun(p proof, v int) *dualStackSeen {
 
 // dualStackPicture draws the two runs side by side: on the left one AF_INET6 listener takes
 // both families and 0.0.0.0 is refused; on the right two listeners share the port.
-func dualStackPicture(off, on dualStackSeen) []byte {
+func dualStackPicture(off, on evidence.DualStack) []byte {
 	s := newSVG(900, 400, "One port, two families: a listener on [::] with IPV6_V6ONLY off, and on")
 	s.text(450, 28, "middle", `font-weight="bold" font-size="16"`, "One port, two families")
 	s.arrowheads(8, arrowhead{"ds-arrow", "#1565c0"})
@@ -75,7 +52,7 @@ func dualStackPicture(off, on dualStackSeen) []byte {
 		s.box(x, y, 190, 40, colDiff)
 		s.text(x+95, y+25, "middle", `font-family="monospace" font-size="13"`, what)
 	}
-	client := func(x, y int, c dualStackClient) {
+	client := func(x, y int, c evidence.DualStackClient) {
 		s.box(x, y, 190, 40, colMuted)
 		s.text(x+95, y+17, "middle", `font-size="12" fill="#555555"`, familyWord(c.Domain)+" client")
 		own := c.To
@@ -84,7 +61,7 @@ func dualStackPicture(off, on dualStackSeen) []byte {
 		}
 		s.text(x+95, y+33, "middle", `font-family="monospace" font-size="13"`, own)
 	}
-	listener := func(x, y int, l dualStackListener, v6only string) {
+	listener := func(x, y int, l evidence.DualStackListener, v6only string) {
 		s.box(x, y, 210, 54, colSame)
 		s.text(x+105, y+22, "middle", `font-family="monospace" font-weight="bold"`, l.Addr)
 		s.text(x+105, y+42, "middle", `font-size="12"`, fmt.Sprintf("%s%s, accepted %d", l.Domain, v6only, l.Accepted))

@@ -5,51 +5,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 7's picture, drawn from the evidence ch07_closing_test.go records under
-// "close_timewait" (a ch7TimeWaitSeen): one connection closed by its server first, every call,
-// segment and state on one clock, then a second one closed with SO_LINGER {1, 0}. The types
-// mirror evidence.Call, evidence.StateSeen and evidence.Segment by their JSON names.
-
-type closeCall struct {
-	Who    string    `json:"who"`
-	Call   string    `json:"call"`
-	At     time.Time `json:"at"`
-	Result string    `json:"result"`
-}
-
-type closeState struct {
-	Who         string    `json:"who"`
-	State       string    `json:"state"`
-	At          time.Time `json:"at"`
-	From        string    `json:"from"`
-	TimerLeftMS float64   `json:"timer_left_ms"`
-}
-
-type closeSegment struct {
-	Time  time.Time `json:"time"`
-	Src   string    `json:"src"`
-	Dst   string    `json:"dst"`
-	Flags string    `json:"flags"`
-	Len   int       `json:"len"`
-}
-
-type closeStory struct {
-	Client  string            `json:"client"`
-	Server  string            `json:"server"`
-	Calls   []closeCall       `json:"calls"`
-	States  []closeState      `json:"states"`
-	Left    map[string]string `json:"left"`
-	Packets []closeSegment    `json:"packets"`
-	Read    string            `json:"read"`
-}
-
-type closeTimeWait struct {
-	FinTimeout string `json:"tcp_fin_timeout"`
-	closeStory
-	Linger closeStory `json:"linger"`
-}
+// evidence.EntryCloseTimeWait (an evidence.TimeWait): one connection closed by its server
+// first, every call, segment and state on one clock, then a second one closed with
+// SO_LINGER {1, 0}.
 
 // closeEvent is one row of the timeline: a call, a segment or a state, at a time.
 type closeEvent struct {
@@ -62,9 +25,9 @@ type closeEvent struct {
 	dropped bool
 }
 
-// closeEvents merges a story's calls, segments (those after the handshake) and states in
-// time order.
-func closeEvents(st closeStory) []closeEvent {
+// closeEvents merges a connection's calls, segments (those after the handshake) and states
+// in time order.
+func closeEvents(st evidence.CloseEnds, packets []evidence.Segment) []closeEvent {
 	var evs []closeEvent
 	var filtered [2]time.Time // SO_ATTACH_FILTER, SO_DETACH_FILTER on the client
 	for _, c := range st.Calls {
@@ -90,13 +53,13 @@ func closeEvents(st closeStory) []closeEvent {
 		evs = append(evs, closeEvent{at: c.At, kind: "call", who: c.Who, text: text})
 	}
 	handshake := 0
-	for _, p := range st.Packets {
+	for _, p := range packets {
 		if handshake < 3 && !strings.ContainsAny(p.Flags, "FR") && p.Len == 0 {
 			handshake++ // SYN, SYN-ACK, ACK: before the story
 			continue
 		}
 		who := "client"
-		if p.Src == st.Server {
+		if p.Src.String() == st.Server {
 			who = "server"
 		}
 		e := closeEvent{at: p.Time, kind: "segment", who: who, text: p.Flags}
@@ -117,11 +80,11 @@ func closeEvents(st closeStory) []closeEvent {
 
 // closePicture draws the close of one connection, its server first, as a sequence diagram
 // between the server (left) and the client (right), then the SO_LINGER {1, 0} variant.
-func closePicture(tw closeTimeWait) ([]byte, error) {
-	main := closeEvents(tw.closeStory)
-	reset := closeEvents(tw.Linger)
+func closePicture(tw evidence.TimeWait) ([]byte, error) {
+	main := closeEvents(tw.CloseEnds, tw.Packets)
+	reset := closeEvents(tw.Linger.CloseEnds, tw.Linger.Packets)
 	if len(main) == 0 || len(tw.Packets) == 0 {
-		return nil, fmt.Errorf("no calls or segments in close_timewait")
+		return nil, fmt.Errorf("no calls or segments in %s", evidence.EntryCloseTimeWait)
 	}
 	const sx, cx, step = 200, 660, 30
 	h := 318 + (len(main)+len(reset))*step // the rows, and the headings and boxes below
@@ -228,8 +191,8 @@ func orNothing(state string) string {
 // closingPictures draws chapter 7's picture into pics, or its placeholder with the reason.
 func closingPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "close-timeline.svg"
-	b, err := fromSpecs(byID["close.timewait"], "close_timewait", func(e reportEntry) ([]byte, error) {
-		var tw closeTimeWait
+	b, err := fromSpecs(byID["close.timewait"], evidence.EntryCloseTimeWait, func(e reportEntry) ([]byte, error) {
+		var tw evidence.TimeWait
 		if err := e.decode(&tw); err != nil {
 			return nil, err
 		}

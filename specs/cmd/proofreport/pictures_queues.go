@@ -5,90 +5,77 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"portproof/specs/evidence"
 )
 
 // Chapter 8's picture, drawn from the evidence ch08_queues_test.go records under
-// "queue_defer" (a ch8DeferSeen) and "queue_overflow" (a ch8OverflowSeen per
-// tcp_abort_on_overflow): the client's view and the server's, side by side, at each moment of a
-// deferred handshake, and of one whose data meets a full accept queue.
+// evidence.EntryQueueDefer (an evidence.QueueDefer) and evidence.EntryQueueOverflow (an
+// evidence.QueueOverflow per tcp_abort_on_overflow): the client's view and the server's, side
+// by side, at each moment of a deferred handshake, and of one whose data meets a full accept
+// queue.
 
-type queueView struct {
-	Moment   string    `json:"moment"`
-	At       time.Time `json:"at"`
-	Client   string    `json:"client"`
-	Server   string    `json:"server"`
-	Queue    uint32    `json:"queue"`
-	QueueMax uint32    `json:"queue_max"`
-	Unacked  uint32    `json:"unacked"`
-}
-
-type queueStory struct {
-	Listener        string           `json:"listener"`
-	Client          string           `json:"client"`
-	AbortOnOverflow string           `json:"tcp_abort_on_overflow"`
-	Fillers         []string         `json:"fillers"`
-	Views           []queueView      `json:"views"`
-	Accept          string           `json:"accept"`
-	Recv            string           `json:"recv"`
-	Read            string           `json:"read"`
-	Counters        map[string]int64 `json:"counters"`
-	Packets         []closeSegment   `json:"packets"`
+// queuePanel is one handshake as the picture draws it, whichever proof recorded it.
+type queuePanel struct {
+	title    string
+	client   string // the client's end: its segments are the arrows, the rest the fillers'
+	listener string
+	recv     string // the client's read after its data; "" where it made none
+	rows     []queueRow
 }
 
 // queueRow is one row of a panel: a segment of the client's, or both sides' views.
 type queueRow struct {
 	at   time.Time
-	seg  *closeSegment
-	view *queueView
+	seg  *evidence.Segment
+	view *evidence.QueueView
 	note string // beside a segment: what became of it
 }
 
 // queueRows keeps the client's own segments and the views, in time order; the fillers'
 // segments become one row, where they happened.
-func queueRows(st queueStory, notes func(closeSegment) string) []queueRow {
+func queueRows(client string, fillers int, packets []evidence.Segment, views []evidence.QueueView,
+	notes func(evidence.Segment) string) []queueRow {
 	var rows []queueRow
-	fillers := false
-	for i := range st.Packets {
-		p := st.Packets[i]
-		if p.Src != st.Client && p.Dst != st.Client {
-			if !fillers {
+	seen := false
+	for i := range packets {
+		p := packets[i]
+		if p.Src.String() != client && p.Dst.String() != client {
+			if !seen {
 				rows = append(rows, queueRow{at: p.Time, note: fmt.Sprintf(
-					"%d fillers connect and send a byte each: the accept queue fills", len(st.Fillers))})
-				fillers = true
+					"%d fillers connect and send a byte each: the accept queue fills", fillers)})
+				seen = true
 			}
 			continue
 		}
-		rows = append(rows, queueRow{at: p.Time, seg: &st.Packets[i], note: notes(p)})
+		rows = append(rows, queueRow{at: p.Time, seg: &packets[i], note: notes(p)})
 	}
-	for i := range st.Views {
-		rows = append(rows, queueRow{at: st.Views[i].At, view: &st.Views[i]})
+	for i := range views {
+		rows = append(rows, queueRow{at: views[i].At, view: &views[i]})
 	}
 	slices.SortStableFunc(rows, func(a, b queueRow) int { return a.at.Compare(b.at) })
 	return rows
 }
 
 // queuesPicture draws the deferred handshake, then each overflow, as panels of rows.
-func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error) {
-	type panel struct {
-		title string
-		st    queueStory
-		rows  []queueRow
-	}
-	var panels []panel
+func queuesPicture(deferred *evidence.QueueDefer, overflows []evidence.QueueOverflow) ([]byte, error) {
+	var panels []queuePanel
 	if deferred != nil {
 		st := *deferred
 		acks := 0
-		panels = append(panels, panel{"TCP_DEFER_ACCEPT: connect() returns, the server waits for data", st,
-			queueRows(st, func(p closeSegment) string {
-				switch {
-				case p.Src == st.Client && p.Flags == "ACK" && acks == 0:
-					acks++
-					return fmt.Sprintf("dropped: deferred (TCPDeferAcceptDrop +%d)", st.Counters["TCPDeferAcceptDrop"])
-				case p.Src == st.Client && p.Len > 0:
-					return fmt.Sprintf("%d bytes: they complete the connection", p.Len)
-				}
-				return ""
-			})})
+		rows := queueRows(st.Client, 0, st.Packets, st.Views, func(p evidence.Segment) string {
+			switch {
+			case p.Src.String() == st.Client && p.Flags == "ACK" && acks == 0:
+				acks++
+				return fmt.Sprintf("dropped: deferred (TCPDeferAcceptDrop +%d)", st.Counters["TCPDeferAcceptDrop"])
+			case p.Src.String() == st.Client && p.Len > 0:
+				return fmt.Sprintf("%d bytes: they complete the connection", p.Len)
+			}
+			return ""
+		})
+		// No read of the client's: its data completed the connection, and the server read it.
+		panels = append(panels, queuePanel{"TCP_DEFER_ACCEPT: connect() returns, the server waits for data",
+			st.Client, st.Listener, "", rows})
 	}
 	for _, o := range overflows {
 		st := o
@@ -97,21 +84,22 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 			title = "tcp_abort_on_overflow 1: the client's data meets a full queue, and is reset"
 		}
 		acks := 0
-		panels = append(panels, panel{title, st, queueRows(st, func(p closeSegment) string {
+		rows := queueRows(st.Client, len(st.Fillers), st.Packets, st.Views, func(p evidence.Segment) string {
 			switch {
-			case p.Src == st.Client && p.Flags == "ACK" && acks == 0:
+			case p.Src.String() == st.Client && p.Flags == "ACK" && acks == 0:
 				acks++
 				return "dropped: the server defers"
-			case p.Src == st.Client && p.Len > 0:
+			case p.Src.String() == st.Client && p.Len > 0:
 				return fmt.Sprintf("%d bytes: no room (ListenOverflows +%d)", p.Len, st.Counters["ListenOverflows"])
 			case strings.Contains(p.Flags, "RST"):
 				return fmt.Sprintf("embryonic_reset (EmbryonicRsts +%d)", st.Counters["EmbryonicRsts"])
 			}
 			return ""
-		})})
+		})
+		panels = append(panels, queuePanel{title, st.Client, st.Listener, st.Recv, rows})
 	}
 	if len(panels) == 0 {
-		return nil, fmt.Errorf("no queue_defer or queue_overflow evidence")
+		return nil, fmt.Errorf("no %s or %s evidence", evidence.EntryQueueDefer, evidence.EntryQueueOverflow)
 	}
 	const cx, sx, step, viewH = 240, 620, 30, 52
 	h := 50
@@ -132,8 +120,8 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 	y := 56
 	for _, p := range panels {
 		s.text(430, y, "middle", `font-weight="bold"`, p.title)
-		s.text(cx, y+44, "middle", `font-weight="bold"`, "client "+p.st.Client)
-		s.text(sx, y+44, "middle", `font-weight="bold"`, "server "+p.st.Listener)
+		s.text(cx, y+44, "middle", `font-weight="bold"`, "client "+p.client)
+		s.text(sx, y+44, "middle", `font-weight="bold"`, "server "+p.listener)
 		s.text(cx/2, y+24, "middle", `font-size="12" fill="#555555"`, "the client's kernel says")
 		s.text((sx+860)/2, y+24, "middle", `font-size="12" fill="#555555"`, "the server's kernel says")
 		y += 70
@@ -148,8 +136,8 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 					unacked = fmt.Sprintf("%d segment unacknowledged", v.Unacked)
 				}
 				client := []string{v.Client + " (TCP_INFO)", unacked}
-				if last && p.st.Recv != "" {
-					client[1] = "read(): " + p.st.Recv
+				if last && p.recv != "" {
+					client[1] = "read(): " + p.recv
 					if v.Unacked > 0 {
 						client[1] = unacked + "; " + client[1]
 					}
@@ -179,7 +167,7 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 			default:
 				g := r.seg
 				x1, x2 := cx, sx
-				if g.Src != p.st.Client {
+				if g.Src.String() != p.client {
 					x1, x2 = sx, cx
 				}
 				color, marker, dash := "#1565c0", "arrow", ""
@@ -210,19 +198,19 @@ func queuesPicture(deferred *queueStory, overflows []queueStory) ([]byte, error)
 func queuesPictures(byID map[string]proof, pics map[string][]byte, missing notes) {
 	const name = "handshake-views.svg"
 	p := byID["queue.synrecv"]
-	var deferred *queueStory
-	var d queueStory
-	if decodeFirst(p, "queue_defer", &d) {
+	var deferred *evidence.QueueDefer
+	var d evidence.QueueDefer
+	if decodeFirst(p, evidence.EntryQueueDefer, &d) {
 		deferred = &d
 	}
 	// Both overflows come from one spec, IPv4 first: the picture compares them.
-	var overflows []queueStory
+	var overflows []evidence.QueueOverflow
 	for _, sp := range p.passed() {
 		if len(overflows) > 0 {
 			break
 		}
-		for _, e := range sp.entries("queue_overflow") {
-			var o queueStory
+		for _, e := range sp.entries(evidence.EntryQueueOverflow) {
+			var o evidence.QueueOverflow
 			if e.decode(&o) == nil {
 				overflows = append(overflows, o)
 			}
