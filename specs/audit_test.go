@@ -28,6 +28,17 @@ func TestAuditReport(t *testing.T) {
 		r.SpecReports = append(r.SpecReports, extra...)
 		return r
 	}
+	// labelled is r as a run with -ginkgo.label-filter makes it; skipped is a spec that
+	// called Skip, which records where and why.
+	labelled := func(r types.Report) types.Report {
+		r.SuiteConfig.LabelFilter = "chapter:1"
+		return r
+	}
+	skipped := func(labels ...string) types.SpecReport {
+		s := it(types.SpecStateSkipped, 0, labels...)
+		s.Failure = types.Failure{Message: "no sandbox here", Location: types.NewCodeLocation(0)}
+		return s
+	}
 	cases := []struct {
 		name   string
 		report types.Report
@@ -41,6 +52,8 @@ func TestAuditReport(t *testing.T) {
 		{"a skip under CI", everyClaim(it(types.SpecStateSkipped, 0, Claims[0].Label())), true, "CI never skips"},
 		{"a skip elsewhere", everyClaim(it(types.SpecStateSkipped, 0, Claims[0].Label())), false, ""},
 		{"a claim left unproven", types.Report{SpecReports: everyClaim().SpecReports[1:]}, false, "has no passing spec"},
+		{"a spec a label filter left out, under CI", labelled(everyClaim(it(types.SpecStateSkipped, 0, Claims[0].Label()))), true, ""},
+		{"a Skip under CI in a filtered run", labelled(everyClaim(skipped(Claims[0].Label()))), true, "CI never skips"},
 	}
 	for _, c := range cases {
 		problems := auditReport(c.report, c.ci)
