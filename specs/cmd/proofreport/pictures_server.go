@@ -112,6 +112,17 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 		arrow(fdX+fdW, y+bh/2, bx-2, y+bh/2, `stroke="#1565c0"`)
 		s.box(bx, y, bw, bh, style)
 	}
+	// addressed draws a step whose socket has an address: the call, the descriptor and its
+	// box, with what the kernel reads back (mono) and says of it (small) in two lines. It
+	// returns the top of the box.
+	addressed := func(y int, title, call string, n int, style, addr, said string) int {
+		step(y, title, call)
+		y += 26
+		fd(y, n, 56, style)
+		s.text(bx+12, y+22, "start", mono, addr)
+		s.text(bx+12, y+44, "start", small, said)
+		return y
+	}
 	divider := func(y int, from string) {
 		fmt.Fprintf(s, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#bdbdbd" stroke-width="1"/>`+"\n",
 			left, y, w-20, y)
@@ -134,21 +145,15 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	y += 58
 
 	// 2. bind(): an address and a port.
-	step(y, "2. bind()", fmt.Sprintf("bind(%d, address)", bound.FD))
-	y += 26
-	fd(y, bound.FD, 56, colMuted)
-	s.text(bx+12, y+22, "start", mono, bound.Local)
-	s.text(bx+12, y+44, "start", small, fmt.Sprintf("getsockname: its address and port; "+
-		"state %s, SO_ACCEPTCONN %d, getpeername: %s", bound.State, bound.AcceptConn, bound.Peer))
+	y = addressed(y, "2. bind()", fmt.Sprintf("bind(%d, address)", bound.FD), bound.FD, colMuted,
+		bound.Local, fmt.Sprintf("getsockname: its address and port; state %s, SO_ACCEPTCONN %d, "+
+			"getpeername: %s", bound.State, bound.AcceptConn, bound.Peer))
 	y += 74
 
 	// 3. listen(): a passive socket, and its two queues.
-	step(y, "3. listen()", fmt.Sprintf("listen(%d, backlog)", lis.FD))
-	y += 26
-	fd(y, lis.FD, 56, colSame)
-	s.text(bx+12, y+22, "start", mono, lis.Local)
-	s.text(bx+12, y+44, "start", small, fmt.Sprintf("state %s, SO_ACCEPTCONN %d: passive, "+
-		"it takes connections and nothing else", lis.State, lis.AcceptConn))
+	y = addressed(y, "3. listen()", fmt.Sprintf("listen(%d, backlog)", lis.FD), lis.FD, colSame,
+		lis.Local, fmt.Sprintf("state %s, SO_ACCEPTCONN %d: passive, it takes connections and "+
+			"nothing else", lis.State, lis.AcceptConn))
 	qy, qw := y+66, (bw-14)/2
 	ax := bx + qw + 14 // the accept queue's box
 	s.box(bx, qy, qw, 76, colMuted)
@@ -183,24 +188,18 @@ func serverStepsPicture(st serverSteps) ([]byte, error) {
 	y += 22
 
 	// The client's connect(): the kernel completes the handshake before any accept().
-	step(y, "the client: connect()", fmt.Sprintf("connect(%d, %s) = 0", cli.FD, cli.Peer))
-	y += 26
-	fd(y, cli.FD, 56, colDiff)
-	s.text(bx+12, y+22, "start", mono, cli.Local+" → "+cli.Peer)
-	s.text(bx+12, y+44, "start", small, fmt.Sprintf("state %s before any accept(): "+
-		"its connection waits in the accept queue", cli.State))
+	y = addressed(y, "the client: connect()", fmt.Sprintf("connect(%d, %s) = 0", cli.FD, cli.Peer),
+		cli.FD, colDiff, cli.Local+" → "+cli.Peer, fmt.Sprintf("state %s before any accept(): "+
+			"its connection waits in the accept queue", cli.State))
 	if st.Queued > 0 {
 		arrow(slotX+55, y, slotX+55, slotY+22, `stroke="#e65100" stroke-dasharray="5 4"`)
 	}
 	y += 74
 
 	// 4. accept(): a new descriptor, an active socket with its 4-tuple; the listener stays.
-	step(y, "4. accept()", fmt.Sprintf("accept4(%d) = %d", lis.FD, acc.FD))
-	y += 26
-	fd(y, acc.FD, 56, colSame)
-	s.text(bx+12, y+22, "start", mono, acc.Local+" ↔ "+acc.Peer)
-	s.text(bx+12, y+44, "start", small, fmt.Sprintf("state %s, SO_ACCEPTCONN %d: active, "+
-		"named by its 4-tuple; descriptor %d goes on listening", acc.State, acc.AcceptConn, lis.FD))
+	y = addressed(y, "4. accept()", fmt.Sprintf("accept4(%d) = %d", lis.FD, acc.FD), acc.FD, colSame,
+		acc.Local+" ↔ "+acc.Peer, fmt.Sprintf("state %s, SO_ACCEPTCONN %d: active, named by its "+
+			"4-tuple; descriptor %d goes on listening", acc.State, acc.AcceptConn, lis.FD))
 	y += 56
 
 	// One more descriptor per accept, each connection its own 4-tuple.
