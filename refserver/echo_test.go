@@ -61,10 +61,8 @@ func TestEchoRandomChunks(t *testing.T) {
 			var mu sync.Mutex
 			var total int64
 			for i := range clients {
-				wg.Add(1)
 				connected.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					c, err := dialE(srv.Addr())
 					connected.Done()
 					if err != nil {
@@ -80,7 +78,7 @@ func TestEchoRandomChunks(t *testing.T) {
 					mu.Lock()
 					total += n
 					mu.Unlock()
-				}()
+				})
 			}
 			connected.Wait()
 			waitStats(t, srv, "every client accepted", func(st Stats) bool { return st.Open == clients })

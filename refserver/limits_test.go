@@ -151,9 +151,7 @@ func TestIdleTimeout(t *testing.T) {
 		var wg sync.WaitGroup
 		var took int64
 		var terr error
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			buf := make([]byte, 4<<10)
 			for {
 				select {
@@ -168,7 +166,7 @@ func TestIdleTimeout(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 		n, err := readEOF(silent)
 		closed := time.Since(start)
 		close(stop)
@@ -319,9 +317,7 @@ func TestMaxConnsFlood(t *testing.T) {
 	var ferr atomic.Value
 	var wg sync.WaitGroup
 	for range flooders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for refused.Load()+failed.Load() < maxFlood {
 				select {
 				case <-stop:
@@ -343,7 +339,7 @@ func TestMaxConnsFlood(t *testing.T) {
 				}
 				refused.Add(1)
 			}
-		}()
+		})
 	}
 	during, err := roundTrips(conns, flood)
 	close(stop)

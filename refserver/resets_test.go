@@ -74,10 +74,8 @@ func TestResets(t *testing.T) {
 	sem := make(chan struct{}, atOnce)
 	var wg sync.WaitGroup
 	for i := range clients {
-		wg.Add(1)
 		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
 			c, err := dialE(srv.Addr())
 			if err != nil {
@@ -96,7 +94,7 @@ func TestResets(t *testing.T) {
 			if err := reset(c); err != nil {
 				t.Errorf("client %d: reset: %v", i, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	st := waitStats(t, srv, "every reset connection closed", func(st Stats) bool { return st.Closed == clients })

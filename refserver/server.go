@@ -192,15 +192,13 @@ func (s *Server) Serve() error {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		for _, l := range s.loops {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				if err := l.run(); err != nil {
 					mu.Lock()
 					s.serveErr = errors.Join(s.serveErr, err)
 					mu.Unlock()
 				}
-			}()
+			})
 		}
 		wg.Wait()
 		s.closeAll()

@@ -264,12 +264,10 @@ func shedFlood(addr netip.AddrPort, n int) (cs []shedClient, connected time.Dura
 	var wg, answered sync.WaitGroup
 	flooded := make(chan struct{}) // closed once every client has had its answer
 	for i := range cs {
-		wg.Add(1)
 		answered.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cs[i].run(addr, i, answered.Done, flooded)
-		}()
+		})
 	}
 	answered.Wait()
 	connected = time.Since(start)

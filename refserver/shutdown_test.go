@@ -80,9 +80,7 @@ func TestShutdown(t *testing.T) {
 		// Every client reads to the end; each must end with FIN (nil), not ECONNRESET.
 		var wg sync.WaitGroup
 		for _, c := range conns {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer c.Close()
 				got, err := io.ReadAll(c)
 				if err != nil {
@@ -90,7 +88,7 @@ func TestShutdown(t *testing.T) {
 				} else if !bytes.Equal(got, want[c]) {
 					t.Errorf("talker %s: %d bytes; want its last %d echoed", c.LocalAddr(), len(got), len(want[c]))
 				}
-			}()
+			})
 		}
 		wg.Add(2)
 		go func() {

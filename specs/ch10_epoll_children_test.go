@@ -299,11 +299,9 @@ func ch10Herd(arg ch10HerdArg, exclusive bool) (evidence.EpollHerd, error) {
 	for i := range ws {
 		w := &ch10Thread{}
 		ws[i] = w
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			w.wait(l, stop, events, &accepted, started)
-		}()
+		})
 	}
 	var startErr error
 	for range ws {

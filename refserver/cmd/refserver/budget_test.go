@@ -167,14 +167,12 @@ func stall(t *testing.T, c *cli, n, each int) []net.Conn {
 		}
 		conns[i] = conn
 		t.Cleanup(func() { conn.Close() })
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			conn.SetWriteDeadline(time.Now().Add(3 * time.Second))
 			if _, err := conn.Write(payload); err != nil && !os.IsTimeout(err) {
 				errs <- err
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)

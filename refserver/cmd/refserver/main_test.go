@@ -474,9 +474,7 @@ func TestNofile(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range nofile {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cl, err := net.DialTimeout("tcp", c.addr.String(), 2*time.Second)
 			if err != nil {
 				t.Error(err)
@@ -492,7 +490,7 @@ func TestNofile(t *testing.T) {
 			} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
 				t.Errorf("client: %v; want a timeout (held) or end of stream (shed)", err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if eof == 0 || eof == nofile {
