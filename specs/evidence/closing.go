@@ -127,8 +127,6 @@ type ListenerReset struct {
 	Calls     Calls         `json:"calls"`     // the clients' writes and reads, and Shutdown
 	Narration []string      `json:"narration"` // refserver's log of its Shutdown
 	Packets   []Segment     `json:"packets"`   // the handshakes, the bytes, the RSTs, on lo
-	// States stays empty: each client's tcpi_state is its ResetClient's Before and After.
-	States []StateSeen `json:"states"`
 }
 
 // ResetClient is one client of the stopped server.
