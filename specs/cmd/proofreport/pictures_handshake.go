@@ -16,7 +16,7 @@ import (
 // scale. The segments sit at the kernel's timestamps, the system calls at the times the
 // child took with time.Now: both read CLOCK_REALTIME, so one axis holds them all without
 // any alignment, in µs after the client's SYN: the spec's evidence.Timeline (EntryPackets)
-// and its evidence.TimelineCalls (EntrySyscalls, EntryAcceptAt).
+// and its []evidence.TimelineCall (EntrySyscalls, EntryAcceptAt).
 
 // handshakeFigure is the picture for handshake.before-accept, or, when this run did not
 // produce its evidence, a placeholder and the reason, for the page.
